@@ -1,1 +1,4 @@
+"""Version of this distribution, read by hatch."""
+from __future__ import annotations
+
 __version__ = "0.1.0"

@@ -1,0 +1,43 @@
+"""The jobwire gateway: gRPC front of the queue providers and the scheduler.
+
+Run it with the ``jobwire-gateway`` command, or embed it::
+
+    async with Gateway(load_settings("jobwire.toml")) as gateway:
+        ...
+
+    with EmbeddedGateway() as gateway:  # background thread, free port
+        print(gateway.address)
+"""
+
+from __future__ import annotations
+
+from jobwire.gateway.__about__ import __version__
+from jobwire.gateway._config import (
+    GatewaySettings,
+    MemoryProviderSettings,
+    RetrySettings,
+    SchedulerSettings,
+    ServerSettings,
+    WorkerSettings,
+    load_settings,
+)
+from jobwire.gateway._embedded import EmbeddedGateway
+from jobwire.gateway._server import Gateway
+
+__all__ = [
+    "EmbeddedGateway",
+    "Gateway",
+    "GatewaySettings",
+    "MemoryProviderSettings",
+    "RetrySettings",
+    "SchedulerSettings",
+    "ServerSettings",
+    "WorkerSettings",
+    "__version__",
+    "load_settings",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if hasattr(_obj, "__module__"):
+        _obj.__module__ = __name__

@@ -1,0 +1,162 @@
+"""Gateway configuration: pydantic models read from TOML and ``JOBWIRE_*`` variables."""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("jobwire_config_file", default=None)
+
+MiB = 1024 * 1024
+
+
+class _Section(BaseModel):
+    # A typo in a key must fail at start, naming the key.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(_Section):
+    """The ``[server]`` table: listening address, limits, leases and shutdown."""
+
+    listen: str = "127.0.0.1:50051"
+    """``HOST:PORT`` to listen on; port 0 picks a free port."""
+    max_payload_bytes: int = Field(default=MiB, gt=0, le=64 * MiB)
+    """Largest job payload accepted at enqueue."""
+    max_message_bytes: int = Field(default=8 * MiB, gt=0)
+    """Largest gRPC message the server receives or sends."""
+    max_batch_size: int = Field(default=1000, gt=0)
+    """Most jobs in one ``EnqueueJobs`` call."""
+    max_page_size: int = Field(default=1000, gt=0)
+    """Largest ``page_size`` accepted by list calls."""
+    max_in_flight_limit: int = Field(default=1000, gt=0)
+    """Most credits one worker stream may hold."""
+    max_attributes: int = Field(default=64, ge=0)
+    """Most attributes per job."""
+    lease_duration: timedelta = timedelta(seconds=30)
+    """Default lease length of a delivery."""
+    min_lease_duration: timedelta = timedelta(seconds=1)
+    """Shortest lease a worker may ask for."""
+    max_lease_duration: timedelta = timedelta(minutes=30)
+    """Longest lease a worker may ask for."""
+    default_job_timeout: timedelta | None = None
+    """Attempt timeout of jobs enqueued without one; None means no limit."""
+    shutdown_grace: timedelta = timedelta(seconds=30)
+    """How long SIGTERM waits for workers to finish in-flight jobs."""
+    reflection: bool = True
+    """Serve gRPC server reflection (for grpcurl and ``buf curl``)."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return value
+
+
+class RetrySettings(_Section):
+    """Backoff between attempts of a failed job: ``initial * multiplier**(n-1)``, jittered."""
+
+    initial_backoff: timedelta = timedelta(seconds=1)
+    max_backoff: timedelta = timedelta(minutes=5)
+    multiplier: float = Field(default=2.0, ge=1.0)
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Fraction of the delay drawn at random, so failed jobs do not retry in lockstep."""
+
+
+class _ProviderBase(_Section):
+    retry: RetrySettings = RetrySettings()
+    dedup_window: timedelta = timedelta(0)
+    """How long a deduplication key stays taken after its job finished."""
+
+
+class MemoryProviderSettings(_ProviderBase):
+    """``type = "memory"``: in-process queues; jobs do not survive a restart."""
+
+    type: Literal["memory"] = "memory"
+    max_history: int = Field(default=10_000, ge=0)
+    """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
+
+
+# One entry per provider module; `type` picks the model (and, in the registry, the factory).
+ProviderSettings = Annotated[MemoryProviderSettings, Field(discriminator="type")]
+
+
+class WorkerSettings(_Section):
+    """The ``[worker]`` table: whether the gateway runs handlers itself."""
+
+    mode: Literal["standalone", "in-process"] = "standalone"
+    """``in-process`` runs a worker inside the gateway with ``handlers``."""
+    handlers: list[str] = []
+    """``module:attribute`` paths of handler registries for the in-process worker."""
+    queues: list[str] = ["default"]
+    concurrency: int = Field(default=8, gt=0)
+    shutdown_timeout: timedelta = timedelta(seconds=30)
+
+
+class SchedulerSettings(_Section):
+    """The ``[scheduler]`` table (database-backed one-time and recurring jobs)."""
+
+    enabled: bool = True
+    database_url: str = "sqlite+aiosqlite:///jobwire.db"
+    poll_interval: timedelta = timedelta(seconds=60)
+
+
+class GatewaySettings(BaseSettings):
+    """All gateway settings.
+
+    Sources, highest priority first: keyword arguments, ``JOBWIRE_<TABLE>__<KEY>``
+    environment variables, then the TOML file given to :func:`load_settings`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="JOBWIRE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    server: ServerSettings = ServerSettings()
+    provider: ProviderSettings = MemoryProviderSettings()
+    worker: WorkerSettings = WorkerSettings()
+    scheduler: SchedulerSettings = SchedulerSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read keyword arguments, then the environment, then the TOML file."""
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_CONFIG_FILE.get())
+        return init_settings, env_settings, toml
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: object) -> GatewaySettings:
+    """Load settings from ``config_file`` (TOML), the environment and ``overrides``.
+
+    Raises:
+        FileNotFoundError: ``config_file`` does not exist.
+        pydantic.ValidationError: a value is invalid; the message names the key.
+    """
+    path = Path(config_file) if config_file is not None else None
+    if path is not None and not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    token = _CONFIG_FILE.set(path)
+    try:
+        return GatewaySettings(**overrides)  # type: ignore[arg-type]  # validated by pydantic
+    finally:
+        _CONFIG_FILE.reset(token)

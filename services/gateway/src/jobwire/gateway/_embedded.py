@@ -1,0 +1,97 @@
+"""A gateway on a private event loop in a background thread.
+
+For notebooks, scripts and sync tests: the caller's thread (and any event
+loop it runs) stays free, and the gateway keeps serving while it blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from jobwire.gateway._config import GatewaySettings, ServerSettings
+from jobwire.gateway._server import Gateway
+
+_T = TypeVar("_T")
+
+
+class EmbeddedGateway:
+    """Run a gateway in a daemon thread; by default on a free port of 127.0.0.1.
+
+    Example:
+        >>> with EmbeddedGateway() as gateway:
+        ...     client = Client(gateway.address)
+    """
+
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        self.settings = settings or GatewaySettings(server=ServerSettings(listen="127.0.0.1:0"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._gateway: Gateway | None = None
+
+    @property
+    def address(self) -> str:
+        """``host:port`` the gateway listens on."""
+        if self._gateway is None:
+            raise RuntimeError("the embedded gateway is not running; call start() first")
+        return self._gateway.address
+
+    @property
+    def gateway(self) -> Gateway:
+        """The running :class:`Gateway` (use it only through :meth:`call`)."""
+        if self._gateway is None:
+            raise RuntimeError("the embedded gateway is not running; call start() first")
+        return self._gateway
+
+    def start(self, timeout: float = 10.0) -> Self:
+        """Start the thread and the gateway; return once it serves."""
+        if self._gateway is not None:
+            return self
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(target=loop.run_forever, name="jobwire-gateway", daemon=True)
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self._gateway = self.call(Gateway(self.settings).start(), timeout)
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        return self
+
+    def call(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        """Run ``coro`` on the gateway's loop and return its result."""
+        if self._loop is None:
+            raise RuntimeError("the embedded gateway is not running; call start() first")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def stop(self, grace: float = 1.0) -> None:
+        """Stop the gateway (draining workers for up to ``grace`` seconds) and the thread."""
+        if self._gateway is not None:
+            try:
+                self.call(self._gateway.stop(grace), grace + 10)
+            finally:
+                self._gateway = None
+                self._shutdown_loop()
+
+    def _shutdown_loop(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,98 @@
+"""Domain errors of the gateway and their gRPC status.
+
+Each error carries a canonical gRPC code and an ``ErrorInfo.reason``; the
+servicers turn them into a ``google.rpc.Status`` so SDKs in any language can
+map them to typed exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+ERROR_DOMAIN = "jobwire.dev"
+
+
+class GatewayError(Exception):
+    """The gateway refused the request."""
+
+    code = grpc.StatusCode.INTERNAL
+    reason = "INTERNAL"
+
+    def __init__(self, message: str | None = None, **metadata: str) -> None:
+        super().__init__(message or self.__doc__)
+        self.message = message or self.__doc__ or ""
+        self.metadata: Mapping[str, str] = metadata
+
+    def to_status(self) -> grpc.Status:
+        """Return the rich gRPC status carrying this error's ``ErrorInfo``."""
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN, metadata=dict(self.metadata)
+        )
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        status = status_pb2.Status(
+            code=getattr(code_pb2, self.code.name), message=self.message, details=[detail]
+        )
+        return rpc_status.to_status(status)
+
+
+class InvalidArgumentError(GatewayError):
+    """A request field is invalid."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
+        self.field = field
+
+
+class PayloadTooLargeError(InvalidArgumentError):
+    """The payload is larger than the gateway accepts."""
+
+    reason = "PAYLOAD_TOO_LARGE"
+
+
+class InvalidPageTokenError(InvalidArgumentError):
+    """The page token is malformed or belongs to another listing."""
+
+    reason = "INVALID_PAGE_TOKEN"
+
+
+class JobNotFoundError(GatewayError):
+    """No job has this id (it may have left the gateway's history)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "JOB_NOT_FOUND"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found", job_id=job_id)
+
+
+class JobTerminalError(GatewayError):
+    """The job already finished."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "JOB_TERMINAL"
+
+    def __init__(self, job_id: str, state: str) -> None:
+        super().__init__(f"job {job_id!r} already finished ({state})", job_id=job_id, state=state)
+
+
+class ResourceExhaustedError(GatewayError):
+    """A gateway limit was reached."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = "RESOURCE_EXHAUSTED"
+
+
+class UnavailableError(GatewayError):
+    """The gateway cannot serve the request now; retry later."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = "UNAVAILABLE"

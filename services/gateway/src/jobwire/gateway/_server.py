@@ -1,0 +1,119 @@
+"""The gateway process: gRPC server, servicers, health, reflection and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Self
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from jobwire.gateway._config import GatewaySettings
+from jobwire.gateway._service import JobService
+from jobwire.gateway.providers import create_provider
+from jobwire.gateway.providers.base import JobEvents, QueueProvider
+from jobwire.gateway.servicers import QueueServicer, WorkerServicer
+from jobwire.v1 import (
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
+
+logger = logging.getLogger("jobwire.gateway")
+
+SERVICE_NAMES = (
+    queue_service_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,
+    worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+)
+
+
+class Gateway:
+    """A running gateway: ``await Gateway(settings).start()``, then ``await stop()``.
+
+    Also an async context manager. ``address`` is known after ``start()`` (the
+    configured port may be 0).
+    """
+
+    def __init__(self, settings: GatewaySettings | None = None) -> None:
+        self.settings = settings or GatewaySettings()
+        self.events = JobEvents()
+        self.provider: QueueProvider = create_provider(self.settings.provider, self.events)
+        self.service = JobService(self.settings, self.provider)
+        self._workers = WorkerServicer(self.settings.server, self.provider)
+        self._health = health.aio.HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._stopped = asyncio.Event()
+        self.address = ""
+
+    async def start(self) -> Self:
+        """Open the provider and start serving."""
+        server_settings = self.settings.server
+        await self.provider.open()
+        size = server_settings.max_message_bytes
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", size),
+                ("grpc.max_send_message_length", size),
+                # Notice dead peers on idle streams without waiting for TCP.
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
+            QueueServicer(self.service), server
+        )
+        worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        if server_settings.reflection:
+            names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
+            reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
+        host, _, _ = server_settings.listen.rpartition(":")
+        port = server.add_insecure_port(server_settings.listen)
+        await server.start()
+        self._server = server
+        self.address = f"{host}:{port}"
+        for name in ("", *SERVICE_NAMES):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        logger.info(
+            "jobwire gateway serving on %s (provider %s)", self.address, self.settings.provider.type
+        )
+        return self
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain workers, wait up to ``grace`` seconds for their leases, then stop.
+
+        Leases still held at the end are released, so their jobs are available
+        again to the next gateway (with a durable provider).
+        """
+        if self._server is None or self._stopped.is_set():
+            return
+        if grace is None:
+            grace = self.settings.server.shutdown_grace.total_seconds()
+        await self._health.enter_graceful_shutdown()
+        self._workers.drain(grace)
+        await self._workers.wait_drained(grace)
+        await self._server.stop(grace=min(1.0, grace))
+        await self.provider.aclose()
+        self._stopped.set()
+        logger.info("jobwire gateway on %s stopped", self.address)
+
+    async def wait_stopped(self) -> None:
+        """Wait until :meth:`stop` has finished."""
+        await self._stopped.wait()
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

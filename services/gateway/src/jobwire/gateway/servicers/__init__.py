@@ -1,0 +1,8 @@
+"""gRPC servicers of the jobwire.v1 services."""
+
+from __future__ import annotations
+
+from jobwire.gateway.servicers.queue import QueueServicer
+from jobwire.gateway.servicers.worker import WorkerServicer
+
+__all__ = ["QueueServicer", "WorkerServicer"]

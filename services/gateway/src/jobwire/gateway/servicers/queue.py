@@ -1,0 +1,129 @@
+"""``jobwire.v1.QueueService``: the producer API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from jobwire.gateway._models import JobRecord, duration
+from jobwire.gateway._service import JobService
+from jobwire.gateway.servicers._rpc import Context, abort, unary
+from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
+
+_FULL = job_pb2.JOB_VIEW_FULL
+_BASIC = job_pb2.JOB_VIEW_BASIC
+
+
+def _view(requested: job_pb2.JobView.ValueType, default: job_pb2.JobView.ValueType) -> bool:
+    """Whether to include payload and result."""
+    return (requested or default) == _FULL
+
+
+def _enqueued(job: JobRecord, deduplicated: bool) -> queue_service_pb2.EnqueueJobResponse:
+    # The producer sent the payload; echoing it back would double the traffic.
+    return queue_service_pb2.EnqueueJobResponse(
+        job=job.to_proto(full=False), deduplicated=deduplicated
+    )
+
+
+class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
+    """Serves QueueService on top of :class:`JobService`."""
+
+    def __init__(self, service: JobService) -> None:
+        self._service = service
+
+    @unary
+    async def EnqueueJob(
+        self, request: queue_service_pb2.EnqueueJobRequest, context: Context
+    ) -> queue_service_pb2.EnqueueJobResponse:
+        """Enqueue one job."""
+        [(job, deduplicated)] = await self._service.enqueue([request], batch=False)
+        return _enqueued(job, deduplicated)
+
+    @unary
+    async def EnqueueJobs(
+        self, request: queue_service_pb2.EnqueueJobsRequest, context: Context
+    ) -> queue_service_pb2.EnqueueJobsResponse:
+        """Enqueue a batch, validated as a whole."""
+        results = await self._service.enqueue(request.requests, batch=True)
+        return queue_service_pb2.EnqueueJobsResponse(
+            results=[_enqueued(job, dedup) for job, dedup in results]
+        )
+
+    @unary
+    async def GetJob(
+        self, request: queue_service_pb2.GetJobRequest, context: Context
+    ) -> queue_service_pb2.GetJobResponse:
+        """Return one job."""
+        job = await self._service.get_job(request.id)
+        return queue_service_pb2.GetJobResponse(job=job.to_proto(full=_view(request.view, _FULL)))
+
+    @unary
+    async def ListJobs(
+        self, request: queue_service_pb2.ListJobsRequest, context: Context
+    ) -> queue_service_pb2.ListJobsResponse:
+        """Return one page of jobs."""
+        jobs, token = await self._service.list_jobs(request)
+        full = _view(request.view, _BASIC)
+        return queue_service_pb2.ListJobsResponse(
+            jobs=[job.to_proto(full=full) for job in jobs], next_page_token=token
+        )
+
+    @unary
+    async def CancelJob(
+        self, request: queue_service_pb2.CancelJobRequest, context: Context
+    ) -> queue_service_pb2.CancelJobResponse:
+        """Cancel a job."""
+        job = await self._service.cancel_job(request.id, request.reason)
+        return queue_service_pb2.CancelJobResponse(job=job.to_proto(full=False))
+
+    @unary
+    async def GetQueueStats(
+        self, request: queue_service_pb2.GetQueueStatsRequest, context: Context
+    ) -> queue_service_pb2.GetQueueStatsResponse:
+        """Return per-queue counts."""
+        rows = await self._service.stats(request.queue)
+        stats = []
+        for row in rows:
+            counts = {state.name.lower(): n for state, n in row.by_state.items()}
+            stats.append(
+                queue_service_pb2.QueueStats(
+                    queue=row.queue,
+                    oldest_pending_age=duration(row.oldest_pending_age),
+                    workers=row.workers,
+                    **counts,
+                )
+            )
+        return queue_service_pb2.GetQueueStatsResponse(queues=stats)
+
+    async def WatchJob(
+        self, request: queue_service_pb2.WatchJobRequest, context: Context
+    ) -> AsyncIterator[queue_service_pb2.WatchJobResponse]:
+        """Stream the job's state until it is terminal."""
+        full = _view(request.view, _BASIC)
+        try:
+            # Watch before reading so no change between the two is missed.
+            with self._service.provider.events.watch(request.id) as watch:
+                job = await self._service.get_job(request.id)
+                snapshot = job.to_proto(full=full)
+                while True:
+                    yield queue_service_pb2.WatchJobResponse(job=snapshot)
+                    if snapshot.state in _TERMINAL:
+                        return
+                    snapshot = await watch.next()
+                    if not full:
+                        snapshot = _basic(snapshot)
+        except Exception as error:
+            await abort(context, error)
+
+
+_TERMINAL = frozenset(
+    {job_pb2.Job.STATE_COMPLETED, job_pb2.Job.STATE_DEAD, job_pb2.Job.STATE_CANCELLED}
+)
+
+
+def _basic(snapshot: job_pb2.Job) -> job_pb2.Job:
+    basic = job_pb2.Job()
+    basic.CopyFrom(snapshot)
+    basic.ClearField("payload")
+    basic.ClearField("result")
+    return basic

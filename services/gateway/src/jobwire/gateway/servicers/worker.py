@@ -1,0 +1,354 @@
+"""``jobwire.v1.WorkerService.StreamJobs``: one session per worker stream.
+
+A session runs three loops. The reader applies the worker's frames (acks,
+nacks, extensions, progress, credits). The deliverer leases jobs whenever
+credits are free and waits on an event otherwise. The RPC's own generator is
+the only writer: it yields what the others put in an outbox, which credits
+keep bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from jobwire.gateway._config import ServerSettings
+from jobwire.gateway._errors import InvalidArgumentError, UnavailableError
+from jobwire.gateway._models import duration, timestamp
+from jobwire.gateway._service import MAX_KEY_LENGTH, MAX_SCHEDULE_AHEAD, validate_queue_name
+from jobwire.gateway.providers.base import (
+    Consumer,
+    Delivery,
+    LeaseOutcome,
+    NackRequest,
+    QueueProvider,
+    Revocation,
+)
+from jobwire.gateway.servicers._rpc import Context, abort
+from jobwire.v1 import worker_service_pb2, worker_service_pb2_grpc
+
+logger = logging.getLogger("jobwire.gateway.worker")
+
+Request = worker_service_pb2.StreamJobsRequest
+Response = worker_service_pb2.StreamJobsResponse
+_MAX_QUEUES = 64
+_MAX_JOB_TYPES = 1024
+
+
+class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
+    """Serves worker streams on top of the provider."""
+
+    def __init__(self, settings: ServerSettings, provider: QueueProvider) -> None:
+        self._settings = settings
+        self._provider = provider
+        self._sessions: set[_Session] = set()
+        self._draining = False
+        # Set whenever a session gives leases back or ends; shutdown waits on it.
+        self._released = asyncio.Event()
+
+    @property
+    def leases_held(self) -> int:
+        """Leases held by all open sessions."""
+        return sum(len(s.consumer.leases) for s in self._sessions)
+
+    async def wait_drained(self, grace: float) -> bool:
+        """Wait until no session holds a lease; False if ``grace`` seconds passed first."""
+        try:
+            async with asyncio.timeout(grace):
+                while self.leases_held:
+                    self._released.clear()
+                    await self._released.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def drain(self, grace: float) -> None:
+        """Ask every worker to finish its in-flight jobs; refuse new sessions."""
+        self._draining = True
+        for session in self._sessions:
+            session.drain(grace)
+
+    async def StreamJobs(self, request_iterator: Any, context: Context) -> AsyncIterator[Response]:
+        """Run one worker session until either side ends it."""
+        try:
+            if self._draining:
+                raise UnavailableError("the gateway is shutting down; reconnect to another one")
+            first = await context.read()
+            if first is grpc.aio.EOF:
+                return
+            consumer = self._open(first)
+        except Exception as error:
+            await abort(context, error)
+        session = _Session(
+            context,
+            consumer,
+            first.open.max_in_flight,
+            self._provider,
+            self._settings,
+            self._released,
+        )
+        self._sessions.add(session)
+        await self._provider.connect(consumer)
+        try:
+            async for frame in session.run():
+                yield frame
+        finally:
+            self._sessions.discard(session)
+            await self._provider.disconnect(consumer)
+            self._released.set()
+        if session.error is not None:
+            await abort(context, session.error)
+
+    def _open(self, frame: Request) -> Consumer:
+        kind = frame.WhichOneof("kind")
+        if kind != "open":
+            raise InvalidArgumentError(
+                "open", f"the first frame of StreamJobs must be `open`, got `{kind}`"
+            )
+        req = frame.open
+        limit = self._settings.max_in_flight_limit
+        if not req.worker_id or len(req.worker_id) > MAX_KEY_LENGTH:
+            raise InvalidArgumentError(
+                "open.worker_id", f"is required, at most {MAX_KEY_LENGTH} chars"
+            )
+        if not 1 <= req.max_in_flight <= limit:
+            raise InvalidArgumentError(
+                "open.max_in_flight", f"must be between 1 and {limit}, got {req.max_in_flight}"
+            )
+        if len(req.queues) > _MAX_QUEUES or len(req.job_types) > _MAX_JOB_TYPES:
+            raise InvalidArgumentError(
+                "open.queues", f"at most {_MAX_QUEUES} queues and {_MAX_JOB_TYPES} job types"
+            )
+        queues = tuple(
+            dict.fromkeys(validate_queue_name(q, "open.queues") for q in req.queues or [""])
+        )
+        lease = self._settings.lease_duration.total_seconds()
+        if req.HasField("lease_duration"):
+            lease = _clamp_lease(self._settings, req.lease_duration)
+        return Consumer(
+            worker_id=req.worker_id,
+            queues=queues,
+            job_types=frozenset(req.job_types),
+            lease_duration=lease,
+            on_revoke=_ignore,  # replaced by the session
+        )
+
+
+def _ignore(revocation: Revocation) -> None:
+    pass
+
+
+def _clamp_lease(settings: ServerSettings, value: duration_pb2.Duration) -> float:
+    """Keep a requested lease length within the configured bounds."""
+    seconds = value.ToTimedelta().total_seconds()
+    low = settings.min_lease_duration.total_seconds()
+    return min(settings.max_lease_duration.total_seconds(), max(low, seconds))
+
+
+class _Session:
+    def __init__(
+        self,
+        context: Context,
+        consumer: Consumer,
+        max_in_flight: int,
+        provider: QueueProvider,
+        settings: ServerSettings,
+        released: asyncio.Event,
+    ) -> None:
+        self.context = context
+        self.consumer = consumer
+        self.error: BaseException | None = None
+        self._provider = provider
+        self._settings = settings
+        self._window = max_in_flight
+        self._outbox: asyncio.Queue[Response | None] = asyncio.Queue()
+        self._capacity = asyncio.Event()
+        self._released = released
+        self._draining = False
+        consumer.on_revoke = self._on_revoke
+
+    async def run(self) -> AsyncIterator[Response]:
+        """Yield the frames to send until the stream ends."""
+        consumer = self.consumer
+        opened = Response.Opened(
+            session_id=consumer.session_id,
+            lease_duration=duration(consumer.lease_duration),
+            heartbeat_interval=duration(consumer.lease_duration / 3),
+            max_in_flight=self._window,
+        )
+        reader = asyncio.create_task(self._read())
+        deliverer = asyncio.create_task(self._deliver())
+        try:
+            yield Response(opened=opened)
+            while (frame := await self._outbox.get()) is not None:
+                yield frame
+        finally:
+            reader.cancel()
+            deliverer.cancel()
+            await asyncio.gather(reader, deliverer, return_exceptions=True)
+
+    def grant(self, credits: int) -> None:
+        self._window = min(self._window + credits, self._settings.max_in_flight_limit)
+        self._capacity.set()
+
+    def drain(self, grace: float) -> None:
+        self._draining = True
+        self._capacity.set()
+        self._outbox.put_nowait(Response(drain=Response.Drain(grace_period=duration(grace))))
+
+    def _stop(self, error: BaseException | None = None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self._outbox.put_nowait(None)
+
+    def _on_revoke(self, revocation: Revocation) -> None:
+        self._capacity.set()
+        self._released.set()
+        self._outbox.put_nowait(
+            Response(
+                lease_revoked=Response.LeaseRevoked(
+                    lease_id=revocation.lease_id,
+                    job_id=revocation.job_id,
+                    reason=revocation.reason.value,
+                    message=revocation.message,
+                )
+            )
+        )
+
+    async def _read(self) -> None:
+        try:
+            while (frame := await self.context.read()) is not grpc.aio.EOF:
+                await self._apply(frame)
+            self._stop()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._stop(error)
+
+    async def _deliver(self) -> None:
+        try:
+            while True:
+                free = self._window - len(self.consumer.leases)
+                if free <= 0 or self._draining:
+                    self._capacity.clear()
+                    await self._capacity.wait()
+                    continue
+                deliveries = await self._provider.receive(self.consumer, free)
+                self._outbox.put_nowait(Response(delivery=_delivery(deliveries)))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            self._stop(error)
+
+    async def _apply(self, frame: Request) -> None:
+        kind = frame.WhichOneof("kind")
+        consumer = self.consumer
+        if kind == "ack":
+            items = [
+                (i.lease_id, i.result if i.HasField("result") else None) for i in frame.ack.items
+            ]
+            self._answer(await self._provider.ack(consumer, items))
+        elif kind == "nack":
+            self._answer(await self._nack(frame.nack.items))
+        elif kind == "extend_lease":
+            await self._extend(frame.extend_lease)
+        elif kind == "progress":
+            lease_id = frame.progress.lease_id
+            if not await self._provider.report_progress(
+                consumer, lease_id, frame.progress.progress
+            ):
+                self._unknown_lease(lease_id)
+        elif kind == "flow":
+            if frame.flow.credits < 1:
+                raise InvalidArgumentError("flow.credits", "must be at least 1")
+            self.grant(frame.flow.credits)
+        elif kind == "open":
+            raise InvalidArgumentError("open", "sent twice; `open` starts a stream only once")
+        else:
+            raise InvalidArgumentError(
+                "kind", "empty frame: set one of ack, nack, extend_lease, ..."
+            )
+
+    async def _nack(self, items: Sequence[Request.Nack.Item]) -> list[LeaseOutcome]:
+        requests: list[NackRequest] = []
+        refused: dict[str, LeaseOutcome] = {}
+        for item in items:
+            delay = None
+            if item.HasField("retry_delay"):
+                delay = item.retry_delay.ToTimedelta().total_seconds()
+                if not 0 <= delay <= MAX_SCHEDULE_AHEAD:
+                    refused[item.lease_id] = LeaseOutcome(
+                        item.lease_id,
+                        False,
+                        "INVALID_ARGUMENT",
+                        "retry_delay must be 0 to 10 years",
+                    )
+                    continue
+            retryable = item.retryable if item.HasField("retryable") else True
+            requests.append(NackRequest(item.lease_id, item.failure, retryable, delay))
+        applied = iter(await self._provider.nack(self.consumer, requests))
+        return [refused.get(item.lease_id) or next(applied) for item in items]
+
+    async def _extend(self, frame: Request.ExtendLease) -> None:
+        duration = self.consumer.lease_duration
+        if frame.HasField("lease_duration"):
+            duration = _clamp_lease(self._settings, frame.lease_duration)
+        extended = Response.LeaseExtended()
+        for lease_id, expiry in await self._provider.extend_leases(
+            self.consumer, frame.lease_ids, duration
+        ):
+            if expiry is None:
+                self._unknown_lease(lease_id)
+            else:
+                extended.items.add(lease_id=lease_id, lease_expire_time=timestamp(expiry))
+        if extended.items:
+            self._outbox.put_nowait(Response(lease_extended=extended))
+
+    def _answer(self, outcomes: Sequence[LeaseOutcome]) -> None:
+        self._capacity.set()
+        self._released.set()
+        result = Response.AckResult()
+        for outcome in outcomes:
+            result.items.add(
+                lease_id=outcome.lease_id,
+                ok=outcome.ok,
+                reason=outcome.reason,
+                message=outcome.message,
+            )
+            if not outcome.ok:
+                logger.warning(
+                    "worker %s: %s for lease %s (%s)",
+                    self.consumer.worker_id,
+                    outcome.reason,
+                    outcome.lease_id,
+                    outcome.message,
+                )
+        self._outbox.put_nowait(Response(ack_result=result))
+
+    def _unknown_lease(self, lease_id: str) -> None:
+        self._outbox.put_nowait(
+            Response(
+                lease_revoked=Response.LeaseRevoked(
+                    lease_id=lease_id,
+                    reason=Response.LeaseRevoked.REASON_NOT_FOUND,
+                    message="this session holds no such lease (expired, revoked or unknown)",
+                )
+            )
+        )
+
+
+def _delivery(deliveries: Sequence[Delivery]) -> Response.Delivery:
+    frame = Response.Delivery()
+    for d in deliveries:
+        frame.items.add(
+            job=d.job.to_proto(),
+            lease_id=d.lease_id,
+            lease_expire_time=timestamp(d.lease_expire_time),
+            attempt=d.job.attempt,
+        )
+    return frame

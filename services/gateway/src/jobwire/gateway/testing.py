@@ -1,0 +1,38 @@
+"""Helpers to run a real gateway in tests, on 127.0.0.1 and a free port."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from jobwire.gateway._config import GatewaySettings
+from jobwire.gateway._server import Gateway
+
+
+def test_settings(**sections: Any) -> GatewaySettings:
+    """Settings for a throwaway gateway: port 0 on loopback, the given overrides.
+
+    Each keyword is a config table (``server``, ``provider``, ...) given as a
+    dict of keys to override, for example ``server={"lease_duration": 1}``.
+    """
+    server = {"listen": "127.0.0.1:0", "shutdown_grace": 1, **sections.pop("server", {})}
+    # model_validate skips the environment, so a developer's JOBWIRE_* variables
+    # cannot change what a test runs against.
+    return GatewaySettings.model_validate({"server": server, **sections})
+
+
+@asynccontextmanager
+async def running_gateway(
+    settings: GatewaySettings | None = None, **sections: Any
+) -> AsyncIterator[Gateway]:
+    """Start a gateway for the ``async with`` block and stop it afterwards."""
+    gateway = Gateway(settings or test_settings(**sections))
+    await gateway.start()
+    try:
+        yield gateway
+    finally:
+        await gateway.stop(grace=0.5)
+
+
+__all__ = ["running_gateway", "test_settings"]
