@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 import pytest
+from support import Producer, RawWorker
 
 from jobwire.gateway import EmbeddedGateway, Gateway
 from jobwire.gateway.testing import running_gateway, test_settings
@@ -30,9 +31,13 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
 
 
 @pytest.fixture
-async def gateway(gateway_factory: GatewayFactory) -> Gateway:
-    """A fresh gateway with the memory provider and default settings."""
-    return await gateway_factory()
+async def gateway(gateway_factory: GatewayFactory, request: pytest.FixtureRequest) -> Gateway:
+    """A fresh gateway with the memory provider.
+
+    ``@pytest.mark.gateway(server={...}, provider={...})`` overrides settings.
+    """
+    marker = request.node.get_closest_marker("gateway")
+    return await gateway_factory(**(marker.kwargs if marker else {}))
 
 
 @pytest.fixture
@@ -47,3 +52,26 @@ async def channel(gateway: Gateway) -> AsyncIterator[grpc.aio.Channel]:
     """An async channel to ``gateway``."""
     async with grpc.aio.insecure_channel(gateway.address) as chan:
         yield chan
+
+
+@pytest.fixture
+def producer(channel: grpc.aio.Channel) -> Producer:
+    """QueueService helper on ``channel``."""
+    return Producer(channel)
+
+
+@pytest.fixture
+async def raw_worker(
+    channel: grpc.aio.Channel,
+) -> AsyncIterator[Callable[..., Awaitable[RawWorker]]]:
+    """Open raw worker streams on ``channel``; all are dropped after the test."""
+    opened: list[RawWorker] = []
+
+    async def open_stream(**open_fields: Any) -> RawWorker:
+        worker = await RawWorker(channel, **open_fields).open()
+        opened.append(worker)
+        return worker
+
+    yield open_stream
+    for worker in opened:
+        worker.drop()

@@ -38,7 +38,9 @@ class WorkerServiceStub:
     3. Every delivered job carries a lease. The worker must ack, nack or extend
     it before `lease_expire_time`; otherwise the gateway redelivers the job
     elsewhere and counts the attempt. Late acks are answered in
-    `ack_result` with reason LEASE_EXPIRED and do not end the stream.
+    `ack_result` with reason LEASE_EXPIRED and do not end the stream. An
+    expired lease keeps its credit until the worker acks or nacks it, so a
+    worker that stopped answering is sent no more work.
     4. Frames batch: a `delivery` carries every job ready for the worker, an
     `ack` every lease finished since the previous one. Both are sent as soon
     as they are ready, never held back to fill a batch.
@@ -72,7 +74,9 @@ class WorkerServiceServicer:
     3. Every delivered job carries a lease. The worker must ack, nack or extend
     it before `lease_expire_time`; otherwise the gateway redelivers the job
     elsewhere and counts the attempt. Late acks are answered in
-    `ack_result` with reason LEASE_EXPIRED and do not end the stream.
+    `ack_result` with reason LEASE_EXPIRED and do not end the stream. An
+    expired lease keeps its credit until the worker acks or nacks it, so a
+    worker that stopped answering is sent no more work.
     4. Frames batch: a `delivery` carries every job ready for the worker, an
     `ack` every lease finished since the previous one. Both are sent as soon
     as they are ready, never held back to fill a batch.
@@ -116,7 +120,9 @@ class WorkerService:
     3. Every delivered job carries a lease. The worker must ack, nack or extend
     it before `lease_expire_time`; otherwise the gateway redelivers the job
     elsewhere and counts the attempt. Late acks are answered in
-    `ack_result` with reason LEASE_EXPIRED and do not end the stream.
+    `ack_result` with reason LEASE_EXPIRED and do not end the stream. An
+    expired lease keeps its credit until the worker acks or nacks it, so a
+    worker that stopped answering is sent no more work.
     4. Frames batch: a `delivery` carries every job ready for the worker, an
     `ack` every lease finished since the previous one. Both are sent as soon
     as they are ready, never held back to fill a batch.

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +27,20 @@ from pydantic_settings import (
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("jobwire_config_file", default=None)
 
 MiB = 1024 * 1024
+_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+
+
+def _span(value: object) -> object:
+    # Environment variables arrive as text: accept "30", "30s", "250ms", "5m",
+    # "1h", "1d" as well as what pydantic takes (numbers, ISO 8601 "PT30S").
+    if isinstance(value, str) and (match := _SPAN.match(value)):
+        return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
+    return value
+
+
+Span = Annotated[timedelta, BeforeValidator(_span)]
+"""A duration: seconds as a number, "30s", "250ms", "5m", "1h", "1d" or ISO 8601."""
 
 
 class _Section(BaseModel):
@@ -42,15 +65,15 @@ class ServerSettings(_Section):
     """Most credits one worker stream may hold."""
     max_attributes: int = Field(default=64, ge=0)
     """Most attributes per job."""
-    lease_duration: timedelta = timedelta(seconds=30)
+    lease_duration: Span = timedelta(seconds=30)
     """Default lease length of a delivery."""
-    min_lease_duration: timedelta = timedelta(seconds=1)
+    min_lease_duration: Span = timedelta(seconds=1)
     """Shortest lease a worker may ask for."""
-    max_lease_duration: timedelta = timedelta(minutes=30)
+    max_lease_duration: Span = timedelta(minutes=30)
     """Longest lease a worker may ask for."""
-    default_job_timeout: timedelta | None = None
+    default_job_timeout: Span | None = None
     """Attempt timeout of jobs enqueued without one; None means no limit."""
-    shutdown_grace: timedelta = timedelta(seconds=30)
+    shutdown_grace: Span = timedelta(seconds=30)
     """How long SIGTERM waits for workers to finish in-flight jobs."""
     reflection: bool = True
     """Serve gRPC server reflection (for grpcurl and ``buf curl``)."""
@@ -67,8 +90,8 @@ class ServerSettings(_Section):
 class RetrySettings(_Section):
     """Backoff between attempts of a failed job: ``initial * multiplier**(n-1)``, jittered."""
 
-    initial_backoff: timedelta = timedelta(seconds=1)
-    max_backoff: timedelta = timedelta(minutes=5)
+    initial_backoff: Span = timedelta(seconds=1)
+    max_backoff: Span = timedelta(minutes=5)
     multiplier: float = Field(default=2.0, ge=1.0)
     jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     """Fraction of the delay drawn at random, so failed jobs do not retry in lockstep."""
@@ -76,7 +99,7 @@ class RetrySettings(_Section):
 
 class _ProviderBase(_Section):
     retry: RetrySettings = RetrySettings()
-    dedup_window: timedelta = timedelta(0)
+    dedup_window: Span = timedelta(0)
     """How long a deduplication key stays taken after its job finished."""
 
 
@@ -88,8 +111,18 @@ class MemoryProviderSettings(_ProviderBase):
     """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
 
 
+def _provider_type(value: object) -> str:
+    # A [provider] table without `type` means the embedded default.
+    if isinstance(value, dict):
+        return str(value.get("type", "memory"))
+    return str(getattr(value, "type", "memory"))
+
+
 # One entry per provider module; `type` picks the model (and, in the registry, the factory).
-ProviderSettings = Annotated[MemoryProviderSettings, Field(discriminator="type")]
+ProviderSettings = Annotated[
+    Annotated[MemoryProviderSettings, Tag("memory")],
+    Discriminator(_provider_type),
+]
 
 
 class WorkerSettings(_Section):
@@ -101,7 +134,7 @@ class WorkerSettings(_Section):
     """``module:attribute`` paths of handler registries for the in-process worker."""
     queues: list[str] = ["default"]
     concurrency: int = Field(default=8, gt=0)
-    shutdown_timeout: timedelta = timedelta(seconds=30)
+    shutdown_timeout: Span = timedelta(seconds=30)
 
 
 class SchedulerSettings(_Section):
@@ -109,7 +142,7 @@ class SchedulerSettings(_Section):
 
     enabled: bool = True
     database_url: str = "sqlite+aiosqlite:///jobwire.db"
-    poll_interval: timedelta = timedelta(seconds=60)
+    poll_interval: Span = timedelta(seconds=60)
 
 
 class GatewaySettings(BaseSettings):

@@ -28,6 +28,7 @@ from jobwire.gateway.providers.base import (
     NackRequest,
     QueueProvider,
     Revocation,
+    RevokeReason,
 )
 from jobwire.gateway.servicers._rpc import Context, abort
 from jobwire.v1 import worker_service_pb2, worker_service_pb2_grpc
@@ -166,6 +167,9 @@ class _Session:
         self._provider = provider
         self._settings = settings
         self._window = max_in_flight
+        # Expired leases keep their credit until the worker answers for them:
+        # a worker that stopped answering must not be sent more work.
+        self._unanswered: set[str] = set()
         self._outbox: asyncio.Queue[Response | None] = asyncio.Queue()
         self._capacity = asyncio.Event()
         self._released = released
@@ -207,6 +211,8 @@ class _Session:
         self._outbox.put_nowait(None)
 
     def _on_revoke(self, revocation: Revocation) -> None:
+        if revocation.reason is RevokeReason.EXPIRED:
+            self._unanswered.add(revocation.lease_id)
         self._capacity.set()
         self._released.set()
         self._outbox.put_nowait(
@@ -233,7 +239,7 @@ class _Session:
     async def _deliver(self) -> None:
         try:
             while True:
-                free = self._window - len(self.consumer.leases)
+                free = self._window - len(self.consumer.leases) - len(self._unanswered)
                 if free <= 0 or self._draining:
                     self._capacity.clear()
                     await self._capacity.wait()
@@ -314,6 +320,7 @@ class _Session:
         self._released.set()
         result = Response.AckResult()
         for outcome in outcomes:
+            self._unanswered.discard(outcome.lease_id)
             result.items.add(
                 lease_id=outcome.lease_id,
                 ok=outcome.ok,
