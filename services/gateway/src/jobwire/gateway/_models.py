@@ -80,6 +80,8 @@ class NewJob:
     schedule_time: float | None
     request_id: str
     schedule: str = ""
+    id: str = ""
+    """Preassigned id (jobs the scheduler held keep theirs); empty means a new one."""
 
 
 @dataclass(slots=True, eq=False)
@@ -112,7 +114,7 @@ class JobRecord:
         """Make the record of a newly accepted job."""
         delayed = new.schedule_time is not None and new.schedule_time > now
         return cls(
-            id=uuid.uuid4().hex,
+            id=new.id or uuid.uuid4().hex,
             queue=new.queue,
             type=new.type,
             payload=new.payload,
