@@ -41,7 +41,7 @@ def unary(
     async def wrapper(self: _S, request: _Req, context: Context) -> _Resp:
         try:
             return await method(self, request, context)
-        except (GatewayError, Exception) as error:
+        except Exception as error:
             await abort(context, error)
 
     return wrapper
