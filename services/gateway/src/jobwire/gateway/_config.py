@@ -45,7 +45,7 @@ Span = Annotated[timedelta, BeforeValidator(_span)]
 
 class _Section(BaseModel):
     # A typo in a key must fail at start, naming the key.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ServerSettings(_Section):
@@ -91,14 +91,18 @@ class RetrySettings(_Section):
     """Backoff between attempts of a failed job: ``initial * multiplier**(n-1)``, jittered."""
 
     initial_backoff: Span = timedelta(seconds=1)
+    """Wait after the first failed attempt."""
     max_backoff: Span = timedelta(minutes=5)
+    """Longest wait between attempts."""
     multiplier: float = Field(default=2.0, ge=1.0)
+    """Growth of the wait per failed attempt."""
     jitter: float = Field(default=0.2, ge=0.0, le=1.0)
     """Fraction of the delay drawn at random, so failed jobs do not retry in lockstep."""
 
 
 class _ProviderBase(_Section):
     retry: RetrySettings = RetrySettings()
+    """Backoff between attempts (``[provider.retry]``)."""
     dedup_window: Span = timedelta(0)
     """How long a deduplication key stays taken after its job finished."""
 
@@ -133,8 +137,11 @@ class WorkerSettings(_Section):
     handlers: list[str] = []
     """``module:attribute`` paths of handler registries for the in-process worker."""
     queues: list[str] = ["default"]
+    """Queues the in-process worker takes jobs from."""
     concurrency: int = Field(default=8, gt=0)
+    """Handlers the in-process worker runs at once."""
     shutdown_timeout: Span = timedelta(seconds=30)
+    """How long the in-process worker waits for running handlers at shutdown."""
 
 
 class SchedulerSettings(_Section):
