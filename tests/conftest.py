@@ -8,10 +8,11 @@ from typing import Any
 
 import grpc
 import pytest
-from support import Producer, RawWorker
 
 from jobwire.gateway import EmbeddedGateway, Gateway
 from jobwire.gateway.testing import running_gateway, test_settings
+
+from support import Producer, RawWorker
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
 

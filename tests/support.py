@@ -92,8 +92,13 @@ class RawWorker:
                 items.extend((await self._frames["delivery"].get()).delivery.items)
         return items
 
-    async def ack(self, *lease_ids: str, result: bytes | None = None) -> None:
-        items = [Request.Ack.Item(lease_id=lease, result=result) for lease in lease_ids]
+    async def ack(
+        self, *lease_ids: str, result: bytes | None = None, content_type: str = ""
+    ) -> None:
+        items = [
+            Request.Ack.Item(lease_id=lease, result=result, result_content_type=content_type)
+            for lease in lease_ids
+        ]
         await self.call.write(Request(ack=Request.Ack(items=items)))
 
     async def nack(self, lease_id: str, message: str = "boom", **fields: Any) -> None:

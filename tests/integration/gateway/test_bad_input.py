@@ -9,9 +9,10 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from support import Producer, RawWorker, Request, State, seconds
 
 from jobwire.v1 import job_pb2, queue_service_pb2
+
+from support import Producer, RawWorker, Request, State, seconds
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
 Q = queue_service_pb2

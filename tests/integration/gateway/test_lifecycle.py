@@ -12,9 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import GatewayFactory
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from conftest import GatewayFactory
 from support import Producer, RawWorker, State
 
 

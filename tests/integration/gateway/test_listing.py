@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
-from support import Producer, RawWorker, State, seconds
 
 from jobwire.v1 import job_pb2, queue_service_pb2
+
+from support import Producer, RawWorker, State, seconds
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
 Q = queue_service_pb2

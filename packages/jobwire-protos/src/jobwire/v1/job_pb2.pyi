@@ -136,6 +136,7 @@ class Job(_message.Message):
     PROGRESS_FIELD_NUMBER: _builtins.int
     WORKER_ID_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
+    RESULT_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-generated identifier, unique across all queues."""
     queue: _builtins.str
@@ -162,6 +163,8 @@ class Job(_message.Message):
     """Output only. Worker holding (or that last held) the job."""
     schedule: _builtins.str
     """Output only. Name of the schedule that produced the job, if any."""
+    result_content_type: _builtins.str
+    """Output only. Media type of `result`, as the worker reported it."""
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form metadata (tracing context, tenant, ...). Not interpreted by the queue."""
@@ -221,10 +224,11 @@ class Job(_message.Message):
         progress: Global___JobProgress | None = ...,
         worker_id: _builtins.str = ...,
         schedule: _builtins.str = ...,
+        result_content_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "create_time", b"create_time", "end_time", b"end_time", "last_error", b"last_error", "progress", b"progress", "result", b"result", "schedule_time", b"schedule_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "attempt", b"attempt", "attributes", b"attributes", "content_type", b"content_type", "create_time", b"create_time", "deduplication_key", b"deduplication_key", "end_time", b"end_time", "id", b"id", "last_error", b"last_error", "max_retries", b"max_retries", "payload", b"payload", "progress", b"progress", "queue", b"queue", "result", b"result", "schedule", b"schedule", "schedule_time", b"schedule_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "attempt", b"attempt", "attributes", b"attributes", "content_type", b"content_type", "create_time", b"create_time", "deduplication_key", b"deduplication_key", "end_time", b"end_time", "id", b"id", "last_error", b"last_error", "max_retries", b"max_retries", "payload", b"payload", "progress", b"progress", "queue", b"queue", "result", b"result", "result_content_type", b"result_content_type", "schedule", b"schedule", "schedule_time", b"schedule_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__result: _TypeAlias = _typing.Literal["result"]  # noqa: Y015
     _WhichOneofArgType__result: _TypeAlias = _typing.Literal["_result", b"_result"]  # noqa: Y015

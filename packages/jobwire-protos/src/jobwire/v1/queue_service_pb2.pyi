@@ -134,7 +134,7 @@ class EnqueueJobResponse(_message.Message):
     """
     @_builtins.property
     def job(self) -> _job_pb2.Job:
-        """The job as stored."""
+        """The job as stored, without `payload` (the caller has it): JOB_VIEW_BASIC."""
 
     def __init__(
         self,

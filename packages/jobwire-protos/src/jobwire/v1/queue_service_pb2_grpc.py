@@ -119,8 +119,9 @@ class QueueServiceServicer:
 
     def CancelJob(self, request, context):
         """Cancels a job. A pending or scheduled job is cancelled at once; a job
-        being processed has its lease revoked. Fails with FAILED_PRECONDITION
-        (reason JOB_TERMINAL) when the job already finished.
+        being processed has its lease revoked. Cancelling a cancelled job returns
+        it unchanged, so retries are safe. Fails with FAILED_PRECONDITION (reason
+        JOB_TERMINAL) when the job already completed or died.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

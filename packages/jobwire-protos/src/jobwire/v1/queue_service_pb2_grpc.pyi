@@ -52,8 +52,9 @@ class QueueServiceStub:
     """Lists jobs, newest first, filtered by queue, type and state."""
     CancelJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.CancelJobRequest, _queue_service_pb2.CancelJobResponse]
     """Cancels a job. A pending or scheduled job is cancelled at once; a job
-    being processed has its lease revoked. Fails with FAILED_PRECONDITION
-    (reason JOB_TERMINAL) when the job already finished.
+    being processed has its lease revoked. Cancelling a cancelled job returns
+    it unchanged, so retries are safe. Fails with FAILED_PRECONDITION (reason
+    JOB_TERMINAL) when the job already completed or died.
     """
     GetQueueStats: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueStatsRequest, _queue_service_pb2.GetQueueStatsResponse]
     """Counts jobs by state for one queue or all queues."""
@@ -86,8 +87,9 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """Lists jobs, newest first, filtered by queue, type and state."""
     CancelJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.CancelJobRequest, _queue_service_pb2.CancelJobResponse]  # type: ignore[assignment]
     """Cancels a job. A pending or scheduled job is cancelled at once; a job
-    being processed has its lease revoked. Fails with FAILED_PRECONDITION
-    (reason JOB_TERMINAL) when the job already finished.
+    being processed has its lease revoked. Cancelling a cancelled job returns
+    it unchanged, so retries are safe. Fails with FAILED_PRECONDITION (reason
+    JOB_TERMINAL) when the job already completed or died.
     """
     GetQueueStats: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueStatsRequest, _queue_service_pb2.GetQueueStatsResponse]  # type: ignore[assignment]
     """Counts jobs by state for one queue or all queues."""
@@ -147,8 +149,9 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.CancelJobResponse, _abc.Awaitable[_queue_service_pb2.CancelJobResponse]]:
         """Cancels a job. A pending or scheduled job is cancelled at once; a job
-        being processed has its lease revoked. Fails with FAILED_PRECONDITION
-        (reason JOB_TERMINAL) when the job already finished.
+        being processed has its lease revoked. Cancelling a cancelled job returns
+        it unchanged, so retries are safe. Fails with FAILED_PRECONDITION (reason
+        JOB_TERMINAL) when the job already completed or died.
         """
 
     @_abc_1.abstractmethod

@@ -112,19 +112,23 @@ class StreamJobsRequest(_message.Message):
 
             LEASE_ID_FIELD_NUMBER: _builtins.int
             RESULT_FIELD_NUMBER: _builtins.int
+            RESULT_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
             lease_id: _builtins.str
             """Required. Lease from the delivery."""
             result: _builtins.bytes
             """What the handler returned, stored as `Job.result`."""
+            result_content_type: _builtins.str
+            """Media type of `result`, stored as `Job.result_content_type`."""
             def __init__(
                 self,
                 *,
                 lease_id: _builtins.str = ...,
                 result: _builtins.bytes | None = ...,
+                result_content_type: _builtins.str = ...,
             ) -> None: ...
             _HasFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "result", b"result"]  # noqa: Y015
             def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-            _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "lease_id", b"lease_id", "result", b"result"]  # noqa: Y015
+            _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "lease_id", b"lease_id", "result", b"result", "result_content_type", b"result_content_type"]  # noqa: Y015
             def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
             _WhichOneofReturnType__result: _TypeAlias = _typing.Literal["result"]  # noqa: Y015
             _WhichOneofArgType__result: _TypeAlias = _typing.Literal["_result", b"_result"]  # noqa: Y015

@@ -105,6 +105,7 @@ class JobRecord:
     attempt: int = 0
     last_error: Failure | None = None
     result: bytes | None = None
+    result_content_type: str = ""
     progress: job_pb2.JobProgress | None = None
     worker_id: str = ""
     schedule: str = ""
@@ -146,6 +147,7 @@ class JobRecord:
             update_time=timestamp(self.update_time),
             worker_id=self.worker_id,
             schedule=self.schedule,
+            result_content_type=self.result_content_type,
         )
         if full:
             msg.payload = self.payload

@@ -65,6 +65,15 @@ class LeaseOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class AckRequest:
+    """A finished attempt reported by a worker."""
+
+    lease_id: str
+    result: bytes | None = None
+    result_content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class NackRequest:
     """A failed attempt reported by a worker."""
 
@@ -231,7 +240,8 @@ class QueueProvider(ABC):
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
         """Cancel a job, revoking its lease if it is processing.
 
-        Raises ``JobNotFoundError`` or ``JobTerminalError``.
+        A cancelled job is returned unchanged. Raises ``JobNotFoundError``, or
+        ``JobTerminalError`` for a completed or dead job.
         """
 
     @abstractmethod
@@ -252,9 +262,7 @@ class QueueProvider(ABC):
         """
 
     @abstractmethod
-    async def ack(
-        self, consumer: Consumer, items: Sequence[tuple[str, bytes | None]]
-    ) -> list[LeaseOutcome]:
+    async def ack(self, consumer: Consumer, items: Sequence[AckRequest]) -> list[LeaseOutcome]:
         """Complete leased jobs with their results."""
 
     @abstractmethod

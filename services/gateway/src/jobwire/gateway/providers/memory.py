@@ -19,6 +19,7 @@ from jobwire.gateway._config import MemoryProviderSettings
 from jobwire.gateway._errors import InvalidPageTokenError, JobNotFoundError, JobTerminalError
 from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
 from jobwire.gateway.providers.base import (
+    AckRequest,
     Consumer,
     Delivery,
     JobEvents,
@@ -133,6 +134,8 @@ class MemoryProvider(QueueProvider):
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
         """Cancel a job; a processing one has its lease revoked first."""
         job = await self.get_job(job_id)
+        if job.state is JobState.CANCELLED:
+            return job
         if job.state.is_terminal:
             raise JobTerminalError(job_id, job.state.name)
         message = reason or "cancelled"
@@ -179,21 +182,20 @@ class MemoryProvider(QueueProvider):
                 for queue in queues:
                     queue.waiters.pop(wake, None)
 
-    async def ack(
-        self, consumer: Consumer, items: Sequence[tuple[str, bytes | None]]
-    ) -> list[LeaseOutcome]:
+    async def ack(self, consumer: Consumer, items: Sequence[AckRequest]) -> list[LeaseOutcome]:
         """Complete jobs whose leases this consumer still holds."""
         now = time.time()
         outcomes: list[LeaseOutcome] = []
-        for lease_id, result in items:
-            lease = consumer.leases.get(lease_id)
+        for item in items:
+            lease = consumer.leases.get(item.lease_id)
             if lease is None:
-                outcomes.append(self._fenced(lease_id))
+                outcomes.append(self._fenced(item.lease_id))
                 continue
             self._drop_lease(lease)
-            lease.job.result = result
+            lease.job.result = item.result
+            lease.job.result_content_type = item.result_content_type
             self._finish(lease.job, JobState.COMPLETED, now)
-            outcomes.append(LeaseOutcome(lease_id, True))
+            outcomes.append(LeaseOutcome(item.lease_id, True))
         return outcomes
 
     async def nack(self, consumer: Consumer, items: Sequence[NackRequest]) -> list[LeaseOutcome]:

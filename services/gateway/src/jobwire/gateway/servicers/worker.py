@@ -22,6 +22,7 @@ from jobwire.gateway._errors import InvalidArgumentError, UnavailableError
 from jobwire.gateway._models import duration, timestamp
 from jobwire.gateway._service import MAX_KEY_LENGTH, MAX_SCHEDULE_AHEAD, validate_queue_name
 from jobwire.gateway.providers.base import (
+    AckRequest,
     Consumer,
     Delivery,
     LeaseOutcome,
@@ -256,7 +257,10 @@ class _Session:
         consumer = self.consumer
         if kind == "ack":
             items = [
-                (i.lease_id, i.result if i.HasField("result") else None) for i in frame.ack.items
+                AckRequest(
+                    i.lease_id, i.result if i.HasField("result") else None, i.result_content_type
+                )
+                for i in frame.ack.items
             ]
             self._answer(await self._provider.ack(consumer, items))
         elif kind == "nack":

@@ -1,0 +1,95 @@
+"""Producer SDK of jobwire: enqueue jobs and follow them, sync or async.
+
+Example:
+    ```python
+    from jobwire.client import Client
+
+    with Client() as client:
+        job = client.enqueue("email:send", {"to": "ada@example.com"})
+        print(job.wait(timeout=30))
+    ```
+"""
+
+from __future__ import annotations
+
+from jobwire.client.__about__ import __version__
+from jobwire.client._async_client import AsyncClient
+from jobwire.client._client import Client
+from jobwire.client._config import ClientOptions, RetryConfig, TLSConfig
+from jobwire.client._errors import (
+    AlreadyExistsError,
+    DeadlineExceededError,
+    FailedPreconditionError,
+    GatewayUnavailableError,
+    InternalError,
+    InvalidArgumentError,
+    JobCancelledError,
+    JobDeadError,
+    JobNotFoundError,
+    JobTerminalError,
+    JobwireError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    ScheduleNotFoundError,
+    StatusCode,
+    UnauthenticatedError,
+    UnimplementedError,
+    WaitTimeoutError,
+)
+from jobwire.client._models import (
+    Job,
+    JobFailure,
+    JobPage,
+    JobProgress,
+    JobRequest,
+    JobState,
+    QueueStats,
+)
+from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
+
+__all__ = [
+    "AlreadyExistsError",
+    "AsyncClient",
+    "Client",
+    "ClientOptions",
+    "DeadlineExceededError",
+    "FailedPreconditionError",
+    "GatewayUnavailableError",
+    "InternalError",
+    "InvalidArgumentError",
+    "Job",
+    "JobCancelledError",
+    "JobDeadError",
+    "JobFailure",
+    "JobNotFoundError",
+    "JobPage",
+    "JobProgress",
+    "JobRequest",
+    "JobState",
+    "JobTerminalError",
+    "JobwireError",
+    "JsonSerializer",
+    "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "QueueStats",
+    "RawSerializer",
+    "ResourceExhaustedError",
+    "RetryConfig",
+    "ScheduleNotFoundError",
+    "Serializer",
+    "StatusCode",
+    "TLSConfig",
+    "UnauthenticatedError",
+    "UnimplementedError",
+    "WaitTimeoutError",
+    "__version__",
+]
+
+# Show `jobwire.client.Client` rather than `jobwire.client._client.Client` in reprs and docs.
+for _name in __all__:
+    if not _name.startswith("__"):
+        globals()[_name].__module__ = "jobwire.client"
+del _name

@@ -1,0 +1,393 @@
+"""Python views of the jobwire.v1 messages a producer sees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol, overload
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from jobwire.client._errors import InvalidArgumentError
+from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
+from jobwire.v1 import job_pb2, queue_service_pb2
+
+_JSON = JsonSerializer()
+
+
+class JobState(StrEnum):
+    """Where a job is in its lifecycle."""
+
+    #: Waiting in its queue for a worker.
+    PENDING = "pending"
+    #: Held until its schedule time (a delay, a one-time schedule or a retry backoff).
+    SCHEDULED = "scheduled"
+    #: Leased to a worker that is running its handler.
+    PROCESSING = "processing"
+    #: A handler finished it; its result is available.
+    COMPLETED = "completed"
+    #: An attempt failed and a retry is scheduled.
+    FAILED = "failed"
+    #: Retries exhausted or the failure was not retryable.
+    DEAD = "dead"
+    #: Cancelled before it completed.
+    CANCELLED = "cancelled"
+
+    @classmethod
+    def from_proto(cls, value: job_pb2.Job.State.ValueType) -> JobState:
+        """Converts a `jobwire.v1.Job.State`.
+
+        Raises:
+            ValueError: `value` is STATE_UNSPECIFIED or unknown.
+        """
+        if value == job_pb2.Job.STATE_UNSPECIFIED:
+            raise ValueError("STATE_UNSPECIFIED is not a job state")
+        return cls[job_pb2.Job.State.Name(value).removeprefix("STATE_")]
+
+    def to_proto(self) -> job_pb2.Job.State.ValueType:
+        """Converts to a `jobwire.v1.Job.State`."""
+        return job_pb2.Job.State.Value(f"STATE_{self.name}")
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the job can no longer change: completed, dead or cancelled."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailure:
+    """Why an attempt failed."""
+
+    message: str
+    #: Error class or code, e.g. "ValueError" or "TIMEOUT".
+    type: str = ""
+    #: Extra detail such as a stack trace.
+    details: str = ""
+    retryable: bool = True
+    attempt: int = 0
+    time: datetime | None = None
+
+    @classmethod
+    def from_proto(cls, proto: job_pb2.JobFailure) -> JobFailure:
+        """Converts a `jobwire.v1.JobFailure`."""
+        return cls(
+            message=proto.message,
+            type=proto.type,
+            details=proto.details,
+            retryable=proto.retryable,
+            attempt=proto.attempt,
+            time=_datetime(proto.time) if proto.HasField("time") else None,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobProgress:
+    """Progress a handler reported."""
+
+    current: float
+    #: Units in all; 0 when unknown.
+    total: float = 0.0
+    message: str = ""
+
+    @property
+    def fraction(self) -> float | None:
+        """`current / total`, or None when the total is unknown."""
+        return self.current / self.total if self.total else None
+
+    @classmethod
+    def from_proto(cls, proto: job_pb2.JobProgress) -> JobProgress:
+        """Converts a `jobwire.v1.JobProgress`."""
+        return cls(current=proto.current, total=proto.total, message=proto.message)
+
+
+class JobWaiter(Protocol):
+    """What a `Job` needs from the client that returned it to wait for its result."""
+
+    def wait(self, job_or_id: Job | str, *, timeout: float | timedelta | None = None) -> Any:
+        """Waits for the job's result (or returns an awaitable of it)."""
+        ...
+
+
+class _Origin:
+    """Where a job came from: the serializer that decodes it and the client it waits with."""
+
+    __slots__ = ("client", "serializer")
+
+    def __init__(self, serializer: Serializer, client: JobWaiter | None = None) -> None:
+        self.serializer = serializer
+        self.client = client
+
+    # Not a dataclass, so `dataclasses.asdict(job)` does not descend into it. A client
+    # is a connection handle, not a value: copies of a job share it, and a pickled job
+    # keeps only what decodes it.
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Origin:
+        return self
+
+    def __reduce__(self) -> tuple[type[_Origin], tuple[Serializer]]:
+        return (_Origin, (self.serializer,))
+
+
+_JSON_ORIGIN = _Origin(_JSON)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True, repr=False)
+class Job:
+    """A job as the gateway stored it.
+
+    `payload` and `result` are decoded with the client's serializer when the job's
+    `content_type` is the serializer's; otherwise they are the raw bytes. Lists and
+    watches return jobs without payload and result (`raw_payload` is empty).
+
+    A job returned by a client remembers it, so it can wait for itself: `job.wait()`
+    with a `Client`, `await job.wait()` with an `AsyncClient`.
+    """
+
+    id: str
+    type: str
+    queue: str = "default"
+    state: JobState = JobState.PENDING
+    #: Deliveries to a worker so far (1 on the first run).
+    attempt: int = 0
+    max_retries: int = 3
+    #: Longest one attempt may run; None means the gateway's default.
+    timeout: timedelta | None = None
+    deduplication_key: str | None = None
+    content_type: str = ""
+    raw_payload: bytes = b""
+    raw_result: bytes | None = None
+    #: Media type of `raw_result` as the worker reported it; empty means `content_type`.
+    result_content_type: str = ""
+    attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
+    create_time: datetime | None = None
+    #: Earliest time the job may run (delayed, scheduled and retrying jobs).
+    schedule_time: datetime | None = None
+    update_time: datetime | None = None
+    end_time: datetime | None = None
+    last_error: JobFailure | None = None
+    progress: JobProgress | None = None
+    worker_id: str | None = None
+    #: Name of the schedule that produced the job, if any.
+    schedule: str | None = None
+    _origin: _Origin = field(default=_JSON_ORIGIN, compare=False)
+
+    @classmethod
+    def from_proto(
+        cls,
+        proto: job_pb2.Job,
+        *,
+        serializer: Serializer = _JSON,
+        client: JobWaiter | None = None,
+    ) -> Job:
+        """Converts a `jobwire.v1.Job`.
+
+        Args:
+            proto: The message.
+            serializer: Decodes `payload` and `result`.
+            client: Client that `wait` uses; the clients pass themselves.
+        """
+        return cls(
+            id=proto.id,
+            type=proto.type,
+            queue=proto.queue,
+            state=JobState.from_proto(proto.state),
+            attempt=proto.attempt,
+            max_retries=proto.max_retries,
+            timeout=proto.timeout.ToTimedelta() if proto.HasField("timeout") else None,
+            deduplication_key=proto.deduplication_key or None,
+            content_type=proto.content_type,
+            raw_payload=proto.payload,
+            raw_result=proto.result if proto.HasField("result") else None,
+            result_content_type=proto.result_content_type,
+            attributes=dict(proto.attributes),
+            create_time=_datetime(proto.create_time) if proto.HasField("create_time") else None,
+            schedule_time=(
+                _datetime(proto.schedule_time) if proto.HasField("schedule_time") else None
+            ),
+            update_time=_datetime(proto.update_time) if proto.HasField("update_time") else None,
+            end_time=_datetime(proto.end_time) if proto.HasField("end_time") else None,
+            last_error=(
+                JobFailure.from_proto(proto.last_error) if proto.HasField("last_error") else None
+            ),
+            progress=JobProgress.from_proto(proto.progress) if proto.HasField("progress") else None,
+            worker_id=proto.worker_id or None,
+            schedule=proto.schedule or None,
+            _origin=_Origin(serializer, client),
+        )
+
+    @property
+    def payload(self) -> Any:
+        """The payload, decoded (see the class docstring)."""
+        return decode_payload(self.raw_payload, self.content_type, self._origin.serializer)
+
+    @property
+    def result(self) -> Any:
+        """What the handler returned, decoded like the payload; None until completed."""
+        if self.raw_result is None:
+            return None
+        content_type = self.result_content_type or self.content_type
+        return decode_payload(self.raw_result, content_type, self._origin.serializer)
+
+    def wait(self, timeout: float | timedelta | None = None) -> Any:
+        """Waits until the job finishes and returns its result.
+
+        With a `Client` this blocks and returns the result; with an `AsyncClient`
+        it returns an awaitable: `await job.wait()`. See `Client.wait`.
+
+        Args:
+            timeout: Longest to wait; None waits as long as it takes.
+
+        Raises:
+            RuntimeError: The job was not returned by a client.
+        """
+        client = self._origin.client
+        if client is None:
+            raise RuntimeError("this Job was not returned by a client; use client.wait(job)")
+        return client.wait(self, timeout=timeout)
+
+    def __repr__(self) -> str:
+        return (
+            f"Job(id={self.id!r}, type={self.type!r}, queue={self.queue!r}, "
+            f"state={self.state.value}, attempt={self.attempt})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage(Sequence[Job]):
+    """One page of `list_jobs`: a sequence of jobs, newest first."""
+
+    jobs: tuple[Job, ...]
+    #: Pass to `list_jobs(page_token=...)` for the next page; None on the last page.
+    next_page_token: str | None = None
+
+    @overload
+    def __getitem__(self, index: int) -> Job: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Job, ...]: ...
+    def __getitem__(self, index: int | slice) -> Job | tuple[Job, ...]:
+        return self.jobs[index]
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.jobs)
+
+    def __repr__(self) -> str:
+        return f"JobPage({len(self.jobs)} jobs, next_page_token={self.next_page_token!r})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueStats:
+    """Job counts of one queue.
+
+    Counts of terminal states cover the jobs still in the gateway's history.
+    """
+
+    queue: str
+    pending: int = 0
+    scheduled: int = 0
+    processing: int = 0
+    completed: int = 0
+    #: Jobs waiting for a retry.
+    failed: int = 0
+    dead: int = 0
+    cancelled: int = 0
+    #: How long the oldest pending job has waited; zero when none is pending.
+    oldest_pending_age: timedelta = timedelta(0)
+    #: Workers currently streaming from the queue.
+    workers: int = 0
+
+    @classmethod
+    def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
+        """Converts a `jobwire.v1.QueueStats`."""
+        return cls(
+            queue=proto.queue,
+            pending=proto.pending,
+            scheduled=proto.scheduled,
+            processing=proto.processing,
+            completed=proto.completed,
+            failed=proto.failed,
+            dead=proto.dead,
+            cancelled=proto.cancelled,
+            oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
+            workers=proto.workers,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """A job to enqueue with `enqueue_many`; the fields are those of `Client.enqueue`.
+
+    Raises:
+        InvalidArgumentError: `at` is a naive datetime, or both `delay` and `at` are set.
+    """
+
+    type: str
+    payload: Any = None
+    _: KW_ONLY
+    queue: str = "default"
+    delay: float | timedelta | None = None
+    at: datetime | None = None
+    max_retries: int | None = None
+    timeout: float | timedelta | None = None
+    deduplication_key: str | None = None
+    attributes: Mapping[str, str] | None = field(default=None, hash=False)
+    content_type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.at is not None and self.at.utcoffset() is None:
+            raise InvalidArgumentError(
+                "`at` must be timezone-aware, e.g. datetime.now(UTC) + timedelta(hours=1)",
+                metadata={"field": "at"},
+            )
+        if self.at is not None and self.delay is not None:
+            raise InvalidArgumentError("give `delay` or `at`, not both", metadata={"field": "at"})
+
+    def to_proto(
+        self, serializer: Serializer, request_id: str
+    ) -> queue_service_pb2.EnqueueJobRequest:
+        """Builds the `jobwire.v1.EnqueueJobRequest`.
+
+        Args:
+            serializer: Encodes a payload that is not bytes.
+            request_id: Idempotency key; a retried request with it enqueues nothing new.
+        """
+        payload, content_type = encode_payload(self.payload, serializer, self.content_type)
+        request = queue_service_pb2.EnqueueJobRequest(
+            queue=self.queue,
+            type=self.type,
+            payload=payload,
+            content_type=content_type,
+            attributes=self.attributes,
+            deduplication_key=self.deduplication_key or "",
+            request_id=request_id,
+        )
+        if self.delay is not None:
+            request.delay.CopyFrom(_duration(self.delay))
+        if self.at is not None:
+            request.schedule_time.FromDatetime(self.at)
+        if self.max_retries is not None:
+            request.max_retries = self.max_retries
+        if self.timeout is not None:
+            request.timeout.CopyFrom(_duration(self.timeout))
+        return request
+
+
+def to_timedelta(value: float | timedelta) -> timedelta:
+    """Reads a number of seconds or a timedelta."""
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
+
+
+def _duration(value: float | timedelta) -> duration_pb2.Duration:
+    duration = duration_pb2.Duration()
+    duration.FromTimedelta(to_timedelta(value))
+    return duration
+
+
+def _datetime(timestamp: timestamp_pb2.Timestamp) -> datetime:
+    return timestamp.ToDatetime(tzinfo=UTC)

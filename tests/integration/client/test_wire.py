@@ -1,0 +1,164 @@
+"""What the clients put on the wire, checked against a scripted QueueService on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+
+from jobwire.client import AsyncClient, Client, GatewayUnavailableError, JobRequest, RetryConfig
+from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
+
+Context = grpc.aio.ServicerContext[Message, Message]
+
+
+class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
+    """Records every call; the first `unavailable` calls fail with UNAVAILABLE."""
+
+    def __init__(self) -> None:
+        self.address = ""
+        self.calls: list[tuple[str, Message]] = []
+        self.unavailable = 0
+
+    def methods(self) -> list[str]:
+        return [method for method, _ in self.calls]
+
+    async def _record(self, method: str, request: Message, context: Context) -> None:
+        self.calls.append((method, request))
+        if self.unavailable:
+            self.unavailable -= 1
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+
+    @staticmethod
+    def _stored(
+        request: queue_service_pb2.EnqueueJobRequest,
+    ) -> queue_service_pb2.EnqueueJobResponse:
+        job = job_pb2.Job(
+            id=uuid.uuid4().hex,
+            queue=request.queue,
+            type=request.type,
+            content_type=request.content_type,
+            state=job_pb2.Job.STATE_PENDING,
+        )
+        return queue_service_pb2.EnqueueJobResponse(job=job)
+
+    async def EnqueueJob(
+        self, request: queue_service_pb2.EnqueueJobRequest, context: Context
+    ) -> queue_service_pb2.EnqueueJobResponse:
+        await self._record("EnqueueJob", request, context)
+        return self._stored(request)
+
+    async def EnqueueJobs(
+        self, request: queue_service_pb2.EnqueueJobsRequest, context: Context
+    ) -> queue_service_pb2.EnqueueJobsResponse:
+        await self._record("EnqueueJobs", request, context)
+        return queue_service_pb2.EnqueueJobsResponse(
+            results=[self._stored(r) for r in request.requests]
+        )
+
+    async def GetJob(
+        self, request: queue_service_pb2.GetJobRequest, context: Context
+    ) -> queue_service_pb2.GetJobResponse:
+        await self._record("GetJob", request, context)
+        job = job_pb2.Job(id=request.id, type="t", state=job_pb2.Job.STATE_PENDING)
+        return queue_service_pb2.GetJobResponse(job=job)
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[ScriptedQueue]:
+    queue = ScriptedQueue()  # type: ignore[abstract]  # serves only what the tests call
+    server = grpc.aio.server()
+    queue_service_pb2_grpc.add_QueueServiceServicer_to_server(queue, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    queue.address = f"127.0.0.1:{port}"
+    yield queue
+    await server.stop(None)
+
+
+def _enqueued(call: tuple[str, Message]) -> list[queue_service_pb2.EnqueueJobRequest]:
+    _, request = call
+    if isinstance(request, queue_service_pb2.EnqueueJobsRequest):
+        return list(request.requests)
+    assert isinstance(request, queue_service_pb2.EnqueueJobRequest)
+    return [request]
+
+
+async def test_concurrent_enqueues_share_one_call(scripted: ScriptedQueue) -> None:
+    async with AsyncClient(scripted.address) as client:
+        jobs = await asyncio.gather(*(client.enqueue("t", n) for n in range(100)))
+    assert scripted.methods() == ["EnqueueJobs"]
+    [sent] = [_enqueued(call) for call in scripted.calls]
+    assert [request.payload for request in sent] == [str(n).encode() for n in range(100)]
+    assert len({request.request_id for request in sent}) == 100
+    assert len({job.id for job in jobs}) == 100
+
+
+async def test_a_lone_enqueue_uses_enqueue_job(scripted: ScriptedQueue) -> None:
+    async with AsyncClient(scripted.address) as client:
+        await client.enqueue("t")
+        await client.enqueue("t")
+    assert scripted.methods() == ["EnqueueJob", "EnqueueJob"]
+
+
+async def test_coalesced_batches_hold_at_most_1000(scripted: ScriptedQueue) -> None:
+    async with AsyncClient(scripted.address) as client:
+        await asyncio.gather(*(client.enqueue("t") for _ in range(2001)))
+    assert sorted(len(_enqueued(call)) for call in scripted.calls) == [1, 1000, 1000]
+
+
+async def test_aclose_sends_what_is_pending(scripted: ScriptedQueue) -> None:
+    client = AsyncClient(scripted.address)
+    pending = [asyncio.ensure_future(client.enqueue("t")) for _ in range(3)]
+    await asyncio.sleep(0)
+    await client.aclose()
+    assert all(task.done() for task in pending)
+    assert len({task.result().id for task in pending}) == 3
+
+
+async def test_unavailable_is_retried_by_grpc_with_the_same_request_id(
+    scripted: ScriptedQueue,
+) -> None:
+    scripted.unavailable = 2
+    async with AsyncClient(scripted.address) as client:
+        await client.enqueue("t")
+    assert scripted.methods() == ["EnqueueJob"] * 3
+    assert len({request.request_id for _, request in scripted.calls}) == 1  # type: ignore[attr-defined]
+
+
+async def test_sync_client_retries_too(scripted: ScriptedQueue) -> None:
+    scripted.unavailable = 2
+    with Client(scripted.address) as client:
+        # The scripted server runs on this loop; the blocking call must leave it free.
+        job = await asyncio.to_thread(client.get_job, "j1")
+    assert job.id == "j1"
+    assert scripted.methods() == ["GetJob"] * 3
+
+
+async def test_retries_can_be_turned_off(scripted: ScriptedQueue) -> None:
+    scripted.unavailable = 1
+    async with AsyncClient(scripted.address, retry=RetryConfig(max_attempts=1)) as client:
+        with pytest.raises(GatewayUnavailableError, match="try again"):
+            await client.get_job("j1")
+    assert scripted.methods() == ["GetJob"]
+
+
+async def test_enqueue_many_splits_large_batches(scripted: ScriptedQueue) -> None:
+    async with AsyncClient(scripted.address) as client:
+        jobs = await client.enqueue_many(JobRequest("t", b"x" * 1_000_000) for _ in range(7))
+    assert len(jobs) == 7
+    assert [len(_enqueued(call)) for call in scripted.calls] == [3, 3, 1]
+
+
+async def test_enqueue_cancelled_before_the_flush_is_not_sent(scripted: ScriptedQueue) -> None:
+    async with AsyncClient(scripted.address) as client:
+        doomed = asyncio.ensure_future(client.enqueue("doomed"))
+        kept = asyncio.ensure_future(client.enqueue("kept"))
+        await asyncio.sleep(0)  # both submitted, flush not run yet
+        doomed.cancel()
+        await kept
+    assert [request.type for call in scripted.calls for request in _enqueued(call)] == ["kept"]
