@@ -144,12 +144,44 @@ class WorkerSettings(_Section):
     """How long the in-process worker waits for running handlers at shutdown."""
 
 
+_DATABASE_URL = re.compile(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://")
+
+
 class SchedulerSettings(_Section):
     """The ``[scheduler]`` table (database-backed one-time and recurring jobs)."""
 
     enabled: bool = True
+    """Serve ScheduleService and hold long delays; when false ScheduleService
+    answers FAILED_PRECONDITION and the provider must hold every delay itself."""
     database_url: str = "sqlite+aiosqlite:///jobwire.db"
-    poll_interval: Span = timedelta(seconds=60)
+    """``sqlite+aiosqlite:///PATH`` (one gateway) or ``postgresql+asyncpg://…``
+    (any number of gateways; needs the ``postgres`` extra)."""
+    poll_interval: Span = Field(default=timedelta(seconds=60), gt=timedelta(0))
+    """Longest sleep between looks at the database. Changes made through this
+    gateway wake it at once; this bounds how late another gateway's changes are seen."""
+    delay_threshold: Span | None = None
+    """Jobs due further ahead than this are held by the scheduler, so they survive
+    a restart. None: the provider's native limit, or 15 minutes if it has none."""
+    misfire_grace: Span = Field(default=timedelta(seconds=60), ge=timedelta(0))
+    """An occurrence found later than this counts as missed and follows the
+    schedule's misfire policy (skip, or run once)."""
+    batch_size: int = Field(default=500, gt=0, le=1000)
+    """Most due one-time jobs (and, separately, schedules) claimed per database transaction."""
+    claim_timeout: Span = Field(default=timedelta(seconds=60), gt=timedelta(0))
+    """How long a gateway may take to hand claimed jobs to the provider; after it,
+    another gateway (or this one after a restart) hands them over instead."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """How long handed-over and cancelled one-time jobs and fired occurrences are kept."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not _DATABASE_URL.match(value):
+            raise ValueError(
+                "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, "
+                f"got {value.split('://')[0]!r}://…"
+            )
+        return value
 
 
 class GatewaySettings(BaseSettings):

@@ -7,19 +7,23 @@ loop it runs) stays free, and the gateway keeps serving while it blocks.
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
 from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from jobwire.gateway._config import GatewaySettings, ServerSettings
+from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._server import Gateway
 
 _T = TypeVar("_T")
 
 
 class EmbeddedGateway:
-    """Run a gateway in a daemon thread; by default on a free port of 127.0.0.1.
+    """Run a gateway in a daemon thread.
+
+    By default it listens on a free port of 127.0.0.1, uses the memory provider,
+    and keeps the scheduler's SQLite file in a temporary directory.
 
     Example:
         >>> with EmbeddedGateway() as gateway:
@@ -27,7 +31,16 @@ class EmbeddedGateway:
     """
 
     def __init__(self, settings: GatewaySettings | None = None) -> None:
-        self.settings = settings or GatewaySettings(server=ServerSettings(listen="127.0.0.1:0"))
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        if settings is None:
+            # Nothing to install or clean up by hand: the scheduler's SQLite file
+            # lives in a temporary directory removed by stop().
+            self._scratch = tempfile.TemporaryDirectory(prefix="jobwire-")
+            database = f"sqlite+aiosqlite:///{self._scratch.name}/jobwire.db"
+            settings = GatewaySettings.model_validate(
+                {"server": {"listen": "127.0.0.1:0"}, "scheduler": {"database_url": database}}
+            )
+        self.settings = settings
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._gateway: Gateway | None = None
@@ -79,11 +92,12 @@ class EmbeddedGateway:
     def _shutdown_loop(self) -> None:
         loop, thread = self._loop, self._thread
         self._loop = self._thread = None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+            loop.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     def __enter__(self) -> Self:
         return self.start()

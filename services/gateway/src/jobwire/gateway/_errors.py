@@ -96,3 +96,38 @@ class UnavailableError(GatewayError):
 
     code = grpc.StatusCode.UNAVAILABLE
     reason = "UNAVAILABLE"
+
+
+class InvalidCronError(InvalidArgumentError):
+    """The cron expression is not five valid fields."""
+
+    reason = "INVALID_CRON"
+
+
+class ScheduleNotFoundError(GatewayError):
+    """No schedule has this name."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "SCHEDULE_NOT_FOUND"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} not found", schedule=name)
+
+
+class ScheduleExistsError(GatewayError):
+    """A schedule with this name already exists."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = "SCHEDULE_EXISTS"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"schedule {name!r} already exists; use UpdateSchedule to change it", schedule=name
+        )
+
+
+class SchedulerDisabledError(GatewayError):
+    """The scheduler is disabled in this gateway's configuration (``scheduler.enabled``)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "SCHEDULER_DISABLED"

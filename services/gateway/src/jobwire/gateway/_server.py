@@ -15,10 +15,13 @@ from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._service import JobService
 from jobwire.gateway.providers import create_provider
 from jobwire.gateway.providers.base import JobEvents, QueueProvider
-from jobwire.gateway.servicers import QueueServicer, WorkerServicer
+from jobwire.gateway.scheduler import Scheduler
+from jobwire.gateway.servicers import QueueServicer, ScheduleServicer, WorkerServicer
 from jobwire.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
     worker_service_pb2,
     worker_service_pb2_grpc,
 )
@@ -28,6 +31,7 @@ logger = logging.getLogger("jobwire.gateway")
 SERVICE_NAMES = (
     queue_service_pb2.DESCRIPTOR.services_by_name["QueueService"].full_name,
     worker_service_pb2.DESCRIPTOR.services_by_name["WorkerService"].full_name,
+    schedule_service_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 )
 
 
@@ -42,7 +46,12 @@ class Gateway:
         self.settings = settings or GatewaySettings()
         self.events = JobEvents()
         self.provider: QueueProvider = create_provider(self.settings.provider, self.events)
-        self.service = JobService(self.settings, self.provider)
+        self.scheduler = (
+            Scheduler(self.settings.scheduler, self.provider)
+            if self.settings.scheduler.enabled
+            else None
+        )
+        self.service = JobService(self.settings, self.provider, self.scheduler)
         self._workers = WorkerServicer(self.settings.server, self.provider)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -53,6 +62,8 @@ class Gateway:
         """Open the provider and start serving."""
         server_settings = self.settings.server
         await self.provider.open()
+        if self.scheduler is not None:
+            await self.scheduler.start()
         size = server_settings.max_message_bytes
         server = grpc.aio.server(
             options=[
@@ -69,6 +80,9 @@ class Gateway:
             QueueServicer(self.service), server
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, server)
+        schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleServicer(self.scheduler, self.service), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         if server_settings.reflection:
             names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
@@ -99,6 +113,8 @@ class Gateway:
         self._workers.drain(grace)
         await self._workers.wait_drained(grace)
         await self._server.stop(grace=min(1.0, grace))
+        if self.scheduler is not None:
+            await self.scheduler.stop()
         await self.provider.aclose()
         self._stopped.set()
         logger.info("jobwire gateway on %s stopped", self.address)

@@ -8,16 +8,21 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._errors import (
     InvalidArgumentError,
     InvalidPageTokenError,
+    JobNotFoundError,
     PayloadTooLargeError,
 )
 from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway.providers.base import JobFilter, QueueCounts, QueueProvider
 from jobwire.v1 import job_pb2, queue_service_pb2
+
+if TYPE_CHECKING:
+    from jobwire.gateway.scheduler import Scheduler
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_RETRIES = 3
@@ -46,10 +51,22 @@ def validate_queue_name(name: str, field: str) -> str:
 
 
 class JobService:
-    """Validates requests and forwards them to the provider."""
+    """Validates requests and forwards them to the provider, or to the scheduler.
 
-    def __init__(self, settings: GatewaySettings, provider: QueueProvider) -> None:
+    Jobs due further ahead than the scheduler's ``delay_threshold`` are held
+    by the scheduler (they survive a restart, and providers such as SQS cannot
+    delay that long); ``get_job`` and ``cancel_job`` find them there until
+    they are due. ``list_jobs`` and ``stats`` answer for the provider's jobs only.
+    """
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        provider: QueueProvider,
+        scheduler: Scheduler | None = None,
+    ) -> None:
         self.provider = provider
+        self.scheduler = scheduler
         self._server = settings.server
         default_timeout = settings.server.default_job_timeout
         self._default_timeout = default_timeout.total_seconds() if default_timeout else None
@@ -70,11 +87,34 @@ class JobService:
             self._new_job(req, now, f"requests[{i}]." if batch else "")
             for i, req in enumerate(requests)
         ]
-        return await self.provider.enqueue(jobs)
+        if self.scheduler is None:
+            return await self.provider.enqueue(jobs)
+        threshold = now + self.scheduler.delay_threshold
+        held = [job.schedule_time is not None and job.schedule_time > threshold for job in jobs]
+        if not any(held):
+            return await self.provider.enqueue(jobs)
+        scheduled = iter(
+            await self.scheduler.hold([j for j, h in zip(jobs, held, strict=True) if h])
+        )
+        direct = [job for job, h in zip(jobs, held, strict=True) if not h]
+        queued = iter(await self.provider.enqueue(direct) if direct else [])
+        return [next(scheduled) if h else next(queued) for h in held]
+
+    def new_job(
+        self, request: queue_service_pb2.EnqueueJobRequest, *, field_prefix: str = ""
+    ) -> NewJob:
+        """Validate ``request`` as an enqueue would; errors name ``field_prefix + field``."""
+        return self._new_job(request, time.time(), field_prefix)
 
     async def get_job(self, job_id: str) -> JobRecord:
-        """Return one job."""
-        return await self.provider.get_job(_require_id(job_id))
+        """Return one job, from the provider or, while it waits, from the scheduler."""
+        try:
+            return await self.provider.get_job(_require_id(job_id))
+        except JobNotFoundError:
+            held = await self.scheduler.get_job(job_id) if self.scheduler else None
+            if held is None:
+                raise
+            return held
 
     async def list_jobs(
         self, request: queue_service_pb2.ListJobsRequest
@@ -96,7 +136,15 @@ class JobService:
         """Cancel one job."""
         if len(reason) > 1024:
             raise InvalidArgumentError("reason", "at most 1024 characters")
-        return await self.provider.cancel_job(_require_id(job_id), reason)
+        try:
+            return await self.provider.cancel_job(_require_id(job_id), reason)
+        except JobNotFoundError:
+            held = await self.scheduler.cancel_job(job_id, reason) if self.scheduler else None
+            if held is not None:
+                return held
+        # Unknown to the scheduler too (NOT_FOUND), or handed over to the
+        # provider between the two calls.
+        return await self.provider.cancel_job(job_id, reason)
 
     async def stats(self, queue: str) -> list[QueueCounts]:
         """Counts of one queue or of all."""

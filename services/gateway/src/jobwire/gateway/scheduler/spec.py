@@ -53,9 +53,8 @@ class JobTemplate:
 class ScheduleSpec:
     """Every field of a schedule that a client sets (``jobwire.v1.Schedule`` minus outputs).
 
-    Exactly one of ``cron`` and ``interval`` is set; the constructor of the
-    caller (the servicer) validates that and the values, and
-    :meth:`timetable` builds the validated timetable.
+    The servicer validates every value before building one; the constructor
+    only insists that exactly one of ``cron`` and ``interval`` is set.
     """
 
     name: str

@@ -130,15 +130,18 @@ def plan(
 ) -> Plan:
     """Decide about a schedule whose occurrence ``due`` has come (``due <= now``).
 
-    An occurrence at most ``grace`` late fires. One later than that was
-    missed (the gateways were down or stuck): ``SKIP`` drops it,
-    ``RUN_ONCE`` fires it. Either way the schedule continues at the first
-    occurrence after ``now``, so a day of downtime never turns into a burst of
-    catch-up jobs, and the occurrences skipped in between are never fired.
+    An occurrence at most ``grace`` late is merely late: it fires, and the
+    schedule moves to the occurrence after it, so a short stall (a busy
+    machine, a database failover) delays occurrences but loses none. One
+    later than ``grace`` was missed (no gateway was running): ``SKIP`` drops
+    it, ``RUN_ONCE`` fires it, and either way the schedule continues at the
+    first occurrence after ``now``, so a day of downtime never turns into a
+    burst of catch-up jobs.
     """
-    late = now - due
-    fire = late <= grace or policy is MisfirePolicy.RUN_ONCE
-    return Plan(due if fire else None, timetable.next_after(now))
+    if now - due <= grace:
+        return Plan(due, timetable.next_after(due))
+    fire = due if policy is MisfirePolicy.RUN_ONCE else None
+    return Plan(fire, timetable.next_after(now))
 
 
 def parse_time_zone(name: str) -> ZoneInfo:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jobwire.gateway.servicers.queue import QueueServicer
+from jobwire.gateway.servicers.schedule import ScheduleServicer
 from jobwire.gateway.servicers.worker import WorkerServicer
 
-__all__ = ["QueueServicer", "WorkerServicer"]
+__all__ = ["QueueServicer", "ScheduleServicer", "WorkerServicer"]

@@ -1,0 +1,160 @@
+"""jobwire on the memory provider: enqueue rates, end-to-end rates and latency.
+
+One gateway process and one worker process (concurrency 8), 10,000 no-op jobs:
+
+- enqueue: one ``EnqueueJob`` call at a time; concurrent ``enqueue`` calls
+  (coalesced by ``AsyncClient``); ``enqueue_many`` batches;
+- end-to-end (a): jobs enqueued first, all due at the same instant, then drained;
+- end-to-end (b): jobs enqueued while the worker runs;
+- latency: enqueue → handler start on an idle worker, one job at a time.
+
+Each figure is the median of ``--repeat`` runs, with the spread (min..max).
+Run: ``python3 -m hatch run bench:core``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from datetime import UTC, datetime
+
+from jobwire.client import AsyncClient, JobRequest
+
+from processes import gateway, peak_rss_mib, worker
+
+POLL = 0.01  # how often completion is checked; small next to runs of seconds
+
+
+async def wait_completed(client: AsyncClient, queue: str, count: int, within: float) -> float:
+    """Wait until ``count`` jobs of ``queue`` finished; return when that was seen."""
+    deadline = time.perf_counter() + within
+    while time.perf_counter() < deadline:
+        [stats] = await client.stats(queue)
+        if stats.completed + stats.dead >= count:
+            return time.perf_counter()
+        await asyncio.sleep(POLL)
+    raise TimeoutError(f"{queue}: jobs did not finish within {within}s")
+
+
+async def wait_worker(client: AsyncClient, queue: str) -> None:
+    """Wait until a worker streams from ``queue``."""
+    for _ in range(1000):
+        [stats] = await client.stats(queue)
+        if stats.workers:
+            return
+        await asyncio.sleep(POLL)
+    raise TimeoutError("worker did not connect")
+
+
+async def enqueue_rates(client: AsyncClient, jobs: int) -> dict[str, float]:
+    """Enqueue throughput of the three ways to enqueue."""
+    single = min(jobs, 2000)
+    start = time.perf_counter()
+    for _ in range(single):
+        await client.enqueue("noop", {}, queue="single")
+    single_rate = single / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    for offset in range(0, jobs, 1000):
+        await asyncio.gather(
+            *(
+                client.enqueue("noop", {}, queue="coalesced")
+                for _ in range(min(1000, jobs - offset))
+            )
+        )
+    coalesced_rate = jobs / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    await client.enqueue_many(JobRequest("noop", {}, queue="batched") for _ in range(jobs))
+    batched_rate = jobs / (time.perf_counter() - start)
+    return {
+        "enqueue, one call per job (jobs/s)": single_rate,
+        "enqueue, concurrent calls coalesced (jobs/s)": coalesced_rate,
+        "enqueue_many, batches of 1000 (jobs/s)": batched_rate,
+    }
+
+
+async def drain_rate(client: AsyncClient, jobs: int) -> float:
+    """(a) Jobs already queued: all become due at one instant, then the worker drains them."""
+    lead = 1.0 + jobs / 20_000  # time to enqueue before they fall due
+    due = time.time() + lead
+    at = datetime.fromtimestamp(due, UTC)
+    await client.enqueue_many(JobRequest("noop", {}, queue="drain", at=at) for _ in range(jobs))
+    await asyncio.sleep(max(0.0, due - time.time()))
+    start = time.perf_counter()
+    end = await wait_completed(client, "drain", jobs, within=120)
+    return jobs / (end - start)
+
+
+async def flowing_rate(client: AsyncClient, jobs: int) -> float:
+    """(b) Jobs enqueued while the worker runs, by concurrent producers."""
+    start = time.perf_counter()
+    for offset in range(0, jobs, 500):
+        await asyncio.gather(
+            *(client.enqueue("noop", {}, queue="flow") for _ in range(min(500, jobs - offset)))
+        )
+    end = await wait_completed(client, "flow", jobs, within=120)
+    return jobs / (end - start)
+
+
+async def latency(client: AsyncClient, samples: int) -> tuple[float, float]:
+    """Enqueue → handler start on an idle worker, in ms (p50, p99)."""
+    values = []
+    for _ in range(samples):
+        sent = time.time()
+        job = await client.enqueue("stamp", {}, queue="latency")
+        started = await job.wait(timeout=10)
+        values.append((started - sent) * 1000)
+    quantiles = statistics.quantiles(values, n=100)
+    return statistics.median(values), quantiles[98]
+
+
+async def one_run(jobs: int, samples: int) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    with gateway() as (gateway_process, address):
+        async with AsyncClient(address) as client:
+            figures.update(await enqueue_rates(client, jobs))
+            queues = ["drain", "flow", "latency"]
+            queue_args = [arg for queue in queues for arg in ("--queue", queue)]
+            with worker(address, "--concurrency", "8", *queue_args) as worker_process:
+                await wait_worker(client, "latency")
+                p50, p99 = await latency(client, samples)
+                figures["enqueue→start latency p50 (ms)"] = p50
+                figures["enqueue→start latency p99 (ms)"] = p99
+                figures["end-to-end (a) queued then drained (jobs/s)"] = await drain_rate(
+                    client, jobs
+                )
+                figures["end-to-end (b) enqueued while running (jobs/s)"] = await flowing_rate(
+                    client, jobs
+                )
+                figures["peak RSS worker (MiB)"] = peak_rss_mib(worker_process.pid)
+            figures["peak RSS gateway (MiB)"] = peak_rss_mib(gateway_process.pid)
+    return figures
+
+
+def report(runs: list[dict[str, float]]) -> str:
+    lines = ["| measure | median | spread (min..max) |", "|---|---:|---:|"]
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        lines.append(
+            f"| {key} | {statistics.median(values):,.1f} | {min(values):,.1f}..{max(values):,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=300, help="latency samples")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    runs = [asyncio.run(one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
+    title = f"jobwire, memory provider, {args.jobs:,} no-op jobs, worker concurrency 8"
+    print(f"\n{title}, {args.repeat} runs\n")
+    print(report(runs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The database-backed scheduler: one-time jobs and recurring cron or interval jobs.
+
+Storage is SQLAlchemy 2 async on SQLite (aiosqlite, one gateway) or
+PostgreSQL (asyncpg, any number of gateways; each occurrence fires exactly
+once). :class:`Scheduler` is the gateway's entry point; :func:`parse_interval`
+and :func:`parse_cron` are pure helpers the SDK and CLI can reuse.
+"""
+
+from __future__ import annotations
+
+from jobwire.gateway.scheduler.runner import Clock, utc_now
+from jobwire.gateway.scheduler.service import DEFAULT_DELAY_THRESHOLD, Scheduler
+from jobwire.gateway.scheduler.spec import JobTemplate, ScheduleSpec
+from jobwire.gateway.scheduler.timetable import (
+    MIN_INTERVAL,
+    CronTimetable,
+    IntervalTimetable,
+    MisfirePolicy,
+    Timetable,
+    parse_cron,
+    parse_interval,
+    parse_time_zone,
+)
+
+__all__ = [
+    "DEFAULT_DELAY_THRESHOLD",
+    "MIN_INTERVAL",
+    "Clock",
+    "CronTimetable",
+    "IntervalTimetable",
+    "JobTemplate",
+    "MisfirePolicy",
+    "ScheduleSpec",
+    "Scheduler",
+    "Timetable",
+    "parse_cron",
+    "parse_interval",
+    "parse_time_zone",
+    "utc_now",
+]
