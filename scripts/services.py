@@ -52,7 +52,8 @@ def main() -> int:
     else:
         print(
             f"services: no PostgreSQL on {HOST}:{PORT}; its tests will skip (fail under CI). "
-            "Start one with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            "Start one with: "
+            "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         )
     return 0
 
