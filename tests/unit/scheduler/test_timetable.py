@@ -13,7 +13,6 @@ from jobwire.gateway.scheduler import (
     MisfirePolicy,
     Timetable,
     parse_cron,
-    parse_interval,
     parse_time_zone,
 )
 from jobwire.gateway.scheduler.timetable import fire_job_id, plan
@@ -206,47 +205,6 @@ def test_a_late_cron_in_a_time_zone_resumes_on_local_time() -> None:
     decision = plan(daily, due, utc(2026, 3, 8, 20, 0), MisfirePolicy.SKIP, GRACE)
     assert decision.fire_time is None
     assert wall([decision.next_run_time]) == ["03-09 09:00 EDT"]
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("every 30 minutes", timedelta(minutes=30)),
-        ("every 1 hour", timedelta(hours=1)),
-        ("every 1 day", timedelta(days=1)),
-        ("Every 2 Weeks", timedelta(weeks=2)),
-        ("every minute", timedelta(minutes=1)),
-        ("every day", timedelta(days=1)),
-        ("30 seconds", timedelta(seconds=30)),
-        ("90s", timedelta(seconds=90)),
-        ("1h30m", timedelta(hours=1, minutes=30)),
-        ("every 1 hour and 30 minutes", timedelta(hours=1, minutes=30)),
-        ("every 1 hour, 30 minutes", timedelta(hours=1, minutes=30)),
-        ("every 1.5 hours", timedelta(hours=1, minutes=30)),
-        ("every 1 second", timedelta(seconds=1)),
-    ],
-)
-def test_parse_interval(text: str, expected: timedelta) -> None:
-    assert parse_interval(text) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "words"),
-    [
-        ("", "not an interval"),
-        ("every", "not an interval"),
-        ("30", "not an interval"),
-        ("every 5 fortnights", "not an interval"),
-        ("-1 minute", "not an interval"),
-        ("every 0.5 seconds", "at least 1 second"),
-        ("every 0 minutes", "at least 1 second"),
-        ("every 367 days", "at most 366 days"),
-        ("every 99999999999999999999 weeks", "at most 366 days"),
-    ],
-)
-def test_parse_interval_rejects(text: str, words: str) -> None:
-    with pytest.raises(ValueError, match=words):
-        parse_interval(text)
 
 
 def test_fire_job_id_is_deterministic_per_schedule_and_occurrence() -> None:

@@ -47,6 +47,7 @@ from jobwire.client._models import (
     JobState,
     QueueStats,
 )
+from jobwire.client._schedules import MisfirePolicy, Schedule, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
 
 __all__ = [
@@ -71,6 +72,7 @@ __all__ = [
     "JobTerminalError",
     "JobwireError",
     "JsonSerializer",
+    "MisfirePolicy",
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
@@ -78,6 +80,7 @@ __all__ = [
     "RawSerializer",
     "ResourceExhaustedError",
     "RetryConfig",
+    "Schedule",
     "ScheduleNotFoundError",
     "Serializer",
     "StatusCode",
@@ -86,6 +89,7 @@ __all__ = [
     "UnimplementedError",
     "WaitTimeoutError",
     "__version__",
+    "parse_interval",
 ]
 
 # Show `jobwire.client.Client` rather than `jobwire.client._client.Client` in reprs and docs.

@@ -23,11 +23,14 @@ from jobwire.client._config import (
 )
 from jobwire.client._errors import StatusCode
 from jobwire.client._models import Job, JobPage, JobRequest, JobState, QueueStats
+from jobwire.client._schedules import MisfirePolicy, Schedule
 from jobwire.client._serializers import Serializer
-from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc
+from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc, schedule_service_pb2_grpc
+from jobwire.v1 import schedule_service_pb2 as S
 
 if TYPE_CHECKING:
     from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
+    from jobwire.v1.schedule_service_pb2_grpc import ScheduleServiceAsyncStub
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -184,6 +187,107 @@ class AsyncClient(BaseClient):
         response = await self._call(self._connect().queue.GetQueueStats, request)
         return [QueueStats.from_proto(stats) for stats in response.queues]
 
+    async def schedule(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        at: datetime,
+        queue: str = "default",
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109  # the job's, not the call's
+        deduplication_key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Enqueues a job to run once at `at`; see `Client.schedule`."""
+        return await self.enqueue(
+            type,
+            payload,
+            at=at,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
+            attributes=attributes,
+        )
+
+    async def register_recurring(
+        self,
+        name: str,
+        type: str,
+        payload: Any = None,
+        *,
+        schedule: str | timedelta,
+        time_zone: str = "UTC",
+        queue: str = "default",
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109  # the job's, not the call's
+        attributes: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP,
+        description: str = "",
+    ) -> Schedule:
+        """Creates or updates the recurring job `name`; see `Client.register_recurring`."""
+        request = self._register_request(
+            name,
+            type,
+            payload,
+            schedule=schedule,
+            time_zone=time_zone,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            attributes=attributes,
+            content_type=content_type,
+            misfire_policy=misfire_policy,
+            description=description,
+        )
+        return self._schedule(
+            (await self._call(self._connect().schedules.UpdateSchedule, request)).schedule
+        )
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """Returns the schedule `name`; see `Client.get_schedule`."""
+        request = S.GetScheduleRequest(name=name)
+        return self._schedule(
+            (await self._call(self._connect().schedules.GetSchedule, request)).schedule
+        )
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Returns every schedule, sorted by name; see `Client.list_schedules`."""
+        schedules: list[Schedule] = []
+        request = S.ListSchedulesRequest(page_size=1000)
+        while True:
+            response = await self._call(self._connect().schedules.ListSchedules, request)
+            schedules.extend(map(self._schedule, response.schedules))
+            if not response.next_page_token:
+                return schedules
+            request.page_token = response.next_page_token
+
+    async def pause_schedule(self, name: str) -> Schedule:
+        """Stops the schedule from firing until `resume_schedule`; see `Client.pause_schedule`."""
+        request = S.PauseScheduleRequest(name=name)
+        return self._schedule(
+            (await self._call(self._connect().schedules.PauseSchedule, request)).schedule
+        )
+
+    async def resume_schedule(self, name: str) -> Schedule:
+        """Resumes a paused schedule; see `Client.resume_schedule`."""
+        request = S.ResumeScheduleRequest(name=name)
+        return self._schedule(
+            (await self._call(self._connect().schedules.ResumeSchedule, request)).schedule
+        )
+
+    async def delete_schedule(self, name: str, *, missing_ok: bool = False) -> None:
+        """Deletes the schedule; see `Client.delete_schedule`."""
+        request = S.DeleteScheduleRequest(name=name, allow_missing=missing_ok)
+        await self._call(self._connect().schedules.DeleteSchedule, request)
+
+    async def trigger_schedule(self, name: str) -> Job:
+        """Enqueues the schedule's job now, outside its timetable; see `Client.trigger_schedule`."""
+        request = S.TriggerScheduleRequest(name=name)
+        return self._job((await self._call(self._connect().schedules.TriggerSchedule, request)).job)
+
     async def watch_job(self, job_or_id: Job | str) -> AsyncIterator[Job]:
         """Yields the job's state and every change until it finishes; see `Client.watch_job`.
 
@@ -291,6 +395,9 @@ class _Connection:
         self.channel = channel
         self.loop = loop
         self.queue: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
+        self.schedules: ScheduleServiceAsyncStub = schedule_service_pb2_grpc.ScheduleServiceStub(
+            channel
+        )
         self.coalescer = _EnqueueCoalescer(client, self.queue, loop)
 
 

@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, Unpack, cast
 from uuid import uuid4
 
 import grpc
@@ -28,8 +28,9 @@ from jobwire.client._errors import (
     from_rpc_error,
 )
 from jobwire.client._models import Job, JobPage, JobRequest, JobState, JobWaiter, to_timedelta
+from jobwire.client._schedules import RecurringOptions, Schedule, register_request
 from jobwire.client._serializers import JsonSerializer, Serializer
-from jobwire.v1 import job_pb2, queue_service_pb2
+from jobwire.v1 import job_pb2, queue_service_pb2, schedule_service_pb2
 
 _T = TypeVar("_T")
 
@@ -148,6 +149,18 @@ class BaseClient:
     def _job(self, proto: job_pb2.Job) -> Job:
         # Both twins implement `wait`, which lets the job wait for itself.
         return Job.from_proto(proto, serializer=self._serializer, client=cast(JobWaiter, self))
+
+    def _schedule(self, proto: schedule_service_pb2.Schedule) -> Schedule:
+        return Schedule.from_proto(proto, serializer=self._serializer)
+
+    def _register_request(
+        self,
+        name: str,
+        type: str,
+        payload: Any,
+        **options: Unpack[RecurringOptions],
+    ) -> schedule_service_pb2.UpdateScheduleRequest:
+        return register_request(name, type, payload, serializer=self._serializer, **options)
 
     def _page(self, response: queue_service_pb2.ListJobsResponse) -> JobPage:
         return JobPage(tuple(map(self._job, response.jobs)), response.next_page_token or None)

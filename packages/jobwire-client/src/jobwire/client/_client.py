@@ -21,8 +21,10 @@ from jobwire.client._config import (
     TLSConfig,
 )
 from jobwire.client._models import Job, JobPage, JobRequest, JobState, QueueStats
+from jobwire.client._schedules import MisfirePolicy, Schedule
 from jobwire.client._serializers import Serializer
-from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc
+from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc, schedule_service_pb2_grpc
+from jobwire.v1 import schedule_service_pb2 as S
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -70,6 +72,7 @@ class Client(BaseClient):
         else:
             self._channel = grpc.secure_channel(address, tls.credentials(), self._channel_options)
         self._queue = queue_service_pb2_grpc.QueueServiceStub(self._channel)
+        self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
 
     @classmethod
     def connect(cls, address: str = DEFAULT_ADDRESS, **options: Unpack[ClientOptions]) -> Self:
@@ -247,6 +250,133 @@ class Client(BaseClient):
         request = queue_service_pb2.GetQueueStatsRequest(queue=queue or "")
         response = self._call(self._queue.GetQueueStats, request)
         return [QueueStats.from_proto(stats) for stats in response.queues]
+
+    def schedule(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        at: datetime,
+        queue: str = "default",
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        deduplication_key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Enqueues a job to run once, no sooner than `at` (timezone-aware).
+
+        The gateway keeps jobs due further ahead than its queue can delay in its
+        scheduler database, so they survive a restart. Takes the options of `enqueue`.
+        """
+        return self.enqueue(
+            type,
+            payload,
+            at=at,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
+            attributes=attributes,
+        )
+
+    def register_recurring(
+        self,
+        name: str,
+        type: str,
+        payload: Any = None,
+        *,
+        schedule: str | timedelta,
+        time_zone: str = "UTC",
+        queue: str = "default",
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        attributes: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP,
+        description: str = "",
+    ) -> Schedule:
+        """Creates the recurring job `name`, or updates it if it exists.
+
+        Safe to call at every deploy: a schedule an operator paused stays paused.
+
+        Args:
+            name: Unique name of the schedule, e.g. "daily-report".
+            type: Type of the job each occurrence enqueues.
+            payload: Payload of each job, encoded like `enqueue`'s.
+            schedule: A five-field cron expression ("0 9 * * *"), an interval in
+                words ("every 30 minutes", "1h30m") or a timedelta.
+            time_zone: IANA time zone the cron expression is read in.
+            queue: Queue of the jobs.
+            max_retries: Retries per job; None means the gateway's default.
+            timeout: Longest one attempt may run.
+            attributes: Metadata copied onto each job.
+            content_type: Media type of the payload, overriding the default.
+            misfire_policy: What to do with occurrences missed while no gateway ran.
+            description: Free text for operators.
+
+        Raises:
+            InvalidArgumentError: Invalid cron, time zone or interval; the error
+                names the field.
+        """
+        request = self._register_request(
+            name,
+            type,
+            payload,
+            schedule=schedule,
+            time_zone=time_zone,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            attributes=attributes,
+            content_type=content_type,
+            misfire_policy=misfire_policy,
+            description=description,
+        )
+        return self._schedule(self._call(self._schedules.UpdateSchedule, request).schedule)
+
+    def get_schedule(self, name: str) -> Schedule:
+        """Returns the schedule `name`.
+
+        Raises:
+            ScheduleNotFoundError: No schedule has this name.
+        """
+        request = S.GetScheduleRequest(name=name)
+        return self._schedule(self._call(self._schedules.GetSchedule, request).schedule)
+
+    def list_schedules(self) -> list[Schedule]:
+        """Returns every schedule, sorted by name."""
+        schedules: list[Schedule] = []
+        request = S.ListSchedulesRequest(page_size=1000)
+        while True:
+            response = self._call(self._schedules.ListSchedules, request)
+            schedules.extend(map(self._schedule, response.schedules))
+            if not response.next_page_token:
+                return schedules
+            request.page_token = response.next_page_token
+
+    def pause_schedule(self, name: str) -> Schedule:
+        """Stops the schedule from firing until `resume_schedule`."""
+        request = S.PauseScheduleRequest(name=name)
+        return self._schedule(self._call(self._schedules.PauseSchedule, request).schedule)
+
+    def resume_schedule(self, name: str) -> Schedule:
+        """Resumes a paused schedule from its next occurrence after now."""
+        request = S.ResumeScheduleRequest(name=name)
+        return self._schedule(self._call(self._schedules.ResumeSchedule, request).schedule)
+
+    def delete_schedule(self, name: str, *, missing_ok: bool = False) -> None:
+        """Deletes the schedule; jobs it already enqueued are not affected.
+
+        Raises:
+            ScheduleNotFoundError: No schedule has this name and `missing_ok` is false.
+        """
+        request = S.DeleteScheduleRequest(name=name, allow_missing=missing_ok)
+        self._call(self._schedules.DeleteSchedule, request)
+
+    def trigger_schedule(self, name: str) -> Job:
+        """Enqueues the schedule's job now, outside its timetable."""
+        request = S.TriggerScheduleRequest(name=name)
+        return self._job(self._call(self._schedules.TriggerSchedule, request).job)
 
     def watch_job(self, job_or_id: Job | str) -> Iterator[Job]:
         """Yields the job's current state, then every change, until it finishes.

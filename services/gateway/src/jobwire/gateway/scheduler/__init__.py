@@ -2,8 +2,7 @@
 
 Storage is SQLAlchemy 2 async on SQLite (aiosqlite, one gateway) or
 PostgreSQL (asyncpg, any number of gateways; each occurrence fires exactly
-once). :class:`Scheduler` is the gateway's entry point; :func:`parse_interval`
-and :func:`parse_cron` are pure helpers the SDK and CLI can reuse.
+once). :class:`Scheduler` is the gateway's entry point.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ from jobwire.gateway.scheduler.timetable import (
     MisfirePolicy,
     Timetable,
     parse_cron,
-    parse_interval,
     parse_time_zone,
 )
 
@@ -34,7 +32,6 @@ __all__ = [
     "Scheduler",
     "Timetable",
     "parse_cron",
-    "parse_interval",
     "parse_time_zone",
     "utc_now",
 ]

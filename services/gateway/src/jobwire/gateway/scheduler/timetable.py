@@ -21,7 +21,6 @@ occurrences without storing an anchor.
 
 from __future__ import annotations
 
-import re
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -200,53 +199,6 @@ def check_interval(interval: timedelta) -> timedelta:
     if interval > MAX_INTERVAL:
         raise ValueError(f"must be at most 366 days, got {interval}; use cron for longer")
     return interval
-
-
-_UNITS = {
-    **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
-    **dict.fromkeys(("m", "min", "mins", "minute", "minutes"), 60),
-    **dict.fromkeys(("h", "hr", "hrs", "hour", "hours"), 3600),
-    **dict.fromkeys(("d", "day", "days"), 86400),
-    **dict.fromkeys(("w", "week", "weeks"), 7 * 86400),
-}
-_PART = re.compile(r"(\d+(?:\.\d+)?)?\s*([a-z]+)")
-_SEPARATORS = re.compile(r"\s*(?:,|\band\b)?\s*")
-
-
-def parse_interval(text: str) -> timedelta:
-    """Parse a human interval such as ``"every 30 minutes"``.
-
-    Accepted: an optional ``every``, then one or more ``<number> <unit>``
-    parts (``"every 1 hour 30 minutes"``, ``"90s"``, ``"1h30m"``,
-    ``"every 1.5 hours"``), or a bare unit meaning one of it (``"every
-    day"``). Units: s/sec/second(s), m/min/minute(s), h/hr/hour(s),
-    d/day(s), w/week(s). Case and surrounding spaces do not matter.
-
-    Raises:
-        ValueError: the text is not an interval, or the interval is outside
-            what a schedule accepts (see :func:`check_interval`).
-    """
-    rest = text.strip().lower()
-    rest = rest.removeprefix("every").strip()
-    if not rest:
-        raise ValueError(f"not an interval: {text!r}; try 'every 30 minutes'")
-    seconds = 0.0
-    position = 0
-    while position < len(rest):
-        match = _PART.match(rest, position)
-        if match is None or match[2] not in _UNITS:
-            raise ValueError(
-                f"not an interval: {text!r}; try 'every 30 minutes' or '1h30m' "
-                f"(units: seconds, minutes, hours, days, weeks)"
-            )
-        amount = float(match[1]) if match[1] is not None else 1.0
-        seconds += amount * _UNITS[match[2]]
-        separator = _SEPARATORS.match(rest, match.end())
-        position = separator.end() if separator else match.end()
-    if seconds > MAX_INTERVAL.total_seconds():
-        # Checked before building the timedelta, which overflows on huge numbers.
-        raise ValueError(f"must be at most 366 days, got {text!r}; use cron for longer")
-    return check_interval(timedelta(seconds=seconds))
 
 
 _FIRE_NAMESPACE = uuid.UUID("0b0e2a8c-6f4e-4c51-9a77-2f3d6c1b9e10")
