@@ -1,0 +1,237 @@
+"""``jobwire-worker``: run the handlers of a registry against a gateway.
+
+Usage::
+
+    jobwire-worker myapp.jobs:registry --gateway 127.0.0.1:50051 --concurrency 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from jobwire.worker.__about__ import __version__
+from jobwire.worker._errors import ConnectionFailedError
+from jobwire.worker._registry import HandlerRegistry
+from jobwire.worker._worker import HANDLER_THREAD_PREFIX, Worker
+
+_logger = logging.getLogger("jobwire.worker")
+
+EXIT_USAGE = 2
+EXIT_FATAL = 1
+
+# Attributes every LogRecord has; anything else came in through `extra`.
+_RECORD_FIELDS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+)
+
+
+class TargetError(Exception):
+    """The ``module:attribute`` target does not name a handler registry."""
+
+
+def resolve_registry(target: str) -> HandlerRegistry:
+    """Import ``module:attribute`` and return the :class:`HandlerRegistry` it names.
+
+    ``attribute`` may be dotted and defaults to ``registry``. The current
+    directory is importable, as with ``python -m``.
+
+    Raises:
+        TargetError: The module cannot be imported, the attribute does not
+            exist, or it is not a HandlerRegistry.
+    """
+    module_name, _, attribute = target.partition(":")
+    attribute = attribute or "registry"
+    if not module_name or not all(part.isidentifier() for part in attribute.split(".")):
+        raise TargetError(f"expected MODULE:ATTRIBUTE, got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TargetError(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        # The module itself is broken; the traceback is what the user needs.
+        raise TargetError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(obj, HandlerRegistry):
+        raise TargetError(
+            f"{target!r} is not a jobwire.worker.HandlerRegistry (got {type(obj).__name__})"
+        )
+    return obj
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the record's ``extra`` fields (job id, ...)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format ``record`` as JSON."""
+        data: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS:
+                data[key] = value
+        if record.exc_info:
+            data["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(data, default=str)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jobwire-worker",
+        description="Run the job handlers of a HandlerRegistry against a jobwire gateway.",
+    )
+    parser.add_argument(
+        "target",
+        metavar="MODULE:ATTRIBUTE",
+        help="the HandlerRegistry to serve, e.g. myapp.jobs:registry",
+    )
+    parser.add_argument(
+        "--gateway",
+        default=os.environ.get("JOBWIRE_GATEWAY", "127.0.0.1:50051"),
+        help="gateway address (default: $JOBWIRE_GATEWAY or 127.0.0.1:50051)",
+    )
+    parser.add_argument(
+        "--queue",
+        "-q",
+        action="append",
+        dest="queues",
+        metavar="QUEUE",
+        help="queue to take jobs from; repeat for several (default: default)",
+    )
+    parser.add_argument(
+        "--concurrency", "-c", type=_positive_int, default=8, help="handlers running at once"
+    )
+    parser.add_argument(
+        "--max-in-flight",
+        type=_positive_int,
+        help="jobs leased at once (default: twice the concurrency)",
+    )
+    parser.add_argument("--worker-id", help="stable worker id (default: host-pid-random)")
+    parser.add_argument(
+        "--job-type",
+        action="append",
+        dest="job_types",
+        metavar="TYPE",
+        help="only take jobs of this type; repeat for several (default: all registered)",
+    )
+    parser.add_argument(
+        "--lease-duration", type=_positive_float, metavar="SECONDS", help="lease to ask for"
+    )
+    parser.add_argument(
+        "--shutdown-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long SIGTERM waits for running jobs (default: 30)",
+    )
+    parser.add_argument("--token", default=None, help="bearer token (default: $JOBWIRE_TOKEN)")
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        help="log level (default: INFO)",
+    )
+    parser.add_argument("--json-logs", action="store_true", help="log one JSON object per line")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _configure_logging(level: str, json_logs: bool) -> None:
+    handler = logging.StreamHandler()
+    if json_logs:
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jobwire-worker`` command.
+
+    Args:
+        argv: Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 after a shutdown, 1 when the gateway rejected the
+        worker, 2 for usage errors (including a target that is not a registry).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        registry = resolve_registry(args.target)
+    except TargetError as exc:
+        parser.print_usage(sys.stderr)
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return EXIT_USAGE
+    _configure_logging(args.log_level, args.json_logs)
+    try:
+        worker = Worker(
+            args.gateway,
+            registry=registry,
+            queues=args.queues or ("default",),
+            concurrency=args.concurrency,
+            max_in_flight=args.max_in_flight,
+            worker_id=args.worker_id,
+            job_types=args.job_types,
+            lease_duration=args.lease_duration,
+            token=args.token,
+            shutdown_timeout=args.shutdown_timeout,
+        )
+        worker.run_sync()
+    except ValueError as exc:
+        sys.stderr.write(f"{parser.prog}: error: {exc}\n")
+        return EXIT_USAGE
+    except ConnectionFailedError as exc:
+        _logger.error("gateway %s rejected the worker: %s", args.gateway, exc)
+        return EXIT_FATAL
+    _exit_if_handler_threads_linger()
+    return 0
+
+
+def _exit_if_handler_threads_linger() -> None:
+    # Sync handlers abandoned at shutdown (timeout, second signal) cannot be
+    # interrupted, and the interpreter would wait for their threads at exit:
+    # the worker has already let their jobs go, so do not wait.
+    lingering = [
+        t
+        for t in threading.enumerate()
+        if t.name.startswith(HANDLER_THREAD_PREFIX) and t.is_alive()
+    ]
+    if lingering:
+        _logger.warning("exiting with %d sync handlers still running", len(lingering))
+        logging.shutdown()
+        os._exit(0)

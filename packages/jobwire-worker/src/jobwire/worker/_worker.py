@@ -1,0 +1,567 @@
+"""The worker: connects to a gateway, runs handlers, reconnects until shut down."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import Self
+
+import grpc
+import grpc.aio
+
+from jobwire.worker.__about__ import __version__
+from jobwire.worker._registry import HandlerRegistry
+from jobwire.worker._serializer import JSONSerializer, Serializer
+from jobwire.worker._session import Session, SessionEnd, SessionSettings, Slots
+
+_logger = logging.getLogger("jobwire.worker")
+
+#: Name prefix of the threads that run sync handlers.
+HANDLER_THREAD_PREFIX = "jobwire-handler"
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Delays between reconnection attempts: exponential, capped, jittered.
+
+    The n-th consecutive failure waits ``min(maximum, initial * multiplier**n)``
+    shortened by up to ``jitter`` of itself at random, so a fleet of workers
+    does not reconnect in lockstep after a gateway restart. A session that
+    opened resets the count.
+    """
+
+    initial: timedelta = timedelta(seconds=0.1)
+    """Delay after the first failure."""
+    maximum: timedelta = timedelta(seconds=10)
+    """Longest delay."""
+    multiplier: float = 2.0
+    """Growth per consecutive failure."""
+    jitter: float = 0.2
+    """Fraction of each delay drawn at random (0 to 1)."""
+
+    def __post_init__(self) -> None:
+        if self.initial <= timedelta(0) or self.maximum < self.initial:
+            raise ValueError("backoff needs 0 < initial <= maximum")
+        if self.multiplier < 1 or not 0 <= self.jitter <= 1:
+            raise ValueError("backoff needs multiplier >= 1 and 0 <= jitter <= 1")
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failed attempts (from 0)."""
+        base = min(
+            self.maximum.total_seconds(),
+            self.initial.total_seconds() * self.multiplier ** min(failures, 64),
+        )
+        return base * (1 - self.jitter * random.random())  # not security
+
+
+def _seconds(value: timedelta | float) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    """State of one call to :meth:`Worker.run`, bound to its event loop."""
+
+    loop: asyncio.AbstractEventLoop
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    session: Session | None = None
+    session_task: asyncio.Task[SessionEnd] | None = None
+    forced: bool = False
+
+
+class Worker:
+    """Streams jobs from a jobwire gateway and runs their handlers.
+
+    Example::
+
+        worker = Worker("127.0.0.1:50051", registry=registry, concurrency=16)
+        worker.run_sync()  # until SIGTERM or Ctrl-C
+
+        # or, inside an application's event loop
+        async with Worker("127.0.0.1:50051", registry=registry):
+            await app_main()
+
+    Lifecycle, as with temporalio's and arq's workers: :meth:`run` serves
+    until :meth:`shutdown`; ``async with`` starts :meth:`run` in a task and
+    shuts down on exit; :meth:`run_sync` owns its event loop and turns
+    SIGTERM/SIGINT into a graceful shutdown; :meth:`start` and :meth:`stop`
+    run the worker in a background thread (for notebooks and sync programs).
+
+    The worker keeps one stream open to the gateway and reconnects with
+    backoff when it breaks, under the same ``worker_id``. Delivery is
+    at-least-once: a job whose attempt was lost to a crash or a broken stream
+    runs again, so handlers should be idempotent.
+
+    Args:
+        target: Gateway address, ``host:port``.
+        registry: Handlers by job type.
+        queues: Queues to take jobs from.
+        concurrency: Most handlers running at once. Sync handlers run in a
+            thread pool of this size.
+        max_in_flight: Credits: most jobs leased to this worker at once.
+            Defaults to twice ``concurrency``, so the next jobs are already
+            here when a handler finishes.
+        worker_id: Identifies the worker to the gateway, stable across
+            reconnects. Defaults to ``"{hostname}-{pid}-{random}"``.
+        job_types: Job types to ask for; defaults to the registry's types.
+        lease_duration: Lease length to ask for; the gateway clamps it.
+            Defaults to the gateway's.
+        token: Sent as ``authorization: Bearer <token>``. Defaults to the
+            ``JOBWIRE_TOKEN`` environment variable.
+        shutdown_timeout: How long a graceful shutdown waits for running
+            handlers before cancelling them.
+        reconnect: Delays between reconnection attempts.
+        serializer: Decodes payloads and encodes results; JSON by default.
+        labels: Extra labels shown to operators (host name, pid and SDK
+            version are always sent).
+        channel_options: Extra gRPC channel options (keepalive, TLS target
+            name override, ...).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        registry: HandlerRegistry,
+        queues: Sequence[str] = ("default",),
+        concurrency: int = 8,
+        max_in_flight: int | None = None,
+        worker_id: str | None = None,
+        job_types: Sequence[str] | None = None,
+        lease_duration: timedelta | float | None = None,
+        token: str | None = None,
+        shutdown_timeout: timedelta | float = timedelta(seconds=30),
+        reconnect: Backoff = Backoff(),  # frozen, so sharing is safe
+        serializer: Serializer | None = None,
+        labels: Mapping[str, str] | None = None,
+        channel_options: Sequence[tuple[str, str | int]] = (),
+    ) -> None:
+        if not isinstance(registry, HandlerRegistry):
+            raise TypeError(f"registry must be a HandlerRegistry, got {type(registry).__name__}")
+        if isinstance(queues, str):
+            queues = (queues,)
+        if not queues or not all(queues):
+            raise ValueError("queues must name at least one queue")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self._target = target
+        self._registry = registry
+        self._queues = tuple(queues)
+        self._concurrency = concurrency
+        self._max_in_flight = max_in_flight or 2 * concurrency
+        self._worker_id = worker_id or _default_worker_id()
+        self._job_types = None if job_types is None else tuple(job_types)
+        self._lease_duration = (
+            None if lease_duration is None else timedelta(seconds=_seconds(lease_duration))
+        )
+        token = token if token is not None else os.environ.get("JOBWIRE_TOKEN")
+        self._metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
+        self._shutdown_timeout = _seconds(shutdown_timeout)
+        self._reconnect = reconnect
+        self._serializer = serializer or JSONSerializer()
+        self._labels = {
+            "hostname": socket.gethostname(),
+            "pid": str(os.getpid()),
+            "sdk": "jobwire-worker-python",
+            "sdk_version": __version__,
+            **(labels or {}),
+        }
+        self._channel_options: list[tuple[str, str | int]] = [
+            # Deliveries batch many payloads; the gateway bounds their size.
+            ("grpc.max_receive_message_length", -1),
+            # Reconnecting is our loop's job; a fresh channel per session
+            # must not sit out gRPC's own (up to 120 s) connection backoff.
+            ("grpc.min_reconnect_backoff_ms", 100),
+            ("grpc.max_reconnect_backoff_ms", 10_000),
+            *channel_options,
+        ]
+        self._run: _Run | None = None
+        self._owner: asyncio.Task[object] | None = None
+        self._background: asyncio.Task[None] | None = None
+        self._failed_owner = False
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
+        self._thread_error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"<Worker id={self._worker_id!r} target={self._target!r} queues={self._queues!r}>"
+
+    # Read-only settings ---------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        """Identifies this worker to the gateway, the same across reconnects."""
+        return self._worker_id
+
+    @property
+    def target(self) -> str:
+        """Gateway address."""
+        return self._target
+
+    @property
+    def queues(self) -> tuple[str, ...]:
+        """Queues the worker takes jobs from."""
+        return self._queues
+
+    @property
+    def concurrency(self) -> int:
+        """Most handlers running at once."""
+        return self._concurrency
+
+    @property
+    def max_in_flight(self) -> int:
+        """Credits requested from the gateway."""
+        return self._max_in_flight
+
+    @property
+    def is_running(self) -> bool:
+        """True between the start and the end of :meth:`run`."""
+        return self._run is not None
+
+    # Async lifecycle ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve jobs until :meth:`shutdown` is called.
+
+        Transient stream failures (gateway unavailable or restarting, network
+        errors, ``drain``) are retried with backoff under the same worker id.
+
+        Raises:
+            ConnectionFailedError: The gateway rejected the worker in a way
+                retrying cannot fix (bad token, invalid settings, no worker
+                service at ``target``).
+            RuntimeError: The worker is already running.
+            ValueError: There are no job types to ask for.
+        """
+        run = self._prepare()
+        run.task = asyncio.current_task()
+        await self._serve(run)
+
+    async def shutdown(self) -> None:
+        """Stop gracefully and wait until :meth:`run` has returned.
+
+        The worker stops taking jobs, lets running and already delivered jobs
+        finish (up to ``shutdown_timeout``, then cancels them), sends their
+        results, and closes the stream. Does nothing when not running. Works
+        from any event loop, also for a worker started with :meth:`start`.
+        """
+        run = self._run
+        if run is None:
+            return
+        if asyncio.get_running_loop() is not run.loop:
+            # The worker runs on its own loop in a thread: stop it there.
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.shutdown(), run.loop))
+            return
+        self._request_stop(run)
+        await run.done.wait()
+
+    async def __aenter__(self) -> Self:
+        run = self._prepare()
+        self._owner = asyncio.current_task()
+        self._failed_owner = False
+        run.task = asyncio.create_task(self._serve(run), name=f"jobwire-worker-{self._worker_id}")
+        run.task.add_done_callback(self._on_background_run_done)
+        self._background = run.task
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        run, owner, task = self._run, self._owner, self._background
+        self._owner = self._background = None
+        if run is not None:
+            self._request_stop(run)
+        if task is None:
+            return
+        try:
+            await asyncio.wait((task,))
+        except asyncio.CancelledError:
+            # Cancelled while shutting down gracefully: stop now instead.
+            task.cancel()
+            raise
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None and (exc is None or self._failed_owner):
+            if self._failed_owner and owner is not None:
+                owner.uncancel()  # We cancelled the block only to surface this error.
+            raise error
+
+    def _on_background_run_done(self, task: asyncio.Task[None]) -> None:
+        # A fatal error must not leave the `async with` body waiting forever
+        # for jobs that will never run: cancel it, __aexit__ raises the error.
+        if task.cancelled() or task.exception() is None:
+            return
+        _logger.error("worker stopped: %s", task.exception())
+        owner = self._owner
+        if owner is not None and not owner.done():
+            self._failed_owner = True
+            owner.cancel()
+
+    def _prepare(self) -> _Run:
+        if self._run is not None:
+            raise RuntimeError("worker is already running")
+        job_types = self._job_types if self._job_types is not None else self._registry.types
+        if not job_types:
+            # An empty list would mean "all types" to the gateway: every job
+            # would come here and fail without a handler.
+            raise ValueError("the registry has no handlers and no job_types were given")
+        missing = [t for t in job_types if t not in self._registry]
+        if missing:
+            raise ValueError(f"job_types without a handler in the registry: {missing}")
+        self._run = _Run(loop=asyncio.get_running_loop())
+        return self._run
+
+    def _request_stop(self, run: _Run) -> None:
+        if run.stop.is_set():
+            return
+        run.stop.set()
+        session, session_task = run.session, run.session_task
+        if session is not None and session.opened:
+            session.request_stop()
+        elif session_task is not None:
+            # Still connecting: nothing to finish, so do not wait for the gateway.
+            session_task.cancel()
+
+    def _force_stop(self, run: _Run) -> None:
+        run.forced = True
+        if run.task is not None:
+            run.task.cancel()
+
+    async def _serve(self, run: _Run) -> None:
+        job_types = self._job_types if self._job_types is not None else self._registry.types
+        settings = SessionSettings(
+            worker_id=self._worker_id,
+            queues=self._queues,
+            job_types=job_types,
+            max_in_flight=self._max_in_flight,
+            lease_duration=self._lease_duration,
+            labels=self._labels,
+            metadata=self._metadata,
+            shutdown_timeout=self._shutdown_timeout,
+        )
+        has_sync = any(not self._registry[t].is_async for t in job_types)
+        executor = (
+            ThreadPoolExecutor(self._concurrency, thread_name_prefix=HANDLER_THREAD_PREFIX)
+            if has_sync
+            else None
+        )
+        slots = Slots(self._concurrency)
+        failures = 0
+        _logger.info(
+            "worker %s starting: gateway %s, queues %s, %d job types, concurrency %d",
+            self._worker_id,
+            self._target,
+            ",".join(self._queues),
+            len(job_types),
+            self._concurrency,
+        )
+        try:
+            while not run.stop.is_set():
+                end = await self._session(run, settings, slots, executor)
+                if end is SessionEnd.STOPPED or run.stop.is_set():
+                    break
+                if run.session is not None and run.session.opened:
+                    failures = 0
+                delay = self._reconnect.delay(failures)
+                failures += 1
+                _logger.info("reconnecting to %s in %.2fs", self._target, delay)
+                # TimeoutError is the normal way out: nobody stopped us meanwhile.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await run.stop.wait()
+        finally:
+            run.session = run.session_task = None
+            if executor is not None:
+                # Threads of abandoned sync handlers cannot be stopped; do
+                # not wait for them here.
+                executor.shutdown(wait=False, cancel_futures=True)
+            self._run = None
+            run.done.set()
+            _logger.info("worker %s stopped", self._worker_id)
+
+    async def _session(
+        self,
+        run: _Run,
+        settings: SessionSettings,
+        slots: Slots,
+        executor: ThreadPoolExecutor | None,
+    ) -> SessionEnd:
+        channel = grpc.aio.insecure_channel(self._target, options=self._channel_options)
+        try:
+            session = Session(
+                channel,
+                settings,
+                registry=self._registry,
+                serializer=self._serializer,
+                slots=slots,
+                executor=executor,
+                on_opened=self._on_opened,
+            )
+            run.session = session
+            run.session_task = asyncio.create_task(session.run(), name="jobwire-session")
+            try:
+                return await run.session_task
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if run.stop.is_set() and task is not None and not task.cancelling():
+                    return SessionEnd.STOPPED  # shutdown() while connecting
+                raise
+        finally:
+            await channel.close()
+
+    def _on_opened(self, session: Session) -> None:
+        _logger.info(
+            "connected to %s: session %s, lease %gs, heartbeat %gs, %d credits",
+            self._target,
+            session.session_id,
+            session.lease_duration,
+            session.heartbeat_interval,
+            session.max_in_flight,
+        )
+
+    # Sync lifecycle -----------------------------------------------------------------
+
+    def run_sync(self) -> None:
+        """Run the worker on a new event loop until SIGTERM or SIGINT.
+
+        The first signal shuts down gracefully (see :meth:`shutdown`); a
+        second one stops at once, cancelling running handlers. Blocks until
+        the worker has stopped. Signals are only handled in the main thread.
+
+        Raises:
+            ConnectionFailedError: See :meth:`run`.
+        """
+        asyncio.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        run = self._prepare()
+        run.task = asyncio.current_task()
+
+        def on_signal(signum: int) -> None:
+            name = signal.Signals(signum).name
+            if not run.stop.is_set():
+                _logger.info("%s received: shutting down gracefully (again to stop now)", name)
+                self._request_stop(run)
+            else:
+                _logger.warning("%s received again: stopping now", name)
+                self._force_stop(run)
+
+        installed: list[signal.Signals] = []
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(signum, on_signal, signum)
+                    installed.append(signum)
+                except NotImplementedError:  # Windows event loops
+                    signal.signal(signum, lambda s, _f: loop.call_soon_threadsafe(on_signal, s))
+        try:
+            await self._serve(run)
+        except asyncio.CancelledError:
+            if not run.forced:
+                raise
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+
+    def start(self) -> None:
+        """Run the worker in a background (daemon) thread and return at once.
+
+        Meant for notebooks and sync programs. Stop it with :meth:`stop`; a
+        fatal error is logged and raised again by :meth:`stop`.
+
+        Raises:
+            RuntimeError: The worker was already started.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("worker is already started")
+        started = threading.Event()
+        self._thread_error = None
+
+        async def main() -> None:
+            self._thread_loop = asyncio.get_running_loop()
+            try:
+                run = self._prepare()
+            except BaseException as exc:
+                self._thread_error = exc
+                return
+            finally:
+                started.set()
+            run.task = asyncio.current_task()
+            await self._serve(run)
+
+        def target() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:
+                self._thread_error = exc
+                _logger.error("worker %s stopped: %s", self._worker_id, exc)
+
+        self._thread = threading.Thread(
+            target=target, name=f"jobwire-worker-{self._worker_id}", daemon=True
+        )
+        self._thread.start()
+        started.wait()
+        # Configuration errors surface here rather than only in the log.
+        if self._thread_error is not None:
+            self._thread.join()
+            self._thread = None
+            error, self._thread_error = self._thread_error, None
+            raise error
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Shut down a worker started with :meth:`start` and wait for its thread.
+
+        Args:
+            timeout: Most seconds to wait; None waits for the graceful
+                shutdown (bounded by ``shutdown_timeout``).
+
+        Raises:
+            ConnectionFailedError: The worker had stopped on a fatal error.
+            TimeoutError: The thread did not finish within ``timeout``.
+            RuntimeError: The worker was not started with :meth:`start`.
+        """
+        thread, loop = self._thread, self._thread_loop
+        if thread is None or loop is None:
+            raise RuntimeError("worker was not started with start()")
+        if thread.is_alive():
+            # RuntimeError: the loop already closed, the thread is about to end.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._stop_from_thread)
+            thread.join(timeout)
+            if thread.is_alive():
+                raise TimeoutError(f"worker did not stop within {timeout}s")
+        self._thread = None
+        error, self._thread_error = self._thread_error, None
+        if error is not None:
+            raise error
+
+    def _stop_from_thread(self) -> None:
+        if self._run is not None:
+            self._request_stop(self._run)
