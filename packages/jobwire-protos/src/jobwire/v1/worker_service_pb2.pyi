@@ -284,12 +284,30 @@ class StreamJobsRequest(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class Drain(_message.Message):
+        """The worker is shutting down: send no more deliveries. Acks and nacks of
+        the jobs it still runs are accepted until it closes the stream.
+        """
+
+        DESCRIPTOR: _descriptor.Descriptor
+
+        def __init__(
+            self,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     OPEN_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
     NACK_FIELD_NUMBER: _builtins.int
     EXTEND_LEASE_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     FLOW_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def open(self) -> Global___StreamJobsRequest.Open:
         """Starts the session."""
@@ -314,6 +332,10 @@ class StreamJobsRequest(_message.Message):
     def flow(self) -> Global___StreamJobsRequest.Flow:
         """More credits."""
 
+    @_builtins.property
+    def drain(self) -> Global___StreamJobsRequest.Drain:
+        """Stop deliveries."""
+
     def __init__(
         self,
         *,
@@ -323,12 +345,13 @@ class StreamJobsRequest(_message.Message):
         extend_lease: Global___StreamJobsRequest.ExtendLease | None = ...,
         progress: Global___StreamJobsRequest.Progress | None = ...,
         flow: Global___StreamJobsRequest.Flow | None = ...,
+        drain: Global___StreamJobsRequest.Drain | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "extend_lease", b"extend_lease", "flow", b"flow", "kind", b"kind", "nack", b"nack", "open", b"open", "progress", b"progress"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "drain", b"drain", "extend_lease", b"extend_lease", "flow", b"flow", "kind", b"kind", "nack", b"nack", "open", b"open", "progress", b"progress"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "extend_lease", b"extend_lease", "flow", b"flow", "kind", b"kind", "nack", b"nack", "open", b"open", "progress", b"progress"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "drain", b"drain", "extend_lease", b"extend_lease", "flow", b"flow", "kind", b"kind", "nack", b"nack", "open", b"open", "progress", b"progress"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "ack", "nack", "extend_lease", "progress", "flow"]  # noqa: Y015
+    _WhichOneofReturnType_kind: _TypeAlias = _typing.Literal["open", "ack", "nack", "extend_lease", "progress", "flow", "drain"]  # noqa: Y015
     _WhichOneofArgType_kind: _TypeAlias = _typing.Literal["kind", b"kind"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
@@ -350,10 +373,13 @@ class StreamJobsResponse(_message.Message):
         LEASE_DURATION_FIELD_NUMBER: _builtins.int
         HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
         MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
+        MAX_MESSAGE_BYTES_FIELD_NUMBER: _builtins.int
         session_id: _builtins.str
         """Identifies this stream in the gateway's logs."""
         max_in_flight: _builtins.int
         """Credits granted (the requested `max_in_flight`, possibly clamped)."""
+        max_message_bytes: _builtins.int
+        """Largest message the gateway accepts; split acks and keep results below it."""
         @_builtins.property
         def lease_duration(self) -> _duration_pb2.Duration:
             """Length of each lease."""
@@ -369,10 +395,11 @@ class StreamJobsResponse(_message.Message):
             lease_duration: _duration_pb2.Duration | None = ...,
             heartbeat_interval: _duration_pb2.Duration | None = ...,
             max_in_flight: _builtins.int = ...,
+            max_message_bytes: _builtins.int = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "max_in_flight", b"max_in_flight", "session_id", b"session_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "lease_duration", b"lease_duration", "max_in_flight", b"max_in_flight", "max_message_bytes", b"max_message_bytes", "session_id", b"session_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 

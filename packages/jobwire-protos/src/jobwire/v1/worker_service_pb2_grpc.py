@@ -46,6 +46,8 @@ class WorkerServiceStub:
     as they are ready, never held back to fill a batch.
     5. When the stream ends for any reason, the worker's unfinished leases are
     released and their jobs are available again at once.
+    6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
+    its side of the stream. The gateway sends `drain` when it shuts down.
     """
 
     def __init__(self, channel):
@@ -82,6 +84,8 @@ class WorkerServiceServicer:
     as they are ready, never held back to fill a batch.
     5. When the stream ends for any reason, the worker's unfinished leases are
     released and their jobs are available again at once.
+    6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
+    its side of the stream. The gateway sends `drain` when it shuts down.
     """
 
     def StreamJobs(self, request_iterator, context):
@@ -128,6 +132,8 @@ class WorkerService:
     as they are ready, never held back to fill a batch.
     5. When the stream ends for any reason, the worker's unfinished leases are
     released and their jobs are available again at once.
+    6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
+    its side of the stream. The gateway sends `drain` when it shuts down.
     """
 
     @staticmethod

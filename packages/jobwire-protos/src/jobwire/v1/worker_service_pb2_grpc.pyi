@@ -47,6 +47,8 @@ class WorkerServiceStub:
        as they are ready, never held back to fill a batch.
     5. When the stream ends for any reason, the worker's unfinished leases are
        released and their jobs are available again at once.
+    6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
+       its side of the stream. The gateway sends `drain` when it shuts down.
     """
 
     @_typing.overload
@@ -78,6 +80,8 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
        as they are ready, never held back to fill a batch.
     5. When the stream ends for any reason, the worker's unfinished leases are
        released and their jobs are available again at once.
+    6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
+       its side of the stream. The gateway sends `drain` when it shuts down.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -105,6 +109,8 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
        as they are ready, never held back to fill a batch.
     5. When the stream ends for any reason, the worker's unfinished leases are
        released and their jobs are available again at once.
+    6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
+       its side of the stream. The gateway sends `drain` when it shuts down.
     """
 
     @_abc_1.abstractmethod

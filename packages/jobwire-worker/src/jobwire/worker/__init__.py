@@ -31,7 +31,7 @@ from jobwire.worker._errors import (
     WorkerError,
 )
 from jobwire.worker._registry import HandlerFunc, HandlerRegistry, RegisteredHandler
-from jobwire.worker._serializer import JSONSerializer, Serializer
+from jobwire.worker._serializer import JsonSerializer, Serializer
 from jobwire.worker._worker import Backoff, Worker
 
 __all__ = [  # noqa: RUF022  # grouped by purpose, not sorted
@@ -45,7 +45,7 @@ __all__ = [  # noqa: RUF022  # grouped by purpose, not sorted
     "RegisteredHandler",
     "current_context",
     # Payloads and results
-    "JSONSerializer",
+    "JsonSerializer",
     "Serializer",
     # Errors: raised by handlers to steer retries
     "NonRetryableError",

@@ -13,7 +13,7 @@ from typing import Any
 
 from jobwire.v1 import job_pb2
 from jobwire.worker._errors import SerializationError
-from jobwire.worker._serializer import JSONSerializer, Serializer, media_type
+from jobwire.worker._serializer import JsonSerializer, Serializer, media_type
 
 ProgressSink = Callable[[str, job_pb2.JobProgress], None]
 """Receives a context's progress updates, on the event loop's thread."""
@@ -31,7 +31,7 @@ PROGRESS_INTERVAL = 0.5
 _CANCEL_LOCK = threading.Lock()
 
 _UNDECODED: Any = object()
-_DEFAULT_SERIALIZER = JSONSerializer()
+_DEFAULT_SERIALIZER = JsonSerializer()
 
 
 def _drop_progress(lease_id: str, update: job_pb2.JobProgress) -> None:

@@ -31,7 +31,7 @@ class Serializer(Protocol):
         ...
 
 
-class JSONSerializer:
+class JsonSerializer:
     """JSON in UTF-8: the default, matching the producer SDK's default payloads.
 
     Args:

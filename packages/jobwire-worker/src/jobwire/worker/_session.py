@@ -71,10 +71,11 @@ OPEN_TIMEOUT = 30.0
 # After the worker closes its write side, the gateway ends the RPC at once;
 # this bounds the wait for that answer.
 CLOSE_TIMEOUT = 5.0
-# Keep each ack frame well under the gateway's receive limit (8 MiB by default).
-MAX_FRAME_BYTES = 4 * 1024 * 1024
-# A result larger than this could never be acked; fail the job instead.
-MAX_RESULT_BYTES = MAX_FRAME_BYTES
+# Results in one ack frame stay under this unless `opened` names the gateway's
+# limit (gRPC's default receive limit is 4 MiB); a larger result fails its job.
+DEFAULT_MAX_FRAME_BYTES = 4 * 1024 * 1024
+# Bytes of an ack frame that are not results: lease ids, field tags.
+FRAME_OVERHEAD = 64 * 1024
 
 _REVOKE_REASONS = {
     _Reason.REASON_CANCELLED: "job cancelled",
@@ -230,6 +231,7 @@ class Session:
         self.lease_duration = 30.0
         self.heartbeat_interval = 10.0
         self.max_in_flight = settings.max_in_flight
+        self.max_frame_bytes = DEFAULT_MAX_FRAME_BYTES - FRAME_OVERHEAD
 
         # Every lease we hold and have not answered yet, by lease id.
         self._executions: dict[str, _Execution] = {}
@@ -252,10 +254,9 @@ class Session:
         self._drain_requested = False
         self._closing: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
-        # Acks return credits and the protocol cannot take them back, so
-        # while the worker stops, answers are held and sent in one go right
-        # before the write side closes: no new jobs get pulled in meanwhile.
-        self._holding = False
+        # A stopping worker tells the gateway first, so answers it sends while
+        # finishing its jobs pull in no new work.
+        self._send_drain = False
         self._close_write_side = False
         self._write_closed = False
         self._ended = False
@@ -314,7 +315,7 @@ class Session:
             return
         self._stop_requested = True
         if self.opened and not self._ended:
-            self._begin_close(self._settings.shutdown_timeout, hold=True)
+            self._begin_close(self._settings.shutdown_timeout, tell_gateway=True)
 
     # Opening -------------------------------------------------------------------
 
@@ -343,11 +344,14 @@ class Session:
         self.heartbeat_interval = interval if interval > 0 else self.lease_duration / 3
         if opened.max_in_flight > 0:
             self.max_in_flight = opened.max_in_flight
+        if opened.max_message_bytes > 0:
+            # Room for the frame's own fields besides the results it carries.
+            self.max_frame_bytes = opened.max_message_bytes - FRAME_OVERHEAD
         self._slots.listener = self._pump
         if self._on_opened is not None:
             self._on_opened(self)
         if self._stop_requested:
-            self._begin_close(self._settings.shutdown_timeout, hold=True)
+            self._begin_close(self._settings.shutdown_timeout, tell_gateway=True)
 
     # Reading -------------------------------------------------------------------
 
@@ -500,12 +504,7 @@ class Session:
             grace,
         )
         self._drain_requested = True
-        if self._closing is None:
-            self._begin_close(grace if grace > 0 else self._settings.shutdown_timeout, hold=False)
-        elif self._holding:
-            # The gateway sends nothing more after a drain, so held answers can go now.
-            self._holding = False
-            self._wake.set()
+        self._begin_close(grace if grace > 0 else self._settings.shutdown_timeout)
 
     # Running jobs --------------------------------------------------------------
 
@@ -618,9 +617,10 @@ class Session:
                 raise SerializationError(
                     f"cannot encode the handler's {type(result).__name__} result: {exc}"
                 ) from exc
-        if len(data) > MAX_RESULT_BYTES:
+        if len(data) > self.max_frame_bytes:
             raise SerializationError(
-                f"result is {len(data)} bytes, more than the {MAX_RESULT_BYTES} a worker may send"
+                f"result is {len(data)} bytes, more than the {self.max_frame_bytes} "
+                "the gateway accepts"
             )
         return data, content_type
 
@@ -714,8 +714,11 @@ class Session:
             frame.progress.lease_id = lease_id
             frame.progress.progress.CopyFrom(update)
             return frame
-        if self._holding:
-            return None
+        if self._send_drain:
+            self._send_drain = False
+            frame = _Request()
+            frame.drain.SetInParent()
+            return frame
         if self._acks:
             frame = _Request()
             add = frame.ack.items.add
@@ -727,7 +730,7 @@ class Session:
                     data, content_type = result
                     size += len(data)
                     add(lease_id=lease_id, result=data, result_content_type=content_type)
-                if size >= MAX_FRAME_BYTES:
+                if size >= self.max_frame_bytes:
                     del acks[: taken + 1]
                     break
             else:
@@ -753,19 +756,17 @@ class Session:
                 if ex.expires_at <= horizon:
                     ex.expires_at = renewed
                     self._extend.add(ex.lease_id)
-            if self._holding:
-                # Finished jobs whose acks we hold still need their leases.
-                self._extend.update(lease_id for lease_id, _ in self._acks)
-                self._extend.update(item.lease_id for item in self._nacks)
             if self._extend:
                 self._wake.set()
 
     # Closing -------------------------------------------------------------------
 
-    def _begin_close(self, timeout: float, *, hold: bool) -> None:
+    def _begin_close(self, timeout: float, *, tell_gateway: bool = False) -> None:
         if self._closing is not None:
             return
-        self._holding = hold
+        if tell_gateway:
+            self._send_drain = True
+            self._wake.set()
         if not self._unfinished:
             self._idle.set()
         self._closing = self._loop.create_task(self._close_when_idle(timeout), name="jobwire-close")
@@ -783,6 +784,5 @@ class Session:
             )
             for ex in running:
                 self._drop(ex, "worker shutting down")
-        self._holding = False
         self._close_write_side = True
         self._wake.set()

@@ -23,7 +23,7 @@ import grpc.aio
 
 from jobwire.worker.__about__ import __version__
 from jobwire.worker._registry import HandlerRegistry
-from jobwire.worker._serializer import JSONSerializer, Serializer
+from jobwire.worker._serializer import JsonSerializer, Serializer
 from jobwire.worker._session import Session, SessionEnd, SessionSettings, Slots
 
 _logger = logging.getLogger("jobwire.worker")
@@ -180,7 +180,7 @@ class Worker:
         )
         self._shutdown_timeout = _seconds(shutdown_timeout)
         self._reconnect = reconnect
-        self._serializer = serializer or JSONSerializer()
+        self._serializer = serializer or JsonSerializer()
         self._labels = {
             "hostname": socket.gethostname(),
             "pid": str(os.getpid()),

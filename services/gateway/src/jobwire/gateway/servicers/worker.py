@@ -185,6 +185,7 @@ class _Session:
             lease_duration=duration(consumer.lease_duration),
             heartbeat_interval=duration(consumer.lease_duration / 3),
             max_in_flight=self._window,
+            max_message_bytes=self._settings.max_message_bytes,
         )
         reader = asyncio.create_task(self._read())
         deliverer = asyncio.create_task(self._deliver())
@@ -214,6 +215,14 @@ class _Session:
     def _on_revoke(self, revocation: Revocation) -> None:
         if revocation.reason is RevokeReason.EXPIRED:
             self._unanswered.add(revocation.lease_id)
+        if revocation.reason in (RevokeReason.EXPIRED, RevokeReason.TIMED_OUT):
+            logger.warning(
+                "worker %s: lease %s of job %s revoked: %s",
+                self.consumer.worker_id,
+                revocation.lease_id,
+                revocation.job_id,
+                revocation.message,
+            )
         self._capacity.set()
         self._released.set()
         self._outbox.put_nowait(
@@ -273,6 +282,8 @@ class _Session:
                 consumer, lease_id, frame.progress.progress
             ):
                 self._unknown_lease(lease_id)
+        elif kind == "drain":
+            self._draining = True
         elif kind == "flow":
             if frame.flow.credits < 1:
                 raise InvalidArgumentError("flow.credits", "must be at least 1")
@@ -332,7 +343,9 @@ class _Session:
                 message=outcome.message,
             )
             if not outcome.ok:
-                logger.warning(
+                # Late answers are part of at-least-once delivery: the lease's
+                # end was already logged when it was revoked.
+                logger.debug(
                     "worker %s: %s for lease %s (%s)",
                     self.consumer.worker_id,
                     outcome.reason,
