@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -10,8 +12,9 @@ import grpc
 import pytest
 
 from jobwire.gateway import EmbeddedGateway, Gateway
-from jobwire.gateway.testing import running_gateway, test_settings
+from jobwire.gateway.testing import running_gateway, settings_for_tests
 
+from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues, resolve
 from support import Producer, RawWorker
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
@@ -32,19 +35,59 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
 
 
 @pytest.fixture
-async def gateway(gateway_factory: GatewayFactory, request: pytest.FixtureRequest) -> Gateway:
-    """A fresh gateway with the memory provider.
+def provider_kind() -> str:
+    """The provider of the ``gateway`` fixture; ``sqs_support.CONTRACT`` parametrizes it."""
+    return "memory"
 
-    ``@pytest.mark.gateway(server={...}, provider={...})`` overrides settings.
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server (SQS over real HTTP) for the session, with test credentials set."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_ENVIRONMENT.items():
+            patch.setenv(name, value)
+        server = MotoServer()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def sqs_queues(moto_server: MotoServer) -> SqsQueues:
+    """Fresh SQS queues for one test (moto reset first).
+
+    A plain fixture, so that ``gateway`` can ask for it only when it needs SQS.
+    """
+    moto_server.reset()
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, create_queues(moto_server.url)).result()
+
+
+@pytest.fixture
+async def gateway(
+    gateway_factory: GatewayFactory, request: pytest.FixtureRequest, provider_kind: str
+) -> Gateway:
+    """A fresh gateway with the memory provider, or SQS on moto when ``provider_kind`` says so.
+
+    ``@pytest.mark.gateway(server={...}, provider={...})`` overrides settings;
+    a ``PerProvider`` value in them picks a value per provider.
     """
     marker = request.node.get_closest_marker("gateway")
-    return await gateway_factory(**(marker.kwargs if marker else {}))
+    sections = resolve(dict(marker.kwargs) if marker else {}, provider_kind)
+    if provider_kind == "sqs":
+        memory_only = request.node.get_closest_marker("memory_only")
+        if memory_only:
+            pytest.skip(f"memory provider only: {memory_only.args[0]}")
+        queues: SqsQueues = request.getfixturevalue("sqs_queues")
+        sections["provider"] = queues.provider_settings(**sections.get("provider", {}))
+    return await gateway_factory(**sections)
 
 
 @pytest.fixture
 def embedded_gateway() -> Iterator[EmbeddedGateway]:
     """A gateway on its own thread and loop, for sync code and sync tests."""
-    with EmbeddedGateway(test_settings()) as embedded:
+    with EmbeddedGateway(settings_for_tests()) as embedded:
         yield embedded
 
 

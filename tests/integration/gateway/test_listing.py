@@ -1,4 +1,4 @@
-"""ListJobs, GetQueueStats and WatchJob."""
+"""ListJobs, GetQueueStats and WatchJob, on every provider."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import grpc
 
 from jobwire.v1 import job_pb2, queue_service_pb2
 
+from sqs_support import CONTRACT
 from support import Producer, RawWorker, State, seconds
 
+pytestmark = CONTRACT
 OpenWorker = Callable[..., Awaitable[RawWorker]]
 Q = queue_service_pb2
 

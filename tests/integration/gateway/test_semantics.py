@@ -1,4 +1,8 @@
-"""DESIGN.md's semantics table, checked over the wire against the memory provider."""
+"""DESIGN.md's semantics table, checked over the wire on every provider.
+
+SQS counts delays, backoffs and visibility in whole seconds, so timings that
+are fractions of a second on the memory provider are seconds there (``TICK``).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,14 @@ import pytest
 
 from jobwire.v1 import queue_service_pb2
 
+from sqs_support import CONTRACT, PerProvider
 from support import Producer, RawWorker, Request, Response, State, seconds
 
+pytestmark = CONTRACT
 OpenWorker = Callable[..., Awaitable[RawWorker]]
-FAST_RETRY = {"retry": {"initial_backoff": 0.05, "multiplier": 2, "jitter": 0}}
+TICK = PerProvider(memory=0.05, sqs=1.0)
+"""The shortest backoff each provider honours exactly."""
+FAST_RETRY = {"retry": {"initial_backoff": TICK, "multiplier": 2, "jitter": 0}}
 Revoked = Response.LeaseRevoked
 
 
@@ -84,13 +92,14 @@ async def test_request_id_makes_enqueue_idempotent(producer: Producer) -> None:
 
 @pytest.mark.gateway(provider=FAST_RETRY)
 async def test_failures_retry_with_growing_backoff_then_die(
-    producer: Producer, raw_worker: OpenWorker
+    producer: Producer, raw_worker: OpenWorker, provider_kind: str
 ) -> None:
+    tick = TICK.of(provider_kind)
     job = await producer.enqueue(max_retries=3)
     worker = await raw_worker()
     delivered_at = []
     for attempt in range(1, 5):
-        [item] = await worker.jobs(1)
+        [item] = await worker.jobs(1, timeout=5 + 8 * tick)
         delivered_at.append(time.monotonic())
         assert item.attempt == attempt
         await worker.nack(item.lease_id, message=f"failure {attempt}")
@@ -104,10 +113,10 @@ async def test_failures_retry_with_growing_backoff_then_die(
     assert dead.last_error.message == "failure 4"
     assert dead.last_error.attempt == 4
     gaps = [b - a for a, b in itertools.pairwise(delivered_at)]
-    # 0.05 s, 0.1 s, 0.2 s without jitter: each wait at least its backoff, and growing.
-    assert gaps[0] >= 0.05
-    assert gaps[1] >= 0.1
-    assert gaps[2] >= 0.2
+    # 1, 2, 4 ticks without jitter: each wait at least its backoff, and growing.
+    assert gaps[0] >= tick
+    assert gaps[1] >= 2 * tick
+    assert gaps[2] >= 4 * tick
     assert gaps[0] < gaps[2]
 
 
@@ -289,6 +298,7 @@ async def test_delivery_is_instant_for_a_waiting_worker(
     assert item.job.id == job.id
 
 
+@pytest.mark.memory_only("SQS keeps finished jobs for provider.history_retention, not a count")
 @pytest.mark.gateway(provider={"max_history": 2})
 async def test_history_is_bounded_but_unfinished_jobs_are_kept(
     producer: Producer, raw_worker: OpenWorker
@@ -322,3 +332,18 @@ async def test_progress_is_recorded_and_watched(producer: Producer, raw_worker: 
             await worker.ack(item.lease_id)
     assert states[0] == State.STATE_PROCESSING
     assert states[-1] == State.STATE_COMPLETED
+
+
+async def test_worker_drain_stops_deliveries_but_takes_answers(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    first = await producer.enqueue()
+    worker = await raw_worker(max_in_flight=1)
+    [item] = await worker.jobs(1)
+    await worker.send(Request(drain=Request.Drain()))
+    second = await producer.enqueue()
+    await worker.ack(item.lease_id)
+    assert (await worker.result()).ok
+    await worker.nothing("delivery", within=0.2)
+    assert (await producer.get(first.id)).state == State.STATE_COMPLETED
+    assert (await producer.get(second.id)).attempt == 0

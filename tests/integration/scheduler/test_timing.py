@@ -19,7 +19,9 @@ S = schedule_service_pb2
 
 def settings(database_url: str) -> GatewaySettings:
     # A short threshold sends second-long delays through the scheduler.
-    return testing.test_settings(scheduler={"database_url": database_url, "delay_threshold": 0.5})
+    return testing.settings_for_tests(
+        scheduler={"database_url": database_url, "delay_threshold": 0.5}
+    )
 
 
 @asynccontextmanager

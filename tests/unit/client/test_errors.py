@@ -131,6 +131,7 @@ def test_unreachable_gateway_names_the_address_and_the_fix() -> None:
     assert type(error) is jc.GatewayUnavailableError
     assert str(error).startswith(
         "no jobwire gateway answered at 127.0.0.1:50051; start one with `jobwire-gateway` "
+        "(in a notebook or script, `jobwire.gateway.embedded()` runs one in-process) "
         "or check the address"
     )
     assert details in str(error)

@@ -239,7 +239,7 @@ def test_job_page_is_a_sequence() -> None:
     assert [job.id for job in page[1:]] == ["1", "2"]
     assert list(page) == list(jobs)
     assert jobs[2] in page
-    assert repr(page) == "JobPage(3 jobs, next_page_token='next')"
+    assert repr(page) == "JobPage(3 jobs: 3 pending, next_page_token='next')"
 
 
 class TestJobRequest:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from jobwire.gateway import GatewaySettings, load_settings
+from jobwire.gateway import GatewaySettings, MemoryProviderSettings, load_settings
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -37,6 +37,7 @@ def test_toml_then_environment_then_arguments(
     assert settings.server.listen == "127.0.0.1:7000"
     assert settings.server.lease_duration == timedelta(seconds=9)
     assert settings.server.shutdown_grace == timedelta(minutes=2)
+    assert isinstance(settings.provider, MemoryProviderSettings)
     assert settings.provider.max_history == 8
     assert load_settings(config).provider.retry.initial_backoff == timedelta(seconds=0.5)
 

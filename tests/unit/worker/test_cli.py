@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from jobwire.worker import HandlerRegistry
-from jobwire.worker._cli import EXIT_USAGE, JsonFormatter, TargetError, main, resolve_registry
+from jobwire.worker import HandlerRegistry, TargetError, load_registry
+from jobwire.worker._cli import EXIT_USAGE, JsonFormatter, main
 
 MakeModule = Callable[[str], str]
 
@@ -45,40 +45,40 @@ REGISTRY_SOURCE = """
 
 def test_resolves_module_attribute(make_module: MakeModule) -> None:
     name = make_module(REGISTRY_SOURCE)
-    registry = resolve_registry(f"{name}:registry")
+    registry = load_registry(f"{name}:registry")
     assert isinstance(registry, HandlerRegistry)
     assert registry.types == ("t",)
-    assert resolve_registry(f"{name}:Nested.jobs") is registry
-    assert resolve_registry(name) is registry  # attribute defaults to `registry`
+    assert load_registry(f"{name}:Nested.jobs") is registry
+    assert load_registry(name) is registry  # attribute defaults to `registry`
 
 
 def test_missing_module(make_module: MakeModule) -> None:
     with pytest.raises(TargetError, match="cannot import module 'no_such_module_xyz'"):
-        resolve_registry("no_such_module_xyz:registry")
+        load_registry("no_such_module_xyz:registry")
 
 
 def test_missing_attribute(make_module: MakeModule) -> None:
     name = make_module(REGISTRY_SOURCE)
     with pytest.raises(TargetError, match="has no attribute 'jobs'"):
-        resolve_registry(f"{name}:jobs")
+        load_registry(f"{name}:jobs")
 
 
 def test_not_a_registry(make_module: MakeModule) -> None:
     name = make_module(REGISTRY_SOURCE)
     with pytest.raises(TargetError, match=r"is not a jobwire.worker.HandlerRegistry \(got dict\)"):
-        resolve_registry(f"{name}:not_a_registry")
+        load_registry(f"{name}:not_a_registry")
 
 
 def test_module_that_fails_on_import(make_module: MakeModule) -> None:
     name = make_module("raise RuntimeError('broken config')\n")
     with pytest.raises(TargetError, match="RuntimeError: broken config"):
-        resolve_registry(f"{name}:registry")
+        load_registry(f"{name}:registry")
 
 
 @pytest.mark.parametrize("target", [":registry", "module:not-an-identifier", "module:a..b"])
 def test_malformed_targets(target: str) -> None:
     with pytest.raises(TargetError, match="expected MODULE:ATTRIBUTE"):
-        resolve_registry(target)
+        load_registry(target)
 
 
 def test_main_exits_2_with_a_clear_message(

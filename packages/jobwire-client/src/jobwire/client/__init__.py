@@ -41,13 +41,15 @@ from jobwire.client._errors import (
 from jobwire.client._models import (
     Job,
     JobFailure,
+    JobList,
     JobPage,
     JobProgress,
     JobRequest,
     JobState,
     QueueStats,
+    QueueStatsList,
 )
-from jobwire.client._schedules import MisfirePolicy, Schedule, parse_interval
+from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "JobCancelledError",
     "JobDeadError",
     "JobFailure",
+    "JobList",
     "JobNotFoundError",
     "JobPage",
     "JobProgress",
@@ -77,10 +80,12 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "QueueStats",
+    "QueueStatsList",
     "RawSerializer",
     "ResourceExhaustedError",
     "RetryConfig",
     "Schedule",
+    "ScheduleList",
     "ScheduleNotFoundError",
     "Serializer",
     "StatusCode",

@@ -22,8 +22,17 @@ from jobwire.client._config import (
     TLSConfig,
 )
 from jobwire.client._errors import StatusCode
-from jobwire.client._models import Job, JobPage, JobRequest, JobState, QueueStats
-from jobwire.client._schedules import MisfirePolicy, Schedule
+from jobwire.client._models import (
+    Job,
+    JobList,
+    JobPage,
+    JobRequest,
+    JobState,
+    QueueStats,
+    QueueStatsList,
+)
+from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
+from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList
 from jobwire.client._serializers import Serializer
 from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc, schedule_service_pb2_grpc
 from jobwire.v1 import schedule_service_pb2 as S
@@ -81,12 +90,21 @@ class AsyncClient(BaseClient):
             **options: The keyword arguments of `Client`.
 
         Raises:
-            GatewayUnavailableError: No gateway answered, or it is not serving.
+            GatewayUnavailableError: No gateway answered within a few seconds (at most
+                `timeout`), or it is not serving. The message names the address.
         """
         client = cls(address, **options)
         try:
             health = health_pb2_grpc.HealthStub(client._connect().channel)
-            client._check_serving(await client._call(health.Check, health_pb2.HealthCheckRequest()))
+            try:
+                response = await health.Check(
+                    health_pb2.HealthCheckRequest(),
+                    timeout=client._connect_timeout,
+                    metadata=client._metadata,
+                )
+            except grpc.RpcError as error:
+                raise client._connect_error(error) from error
+            client._check_serving(response)
         except BaseException:
             await client.aclose()
             raise
@@ -176,16 +194,33 @@ class AsyncClient(BaseClient):
                 return
             page_token = page.next_page_token
 
+    async def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        state: JobState | Iterable[JobState] | None = None,
+        limit: int | None = 1000,
+    ) -> JobList:
+        """Returns the matching jobs, newest first, across pages; see `Client.jobs`."""
+        page_size = 1000 if limit is None else max(1, min(limit, 1000))
+        found: list[Job] = []
+        async for job in self.iter_jobs(queue=queue, type=type, state=state, page_size=page_size):
+            if limit is not None and len(found) >= limit:
+                break
+            found.append(job)
+        return JobList(tuple(found))
+
     async def cancel_job(self, id: str, *, reason: str = "") -> Job:
         """Cancels a job; see `Client.cancel_job`."""
         request = queue_service_pb2.CancelJobRequest(id=id, reason=reason)
         return self._job((await self._call(self._connect().queue.CancelJob, request)).job)
 
-    async def stats(self, queue: str | None = None) -> list[QueueStats]:
+    async def stats(self, queue: str | None = None) -> QueueStatsList:
         """Returns job counts per queue; see `Client.stats`."""
         request = queue_service_pb2.GetQueueStatsRequest(queue=queue or "")
         response = await self._call(self._connect().queue.GetQueueStats, request)
-        return [QueueStats.from_proto(stats) for stats in response.queues]
+        return QueueStatsList(QueueStats.from_proto(stats) for stats in response.queues)
 
     async def schedule(
         self,
@@ -253,9 +288,9 @@ class AsyncClient(BaseClient):
             (await self._call(self._connect().schedules.GetSchedule, request)).schedule
         )
 
-    async def list_schedules(self) -> list[Schedule]:
+    async def list_schedules(self) -> ScheduleList:
         """Returns every schedule, sorted by name; see `Client.list_schedules`."""
-        schedules: list[Schedule] = []
+        schedules = ScheduleList()
         request = S.ListSchedulesRequest(page_size=1000)
         while True:
             response = await self._call(self._connect().schedules.ListSchedules, request)
@@ -317,6 +352,34 @@ class AsyncClient(BaseClient):
             job = await self.get_job(job.id)
         return self._outcome(job)
 
+    async def watch(
+        self,
+        jobs: Job | Iterable[Job],
+        *,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109  # returns, as Client.watch
+        desc: str = "jobs",
+        max_streams: int = MAX_STREAMS,
+    ) -> JobList:
+        """Shows a live progress bar of the jobs until every one has finished.
+
+        See `Client.watch`; here the `WatchJob` streams run on the caller's loop.
+        """
+        watched = as_jobs(jobs)
+        stub = self._connect().queue
+        with JobsProgress(watched, desc=desc) as progress:
+            try:
+                await follow(
+                    stub,
+                    [job.id for job in watched],
+                    lambda index, proto: progress.update(index, self._job(proto)),
+                    metadata=self._metadata,
+                    max_streams=max_streams,
+                    time_limit=self._wait_seconds(timeout),
+                )
+            except grpc.RpcError as error:
+                raise self._error(error) from error
+        return progress.jobs
+
     async def aclose(self) -> None:
         """Sends the enqueues still pending, waits for them, then closes the channel."""
         if self._closed:
@@ -363,13 +426,7 @@ class AsyncClient(BaseClient):
         self._ensure_open()
         loop = asyncio.get_running_loop()
         if self._connection is None:
-            if self._tls is None:
-                channel = grpc.aio.insecure_channel(self._address, self._channel_options)
-            else:
-                channel = grpc.aio.secure_channel(
-                    self._address, self._tls.credentials(), self._channel_options
-                )
-            self._connection = _Connection(self, channel, loop)
+            self._connection = _Connection(self, self._aio_channel(), loop)
         elif self._connection.loop is not loop:
             raise RuntimeError(
                 "this AsyncClient is bound to the event loop it was first used on; "

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from jobwire.client.__about__ import __version__
-from jobwire.client._config import RetryConfig, TLSConfig
+from jobwire.client._config import CONNECT_TIMEOUT, RetryConfig, TLSConfig
 from jobwire.client._errors import (
     DeadlineExceededError,
     GatewayUnavailableError,
@@ -26,6 +26,7 @@ from jobwire.client._errors import (
     JobwireError,
     WaitTimeoutError,
     from_rpc_error,
+    unreachable_message,
 )
 from jobwire.client._models import Job, JobPage, JobRequest, JobState, JobWaiter, to_timedelta
 from jobwire.client._schedules import RecurringOptions, Schedule, register_request
@@ -96,6 +97,26 @@ class BaseClient:
 
     def _error(self, error: grpc.RpcError) -> JobwireError:
         return from_rpc_error(error, address=self._address)
+
+    def _aio_channel(self) -> grpc.aio.Channel:
+        """Opens a grpc.aio channel to the gateway; call it on the loop that will use it."""
+        if self._tls is None:
+            return grpc.aio.insecure_channel(self._address, self._channel_options)
+        return grpc.aio.secure_channel(
+            self._address, self._tls.credentials(), self._channel_options
+        )
+
+    @property
+    def _connect_timeout(self) -> float:
+        return min(self._timeout, CONNECT_TIMEOUT)
+
+    def _connect_error(self, error: grpc.RpcError) -> JobwireError:
+        """Maps a failed health check of `connect`; silence means no gateway there."""
+        mapped = self._error(error)
+        if isinstance(mapped, DeadlineExceededError):
+            details = f"no answer within {self._connect_timeout:g} s"
+            return GatewayUnavailableError(unreachable_message(self._address, details))
+        return mapped
 
     def _enqueue_request(self, request: JobRequest) -> queue_service_pb2.EnqueueJobRequest:
         return request.to_proto(self._serializer, request_id=uuid4().hex)

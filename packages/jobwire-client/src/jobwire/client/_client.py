@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
+from itertools import islice
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 import grpc
 from google.protobuf.message import Message
@@ -20,11 +21,28 @@ from jobwire.client._config import (
     RetryConfig,
     TLSConfig,
 )
-from jobwire.client._models import Job, JobPage, JobRequest, JobState, QueueStats
-from jobwire.client._schedules import MisfirePolicy, Schedule
+from jobwire.client._models import (
+    Job,
+    JobList,
+    JobPage,
+    JobRequest,
+    JobState,
+    QueueStats,
+    QueueStatsList,
+)
+from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
+from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList
 from jobwire.client._serializers import Serializer
-from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc, schedule_service_pb2_grpc
+from jobwire.v1 import (
+    job_pb2,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+    schedule_service_pb2_grpc,
+)
 from jobwire.v1 import schedule_service_pb2 as S
+
+if TYPE_CHECKING:
+    from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -83,12 +101,21 @@ class Client(BaseClient):
             **options: The keyword arguments of `Client`.
 
         Raises:
-            GatewayUnavailableError: No gateway answered, or it is not serving.
+            GatewayUnavailableError: No gateway answered within a few seconds (at most
+                `timeout`), or it is not serving. The message names the address.
         """
         client = cls(address, **options)
         try:
             health = health_pb2_grpc.HealthStub(client._channel)
-            client._check_serving(client._call(health.Check, health_pb2.HealthCheckRequest()))
+            try:
+                response = health.Check(
+                    health_pb2.HealthCheckRequest(),
+                    timeout=client._connect_timeout,
+                    metadata=client._metadata,
+                )
+            except grpc.RpcError as error:
+                raise client._connect_error(error) from error
+            client._check_serving(response)
         except BaseException:
             client.close()
             raise
@@ -224,6 +251,28 @@ class Client(BaseClient):
                 return
             page_token = page.next_page_token
 
+    def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        state: JobState | Iterable[JobState] | None = None,
+        limit: int | None = 1000,
+    ) -> JobList:
+        """Returns the matching jobs, newest first, fetching as many pages as needed.
+
+        The result displays as a table in notebooks and has `to_pandas()`.
+
+        Args:
+            queue: Only jobs in this queue; None means all queues.
+            type: Only jobs of this type; None means all types.
+            state: Only jobs in this state or these states; None means any state.
+            limit: Most jobs to return; None returns every match.
+        """
+        page_size = 1000 if limit is None else max(1, min(limit, 1000))
+        found = self.iter_jobs(queue=queue, type=type, state=state, page_size=page_size)
+        return JobList(tuple(islice(found, limit)))
+
     def cancel_job(self, id: str, *, reason: str = "") -> Job:
         """Cancels a job; one being processed has its worker's lease revoked.
 
@@ -241,15 +290,17 @@ class Client(BaseClient):
         request = queue_service_pb2.CancelJobRequest(id=id, reason=reason)
         return self._job(self._call(self._queue.CancelJob, request).job)
 
-    def stats(self, queue: str | None = None) -> list[QueueStats]:
+    def stats(self, queue: str | None = None) -> QueueStatsList:
         """Returns job counts per queue, sorted by queue name.
+
+        The result is a list that displays as a table in notebooks.
 
         Args:
             queue: Only this queue; None means every queue the gateway knows.
         """
         request = queue_service_pb2.GetQueueStatsRequest(queue=queue or "")
         response = self._call(self._queue.GetQueueStats, request)
-        return [QueueStats.from_proto(stats) for stats in response.queues]
+        return QueueStatsList(QueueStats.from_proto(stats) for stats in response.queues)
 
     def schedule(
         self,
@@ -343,9 +394,9 @@ class Client(BaseClient):
         request = S.GetScheduleRequest(name=name)
         return self._schedule(self._call(self._schedules.GetSchedule, request).schedule)
 
-    def list_schedules(self) -> list[Schedule]:
-        """Returns every schedule, sorted by name."""
-        schedules: list[Schedule] = []
+    def list_schedules(self) -> ScheduleList:
+        """Returns every schedule, sorted by name, as a list that displays as a table."""
+        schedules = ScheduleList()
         request = S.ListSchedulesRequest(page_size=1000)
         while True:
             response = self._call(self._schedules.ListSchedules, request)
@@ -418,6 +469,65 @@ class Client(BaseClient):
         if job.state is JobState.COMPLETED:
             job = self.get_job(job.id)
         return self._outcome(job)
+
+    def watch(
+        self,
+        jobs: Job | Iterable[Job],
+        *,
+        timeout: float | timedelta | None = None,
+        desc: str = "jobs",
+        max_streams: int = MAX_STREAMS,
+    ) -> JobList:
+        """Shows a live progress bar of the jobs until every one has finished.
+
+        The bar counts finished jobs and moves with the progress handlers report
+        (`ctx.progress(...)`); after it come the counts by state and the latest
+        handler message. It is a widget in Jupyter and text on stderr elsewhere
+        (`tqdm.auto`). The gateway pushes every change over `WatchJob` streams,
+        no polling: at most `max_streams` are open at once, all on one background
+        thread, whatever the number of jobs.
+
+        Like `concurrent.futures.wait`, a timeout is not an error: the jobs come
+        back as last seen, so check `state` (dead jobs do not raise either; `wait`
+        and `job.wait()` do).
+
+        Args:
+            jobs: The jobs to follow, e.g. what `enqueue_many` returned, or one job.
+            timeout: Longest to follow them; None follows until all have finished.
+            desc: Label in front of the bar.
+            max_streams: Most `WatchJob` streams open at once.
+
+        Returns:
+            The jobs as last seen (without payload and result), in the order given.
+
+        Raises:
+            JobNotFoundError: A job does not exist (any more).
+        """
+        self._ensure_open()
+        watched = as_jobs(jobs)
+        ids = [job.id for job in watched]
+        seconds = self._wait_seconds(timeout)
+
+        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+            # The channel belongs to the StreamThread's private loop: opened on it.
+            async with self._aio_channel() as channel:
+                stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
+                await follow(
+                    stub,
+                    ids,
+                    lambda index, job: emit((index, job)),
+                    metadata=self._metadata,
+                    max_streams=max_streams,
+                    time_limit=seconds,
+                )
+
+        with JobsProgress(watched, desc=desc) as progress, StreamThread(stream) as updates:
+            try:
+                for index, proto in updates:
+                    progress.update(index, self._job(proto))
+            except grpc.RpcError as error:
+                raise self._error(error) from error
+        return progress.jobs
 
     def close(self) -> None:
         """Closes the channel; calls in flight fail."""

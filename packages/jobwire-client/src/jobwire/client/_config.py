@@ -15,6 +15,9 @@ from jobwire.client._serializers import Serializer
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
+#: Longest `connect` waits for the gateway's health check: a notebook cell that
+#: points at no gateway must fail fast, even when packets are silently dropped.
+CONNECT_TIMEOUT = 5.0
 
 #: Services whose calls gRPC retries on UNAVAILABLE.
 RETRIED_SERVICES = ("jobwire.v1.QueueService", "jobwire.v1.ScheduleService")

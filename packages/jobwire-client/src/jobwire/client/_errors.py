@@ -244,10 +244,14 @@ _BY_CODE: dict[StatusCode, type[JobwireError]] = {
     )
 }
 
-UNREACHABLE_MESSAGE = (
-    "no jobwire gateway answered at {address}; start one with `jobwire-gateway` "
-    "or check the address ({details})"
-)
+
+def unreachable_message(address: str, details: str) -> str:
+    """Says that no gateway answered at `address`, and how to start one."""
+    return (
+        f"no jobwire gateway answered at {address}; start one with `jobwire-gateway` "
+        "(in a notebook or script, `jobwire.gateway.embedded()` runs one in-process) "
+        f"or check the address ({details})"
+    )
 
 
 def from_rpc_error(error: grpc.RpcError, *, address: str) -> JobwireError:
@@ -271,7 +275,7 @@ def from_rpc_error(error: grpc.RpcError, *, address: str) -> JobwireError:
         cls = _BY_CODE.get(code, JobwireError)
     if cls is GatewayUnavailableError and info is None:
         # No ErrorInfo means the gateway itself did not answer: the transport failed.
-        details = UNREACHABLE_MESSAGE.format(address=address, details=details)
+        details = unreachable_message(address, details)
     return cls(details or None, code=code, reason=reason, metadata=metadata)
 
 

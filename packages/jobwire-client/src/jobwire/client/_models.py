@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol, overload
+from typing import TYPE_CHECKING, Any, Protocol, overload
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from jobwire.client import _display
 from jobwire.client._errors import InvalidArgumentError
 from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
 from jobwire.v1 import job_pb2, queue_service_pb2
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _JSON = JsonSerializer()
 
@@ -255,14 +260,19 @@ class Job:
             f"state={self.state.value}, attempt={self.attempt})"
         )
 
+    def _repr_html_(self) -> str:
+        return _display.job_html(self)
+
 
 @dataclass(frozen=True, slots=True)
-class JobPage(Sequence[Job]):
-    """One page of `list_jobs`: a sequence of jobs, newest first."""
+class JobList(Sequence[Job]):
+    """An immutable sequence of jobs that displays as a table in notebooks.
+
+    `client.jobs(...)` and `client.watch(...)` return one; `to_pandas()` turns it
+    into a data frame.
+    """
 
     jobs: tuple[Job, ...]
-    #: Pass to `list_jobs(page_token=...)` for the next page; None on the last page.
-    next_page_token: str | None = None
 
     @overload
     def __getitem__(self, index: int) -> Job: ...
@@ -277,8 +287,38 @@ class JobPage(Sequence[Job]):
     def __iter__(self) -> Iterator[Job]:
         return iter(self.jobs)
 
+    def to_pandas(self) -> pd.DataFrame:
+        """Returns a data frame with one row per job (needs the `pandas` extra).
+
+        Raises:
+            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+        """
+        return _display.jobs_frame(self.jobs)
+
+    def _summary(self) -> str:
+        states = _display.state_summary(Counter(job.state.value for job in self.jobs))
+        return _display.count_text(len(self.jobs), "job") + (f": {states}" if states else "")
+
     def __repr__(self) -> str:
-        return f"JobPage({len(self.jobs)} jobs, next_page_token={self.next_page_token!r})"
+        return f"{type(self).__name__}({self._summary()})"
+
+    def _repr_html_(self) -> str:
+        return _display.jobs_html(self.jobs)
+
+
+@dataclass(frozen=True, slots=True, repr=False)
+class JobPage(JobList):
+    """One page of `list_jobs`: a sequence of jobs, newest first."""
+
+    #: Pass to `list_jobs(page_token=...)` for the next page; None on the last page.
+    next_page_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"JobPage({self._summary()}, next_page_token={self.next_page_token!r})"
+
+    def _repr_html_(self) -> str:
+        notes = [f"more pages: list_jobs(page_token={self.next_page_token!r})"]
+        return _display.jobs_html(self.jobs, notes=notes if self.next_page_token else ())
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -317,6 +357,34 @@ class QueueStats:
             oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
             workers=proto.workers,
         )
+
+    def __repr__(self) -> str:
+        counts = [
+            f"{name}={getattr(self, name)}"
+            for name in (*_display.STATE_ORDER, "workers")
+            if getattr(self, name)
+        ]
+        if self.oldest_pending_age:
+            counts.append(f"oldest_pending_age={_display.duration_text(self.oldest_pending_age)}")
+        return f"QueueStats({', '.join([f'queue={self.queue!r}', *counts])})"
+
+    def _repr_html_(self) -> str:
+        return _display.stats_html([self])
+
+
+class QueueStatsList(list[QueueStats]):
+    """What `stats()` returns: a plain list of `QueueStats` that also displays as a table."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Returns a data frame with one row per queue (needs the `pandas` extra).
+
+        Raises:
+            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+        """
+        return _display.stats_frame(self)
+
+    def _repr_html_(self) -> str:
+        return _display.stats_html(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,13 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from google.protobuf import field_mask_pb2
 
+from jobwire.client import _display
 from jobwire.client._models import _datetime, _duration
 from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
 from jobwire.v1 import schedule_service_pb2 as S
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _UNITS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
@@ -157,11 +161,31 @@ class Schedule:
     @property
     def every(self) -> str:
         """The timetable in words: the cron expression or the interval."""
-        return self.cron if self.cron is not None else f"every {self.interval}"
+        if self.cron is not None:
+            return self.cron
+        return f"every {_display.duration_text(self.interval or timedelta(0))}"
 
     def __repr__(self) -> str:
         state = "paused" if self.paused else f"next={self.next_run_time}"
         return f"<Schedule {self.name!r} {self.type!r} {self.every} {self.time_zone} {state}>"
+
+    def _repr_html_(self) -> str:
+        return _display.schedules_html([self])
+
+
+class ScheduleList(list[Schedule]):
+    """What `list_schedules()` returns: a plain list of schedules that displays as a table."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Returns a data frame with one row per schedule (needs the `pandas` extra).
+
+        Raises:
+            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+        """
+        return _display.schedules_frame(self)
+
+    def _repr_html_(self) -> str:
+        return _display.schedules_html(self)
 
 
 # Everything register_recurring sets; `paused` is left out so a redeploy that

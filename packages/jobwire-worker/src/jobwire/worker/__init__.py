@@ -30,7 +30,13 @@ from jobwire.worker._errors import (
     SerializationError,
     WorkerError,
 )
-from jobwire.worker._registry import HandlerFunc, HandlerRegistry, RegisteredHandler
+from jobwire.worker._registry import (
+    HandlerFunc,
+    HandlerRegistry,
+    RegisteredHandler,
+    TargetError,
+    load_registry,
+)
 from jobwire.worker._serializer import JsonSerializer, Serializer
 from jobwire.worker._worker import Backoff, Worker
 
@@ -44,6 +50,7 @@ __all__ = [  # noqa: RUF022  # grouped by purpose, not sorted
     "JobContext",
     "RegisteredHandler",
     "current_context",
+    "load_registry",
     # Payloads and results
     "JsonSerializer",
     "Serializer",
@@ -55,6 +62,7 @@ __all__ = [  # noqa: RUF022  # grouped by purpose, not sorted
     "DuplicateHandlerError",
     "HandlerNotFoundError",
     "SerializationError",
+    "TargetError",
     "WorkerError",
     "__version__",
 ]

@@ -8,7 +8,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from typing import Any
 
 from jobwire.worker.__about__ import __version__
 from jobwire.worker._errors import ConnectionFailedError
-from jobwire.worker._registry import HandlerRegistry
+from jobwire.worker._registry import TargetError, load_registry
 from jobwire.worker._worker import HANDLER_THREAD_PREFIX, Worker
 
 _logger = logging.getLogger("jobwire.worker")
@@ -32,47 +31,6 @@ EXIT_FATAL = 1
 _RECORD_FIELDS = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
 )
-
-
-class TargetError(Exception):
-    """The ``module:attribute`` target does not name a handler registry."""
-
-
-def resolve_registry(target: str) -> HandlerRegistry:
-    """Import ``module:attribute`` and return the :class:`HandlerRegistry` it names.
-
-    ``attribute`` may be dotted and defaults to ``registry``. The current
-    directory is importable, as with ``python -m``.
-
-    Raises:
-        TargetError: The module cannot be imported, the attribute does not
-            exist, or it is not a HandlerRegistry.
-    """
-    module_name, _, attribute = target.partition(":")
-    attribute = attribute or "registry"
-    if not module_name or not all(part.isidentifier() for part in attribute.split(".")):
-        raise TargetError(f"expected MODULE:ATTRIBUTE, got {target!r}")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise TargetError(f"cannot import module {module_name!r}: {exc}") from exc
-    except Exception as exc:
-        # The module itself is broken; the traceback is what the user needs.
-        raise TargetError(
-            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    for part in attribute.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise TargetError(f"module {module_name!r} has no attribute {attribute!r}") from None
-    if not isinstance(obj, HandlerRegistry):
-        raise TargetError(
-            f"{target!r} is not a jobwire.worker.HandlerRegistry (got {type(obj).__name__})"
-        )
-    return obj
 
 
 class JsonFormatter(logging.Formatter):
@@ -192,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        registry = resolve_registry(args.target)
+        registry = load_registry(args.target)
     except TargetError as exc:
         parser.print_usage(sys.stderr)
         sys.stderr.write(f"{parser.prog}: error: {exc}\n")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
+import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from jobwire.worker._errors import DuplicateHandlerError, HandlerNotFoundError
+from jobwire.worker._errors import DuplicateHandlerError, HandlerNotFoundError, WorkerError
 
 if TYPE_CHECKING:
     from jobwire.worker._context import JobContext
@@ -161,3 +164,44 @@ def _check_type(job_type: str) -> None:
         raise ValueError(f"job type must be a non-empty string, got {job_type!r}")
     if len(job_type) > _MAX_TYPE_LENGTH:
         raise ValueError(f"job type is longer than {_MAX_TYPE_LENGTH} characters")
+
+
+class TargetError(WorkerError):
+    """The ``module:attribute`` target does not name a handler registry."""
+
+
+def load_registry(target: str) -> HandlerRegistry:
+    """Import ``module:attribute`` and return the :class:`HandlerRegistry` it names.
+
+    ``attribute`` may be dotted and defaults to ``registry``. The current
+    directory is importable, as with ``python -m``.
+
+    Raises:
+        TargetError: The module cannot be imported, the attribute does not
+            exist, or it is not a HandlerRegistry.
+    """
+    module_name, _, attribute = target.partition(":")
+    attribute = attribute or "registry"
+    if not module_name or not all(part.isidentifier() for part in attribute.split(".")):
+        raise TargetError(f"expected MODULE:ATTRIBUTE, got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise TargetError(f"cannot import module {module_name!r}: {exc}") from exc
+    except Exception as exc:
+        # The module itself is broken; the traceback is what the user needs.
+        raise TargetError(
+            f"importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TargetError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    if not isinstance(obj, HandlerRegistry):
+        raise TargetError(
+            f"{target!r} is not a jobwire.worker.HandlerRegistry (got {type(obj).__name__})"
+        )
+    return obj

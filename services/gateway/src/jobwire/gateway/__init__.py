@@ -7,6 +7,8 @@ Run it with the ``jobwire-gateway`` command, or embed it::
 
     with EmbeddedGateway() as gateway:  # background thread, free port
         print(gateway.address)
+
+    gateway = embedded()  # the same, started, for a notebook cell; gateway.stop() ends it
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ from jobwire.gateway._config import (
     RetrySettings,
     SchedulerSettings,
     ServerSettings,
+    SqsProviderSettings,
     WorkerSettings,
     load_settings,
 )
-from jobwire.gateway._embedded import EmbeddedGateway
+from jobwire.gateway._embedded import EmbeddedGateway, embedded
 from jobwire.gateway._server import Gateway
 
 __all__ = [
@@ -32,8 +35,10 @@ __all__ = [
     "RetrySettings",
     "SchedulerSettings",
     "ServerSettings",
+    "SqsProviderSettings",
     "WorkerSettings",
     "__version__",
+    "embedded",
     "load_settings",
 ]
 

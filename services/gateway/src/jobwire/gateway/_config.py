@@ -6,7 +6,7 @@ import re
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -115,6 +116,74 @@ class MemoryProviderSettings(_ProviderBase):
     """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
 
 
+_SQS_MAX_VISIBILITY = timedelta(hours=12)
+
+
+class SqsProviderSettings(_ProviderBase):
+    """``type = "sqs"``: AWS SQS queues through aiobotocore (the gateway's ``sqs`` extra).
+
+    Credentials come from the standard AWS chain (environment variables, the
+    shared config and credentials files, instance or task roles); this table
+    holds none. Job records (state, attempts, results) live in ``database_url``;
+    give every gateway on the same queues the same PostgreSQL database.
+    """
+
+    type: Literal["sqs"] = "sqs"
+    region: str | None = None
+    """AWS region, e.g. ``eu-west-1``; None: from the AWS chain (``AWS_REGION``, profile)."""
+    profile: str | None = None
+    """Named profile of the shared AWS config files; None: the chain's default."""
+    endpoint_url: str | None = None
+    """SQS endpoint for LocalStack, moto or ElasticMQ; None: AWS's own."""
+    queue_urls: dict[str, str]
+    """SQS queue URL of each jobwire queue name; must name ``default``. A URL
+    ending in ``.fifo`` is a FIFO queue."""
+    dead_letter_queue_url: str | None = None
+    """Where dead jobs' messages go (sent there, then deleted); None: deleted."""
+    visibility_timeout: Span = Field(
+        default=timedelta(seconds=30), ge=timedelta(seconds=1), le=_SQS_MAX_VISIBILITY
+    )
+    """Longest SQS visibility the gateway sets at a time. A lease this long or
+    shorter is one visibility; a longer lease is renewed by the gateway while it
+    lasts, so the messages of a gateway that died come back within this time."""
+    wait_time: Span = Field(
+        default=timedelta(seconds=20), ge=timedelta(seconds=1), le=timedelta(seconds=20)
+    )
+    """Long-polling wait of one ``ReceiveMessage`` (whole seconds, at most 20)."""
+    max_message_bytes: int = Field(default=MiB, gt=0, le=MiB)
+    """Largest SQS message (body and attributes); larger jobs are refused at enqueue.
+    SQS allows 1 MiB; some emulators and older setups 256 KiB."""
+    database_url: str | None = None
+    """Database of the job records; None: the scheduler's ``database_url``."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``."""
+    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """How often the gateway looks for changes other gateways made to jobs it
+    leases (cancellation) or that clients watch; bounds how late those are seen."""
+
+    @field_validator("queue_urls")
+    @classmethod
+    def _check_queue_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        if "default" not in value:
+            raise ValueError('must name the `default` queue, e.g. {default = "https://…"}')
+        for name, url in value.items():
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"queue {name!r}: expected an SQS queue URL, got {url!r}")
+        return value
+
+    @field_validator("dead_letter_queue_url", "endpoint_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return value if value is None else _check_database_url(value)
+
+
 def _provider_type(value: object) -> str:
     # A [provider] table without `type` means the embedded default.
     if isinstance(value, dict):
@@ -124,7 +193,7 @@ def _provider_type(value: object) -> str:
 
 # One entry per provider module; `type` picks the model (and, in the registry, the factory).
 ProviderSettings = Annotated[
-    Annotated[MemoryProviderSettings, Tag("memory")],
+    Annotated[MemoryProviderSettings, Tag("memory")] | Annotated[SqsProviderSettings, Tag("sqs")],
     Discriminator(_provider_type),
 ]
 
@@ -142,6 +211,14 @@ class WorkerSettings(_Section):
     """Handlers the in-process worker runs at once."""
     shutdown_timeout: Span = timedelta(seconds=30)
     """How long the in-process worker waits for running handlers at shutdown."""
+
+    @model_validator(mode="after")
+    def _check_handlers(self) -> WorkerSettings:
+        if self.mode == "in-process" and not self.handlers:
+            raise ValueError(
+                'mode "in-process" needs handlers, e.g. handlers = ["myapp.jobs:registry"]'
+            )
+        return self
 
 
 _DATABASE_URL = re.compile(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://")
@@ -176,12 +253,16 @@ class SchedulerSettings(_Section):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        if not _DATABASE_URL.match(value):
-            raise ValueError(
-                "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, "
-                f"got {value.split('://')[0]!r}://…"
-            )
-        return value
+        return _check_database_url(value)
+
+
+def _check_database_url(value: str) -> str:
+    if not _DATABASE_URL.match(value):
+        raise ValueError(
+            "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, "
+            f"got {value.split('://')[0]!r}://…"
+        )
+    return value
 
 
 class GatewaySettings(BaseSettings):
@@ -202,6 +283,16 @@ class GatewaySettings(BaseSettings):
     provider: ProviderSettings = MemoryProviderSettings()
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+
+    @model_validator(mode="after")
+    def _sqs_records_next_to_the_scheduler(self) -> Self:
+        # The SQS provider's job records default to the scheduler's database,
+        # so a deployment configures one database for both.
+        provider = self.provider
+        if isinstance(provider, SqsProviderSettings) and provider.database_url is None:
+            update = {"database_url": self.scheduler.database_url}
+            object.__setattr__(self, "provider", provider.model_copy(update=update))
+        return self
 
     @classmethod
     def settings_customise_sources(

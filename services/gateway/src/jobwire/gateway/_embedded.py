@@ -99,6 +99,11 @@ class EmbeddedGateway:
         if self._scratch is not None:
             self._scratch.cleanup()
 
+    def __repr__(self) -> str:
+        if self._gateway is None:
+            return "<EmbeddedGateway (stopped)>"
+        return f"<EmbeddedGateway {self.address} ({self.settings.provider.type} provider)>"
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -109,3 +114,24 @@ class EmbeddedGateway:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def embedded(settings: GatewaySettings | None = None) -> EmbeddedGateway:
+    """Start a gateway in a background thread and return it once it serves.
+
+    The way to try jobwire with nothing else running, in a notebook or a script:
+    it listens on a free port of 127.0.0.1 with the memory provider and a
+    scheduler in a temporary SQLite file, and the cell or script that started it
+    stays free. Stop it with ``gateway.stop()`` (or use ``EmbeddedGateway`` as a
+    context manager).
+
+    Example:
+        >>> gateway = embedded()
+        >>> client = Client(gateway.address)
+        >>> ...
+        >>> gateway.stop()
+
+    Args:
+        settings: Settings to run with instead of the defaults above.
+    """
+    return EmbeddedGateway(settings).start()

@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobwire.gateway._config import GatewaySettings
+from jobwire.gateway._inprocess import InProcessWorker
 from jobwire.gateway._service import JobService
 from jobwire.gateway.providers import create_provider
 from jobwire.gateway.providers.base import JobEvents, QueueProvider
@@ -55,6 +56,7 @@ class Gateway:
         self._workers = WorkerServicer(self.settings.server, self.provider)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._in_process: InProcessWorker | None = None
         self._stopped = asyncio.Event()
         self.address = ""
 
@@ -94,6 +96,9 @@ class Gateway:
         self.address = f"{host}:{port}"
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        if self.settings.worker.mode == "in-process":
+            self._in_process = InProcessWorker(self.settings.worker, self.address)
+            self._in_process.start()
         logger.info(
             "jobwire gateway serving on %s (provider %s)", self.address, self.settings.provider.type
         )
@@ -110,6 +115,8 @@ class Gateway:
         if grace is None:
             grace = self.settings.server.shutdown_grace.total_seconds()
         await self._health.enter_graceful_shutdown()
+        if self._in_process is not None:
+            await self._in_process.stop()
         self._workers.drain(grace)
         await self._workers.wait_drained(grace)
         await self._server.stop(grace=min(1.0, grace))

@@ -15,7 +15,7 @@ from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._server import Gateway
 
 
-def test_settings(**sections: Any) -> GatewaySettings:
+def settings_for_tests(**sections: Any) -> GatewaySettings:
     """Settings for a throwaway gateway: port 0 on loopback, the given overrides.
 
     Each keyword is a config table (``server``, ``provider``, ...) given as a
@@ -47,7 +47,7 @@ async def running_gateway(
     settings: GatewaySettings | None = None, **sections: Any
 ) -> AsyncIterator[Gateway]:
     """Start a gateway for the ``async with`` block and stop it afterwards."""
-    gateway = Gateway(settings or test_settings(**sections))
+    gateway = Gateway(settings or settings_for_tests(**sections))
     await gateway.start()
     try:
         yield gateway
@@ -55,4 +55,4 @@ async def running_gateway(
         await gateway.stop(grace=0.5)
 
 
-__all__ = ["running_gateway", "scratch_sqlite_url", "test_settings"]
+__all__ = ["running_gateway", "scratch_sqlite_url", "settings_for_tests"]

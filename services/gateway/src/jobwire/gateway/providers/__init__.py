@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobwire.gateway._config import MemoryProviderSettings
+from jobwire.gateway._config import MemoryProviderSettings, SqsProviderSettings
 from jobwire.gateway.providers.base import JobEvents, QueueProvider
 
 
@@ -19,10 +19,28 @@ def _memory(settings: Any, events: JobEvents) -> QueueProvider:
     return MemoryProvider(settings, events)
 
 
+def _sqs(settings: Any, events: JobEvents) -> QueueProvider:
+    try:
+        from jobwire.gateway.providers.sqs import SqsProvider
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in _SQS_SDK:
+            raise
+        raise RuntimeError(
+            f'provider.type = "sqs" needs the gateway\'s sqs extra ({error.name} is missing); '
+            "install it with: pip install 'jobwire-gateway[sqs]'"
+        ) from None
+
+    assert isinstance(settings, SqsProviderSettings)
+    return SqsProvider(settings, events)
+
+
+_SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
+
 ProviderFactory = Callable[[Any, JobEvents], QueueProvider]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
+    "sqs": _sqs,
 }
 
 

@@ -13,7 +13,7 @@ import asyncio
 import random
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -185,6 +185,14 @@ class JobEvents:
             snapshot = job.to_proto()
             for watcher in watchers:
                 watcher.push(snapshot)
+
+    def watched(self) -> Collection[str]:
+        """Ids of the jobs someone watches.
+
+        A provider that learns of other processes' changes by looking them up
+        (SQS with several gateways) looks up these.
+        """
+        return self._watchers.keys()
 
     @contextmanager
     def watch(self, job_id: str) -> Iterator[JobWatch]:

@@ -1,0 +1,258 @@
+"""`watch`: follow many jobs live over `WatchJob` streams, shown as a tqdm progress bar.
+
+Design. The gateway pushes each job's changes on a `WatchJob` server stream, so
+watching never polls. One stream follows one job, and a few thousand jobs must
+not cost a few thousand threads or streams, so:
+
+* `follow` runs on grpc.aio: a stream is a coroutine, not a thread. At most
+  `max_streams` streams are open at once; each slot follows jobs in the order
+  given and, when its job ends, takes the next. Jobs run roughly in the order
+  they were enqueued, so the open streams are those of the jobs about to change,
+  and a job that ended while it waited for a slot costs one message.
+* `AsyncClient.watch` runs it on the caller's loop (a notebook's own loop, with
+  top-level `await`).
+* `Client.watch` runs it on a private event loop in one daemon thread
+  (`StreamThread`), on a grpc.aio channel of its own, and reads the updates
+  from a queue in the calling thread. The bar is drawn in the caller's thread,
+  which keeps Jupyter's widget output in the cell that called `watch`, and
+  Ctrl+C / Kernel → Interrupt reaches the caller, which cancels the streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+
+from jobwire.client import _display
+from jobwire.client._models import Job, JobList, JobState
+from jobwire.v1 import job_pb2, queue_service_pb2
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
+
+_T = TypeVar("_T")
+
+#: Default number of `WatchJob` streams one `watch` keeps open at once.
+MAX_STREAMS = 256
+
+#: Text after the bar: the time so far and left, then the counts (tqdm puts ", " first).
+_BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
+
+OnUpdate = Callable[[int, job_pb2.Job], None]
+
+
+def as_jobs(jobs: Job | Iterable[Job]) -> list[Job]:
+    """Reads the `jobs` argument of `watch`: one job or several."""
+    return [jobs] if isinstance(jobs, Job) else list(jobs)
+
+
+async def follow(
+    stub: QueueServiceAsyncStub,
+    job_ids: Sequence[str],
+    on_update: OnUpdate,
+    *,
+    metadata: Sequence[tuple[str, str]],
+    max_streams: int,
+    time_limit: float | None,
+) -> None:
+    """Calls `on_update(index, job)` with every state the jobs go through until all end.
+
+    Args:
+        stub: QueueService stub on a grpc.aio channel of the running loop.
+        job_ids: The jobs; `index` in `on_update` is a position in it.
+        on_update: Called on the running loop with each `WatchJob` update.
+        metadata: Sent with every stream.
+        max_streams: Most streams open at once.
+        time_limit: Seconds after which to stop following, without error; None
+            follows until every job has ended.
+
+    Raises:
+        grpc.RpcError: A stream failed, e.g. a job does not exist.
+    """
+    if max_streams < 1:
+        raise ValueError(f"max_streams must be at least 1, got {max_streams}")
+    # One iterator shared by every slot: each takes the next job when its own ends.
+    waiting = iter(enumerate(job_ids))
+
+    async def slot() -> None:
+        for index, job_id in waiting:
+            call = stub.WatchJob(queue_service_pb2.WatchJobRequest(id=job_id), metadata=metadata)
+            try:
+                async for response in call:
+                    on_update(index, response.job)
+            finally:
+                call.cancel()
+
+    slots = [asyncio.ensure_future(slot()) for _ in range(min(max_streams, len(job_ids)))]
+    try:
+        async with asyncio.timeout(time_limit) as deadline:
+            await asyncio.gather(*slots)
+    except TimeoutError:
+        if not deadline.expired():
+            raise
+    finally:
+        for task in slots:
+            task.cancel()
+        await asyncio.gather(*slots, return_exceptions=True)
+
+
+class JobsProgress:
+    """The tqdm bar of a `watch`, and the latest state of every watched job.
+
+    The bar's position is the number of finished jobs (completed, dead or
+    cancelled) plus the fraction done that handlers report for running jobs, so
+    it moves during long jobs too. After the bar come the counts by state and
+    the latest handler message.
+
+    `tqdm.auto` draws a widget in Jupyter and text elsewhere (stderr, refreshed
+    at most ten times a second).
+    """
+
+    def __init__(self, jobs: Sequence[Job], *, desc: str, **bar_options: Any) -> None:
+        # Imported here: tqdm.auto picks the notebook widget when a kernel runs the code.
+        from tqdm.auto import tqdm
+
+        self._jobs = list(jobs)
+        self._states = Counter(job.state.value for job in self._jobs)
+        # Fraction done of unfinished jobs whose handler reported a total.
+        self._fractions: dict[int, float] = {}
+        self._note = ""
+        self._note_from = -1
+        # miniters=0 lets an update that only changes the counts refresh the text.
+        self._bar: tqdm[Any] = tqdm(
+            total=len(self._jobs),
+            desc=desc,
+            unit="job",
+            miniters=0,
+            bar_format=_BAR_FORMAT,
+            **bar_options,
+        )
+        self._bar.set_postfix_str(self._postfix(), refresh=True)
+
+    @property
+    def jobs(self) -> JobList:
+        """Every watched job as last seen, in the order given."""
+        return JobList(tuple(self._jobs))
+
+    def update(self, index: int, job: Job) -> None:
+        """Records what a stream said about the job at `index` and redraws when due."""
+        self._states[self._jobs[index].state.value] -= 1
+        self._states[job.state.value] += 1
+        self._jobs[index] = job
+        fraction = job.progress.fraction if job.progress else None
+        if job.state.is_terminal or fraction is None:
+            self._fractions.pop(index, None)
+        else:
+            self._fractions[index] = min(max(fraction, 0.0), 1.0)
+        if job.progress and not job.state.is_terminal:
+            self._note, self._note_from = _display.progress_text(job.progress), index
+        elif index == self._note_from:
+            self._note, self._note_from = "", -1
+        self._bar.set_postfix_str(self._postfix(), refresh=False)
+        # Set, not added: increments of fractions would drift, and a bar left a
+        # hair short of its total ends red in Jupyter.
+        self._bar.n = self._position()
+        self._bar.update(0)  # redraws once tqdm's refresh interval has passed
+
+    def close(self) -> None:
+        """Draws the final state; in Jupyter an unfinished bar turns red."""
+        self._bar.set_postfix_str(self._postfix(), refresh=False)
+        self._bar.close()
+
+    def _finished(self) -> int:
+        return sum(self._states[state.value] for state in JobState if state.is_terminal)
+
+    def _position(self) -> float:
+        return self._finished() + sum(self._fractions.values())
+
+    def _postfix(self) -> str:
+        counts = _display.state_summary(self._states)
+        text = f"{self._finished()}/{len(self._jobs)} done: {counts}"
+        return f"{text}; {self._note}" if self._note else text
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _Done:
+    """Marks the end of a `StreamThread`'s updates."""
+
+
+_DONE = _Done()
+
+
+class StreamThread(Generic[_T]):
+    """Runs a coroutine on a private event loop in a daemon thread; iterate over what it emits.
+
+    The coroutine gets an `emit` callable; iterating yields what it emits, in
+    order, in the iterating thread, then raises what the coroutine raised.
+    Leaving the `with` block cancels the coroutine and waits for its thread.
+
+    For the blocking client, which must not touch the caller's event loop (a
+    notebook runs one): grpc.aio objects are created inside the coroutine, so
+    they belong to the private loop.
+    """
+
+    def __init__(self, main: Callable[[Callable[[_T], None]], Awaitable[None]]) -> None:
+        self._main = main
+        self._items: queue.SimpleQueue[_T | _Done] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._started = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._thread = threading.Thread(target=self._run, name="jobwire-watch", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._on_loop())
+        except BaseException as error:  # handed to the iterating thread
+            self._error = error
+        finally:
+            self._started.set()
+            self._items.put(_DONE)
+
+    async def _on_loop(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._started.set()
+        await self._main(self._items.put)
+
+    def __iter__(self) -> Iterator[_T]:
+        while not isinstance(item := self._items.get(), _Done):
+            yield item
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        self._started.wait()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        loop, task = self._loop, self._task
+        if loop is not None and task is not None:
+            # RuntimeError: the loop already closed, the coroutine is over.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+        self._thread.join()

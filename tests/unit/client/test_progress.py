@@ -1,0 +1,216 @@
+"""`watch` internals: the progress bar's text, bounded stream fan-out, the stream thread."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, cast
+
+import pytest
+
+from jobwire.client import Job, JobFailure, JobProgress, JobState
+from jobwire.client._progress import JobsProgress, StreamThread, as_jobs, follow
+from jobwire.v1 import job_pb2, queue_service_pb2
+
+P = job_pb2.Job
+
+
+def progress_bar(jobs: Sequence[Job]) -> tuple[JobsProgress, io.StringIO]:
+    out = io.StringIO()
+    # mininterval=0: draw every update, so the test sees each state. A StringIO has
+    # no encoding, so tqdm draws the bar in ASCII.
+    return JobsProgress(jobs, desc="jobs", file=out, mininterval=0), out
+
+
+def lines(out: io.StringIO) -> list[str]:
+    """The bar's successive renderings (tqdm redraws a line with a carriage return)."""
+    return [line.rstrip() for line in out.getvalue().replace("\n", "\r").split("\r") if line]
+
+
+def test_text_output_counts_states_and_shows_handler_progress() -> None:
+    jobs = [Job(id=str(n), type="t") for n in range(4)]
+    bar, out = progress_bar(jobs)
+    with bar:
+        check_text_output(bar, out)
+    assert out.getvalue().endswith("\n")  # the final line stays
+    assert lines(out)[-1].startswith("jobs: 100%|##########|")
+    assert lines(out)[-1].endswith("4/4 done: 2 completed, 1 dead, 1 cancelled")
+    assert [job.state for job in bar.jobs] == [
+        JobState.COMPLETED,
+        JobState.COMPLETED,
+        JobState.DEAD,
+        JobState.CANCELLED,
+    ]
+
+
+def check_text_output(bar: JobsProgress, out: io.StringIO) -> None:
+    assert lines(out)[-1] == "jobs:   0%|          | 00:00<?, 0/4 done: 4 pending"
+
+    reading = JobProgress(current=1, total=4, message="reading")
+    bar.update(0, Job(id="0", type="t", state=JobState.PROCESSING, progress=reading))
+    # A quarter of one job out of four: the bar moves before any job ends.
+    assert lines(out)[-1].startswith("jobs:   6%|")
+    assert lines(out)[-1].endswith("0/4 done: 3 pending, 1 processing; 25% reading")
+
+    bar.update(0, Job(id="0", type="t", state=JobState.COMPLETED))
+    bar.update(1, Job(id="1", type="t", state=JobState.FAILED))
+    bar.update(2, Job(id="2", type="t", state=JobState.DEAD, last_error=JobFailure(message="x")))
+    assert lines(out)[-1].endswith("2/4 done: 1 pending, 1 completed, 1 failed, 1 dead")
+    assert lines(out)[-1].startswith("jobs:  50%|#####     |")
+
+    bar.update(1, Job(id="1", type="t", state=JobState.COMPLETED))
+    bar.update(3, Job(id="3", type="t", state=JobState.CANCELLED))
+
+
+def test_progress_without_total_is_shown_but_does_not_move_the_bar() -> None:
+    bar, out = progress_bar([Job(id="0", type="t")])
+    with bar:
+        unknown = JobProgress(current=7, message="rows")
+        bar.update(0, Job(id="0", type="t", state=JobState.PROCESSING, progress=unknown))
+        assert lines(out)[-1].startswith("jobs:   0%|")
+        assert lines(out)[-1].endswith("; 7/? rows")
+
+
+def test_handler_message_goes_when_its_job_ends() -> None:
+    bar, out = progress_bar([Job(id="0", type="t")])
+    with bar:
+        half = JobProgress(current=1, total=2, message="halfway")
+        bar.update(0, Job(id="0", type="t", state=JobState.PROCESSING, progress=half))
+        bar.update(0, Job(id="0", type="t", state=JobState.COMPLETED, progress=half))
+    assert lines(out)[-1].endswith("1/1 done: 1 completed")
+
+
+def test_as_jobs_takes_one_job_or_many() -> None:
+    job = Job(id="a", type="t")
+    assert as_jobs(job) == [job]
+    assert as_jobs(iter([job, job])) == [job, job]
+
+
+class FakeCall:
+    """A WatchJob call that yields given states; counts how many calls are open."""
+
+    def __init__(self, stub: FakeStub, job_id: str) -> None:
+        self.stub = stub
+        self.job_id = job_id
+        self.cancelled = False
+
+    def __aiter__(self) -> AsyncIterator[queue_service_pb2.WatchJobResponse]:
+        return self._responses()
+
+    async def _responses(self) -> AsyncIterator[queue_service_pb2.WatchJobResponse]:
+        self.stub.open += 1
+        self.stub.most_open = max(self.stub.most_open, self.stub.open)
+        try:
+            for state in self.stub.states(self.job_id):
+                await asyncio.sleep(0.001)
+                yield queue_service_pb2.WatchJobResponse(job=P(id=self.job_id, state=state))
+        finally:
+            self.stub.open -= 1
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeStub:
+    def __init__(self, states: Callable[[str], Sequence[P.State.ValueType]]) -> None:
+        self.states = states
+        self.calls: list[FakeCall] = []
+        self.open = 0
+        self.most_open = 0
+
+    def WatchJob(  # the gRPC method name
+        self, request: queue_service_pb2.WatchJobRequest, metadata: Sequence[tuple[str, str]]
+    ) -> FakeCall:
+        assert metadata == (("authorization", "Bearer t"),)
+        call = FakeCall(self, request.id)
+        self.calls.append(call)
+        return call
+
+
+def run_follow(stub: FakeStub, ids: Sequence[str], **options: Any) -> list[tuple[int, str, int]]:
+    seen: list[tuple[int, str, int]] = []
+    options.setdefault("max_streams", 3)
+    options.setdefault("time_limit", None)
+    asyncio.run(
+        follow(
+            cast(Any, stub),
+            ids,
+            lambda index, job: seen.append((index, job.id, job.state)),
+            metadata=(("authorization", "Bearer t"),),
+            **options,
+        )
+    )
+    return seen
+
+
+def test_follow_streams_every_job_with_a_bounded_number_of_streams() -> None:
+    lifecycle = [P.STATE_PENDING, P.STATE_PROCESSING, P.STATE_COMPLETED]
+    stub = FakeStub(lambda job_id: lifecycle)
+    ids = [f"j{n}" for n in range(20)]
+    seen = run_follow(stub, ids)
+    assert stub.most_open == 3
+    # Slots take jobs in the order given, one stream per job.
+    assert [call.job_id for call in stub.calls] == ids
+    assert all(call.cancelled for call in stub.calls)  # each stream released
+    for index, job_id in enumerate(ids):
+        assert [(i, state) for i, j, state in seen if j == job_id] == [
+            (index, state) for state in lifecycle
+        ]
+
+
+def test_follow_gives_up_quietly_after_its_time_limit() -> None:
+    def forever(job_id: str) -> Sequence[P.State.ValueType]:
+        return [P.STATE_COMPLETED] if job_id == "done" else [P.STATE_PENDING] * 100_000
+
+    stub = FakeStub(forever)
+    seen = run_follow(stub, ["done", "stuck"], time_limit=0.1)
+    assert (0, "done", P.STATE_COMPLETED) in seen
+    assert stub.open == 0
+
+
+def test_follow_fails_with_the_first_stream_error_and_closes_the_others() -> None:
+    def states(job_id: str) -> Sequence[P.State.ValueType]:
+        if job_id == "bad":
+            raise LookupError("no such job")
+        return [P.STATE_PENDING] * 100_000
+
+    stub = FakeStub(states)
+    with pytest.raises(LookupError, match="no such job"):
+        run_follow(stub, ["a", "bad", "c"])
+    assert stub.open == 0
+
+
+def test_follow_rejects_no_streams() -> None:
+    with pytest.raises(ValueError, match="max_streams must be at least 1"):
+        run_follow(FakeStub(lambda _: []), ["a"], max_streams=0)
+
+
+def test_stream_thread_hands_over_items_in_order_then_the_error() -> None:
+    async def main(emit: Callable[[int], None]) -> None:
+        for n in range(5):
+            emit(n)
+            await asyncio.sleep(0)
+        raise RuntimeError("stream broke")
+
+    received: list[int] = []
+    with StreamThread(main) as items, pytest.raises(RuntimeError, match="stream broke"):
+        received.extend(items)
+    assert received == [0, 1, 2, 3, 4]
+
+
+def test_stream_thread_cancels_its_coroutine_on_exit() -> None:
+    cancelled = threading.Event()
+
+    async def main(emit: Callable[[str], None]) -> None:
+        emit("started")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    with StreamThread(main) as items:
+        assert next(iter(items)) == "started"
+    assert cancelled.is_set()
+    assert not any(thread.name == "jobwire-watch" for thread in threading.enumerate())
