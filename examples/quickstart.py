@@ -15,7 +15,6 @@ import time
 
 from rich.console import Console
 from rich.table import Table
-from tqdm import tqdm
 
 from jobwire.client import Client, JobDeadError, JobRequest
 from jobwire.gateway import EmbeddedGateway
@@ -60,18 +59,6 @@ def jobs(count: int) -> list[JobRequest]:
     return batch
 
 
-def follow(client: Client, total: int) -> None:
-    """Show a progress bar until every job has finished."""
-    with tqdm(total=total, unit="job", desc="processed") as bar:
-        done = 0
-        while done < total:
-            [stats] = client.stats("default")
-            finished = stats.completed + stats.dead + stats.cancelled
-            bar.update(finished - done)
-            done = finished
-            time.sleep(0.05)  # refresh rate of the bar, not a wait for jobs
-
-
 def print_stats(client: Client, console: Console) -> None:
     """Print the queue's counts as a table."""
     table = Table(title="queue statistics", title_justify="left")
@@ -100,7 +87,7 @@ def main() -> None:
                 started = time.perf_counter()
                 batch = client.enqueue_many(jobs(args.jobs))
                 console.print(f"enqueued {len(batch):,} jobs")
-                follow(client, len(batch))
+                client.watch(batch, desc="processed")  # a live progress bar
                 elapsed = time.perf_counter() - started
                 console.print(f"{len(batch):,} jobs in {elapsed:.2f} s")
                 print_stats(client, console)

@@ -110,3 +110,14 @@ def test_closed_client_refuses_calls() -> None:
 def test_tls_client_builds_a_secure_channel() -> None:
     with Client("gateway.example:443", tls=TLSConfig(server_name="jobwire.internal")) as client:
         assert ("grpc.ssl_target_name_override", "jobwire.internal") in client._channel_options
+
+
+def test_address_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JOBWIRE_GATEWAY", "gateway.internal:7000")
+    with Client() as client:
+        assert client.address == "gateway.internal:7000"
+    monkeypatch.delenv("JOBWIRE_GATEWAY")
+    with Client() as client:
+        assert client.address == "127.0.0.1:50051"
+    with Client("10.0.0.1:1") as client:
+        assert client.address == "10.0.0.1:1"

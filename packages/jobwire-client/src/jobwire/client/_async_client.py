@@ -14,7 +14,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jobwire.client._base import BaseClient, batches, states_of
 from jobwire.client._config import (
-    DEFAULT_ADDRESS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     ClientOptions,
@@ -66,7 +65,7 @@ class AsyncClient(BaseClient):
 
     def __init__(
         self,
-        address: str = DEFAULT_ADDRESS,
+        address: str | None = None,
         *,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         token: str | None = None,
@@ -80,9 +79,7 @@ class AsyncClient(BaseClient):
         self._connection: _Connection | None = None
 
     @classmethod
-    async def connect(
-        cls, address: str = DEFAULT_ADDRESS, **options: Unpack[ClientOptions]
-    ) -> Self:
+    async def connect(cls, address: str | None = None, **options: Unpack[ClientOptions]) -> Self:
         """Creates a client and checks that the gateway answers its health check.
 
         Args:

@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from jobwire.client.__about__ import __version__
-from jobwire.client._config import CONNECT_TIMEOUT, RetryConfig, TLSConfig
+from jobwire.client._config import CONNECT_TIMEOUT, DEFAULT_ADDRESS, RetryConfig, TLSConfig
 from jobwire.client._errors import (
     DeadlineExceededError,
     GatewayUnavailableError,
@@ -48,7 +48,7 @@ class BaseClient:
 
     def __init__(
         self,
-        address: str,
+        address: str | None,
         *,
         timeout: float | timedelta,
         token: str | None,
@@ -56,7 +56,7 @@ class BaseClient:
         tls: TLSConfig | None,
         retry: RetryConfig,
     ) -> None:
-        self._address = address
+        self._address = address or os.environ.get("JOBWIRE_GATEWAY") or DEFAULT_ADDRESS
         self._timeout = to_timedelta(timeout).total_seconds()
         token = os.environ.get("JOBWIRE_TOKEN") if token is None else token
         self._metadata: Metadata = (("authorization", f"Bearer {token}"),) if token else ()

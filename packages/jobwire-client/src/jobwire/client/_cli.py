@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -118,8 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jobwire", description=__doc__)
     parser.add_argument(
         "--gateway",
-        default=os.environ.get("JOBWIRE_GATEWAY", DEFAULT_ADDRESS),
-        help="gateway address, host:port (default: $JOBWIRE_GATEWAY or %(default)s)",
+        help=f"gateway address, host:port (default: $JOBWIRE_GATEWAY or {DEFAULT_ADDRESS})",
     )
     parser.add_argument("--token", help="bearer token (default: $JOBWIRE_TOKEN)")
     commands = parser.add_subparsers(dest="command", required=True)

@@ -14,7 +14,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jobwire.client._base import BaseClient, batches, states_of
 from jobwire.client._config import (
-    DEFAULT_ADDRESS,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUT,
     ClientOptions,
@@ -62,7 +61,8 @@ class Client(BaseClient):
         ```
 
     Args:
-        address: The gateway, host:port.
+        address: The gateway, host:port; defaults to `$JOBWIRE_GATEWAY`, else
+            127.0.0.1:50051.
         timeout: Deadline of each call, in seconds or as a timedelta (streams and
             `wait` have their own).
         token: Bearer token sent with every call; defaults to `$JOBWIRE_TOKEN`.
@@ -74,7 +74,7 @@ class Client(BaseClient):
 
     def __init__(
         self,
-        address: str = DEFAULT_ADDRESS,
+        address: str | None = None,
         *,
         timeout: float | timedelta = DEFAULT_TIMEOUT,
         token: str | None = None,
@@ -86,18 +86,21 @@ class Client(BaseClient):
             address, timeout=timeout, token=token, serializer=serializer, tls=tls, retry=retry
         )
         if tls is None:
-            self._channel = grpc.insecure_channel(address, self._channel_options)
+            self._channel = grpc.insecure_channel(self._address, self._channel_options)
         else:
-            self._channel = grpc.secure_channel(address, tls.credentials(), self._channel_options)
+            self._channel = grpc.secure_channel(
+                self._address, tls.credentials(), self._channel_options
+            )
         self._queue = queue_service_pb2_grpc.QueueServiceStub(self._channel)
         self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
 
     @classmethod
-    def connect(cls, address: str = DEFAULT_ADDRESS, **options: Unpack[ClientOptions]) -> Self:
+    def connect(cls, address: str | None = None, **options: Unpack[ClientOptions]) -> Self:
         """Creates a client and checks that the gateway answers its health check.
 
         Args:
-            address: The gateway, host:port.
+            address: The gateway, host:port; defaults to `$JOBWIRE_GATEWAY`, else
+            127.0.0.1:50051.
             **options: The keyword arguments of `Client`.
 
         Raises:
