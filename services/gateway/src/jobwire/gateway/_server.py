@@ -61,7 +61,19 @@ class Gateway:
         self.address = ""
 
     async def start(self) -> Self:
-        """Open the provider and start serving."""
+        """Open the provider and start serving.
+
+        If any step fails, what already started is stopped before the error
+        propagates, so a failed start leaks no server, database or task.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self._close(grace=0)
+            raise
+        return self
+
+    async def _start(self) -> None:
         server_settings = self.settings.server
         await self.provider.open()
         if self.scheduler is not None:
@@ -102,7 +114,6 @@ class Gateway:
         logger.info(
             "jobwire gateway serving on %s (provider %s)", self.address, self.settings.provider.type
         )
-        return self
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain workers, wait up to ``grace`` seconds for their leases, then stop.
@@ -119,12 +130,17 @@ class Gateway:
             await self._in_process.stop()
         self._workers.drain(grace)
         await self._workers.wait_drained(grace)
-        await self._server.stop(grace=min(1.0, grace))
+        await self._close(grace=min(1.0, grace))
+        logger.info("jobwire gateway on %s stopped", self.address)
+
+    async def _close(self, grace: float) -> None:
+        """Stop the server, then the scheduler and the provider, whatever started."""
+        if self._server is not None:
+            await self._server.stop(grace=grace)
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.provider.aclose()
         self._stopped.set()
-        logger.info("jobwire gateway on %s stopped", self.address)
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`stop` has finished."""
