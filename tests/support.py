@@ -67,7 +67,10 @@ class RawWorker:
 
     async def _read(self) -> None:
         while True:
-            frame = await self.call.read()
+            try:
+                frame = await self.call.read()
+            except grpc.aio.AioRpcError:
+                return  # the status is read through `status()`
             if frame is grpc.aio.EOF:
                 return
             assert isinstance(frame, Response)

@@ -113,3 +113,23 @@ def test_invalid_config_fails_at_start_naming_the_key(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "server.lease_duraton" in result.stderr
     assert "Extra inputs are not permitted" in result.stderr
+
+
+def test_start_failure_is_one_clear_line(tmp_path: Path) -> None:
+    config = tmp_path / "jobwire.toml"
+    config.write_text(
+        '[server]\nlisten = "127.0.0.1:0"\n'
+        '[worker]\nmode = "in-process"\nhandlers = ["no_such_module:registry"]\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "jobwire.gateway", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "jobwire-gateway: cannot start:" in result.stderr
+    assert "no_such_module" in result.stderr
+    assert "Traceback" not in result.stderr

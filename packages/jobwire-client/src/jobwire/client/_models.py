@@ -341,6 +341,9 @@ class QueueStats:
     oldest_pending_age: timedelta = timedelta(0)
     #: Workers currently streaming from the queue.
     workers: int = 0
+    #: Approximate (visible, in flight, delayed) messages the queue backend
+    #: reports (SQS); None for the memory provider.
+    backend: tuple[int, int, int] | None = None
 
     @classmethod
     def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
@@ -356,6 +359,11 @@ class QueueStats:
             cancelled=proto.cancelled,
             oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
             workers=proto.workers,
+            backend=(
+                (proto.backend.visible, proto.backend.in_flight, proto.backend.delayed)
+                if proto.HasField("backend")
+                else None
+            ),
         )
 
     def __repr__(self) -> str:

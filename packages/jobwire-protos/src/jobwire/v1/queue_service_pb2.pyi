@@ -434,6 +434,7 @@ class QueueStats(_message.Message):
     CANCELLED_FIELD_NUMBER: _builtins.int
     OLDEST_PENDING_AGE_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue name."""
     pending: _builtins.int
@@ -456,6 +457,12 @@ class QueueStats(_message.Message):
     def oldest_pending_age(self) -> _duration_pb2.Duration:
         """How long the oldest pending job has waited; zero when none is pending."""
 
+    @_builtins.property
+    def backend(self) -> Global___BackendCounts:
+        """What the queue backend itself reports, where it keeps its own counts
+        (SQS's approximate counts); unset for the memory provider.
+        """
+
     def __init__(
         self,
         *,
@@ -469,14 +476,45 @@ class QueueStats(_message.Message):
         cancelled: _builtins.int = ...,
         oldest_pending_age: _duration_pb2.Duration | None = ...,
         workers: _builtins.int = ...,
+        backend: Global___BackendCounts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["oldest_pending_age", b"oldest_pending_age"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "oldest_pending_age", b"oldest_pending_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___QueueStats: _TypeAlias = QueueStats  # noqa: Y015
+
+@_typing.final
+class BackendCounts(_message.Message):
+    """Approximate counts a queue backend reports about itself."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VISIBLE_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    DELAYED_FIELD_NUMBER: _builtins.int
+    visible: _builtins.int
+    """Messages available for delivery (SQS: ApproximateNumberOfMessages)."""
+    in_flight: _builtins.int
+    """Messages received and not yet deleted (SQS: ...NotVisible)."""
+    delayed: _builtins.int
+    """Messages waiting for their delay (SQS: ...Delayed)."""
+    def __init__(
+        self,
+        *,
+        visible: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        delayed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delayed", b"delayed", "in_flight", b"in_flight", "visible", b"visible"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BackendCounts: _TypeAlias = BackendCounts  # noqa: Y015
 
 @_typing.final
 class WatchJobRequest(_message.Message):

@@ -37,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
 async def serve(settings: GatewaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (a second signal is not needed)."""
     gateway = Gateway(settings)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except Exception as error:
+        # A start-up failure is a configuration or environment problem (missing
+        # extra, unreachable database, port taken): one line says it best.
+        logger.debug("start failed", exc_info=error)
+        raise SystemExit(f"jobwire-gateway: cannot start: {error}") from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -131,6 +131,8 @@ class QueueCounts:
     by_state: dict[JobState, int]
     oldest_pending_age: float
     workers: int
+    backend: tuple[int, int, int] | None = None
+    """Approximate (visible, in flight, delayed) counts the backend reports, if any."""
 
 
 class RetryPolicy:

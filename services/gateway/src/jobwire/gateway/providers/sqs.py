@@ -790,9 +790,35 @@ class SqsProvider(QueueProvider):
                     by_state=by_state,
                     oldest_pending_age=0.0 if since is None else max(0.0, now - since),
                     workers=self._workers[name],
+                    backend=await self._approximate_counts(name),
                 )
             )
         return stats
+
+    async def _approximate_counts(self, queue: str) -> tuple[int, int, int] | None:
+        """SQS's own approximate counts; None when the queue is unknown or unreachable."""
+        url = self._urls.get(queue)
+        if url is None:
+            return None
+        try:
+            response = await self.client.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )
+        except (ClientError, BotoCoreError) as error:
+            # Stats still answer from the records when SQS is away.
+            logger.warning("queue %r: no approximate counts from SQS: %s", queue, error)
+            return None
+        attributes = response.get("Attributes", {})
+        return (
+            int(attributes.get("ApproximateNumberOfMessages", 0)),
+            int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+        )
 
     # Worker side -------------------------------------------------------------
 

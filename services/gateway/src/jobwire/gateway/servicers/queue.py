@@ -90,6 +90,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
                     queue=row.queue,
                     oldest_pending_age=duration(row.oldest_pending_age),
                     workers=row.workers,
+                    backend=_backend(row.backend),
                     **counts,
                 )
             )
@@ -127,3 +128,10 @@ def _basic(snapshot: job_pb2.Job) -> job_pb2.Job:
     basic.ClearField("payload")
     basic.ClearField("result")
     return basic
+
+
+def _backend(counts: tuple[int, int, int] | None) -> queue_service_pb2.BackendCounts | None:
+    if counts is None:
+        return None
+    visible, in_flight, delayed = counts
+    return queue_service_pb2.BackendCounts(visible=visible, in_flight=in_flight, delayed=delayed)

@@ -95,8 +95,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             self._released,
         )
         self._sessions.add(session)
-        await self._provider.connect(consumer)
         try:
+            await self._provider.connect(consumer)
             async for frame in session.run():
                 yield frame
         finally:
