@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy.engine import make_url
-
-ADMIN_URL = os.environ.get(
-    "SCHEDULER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-"""libpq URL of the PostgreSQL server the tests create their database on."""
+from postgres import psql
 
 
 class FakeClock:
@@ -36,21 +29,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
         # Polling on purpose: the state lives in a database or another process.
         while not await check():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
-
-
-def psql(sql: str, database: str = "postgres") -> str:
-    """Run ``sql`` with psql as the admin user; return its unaligned output."""
-    url = make_url(ADMIN_URL).set(database=database).render_as_string(hide_password=False)
-    result = subprocess.run(
-        ["psql", url, "-v", "ON_ERROR_STOP=1", "-qAtc", sql],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    if result.returncode:
-        raise RuntimeError(f"psql failed: {result.stderr.strip()}")
-    return result.stdout.strip()
 
 
 def terminate_connections(database: str) -> int:

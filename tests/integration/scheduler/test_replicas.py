@@ -12,7 +12,6 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import grpc
-from integration.scheduler.helpers import psql
 
 from jobwire.v1 import (
     job_pb2,
@@ -21,6 +20,7 @@ from jobwire.v1 import (
     schedule_service_pb2_grpc,
 )
 
+from postgres import psql
 from support import Producer, seconds
 
 S = schedule_service_pb2

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
-from integration.scheduler.helpers import FakeClock, eventually, psql, terminate_connections
+from integration.scheduler.helpers import FakeClock, eventually, terminate_connections
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -19,6 +19,8 @@ from jobwire.gateway.providers.memory import MemoryProvider
 from jobwire.gateway.scheduler import JobTemplate, Scheduler, ScheduleSpec
 from jobwire.gateway.scheduler.models import FireStatus, ScheduleFire
 from jobwire.gateway.scheduler.runner import Clock, utc_now
+
+from postgres import psql
 
 StartScheduler = Callable[..., Awaitable[Scheduler]]
 ANY_JOB = JobFilter()

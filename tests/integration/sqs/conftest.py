@@ -7,69 +7,41 @@ job records, and drops it at the end. Each test that uses it starts empty.
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
 
 import grpc
 import pytest
-from integration.scheduler.helpers import ADMIN_URL, psql
-from sqlalchemy.engine import make_url
 
 from jobwire.gateway import Gateway
 
 from conftest import GatewayFactory
+from postgres import emptied_url, temporary_database
 from sqs_support import SqsQueues
 from support import Producer, RawWorker
 
-TABLES = ", ".join(
-    f"'{table}'"
-    for table in (
-        "jobwire_sqs_jobs",
-        "jobwire_sqs_dedup_keys",
-        "schedules",
-        "schedule_fires",
-        "scheduled_jobs",
-    )
+TABLES = (
+    "jobwire_sqs_jobs",
+    "jobwire_sqs_dedup_keys",
+    "schedules",
+    "schedule_fires",
+    "scheduled_jobs",
 )
+SqsGateway = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture(scope="session")
 def sqs_postgres_database() -> Iterator[str]:
     """Name of a database created for this session's SQS tests, dropped at its end."""
-    try:
-        psql("SELECT 1")
-    except (OSError, RuntimeError) as error:
-        message = f"PostgreSQL not reachable at {ADMIN_URL} ({error}); see scripts/services.py"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    name = f"jobwire_sqs_test_{os.getpid()}_{secrets.token_hex(4)}"
-    psql(f'CREATE DATABASE "{name}"')
-    try:
+    with temporary_database("jobwire_sqs_test") as name:
         yield name
-    finally:
-        # FORCE: a gateway process a failed test left behind must not keep it alive.
-        psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
 def postgres_url(sqs_postgres_database: str) -> str:
     """SQLAlchemy URL of the session's database, its tables emptied."""
-    psql(
-        "DO $$ DECLARE t text; BEGIN "
-        f"FOREACH t IN ARRAY ARRAY[{TABLES}] LOOP "
-        "IF to_regclass(t) IS NOT NULL THEN EXECUTE 'TRUNCATE ' || t || ' CASCADE'; END IF; "
-        "END LOOP; END $$",
-        sqs_postgres_database,
-    )
-    url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=sqs_postgres_database)
-    return url.render_as_string(hide_password=False)
-
-
-SqsGateway = Callable[..., Awaitable[Gateway]]
+    return emptied_url(sqs_postgres_database, TABLES)
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from enum import IntEnum
 from typing import Any, ClassVar
 
 from jobwire.gateway._config import RetrySettings
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
 from jobwire.v1 import job_pb2, worker_service_pb2
 
 _Revoked = worker_service_pb2.StreamJobsResponse.LeaseRevoked
@@ -133,6 +133,23 @@ class QueueCounts:
     workers: int
     backend: tuple[int, int, int] | None = None
     """Approximate (visible, in flight, delayed) counts the backend reports, if any."""
+
+
+def lease_deadline(
+    job: JobRecord, timed_out: bool, lease_duration: float
+) -> tuple[RevokeReason, Failure]:
+    """Why a lease reached its deadline without an answer, as every provider records it.
+
+    Args:
+        job: The leased job.
+        timed_out: Whether the job's timeout came before the lease's expiry.
+        lease_duration: The consumer's lease length, for the message.
+    """
+    if timed_out:
+        message = f"attempt {job.attempt} ran past the job's timeout of {job.timeout:g}s"
+        return RevokeReason.TIMED_OUT, Failure(message, "TIMEOUT", attempt=job.attempt)
+    message = f"lease expired after {lease_duration:g}s without extension"
+    return RevokeReason.EXPIRED, Failure(message, "LEASE_EXPIRED", attempt=job.attempt)
 
 
 class RetryPolicy:

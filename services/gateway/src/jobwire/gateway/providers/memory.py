@@ -30,6 +30,7 @@ from jobwire.gateway.providers.base import (
     QueueProvider,
     Revocation,
     RevokeReason,
+    lease_deadline,
 )
 from jobwire.v1 import job_pb2
 
@@ -346,15 +347,13 @@ class MemoryProvider(QueueProvider):
         lease.timer = None
         self._drop_lease(lease)
         job, now = lease.job, time.time()
-        if lease.timeout_time is not None and lease.timeout_time <= lease.expire_time:
-            reason = RevokeReason.TIMED_OUT
-            message = f"attempt {job.attempt} ran past the job's timeout of {job.timeout:g}s"
-            self._fail(job, Failure(message, "TIMEOUT", attempt=job.attempt), now, None)
+        timed_out = lease.timeout_time is not None and lease.timeout_time <= lease.expire_time
+        reason, failed = lease_deadline(job, timed_out, lease.consumer.lease_duration)
+        if timed_out:
+            self._fail(job, failed, now, None)
         else:
-            reason = RevokeReason.EXPIRED
-            message = f"lease expired after {lease.consumer.lease_duration:g}s without extension"
-            self._requeue_lost(job, Failure(message, "LEASE_EXPIRED", attempt=job.attempt), now)
-        lease.consumer.on_revoke(Revocation(lease.id, job.id, reason, message))
+            self._requeue_lost(job, failed, now)
+        lease.consumer.on_revoke(Revocation(lease.id, job.id, reason, failed.message))
 
     def _drop_lease(self, lease: _Lease) -> None:
         if lease.timer is not None:

@@ -78,6 +78,7 @@ from jobwire.gateway.providers.base import (
     QueueProvider,
     Revocation,
     RevokeReason,
+    lease_deadline,
 )
 from jobwire.v1 import job_pb2
 
@@ -1090,15 +1091,13 @@ class SqsProvider(QueueProvider):
             return
         self._drop(lease)
         job = lease.job
-        if lease.timeout_time is not None and lease.timeout_time <= lease.expire_time:
-            reason = RevokeReason.TIMED_OUT
-            text = f"attempt {job.attempt} ran past the job's timeout of {job.timeout:g}s"
-            self._fail(lease, Failure(text, "TIMEOUT", attempt=job.attempt), now, None)
+        timed_out = lease.timeout_time is not None and lease.timeout_time <= lease.expire_time
+        reason, failed = lease_deadline(job, timed_out, lease.consumer.lease_duration)
+        if timed_out:
+            self._fail(lease, failed, now, None)
         else:
-            reason = RevokeReason.EXPIRED
-            text = f"lease expired after {lease.consumer.lease_duration:g}s without extension"
-            self._requeue_lost(lease, Failure(text, "LEASE_EXPIRED", attempt=job.attempt), now)
-        lease.consumer.on_revoke(Revocation(lease.id, job.id, reason, text))
+            self._requeue_lost(lease, failed, now)
+        lease.consumer.on_revoke(Revocation(lease.id, job.id, reason, failed.message))
 
     def _drop(self, lease: _Lease) -> None:
         if lease.timer is not None:
