@@ -16,36 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import time
 from datetime import UTC, datetime
 
 from jobwire.client import AsyncClient, JobRequest
 
+from measures import flowing_rate, latency, report, wait_completed, wait_worker
 from processes import gateway, peak_rss_mib, worker
-
-POLL = 0.01  # how often completion is checked; small next to runs of seconds
-
-
-async def wait_completed(client: AsyncClient, queue: str, count: int, within: float) -> float:
-    """Wait until ``count`` jobs of ``queue`` finished; return when that was seen."""
-    deadline = time.perf_counter() + within
-    while time.perf_counter() < deadline:
-        [stats] = await client.stats(queue)
-        if stats.completed + stats.dead >= count:
-            return time.perf_counter()
-        await asyncio.sleep(POLL)
-    raise TimeoutError(f"{queue}: jobs did not finish within {within}s")
-
-
-async def wait_worker(client: AsyncClient, queue: str) -> None:
-    """Wait until a worker streams from ``queue``."""
-    for _ in range(1000):
-        [stats] = await client.stats(queue)
-        if stats.workers:
-            return
-        await asyncio.sleep(POLL)
-    raise TimeoutError("worker did not connect")
 
 
 async def enqueue_rates(client: AsyncClient, jobs: int) -> dict[str, float]:
@@ -88,29 +65,6 @@ async def drain_rate(client: AsyncClient, jobs: int) -> float:
     return jobs / (end - start)
 
 
-async def flowing_rate(client: AsyncClient, jobs: int) -> float:
-    """(b) Jobs enqueued while the worker runs, by concurrent producers."""
-    start = time.perf_counter()
-    for offset in range(0, jobs, 500):
-        await asyncio.gather(
-            *(client.enqueue("noop", {}, queue="flow") for _ in range(min(500, jobs - offset)))
-        )
-    end = await wait_completed(client, "flow", jobs, within=120)
-    return jobs / (end - start)
-
-
-async def latency(client: AsyncClient, samples: int) -> tuple[float, float]:
-    """Enqueue → handler start on an idle worker, in ms (p50, p99)."""
-    values = []
-    for _ in range(samples):
-        sent = time.time()
-        job = await client.enqueue("stamp", {}, queue="latency")
-        started = await job.wait(timeout=10)
-        values.append((started - sent) * 1000)
-    quantiles = statistics.quantiles(values, n=100)
-    return statistics.median(values), quantiles[98]
-
-
 async def one_run(jobs: int, samples: int) -> dict[str, float]:
     figures: dict[str, float] = {}
     with gateway() as (gateway_process, address):
@@ -127,21 +81,11 @@ async def one_run(jobs: int, samples: int) -> dict[str, float]:
                     client, jobs
                 )
                 figures["end-to-end (b) enqueued while running (jobs/s)"] = await flowing_rate(
-                    client, jobs
+                    client, jobs, chunk=500, within=120
                 )
                 figures["peak RSS worker (MiB)"] = peak_rss_mib(worker_process.pid)
             figures["peak RSS gateway (MiB)"] = peak_rss_mib(gateway_process.pid)
     return figures
-
-
-def report(runs: list[dict[str, float]]) -> str:
-    lines = ["| measure | median | spread (min..max) |", "|---|---:|---:|"]
-    for key in runs[0]:
-        values = [run[key] for run in runs]
-        lines.append(
-            f"| {key} | {statistics.median(values):,.1f} | {min(values):,.1f}..{max(values):,.1f} |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:

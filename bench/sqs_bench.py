@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from aiobotocore.session import get_session
 
 from jobwire.client import AsyncClient
 
+from measures import flowing_rate, latency, report, wait_worker
 from processes import gateway, worker
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "bench",
     "AWS_EC2_METADATA_DISABLED": "true",
 }
-POLL = 0.1  # how often completion is checked; small next to runs of seconds
 CHUNK = 100  # jobs enqueued at once: producers wait for each chunk, raw and gateway alike
 # Receive loops of the raw run: as many receive calls as the gateway keeps in
 # flight for the worker's credits (16 by default, so 2 calls of up to 10).
@@ -126,49 +125,6 @@ async def raw_rate(endpoint: str, messages: int) -> float:
         return messages / (time.perf_counter() - start)
 
 
-async def wait_completed(client: AsyncClient, queue: str, count: int, within: float) -> float:
-    """Wait until ``count`` jobs of ``queue`` finished; return when that was seen."""
-    deadline = time.perf_counter() + within
-    while time.perf_counter() < deadline:
-        [stats] = await client.stats(queue)
-        if stats.completed + stats.dead >= count:
-            return time.perf_counter()
-        await asyncio.sleep(POLL)
-    raise TimeoutError(f"{queue}: jobs did not finish within {within}s")
-
-
-async def wait_worker(client: AsyncClient, queue: str) -> None:
-    for _ in range(300):
-        stats = await client.stats(queue)
-        if stats and stats[0].workers:
-            return
-        await asyncio.sleep(POLL)
-    raise TimeoutError("worker did not connect")
-
-
-async def flowing_rate(client: AsyncClient, jobs: int) -> float:
-    """Jobs enqueued by concurrent producers while the worker runs; jobs/s end to end."""
-    start = time.perf_counter()
-    for offset in range(0, jobs, CHUNK):
-        await asyncio.gather(
-            *(client.enqueue("noop", {}, queue="flow") for _ in range(min(CHUNK, jobs - offset)))
-        )
-    end = await wait_completed(client, "flow", jobs, within=300)
-    return jobs / (end - start)
-
-
-async def latency(client: AsyncClient, samples: int) -> tuple[float, float]:
-    """Enqueue → handler start on an idle worker, in ms (p50, p99)."""
-    values = []
-    for _ in range(samples):
-        sent = time.time()
-        job = await client.enqueue("stamp", {}, queue="latency")
-        started = await job.wait(timeout=10)
-        values.append((started - sent) * 1000)
-    quantiles = statistics.quantiles(values, n=100)
-    return statistics.median(values), quantiles[98]
-
-
 def gateway_config(directory: Path, endpoint: str, urls: dict[str, str]) -> Path:
     config = directory / "jobwire.toml"
     queue_urls = "".join(f'{name} = "{url}"\n' for name, url in urls.items())
@@ -200,7 +156,7 @@ async def one_run(jobs: int, samples: int) -> dict[str, float]:
                     p50, p99 = await latency(client, samples)
                     figures["enqueue→start latency p50 (ms)"] = p50
                     figures["enqueue→start latency p99 (ms)"] = p99
-                    rate = await flowing_rate(client, jobs)
+                    rate = await flowing_rate(client, jobs, chunk=CHUNK, within=300)
                     figures["end-to-end through the gateway (jobs/s)"] = rate
     figures["gateway / raw (%)"] = (
         100
@@ -208,16 +164,6 @@ async def one_run(jobs: int, samples: int) -> dict[str, float]:
         / figures["raw aiobotocore send+receive+delete (msgs/s)"]
     )
     return figures
-
-
-def report(runs: list[dict[str, float]]) -> str:
-    lines = ["| measure | median | spread (min..max) |", "|---|---:|---:|"]
-    for key in runs[0]:
-        values = [run[key] for run in runs]
-        lines.append(
-            f"| {key} | {statistics.median(values):,.1f} | {min(values):,.1f}..{max(values):,.1f} |"
-        )
-    return "\n".join(lines)
 
 
 def main() -> None:
