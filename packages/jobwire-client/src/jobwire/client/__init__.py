@@ -12,6 +12,8 @@ Example:
 
 from __future__ import annotations
 
+import logging
+
 from jobwire.client.__about__ import __version__
 from jobwire.client._async_client import AsyncClient
 from jobwire.client._client import Client
@@ -102,3 +104,7 @@ for _name in __all__:
     if not _name.startswith("__"):
         globals()[_name].__module__ = "jobwire.client"
 del _name
+
+# A library logs; the application decides where to (the logging HOWTO's advice),
+# so nothing reaches stderr unless logging is configured.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

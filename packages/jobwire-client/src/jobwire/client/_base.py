@@ -15,6 +15,7 @@ from uuid import uuid4
 import grpc
 from grpc_health.v1 import health_pb2
 
+from jobwire.client import _tracing
 from jobwire.client.__about__ import __version__
 from jobwire.client._config import CONNECT_TIMEOUT, DEFAULT_ADDRESS, RetryConfig, TLSConfig
 from jobwire.client._errors import (
@@ -119,7 +120,9 @@ class BaseClient:
         return mapped
 
     def _enqueue_request(self, request: JobRequest) -> queue_service_pb2.EnqueueJobRequest:
-        return request.to_proto(self._serializer, request_id=uuid4().hex)
+        proto = request.to_proto(self._serializer, request_id=uuid4().hex)
+        _tracing.inject(proto.type, proto.queue, proto.attributes)
+        return proto
 
     def _enqueued(
         self,

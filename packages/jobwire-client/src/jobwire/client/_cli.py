@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobwire.client._client import Client
-from jobwire.client._config import DEFAULT_ADDRESS
+from jobwire.client._config import DEFAULT_ADDRESS, TLSConfig
 from jobwire.client._errors import JobwireError
 from jobwire.client._models import Job, JobState, QueueStats
 from jobwire.client._schedules import MisfirePolicy, Schedule
@@ -120,6 +120,12 @@ def _parser() -> argparse.ArgumentParser:
         help=f"gateway address, host:port (default: $JOBWIRE_GATEWAY or {DEFAULT_ADDRESS})",
     )
     parser.add_argument("--token", help="bearer token (default: $JOBWIRE_TOKEN)")
+    parser.add_argument(
+        "--tls", action="store_true", help="connect over TLS (implied by the --tls-* options)"
+    )
+    parser.add_argument("--tls-ca", metavar="PEM", help="CA that signed the gateway's certificate")
+    parser.add_argument("--tls-cert", metavar="PEM", help="client certificate, for mutual TLS")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
     commands = parser.add_subparsers(dest="command", required=True)
 
     stats = commands.add_parser("stats", help="job counts per queue")
@@ -160,12 +166,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _tls(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS settings the options ask for, or None for plaintext."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return TLSConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jobwire`` command."""
     args = _parser().parse_args(argv)
     console = Console()
     try:
-        with Client(args.gateway, token=args.token) as client:
+        with Client(args.gateway, token=args.token, tls=_tls(args)) as client:
             output = _run(client, args)
     except (JobwireError, ValueError) as error:
         console.print(f"[red]error:[/red] {error}", highlight=False)

@@ -18,6 +18,7 @@ Register handlers on a :class:`HandlerRegistry` and run them with a
 from __future__ import annotations
 
 import inspect
+import logging
 
 from jobwire.worker.__about__ import __version__
 from jobwire.worker._context import JobContext, current_context
@@ -38,11 +39,13 @@ from jobwire.worker._registry import (
     load_registry,
 )
 from jobwire.worker._serializer import JsonSerializer, Serializer
+from jobwire.worker._tls import TLSConfig
 from jobwire.worker._worker import Backoff, Worker
 
 __all__ = [  # noqa: RUF022  # grouped by purpose, not sorted
     # Running a worker
     "Backoff",
+    "TLSConfig",
     "Worker",
     # Handlers
     "HandlerFunc",
@@ -74,3 +77,7 @@ for _name in __all__:
     if isinstance(_obj, type) or inspect.isfunction(_obj):
         _obj.__module__ = __name__
 del _name, _obj
+
+# A library logs; the application decides where to (the logging HOWTO's advice),
+# so nothing reaches stderr unless logging is configured.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

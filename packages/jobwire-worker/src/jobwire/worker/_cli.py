@@ -17,9 +17,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from jobwire.worker import _metrics
 from jobwire.worker.__about__ import __version__
 from jobwire.worker._errors import ConnectionFailedError
 from jobwire.worker._registry import TargetError, load_registry
+from jobwire.worker._tls import TLSConfig
 from jobwire.worker._worker import HANDLER_THREAD_PREFIX, Worker
 
 _logger = logging.getLogger("jobwire.worker")
@@ -103,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--token", default=None, help="bearer token (default: $JOBWIRE_TOKEN)")
     parser.add_argument(
+        "--tls", action="store_true", help="connect over TLS (implied by the --tls-* options)"
+    )
+    parser.add_argument("--tls-ca", metavar="PEM", help="CA that signed the gateway's certificate")
+    parser.add_argument("--tls-cert", metavar="PEM", help="worker certificate, for mutual TLS")
+    parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -110,8 +118,20 @@ def _parser() -> argparse.ArgumentParser:
         help="log level (default: INFO)",
     )
     parser.add_argument("--json-logs", action="store_true", help="log one JSON object per line")
+    parser.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics there (needs the `metrics` extra)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def _tls(args: argparse.Namespace) -> TLSConfig | None:
+    """The TLS settings the options ask for, or None for plaintext."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return TLSConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
 
 
 def _positive_int(text: str) -> int:
@@ -156,6 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{parser.prog}: error: {exc}\n")
         return EXIT_USAGE
     _configure_logging(args.log_level, args.json_logs)
+    if args.metrics_listen:
+        try:
+            _metrics.serve(args.metrics_listen)
+        except (ValueError, RuntimeError, OSError) as exc:
+            sys.stderr.write(f"{parser.prog}: error: --metrics-listen: {exc}\n")
+            return EXIT_USAGE
     try:
         worker = Worker(
             args.gateway,
@@ -167,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             job_types=args.job_types,
             lease_duration=args.lease_duration,
             token=args.token,
+            tls=_tls(args),
             shutdown_timeout=args.shutdown_timeout,
         )
         worker.run_sync()

@@ -32,6 +32,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 
 from jobwire.v1 import job_pb2, worker_service_pb2, worker_service_pb2_grpc
+from jobwire.worker import _metrics, _tracing
 from jobwire.worker._context import _CURRENT, JobContext
 from jobwire.worker._errors import (
     ConnectionFailedError,
@@ -159,6 +160,7 @@ class _Execution:
         "expires_at",
         "handler",
         "lease_id",
+        "started_at",
         "task",
         "timed_out",
     )
@@ -179,6 +181,8 @@ class _Execution:
         #: Loop time of the job's timeout, if it has one.
         self.deadline = deadline
         self.task: asyncio.Task[None] | None = None
+        #: Loop time the handler started, for the duration metric.
+        self.started_at = 0.0
         #: Why the outcome will not be reported (revoked, stream lost), if so.
         self.dropped: str | None = None
         #: Set when our own timer ended the attempt.
@@ -526,19 +530,24 @@ class Session:
         # Not asyncio.timeout: the context must read as cancelled before the
         # handler sees its CancelledError, so the timer marks it first.
         timer = None if ex.deadline is None else self._loop.call_at(ex.deadline, self._time_out, ex)
+        self._log(logging.DEBUG, ctx, "job %s attempt %d started", ctx.id, ctx.attempt)
+        ex.started_at = self._loop.time()
+        _metrics.started()
         try:
             try:
-                if handler is None:
-                    raise HandlerNotFoundError(ctx.type)
-                if handler.is_async:
-                    coro = cast("Awaitable[object]", handler.fn(ctx))
-                    result = self._encode(await coro)
-                else:
-                    assert self._executor is not None
-                    thread = self._executor.submit(
-                        contextvars.copy_context().run, _run_sync, handler.fn, ctx, self._encode
-                    )
-                    result = await asyncio.wrap_future(thread)
+                # Inside the span, so that a sync handler's copied context has it too.
+                with _tracing.handler_span(ctx.job, ctx.attempt, self._settings.worker_id):
+                    if handler is None:
+                        raise HandlerNotFoundError(ctx.type)
+                    if handler.is_async:
+                        coro = cast("Awaitable[object]", handler.fn(ctx))
+                        result = self._encode(await coro)
+                    else:
+                        assert self._executor is not None
+                        thread = self._executor.submit(
+                            contextvars.copy_context().run, _run_sync, handler.fn, ctx, self._encode
+                        )
+                        result = await asyncio.wrap_future(thread)
             except asyncio.CancelledError:
                 if ex.dropped is None and not ex.timed_out:
                     raise
@@ -565,6 +574,7 @@ class Session:
         finally:
             if timer is not None:
                 timer.cancel()
+            _metrics.stopped()
             self._unfinished -= 1
             if self._closing is not None and not self._unfinished:
                 self._idle.set()
@@ -632,8 +642,9 @@ class Session:
     def _answer_failure(self, ex: _Execution, exc: BaseException) -> None:
         if self._settle(ex, "failed"):
             ctx = ex.ctx
-            if _logger.isEnabledFor(logging.DEBUG):
-                _logger.debug("job %s attempt %d failed: %r", ctx.id, ctx.attempt, exc)
+            self._log(
+                logging.WARNING, ctx, "job %s attempt %d failed: %r", ctx.id, ctx.attempt, exc
+            )
             self._nacks.append(nack_for_exception(ex.lease_id, exc, attempt=ctx.attempt))
             self._wake.set()
 
@@ -656,7 +667,23 @@ class Session:
         # Flush the last progress first: it is only sent for leases we hold.
         ex.ctx._finish(flush=True)
         del self._executions[ex.lease_id]
+        _metrics.answered(ex.ctx.queue, ex.ctx.type, outcome, self._loop.time() - ex.started_at)
+        if outcome != "failed":  # failures are logged with their exception
+            level = logging.DEBUG if outcome == "succeeded" else logging.WARNING
+            self._log(level, ex.ctx, "job %s attempt %d %s", ex.ctx.id, ex.ctx.attempt, outcome)
         return True
+
+    def _log(self, level: int, ctx: JobContext, message: str, *args: object) -> None:
+        """Log a job transition with the job's fields as ``extra`` (for JSON logs)."""
+        if _logger.isEnabledFor(level):
+            fields = {
+                "job_id": ctx.id,
+                "job_type": ctx.type,
+                "queue": ctx.queue,
+                "attempt": ctx.attempt,
+                "worker_id": self._settings.worker_id,
+            }
+            _logger.log(level, message, *args, extra=fields)
 
     def _drop(self, ex: _Execution, reason: str) -> None:
         """Stop caring about a lease: cancel its handler, never answer it."""

@@ -25,6 +25,7 @@ from jobwire.worker.__about__ import __version__
 from jobwire.worker._registry import HandlerRegistry
 from jobwire.worker._serializer import JsonSerializer, Serializer
 from jobwire.worker._session import Session, SessionEnd, SessionSettings, Slots
+from jobwire.worker._tls import TLSConfig
 
 _logger = logging.getLogger("jobwire.worker")
 
@@ -126,6 +127,7 @@ class Worker:
             Defaults to the gateway's.
         token: Sent as ``authorization: Bearer <token>``. Defaults to the
             ``JOBWIRE_TOKEN`` environment variable.
+        tls: Connect over TLS (mutual TLS with a certificate); None: plaintext.
         shutdown_timeout: How long a graceful shutdown waits for running
             handlers before cancelling them.
         reconnect: Delays between reconnection attempts.
@@ -148,6 +150,7 @@ class Worker:
         job_types: Sequence[str] | None = None,
         lease_duration: timedelta | float | None = None,
         token: str | None = None,
+        tls: TLSConfig | None = None,
         shutdown_timeout: timedelta | float = timedelta(seconds=30),
         reconnect: Backoff = Backoff(),  # frozen, so sharing is safe
         serializer: Serializer | None = None,
@@ -197,6 +200,9 @@ class Worker:
             ("grpc.max_reconnect_backoff_ms", 10_000),
             *channel_options,
         ]
+        self._credentials = None if tls is None else tls.credentials()
+        if tls is not None and tls.server_name:
+            self._channel_options.append(("grpc.ssl_target_name_override", tls.server_name))
         self._run: _Run | None = None
         self._owner: asyncio.Task[object] | None = None
         self._background: asyncio.Task[None] | None = None
@@ -412,7 +418,13 @@ class Worker:
         slots: Slots,
         executor: ThreadPoolExecutor | None,
     ) -> SessionEnd:
-        channel = grpc.aio.insecure_channel(self._target, options=self._channel_options)
+        channel = (
+            grpc.aio.insecure_channel(self._target, options=self._channel_options)
+            if self._credentials is None
+            else grpc.aio.secure_channel(
+                self._target, self._credentials, options=self._channel_options
+            )
+        )
         try:
             session = Session(
                 channel,

@@ -13,6 +13,8 @@ Run it with the ``jobwire-gateway`` command, or embed it::
 
 from __future__ import annotations
 
+import logging
+
 from jobwire.gateway.__about__ import __version__
 from jobwire.gateway._config import (
     GatewaySettings,
@@ -46,3 +48,7 @@ for _name in __all__:
     _obj = globals()[_name]
     if hasattr(_obj, "__module__"):
         _obj.__module__ = __name__
+
+# A library logs; the application decides where to (the logging HOWTO's advice),
+# so nothing reaches stderr unless logging is configured.
+logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from jobwire.gateway.__about__ import __version__
 from jobwire.gateway._config import GatewaySettings, load_settings
+from jobwire.gateway._logging import configure_logging
 from jobwire.gateway._server import Gateway
 
 logger = logging.getLogger("jobwire.gateway")
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    parser.add_argument("--json-logs", action="store_true", help="log one JSON object per line")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -58,9 +60,7 @@ async def serve(settings: GatewaySettings) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``jobwire-gateway`` and ``python -m jobwire.gateway``."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, json_logs=args.json_logs)
     overrides = {"server": {"listen": args.listen}} if args.listen else {}
     try:
         settings = load_settings(args.config, **overrides)

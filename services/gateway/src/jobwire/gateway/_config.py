@@ -14,6 +14,7 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    SecretStr,
     Tag,
     field_validator,
     model_validator,
@@ -49,6 +50,67 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
+Role = Literal["producer", "worker", "admin"]
+"""What a token may call: producer (QueueService, ScheduleService), worker
+(WorkerService) or admin (everything)."""
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TokenSettings(_Section):
+    """One accepted bearer token, stored as the SHA-256 of the token, never the token."""
+
+    role: Role
+    """What the token may call."""
+    sha256: SecretStr
+    """Lowercase hex SHA-256 of the token (``python -m jobwire.gateway.auth``).
+    A secret so that it is masked wherever the settings are printed or logged."""
+    name: str = ""
+    """Label naming the token's holder in logs, e.g. ``billing-service``."""
+
+    @field_validator("sha256")
+    @classmethod
+    def _check_sha256(cls, value: SecretStr) -> SecretStr:
+        if not _SHA256_HEX.match(value.get_secret_value()):
+            raise ValueError("expected 64 lowercase hex digits (the SHA-256 of the token)")
+        return value
+
+
+class AuthSettings(_Section):
+    """The ``[server.auth]`` table: bearer-token authentication with roles."""
+
+    enabled: bool = False
+    """Refuse every RPC but health checks without a valid token."""
+    tokens: list[TokenSettings] = []
+    """Accepted tokens and their roles; in the environment as JSON, e.g.
+    ``JOBWIRE_SERVER__AUTH__TOKENS='[{"role": "worker", "sha256": "…"}]'``."""
+
+    @model_validator(mode="after")
+    def _check_tokens(self) -> Self:
+        if self.enabled and not self.tokens:
+            raise ValueError("auth is enabled but no tokens are configured")
+        return self
+
+
+class TLSSettings(_Section):
+    """The ``[server.tls]`` table: TLS, and mutual TLS with ``client_ca``."""
+
+    cert: Path
+    """PEM certificate chain of the gateway."""
+    key: Path
+    """PEM private key of ``cert``."""
+    client_ca: Path | None = None
+    """PEM certificate authority whose client certificates are accepted (mutual TLS)."""
+    require_client_cert: bool = False
+    """Refuse clients without a certificate signed by ``client_ca``."""
+
+    @model_validator(mode="after")
+    def _check_client_ca(self) -> Self:
+        if self.require_client_cert and self.client_ca is None:
+            raise ValueError("require_client_cert needs client_ca")
+        return self
+
+
 class ServerSettings(_Section):
     """The ``[server]`` table: listening address, limits, leases and shutdown."""
 
@@ -66,6 +128,8 @@ class ServerSettings(_Section):
     """Most credits one worker stream may hold."""
     max_attributes: int = Field(default=64, ge=0)
     """Most attributes per job."""
+    max_streams: int = Field(default=1000, gt=0)
+    """Most long-lived streams (worker streams and ``WatchJob``) open at once."""
     lease_duration: Span = timedelta(seconds=30)
     """Default lease length of a delivery."""
     min_lease_duration: Span = timedelta(seconds=1)
@@ -78,10 +142,18 @@ class ServerSettings(_Section):
     """How long SIGTERM waits for workers to finish in-flight jobs."""
     reflection: bool = True
     """Serve gRPC server reflection (for grpcurl and ``buf curl``)."""
+    metrics_listen: str | None = None
+    """``HOST:PORT`` of a Prometheus ``/metrics`` endpoint (port 0: a free port); None: off."""
+    auth: AuthSettings = AuthSettings()
+    """Bearer-token authentication (``[server.auth]``); off by default."""
+    tls: TLSSettings | None = None
+    """TLS (``[server.tls]``); None serves plaintext."""
 
-    @field_validator("listen")
+    @field_validator("listen", "metrics_listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"expected HOST:PORT, got {value!r}")
@@ -277,12 +349,26 @@ class GatewaySettings(BaseSettings):
         env_nested_delimiter="__",
         extra="forbid",
         frozen=True,
+        # Errors name the key and the rule, never the value: it may be a token
+        # pasted by mistake or a database URL with its password.
+        hide_input_in_errors=True,
     )
 
     server: ServerSettings = ServerSettings()
     provider: ProviderSettings = MemoryProviderSettings()
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+
+    @model_validator(mode="after")
+    def _in_process_worker_without_tls(self) -> Self:
+        # The in-process worker dials the gateway's own address with no
+        # certificate of its own, so it cannot pass (mutual) TLS.
+        if self.worker.mode == "in-process" and self.server.tls is not None:
+            raise ValueError(
+                'worker.mode = "in-process" cannot be combined with [server.tls]; '
+                "run standalone workers (jobwire-worker --tls-ca ...) instead"
+            )
+        return self
 
     @model_validator(mode="after")
     def _sqs_records_next_to_the_scheduler(self) -> Self:

@@ -131,3 +131,17 @@ class SchedulerDisabledError(GatewayError):
 
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "SCHEDULER_DISABLED"
+
+
+class UnauthenticatedError(GatewayError):
+    """The request carries no valid bearer token."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    reason = "UNAUTHENTICATED"
+
+
+class PermissionDeniedError(GatewayError):
+    """The token's role may not call this method."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = "PERMISSION_DENIED"

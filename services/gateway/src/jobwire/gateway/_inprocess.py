@@ -22,9 +22,15 @@ _INSTALL = "pip install 'jobwire-gateway[worker]'"
 
 
 class InProcessWorker:
-    """Runs the configured handler registries against this gateway."""
+    """Runs the configured handler registries against this gateway.
 
-    def __init__(self, settings: WorkerSettings, address: str) -> None:
+    Args:
+        settings: The ``[worker]`` table.
+        address: The gateway's own address.
+        token: Bearer token of the worker when the gateway requires one.
+    """
+
+    def __init__(self, settings: WorkerSettings, address: str, token: str | None) -> None:
         try:
             from jobwire.worker import HandlerRegistry, Worker, load_registry
         except ImportError as error:
@@ -40,6 +46,7 @@ class InProcessWorker:
             queues=settings.queues,
             concurrency=settings.concurrency,
             shutdown_timeout=settings.shutdown_timeout,
+            token=token,
         )
         self._task: asyncio.Task[None] | None = None
 

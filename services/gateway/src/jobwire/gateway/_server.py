@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from types import TracebackType
 from typing import Self
 
@@ -11,13 +12,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from jobwire.gateway._config import GatewaySettings
+from jobwire.gateway._config import GatewaySettings, TLSSettings
 from jobwire.gateway._inprocess import InProcessWorker
+from jobwire.gateway._malformed import MalformedRequestInterceptor
+from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._service import JobService
+from jobwire.gateway.auth import AuthInterceptor
 from jobwire.gateway.providers import create_provider
 from jobwire.gateway.providers.base import JobEvents, QueueProvider
 from jobwire.gateway.scheduler import Scheduler
 from jobwire.gateway.servicers import QueueServicer, ScheduleServicer, WorkerServicer
+from jobwire.gateway.servicers._streams import StreamSlots
 from jobwire.v1 import (
     queue_service_pb2,
     queue_service_pb2_grpc,
@@ -47,18 +52,24 @@ class Gateway:
         self.settings = settings or GatewaySettings()
         self.events = JobEvents()
         self.provider: QueueProvider = create_provider(self.settings.provider, self.events)
+        self.metrics = GatewayMetrics()
         self.scheduler = (
-            Scheduler(self.settings.scheduler, self.provider)
+            Scheduler(self.settings.scheduler, self.provider, metrics=self.metrics)
             if self.settings.scheduler.enabled
             else None
         )
-        self.service = JobService(self.settings, self.provider, self.scheduler)
-        self._workers = WorkerServicer(self.settings.server, self.provider)
+        self.service = JobService(self.settings, self.provider, self.scheduler, self.metrics)
+        self._streams = StreamSlots(self.settings.server.max_streams)
+        self._workers = WorkerServicer(
+            self.settings.server, self.provider, self._streams, self.metrics
+        )
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._in_process: InProcessWorker | None = None
         self._stopped = asyncio.Event()
         self.address = ""
+        #: ``HOST:PORT`` of the Prometheus endpoint once started; empty when off.
+        self.metrics_address = ""
 
     async def start(self) -> Self:
         """Open the provider and start serving.
@@ -78,8 +89,21 @@ class Gateway:
         await self.provider.open()
         if self.scheduler is not None:
             await self.scheduler.start()
+        if server_settings.metrics_listen is not None:
+            self.metrics_address = self.metrics.serve(
+                server_settings.metrics_listen, lambda: self.provider.stats(None)
+            )
         size = server_settings.max_message_bytes
+        auth = server_settings.auth
+        in_process = self.settings.worker.mode == "in-process"
+        # The in-process worker authenticates with a token that lives only in this process.
+        worker_token = secrets.token_urlsafe(32) if auth.enabled and in_process else None
         server = grpc.aio.server(
+            # Authentication first, so an unknown caller's bytes are never parsed.
+            interceptors=[
+                *([AuthInterceptor(auth, worker_token)] if auth.enabled else []),
+                MalformedRequestInterceptor(),
+            ],
             options=[
                 ("grpc.max_receive_message_length", size),
                 ("grpc.max_send_message_length", size),
@@ -88,10 +112,10 @@ class Gateway:
                 ("grpc.keepalive_timeout_ms", 10_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
-            ]
+            ],
         )
         queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
-            QueueServicer(self.service), server
+            QueueServicer(self.service, self._streams), server
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, server)
         schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
@@ -102,17 +126,26 @@ class Gateway:
             names = (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
             reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
         host, _, _ = server_settings.listen.rpartition(":")
-        port = server.add_insecure_port(server_settings.listen)
+        tls = server_settings.tls
+        port = (
+            server.add_insecure_port(server_settings.listen)
+            if tls is None
+            else server.add_secure_port(server_settings.listen, _server_credentials(tls))
+        )
         await server.start()
         self._server = server
         self.address = f"{host}:{port}"
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        if self.settings.worker.mode == "in-process":
-            self._in_process = InProcessWorker(self.settings.worker, self.address)
+        if in_process:
+            self._in_process = InProcessWorker(self.settings.worker, self.address, worker_token)
             self._in_process.start()
         logger.info(
-            "jobwire gateway serving on %s (provider %s)", self.address, self.settings.provider.type
+            "jobwire gateway serving on %s (provider %s, %s, auth %s)",
+            self.address,
+            self.settings.provider.type,
+            "plaintext" if tls is None else "mutual TLS" if tls.require_client_cert else "TLS",
+            "on" if auth.enabled else "off",
         )
 
     async def stop(self, grace: float | None = None) -> None:
@@ -140,6 +173,7 @@ class Gateway:
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.provider.aclose()
+        self.metrics.close()
         self._stopped.set()
 
     async def wait_stopped(self) -> None:
@@ -156,3 +190,12 @@ class Gateway:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
+    """Read the certificate files into gRPC server credentials."""
+    return grpc.ssl_server_credentials(
+        [(tls.key.read_bytes(), tls.cert.read_bytes())],
+        root_certificates=None if tls.client_ca is None else tls.client_ca.read_bytes(),
+        require_client_auth=tls.require_client_cert,
+    )

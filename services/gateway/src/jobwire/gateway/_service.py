@@ -17,6 +17,7 @@ from jobwire.gateway._errors import (
     JobNotFoundError,
     PayloadTooLargeError,
 )
+from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway.providers.base import JobFilter, QueueCounts, QueueProvider
 from jobwire.v1 import job_pb2, queue_service_pb2
@@ -64,9 +65,11 @@ class JobService:
         settings: GatewaySettings,
         provider: QueueProvider,
         scheduler: Scheduler | None = None,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.provider = provider
         self.scheduler = scheduler
+        self.metrics = metrics or GatewayMetrics()
         self._server = settings.server
         default_timeout = settings.server.default_job_timeout
         self._default_timeout = default_timeout.total_seconds() if default_timeout else None
@@ -75,6 +78,15 @@ class JobService:
         self, requests: Sequence[queue_service_pb2.EnqueueJobRequest], *, batch: bool
     ) -> list[tuple[JobRecord, bool]]:
         """Validate every request first, then enqueue them all."""
+        results = await self._enqueue(requests, batch=batch)
+        for job, deduplicated in results:
+            if not deduplicated:
+                self.metrics.enqueued(job)
+        return results
+
+    async def _enqueue(
+        self, requests: Sequence[queue_service_pb2.EnqueueJobRequest], *, batch: bool
+    ) -> list[tuple[JobRecord, bool]]:
         if batch and not requests:
             raise InvalidArgumentError("requests", "must hold at least one job")
         if len(requests) > self._server.max_batch_size:

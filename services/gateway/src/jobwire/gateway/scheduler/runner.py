@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._errors import GatewayError
+from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.scheduler.store import Handoff, SchedulerStore
 
@@ -53,8 +54,10 @@ class Runner:
         provider: QueueProvider,
         settings: SchedulerSettings,
         clock: Clock = utc_now,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics or GatewayMetrics()
         self.provider = provider
         self.clock = clock
         self._settings = settings
@@ -154,6 +157,8 @@ class Runner:
             await self.store.record_failure(handoffs, f"{type(error).__name__}: {error}", now)
             return
         self._unconfirmed.extend(handoffs)
+        for handoff in handoffs:
+            self.metrics.scheduled(handoff.job, handoff.fire_time, now)
         await self._confirm()
 
     async def _confirm(self) -> None:

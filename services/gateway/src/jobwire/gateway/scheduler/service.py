@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from jobwire.gateway._config import SchedulerSettings
+from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.scheduler.models import HeldStatus, Schedule, ScheduledJob
@@ -39,11 +40,12 @@ class Scheduler:
         provider: QueueProvider,
         *,
         clock: Clock = utc_now,
+        metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.provider = provider
         self.store = SchedulerStore.from_url(settings.database_url)
-        self.runner = Runner(self.store, provider, settings, clock)
+        self.runner = Runner(self.store, provider, settings, clock, metrics)
         self.delay_threshold = _delay_threshold(settings, provider)
         """Jobs due further ahead than this many seconds are held here."""
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from jobwire.gateway._models import JobRecord, duration
 from jobwire.gateway._service import JobService
 from jobwire.gateway.servicers._rpc import Context, abort, unary
+from jobwire.gateway.servicers._streams import StreamSlots
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
 
 _FULL = job_pb2.JOB_VIEW_FULL
@@ -28,8 +29,9 @@ def _enqueued(job: JobRecord, deduplicated: bool) -> queue_service_pb2.EnqueueJo
 class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     """Serves QueueService on top of :class:`JobService`."""
 
-    def __init__(self, service: JobService) -> None:
+    def __init__(self, service: JobService, streams: StreamSlots) -> None:
         self._service = service
+        self._streams = streams
 
     @unary
     async def EnqueueJob(
@@ -103,7 +105,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         full = _view(request.view, _BASIC)
         try:
             # Watch before reading so no change between the two is missed.
-            with self._service.provider.events.watch(request.id) as watch:
+            with self._streams.hold(), self._service.provider.events.watch(request.id) as watch:
                 job = await self._service.get_job(request.id)
                 snapshot = job.to_proto(full=full)
                 while True:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -19,7 +20,8 @@ from google.protobuf import duration_pb2
 
 from jobwire.gateway._config import ServerSettings
 from jobwire.gateway._errors import InvalidArgumentError, UnavailableError
-from jobwire.gateway._models import duration, timestamp
+from jobwire.gateway._metrics import GatewayMetrics
+from jobwire.gateway._models import JobRecord, duration, timestamp
 from jobwire.gateway._service import MAX_KEY_LENGTH, MAX_SCHEDULE_AHEAD, validate_queue_name
 from jobwire.gateway.providers.base import (
     AckRequest,
@@ -32,6 +34,7 @@ from jobwire.gateway.providers.base import (
     RevokeReason,
 )
 from jobwire.gateway.servicers._rpc import Context, abort
+from jobwire.gateway.servicers._streams import StreamSlots
 from jobwire.v1 import worker_service_pb2, worker_service_pb2_grpc
 
 logger = logging.getLogger("jobwire.gateway.worker")
@@ -40,14 +43,24 @@ Request = worker_service_pb2.StreamJobsRequest
 Response = worker_service_pb2.StreamJobsResponse
 _MAX_QUEUES = 64
 _MAX_JOB_TYPES = 1024
+#: Frames waiting to be sent before the session stops reading the worker's frames.
+OUTBOX_LIMIT = 64
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     """Serves worker streams on top of the provider."""
 
-    def __init__(self, settings: ServerSettings, provider: QueueProvider) -> None:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        provider: QueueProvider,
+        streams: StreamSlots,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self._settings = settings
         self._provider = provider
+        self._metrics = metrics or GatewayMetrics()
+        self._streams = streams
         self._sessions: set[_Session] = set()
         self._draining = False
         # Set whenever a session gives leases back or ends; shutdown waits on it.
@@ -78,14 +91,19 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
     async def StreamJobs(self, request_iterator: Any, context: Context) -> AsyncIterator[Response]:
         """Run one worker session until either side ends it."""
         try:
-            if self._draining:
-                raise UnavailableError("the gateway is shutting down; reconnect to another one")
-            first = await context.read()
-            if first is grpc.aio.EOF:
-                return
-            consumer = self._open(first)
+            with self._streams.hold():
+                async for frame in self._serve(context):
+                    yield frame
         except Exception as error:
             await abort(context, error)
+
+    async def _serve(self, context: Context) -> AsyncIterator[Response]:
+        if self._draining:
+            raise UnavailableError("the gateway is shutting down; reconnect to another one")
+        first = await context.read()
+        if first is grpc.aio.EOF:
+            return
+        consumer = self._open(first)
         session = _Session(
             context,
             consumer,
@@ -93,6 +111,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             self._provider,
             self._settings,
             self._released,
+            self._metrics,
         )
         self._sessions.add(session)
         try:
@@ -104,7 +123,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
             await self._provider.disconnect(consumer)
             self._released.set()
         if session.error is not None:
-            await abort(context, session.error)
+            raise session.error
 
     def _open(self, frame: Request) -> Consumer:
         kind = frame.WhichOneof("kind")
@@ -161,6 +180,7 @@ class _Session:
         provider: QueueProvider,
         settings: ServerSettings,
         released: asyncio.Event,
+        metrics: GatewayMetrics,
     ) -> None:
         self.context = context
         self.consumer = consumer
@@ -172,9 +192,15 @@ class _Session:
         # a worker that stopped answering must not be sent more work.
         self._unanswered: set[str] = set()
         self._outbox: asyncio.Queue[Response | None] = asyncio.Queue()
+        # Set whenever the writer takes a frame from the outbox.
+        self._outbox_room = asyncio.Event()
         self._capacity = asyncio.Event()
         self._released = released
         self._draining = False
+        self._metrics = metrics
+        # Unanswered deliveries by lease: the job (for its metric labels) and
+        # when it was delivered (monotonic), for the handler duration.
+        self._started: dict[str, tuple[JobRecord, float]] = {}
         consumer.on_revoke = self._on_revoke
 
     async def run(self) -> AsyncIterator[Response]:
@@ -189,17 +215,27 @@ class _Session:
         )
         reader = asyncio.create_task(self._read())
         deliverer = asyncio.create_task(self._deliver())
+        metrics = self._metrics
+        metrics.workers.inc()
+        metrics.credits.inc(self._window)
         try:
             yield Response(opened=opened)
             while (frame := await self._outbox.get()) is not None:
+                self._outbox_room.set()
                 yield frame
         finally:
+            metrics.workers.dec()
+            metrics.credits.dec(self._window)
+            # The session's unfinished leases are released with it.
+            metrics.in_flight.dec(len(self._started))
             reader.cancel()
             deliverer.cancel()
             await asyncio.gather(reader, deliverer, return_exceptions=True)
 
     def grant(self, credits: int) -> None:
-        self._window = min(self._window + credits, self._settings.max_in_flight_limit)
+        window = min(self._window + credits, self._settings.max_in_flight_limit)
+        self._metrics.credits.inc(window - self._window)
+        self._window = window
         self._capacity.set()
 
     def drain(self, grace: float) -> None:
@@ -213,7 +249,10 @@ class _Session:
         self._outbox.put_nowait(None)
 
     def _on_revoke(self, revocation: Revocation) -> None:
+        if self._started.pop(revocation.lease_id, None) is not None:
+            self._metrics.in_flight.dec()
         if revocation.reason is RevokeReason.EXPIRED:
+            self._metrics.lease_expiries.inc()
             self._unanswered.add(revocation.lease_id)
         if revocation.reason in (RevokeReason.EXPIRED, RevokeReason.TIMED_OUT):
             logger.warning(
@@ -240,6 +279,13 @@ class _Session:
         try:
             while (frame := await self.context.read()) is not grpc.aio.EOF:
                 await self._apply(frame)
+                # Acks, extensions and progress for unknown leases each queue an
+                # answer without using a credit: a worker that writes and never
+                # reads would grow the outbox without bound. Stop reading (HTTP/2
+                # flow control then stops the worker) until it reads again.
+                while self._outbox.qsize() >= OUTBOX_LIMIT:
+                    self._outbox_room.clear()
+                    await self._outbox_room.wait()
             self._stop()
         except asyncio.CancelledError:
             raise
@@ -255,6 +301,10 @@ class _Session:
                     await self._capacity.wait()
                     continue
                 deliveries = await self._provider.receive(self.consumer, free)
+                now, started = time.time(), time.monotonic()
+                for d in deliveries:
+                    self._metrics.delivered(d.job, now, self.consumer.worker_id)
+                    self._started[d.lease_id] = (d.job, started)
                 self._outbox.put_nowait(Response(delivery=_delivery(deliveries)))
         except asyncio.CancelledError:
             raise
@@ -271,9 +321,15 @@ class _Session:
                 )
                 for i in frame.ack.items
             ]
-            self._answer(await self._provider.ack(consumer, items))
+            outcomes = await self._provider.ack(consumer, items)
+            self._record(outcomes, dead=set())
+            self._answer(outcomes)
         elif kind == "nack":
-            self._answer(await self._nack(frame.nack.items))
+            nacks = frame.nack.items
+            outcomes = await self._nack(nacks)
+            dead = {i.lease_id for i in nacks if i.HasField("retryable") and not i.retryable}
+            self._record(outcomes, dead=dead, failed=True)
+            self._answer(outcomes)
         elif kind == "extend_lease":
             await self._extend(frame.extend_lease)
         elif kind == "progress":
@@ -329,6 +385,20 @@ class _Session:
                 extended.items.add(lease_id=lease_id, lease_expire_time=timestamp(expiry))
         if extended.items:
             self._outbox.put_nowait(Response(lease_extended=extended))
+
+    def _record(
+        self, outcomes: Sequence[LeaseOutcome], *, dead: set[str], failed: bool = False
+    ) -> None:
+        """Count the applied acks or nacks; ``dead`` holds the non-retryable nacks."""
+        now = time.monotonic()
+        for outcome in outcomes:
+            if not outcome.ok or (started := self._started.pop(outcome.lease_id, None)) is None:
+                continue
+            job, since = started
+            gone = outcome.lease_id in dead or job.attempt > job.max_retries
+            self._metrics.answered(
+                job, now - since, self.consumer.worker_id, ok=not failed, dead=failed and gone
+            )
 
     def _answer(self, outcomes: Sequence[LeaseOutcome]) -> None:
         self._capacity.set()
