@@ -30,8 +30,14 @@ def tool(name: str) -> str:
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> str:
-    # The venv must see nothing of the workspace: no PYTHONPATH, no active env.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # The venv must see nothing of the workspace: no PYTHONPATH, no active env,
+    # and no HATCH_* of the `hatch run` that runs the tests (hatch would look for
+    # that env in each distribution's own project).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith("HATCH_")
+    }
     result = subprocess.run(
         [str(part) for part in command],
         cwd=cwd,

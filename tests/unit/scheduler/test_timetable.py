@@ -214,3 +214,9 @@ def test_fire_job_id_is_deterministic_per_schedule_and_occurrence() -> None:
     assert len(same) == 32
     assert fire_job_id("s1", at + timedelta(seconds=1)) != same
     assert fire_job_id("s2", at) != same
+
+
+@pytest.mark.parametrize("name", ["Mars/Base", "../etc/passwd", "x" * 5000, "Europe/\x00Paris"])
+def test_unknown_time_zones_are_value_errors(name: str) -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        parse_time_zone(name)

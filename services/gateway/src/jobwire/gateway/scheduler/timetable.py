@@ -153,8 +153,9 @@ def parse_time_zone(name: str) -> ZoneInfo:
         return ZoneInfo("UTC")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        # ValueError: names that are not relative keys ("../etc", "/UTC").
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # ValueError: names that are not relative keys ("../etc", "/UTC");
+        # OSError: names the file system refuses as paths (too long, NUL bytes).
         raise ValueError(
             f"unknown time zone {name[:64]!r}; use an IANA name such as 'America/New_York'"
         ) from None
