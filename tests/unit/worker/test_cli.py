@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from jobwire.worker import HandlerRegistry, TargetError, load_registry
-from jobwire.worker._cli import EXIT_USAGE, JsonFormatter, main
+from jobwire.worker._cli import EXIT_USAGE, json_formatter, main
 
 MakeModule = Callable[[str], str]
 
@@ -108,7 +108,7 @@ def test_json_formatter_includes_extra_fields() -> None:
         "jobwire.worker.job", logging.INFO, __file__, 1, "hi %s", ("x",), None
     )
     record.job_id = "job-1"
-    data = json.loads(JsonFormatter().format(record))
+    data = json.loads(json_formatter().format(record))
     assert data["message"] == "hi x"
     assert data["level"] == "INFO"
     assert data["logger"] == "jobwire.worker.job"

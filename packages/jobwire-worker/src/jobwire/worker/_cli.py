@@ -8,14 +8,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 from jobwire.worker import _metrics
 from jobwire.worker.__about__ import __version__
@@ -29,29 +28,14 @@ _logger = logging.getLogger("jobwire.worker")
 EXIT_USAGE = 2
 EXIT_FATAL = 1
 
-# Attributes every LogRecord has; anything else came in through `extra`.
-_RECORD_FIELDS = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
-)
 
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line, with the record's ``extra`` fields (job id, ...)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """Format ``record`` as JSON."""
-        data: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _RECORD_FIELDS:
-                data[key] = value
-        if record.exc_info:
-            data["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(data, default=str)
+def json_formatter() -> logging.Formatter:
+    """One JSON object per line, with the record's ``extra`` fields (job id, ...) as keys."""
+    return JsonFormatter(
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -151,7 +135,7 @@ def _positive_float(text: str) -> float:
 def _configure_logging(level: str, json_logs: bool) -> None:
     handler = logging.StreamHandler()
     if json_logs:
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(json_formatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
