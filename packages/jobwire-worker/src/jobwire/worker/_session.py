@@ -29,7 +29,8 @@ from typing import Any, cast
 import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from jobwire.v1 import job_pb2, worker_service_pb2, worker_service_pb2_grpc
 from jobwire.worker import _metrics, _tracing
@@ -53,8 +54,6 @@ _Reason = _Response.LeaseRevoked.Reason
 # An encoded handler result and its media type; None when it returned None.
 _Result = tuple[bytes, str] | None
 _OCTET_STREAM = "application/octet-stream"
-# Trailer carrying a google.rpc.Status with the error's details (AIP-193).
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 # Errors another attempt cannot fix: give up instead of reconnecting forever.
 _FATAL_CODES = frozenset(
@@ -89,18 +88,15 @@ _REVOKE_REASONS = {
 def _fatal_error(exc: grpc.aio.AioRpcError) -> ConnectionFailedError:
     """Build the error for a status another attempt cannot fix, with its ErrorInfo."""
     reason, metadata = "", {}
-    for key, value in exc.trailing_metadata() or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        try:
-            status = status_pb2.Status.FromString(value)
-        except DecodeError:
-            break  # Unreadable details: code and message still say enough.
-        for detail in status.details:
-            info = error_details_pb2.ErrorInfo()
-            if detail.Unpack(info):
-                reason, metadata = info.reason, dict(info.metadata)
-                break
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]  # AioRpcError is call-like
+    except (DecodeError, ValueError):
+        status = None  # unreadable details: code and message still say enough
+    for detail in status.details if status is not None else ():
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reason, metadata = info.reason, dict(info.metadata)
+            break
     return ConnectionFailedError(
         exc.code().name, exc.details() or "", reason=reason, metadata=metadata
     )
