@@ -1,0 +1,148 @@
+"""jobwire next to Celery, Dramatiq, arq, RQ and procrastinate: one Markdown table.
+
+The same workload for every system (see bench/peers/common.py and
+bench/core.py): 10,000 no-op jobs, one worker process at concurrency 8
+(RQ's SimpleWorker: 1), (a) enqueued first then drained, (b) enqueued while
+the worker runs; enqueue → handler-start latency on an idle worker, 300
+samples; peak RSS of the worker and of the broker (jobwire: the gateway).
+Each system runs ``--repeat`` times; cells are medians with the spread.
+Redis peers need Redis at 127.0.0.1:6379 (database 15 is emptied), procrastinate
+PostgreSQL at 127.0.0.1:5432 (a throwaway database is created and dropped);
+a peer whose server is missing is skipped with a note.
+Run: ``python3 -m hatch run bench:compare``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import statistics
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import core
+from peers.common import Peer, one_run
+
+PEERS = ["celery", "dramatiq", "arq", "rq", "procrastinate"]
+ENQUEUE = "enqueue, one call per job (jobs/s)"
+DRAIN = "end-to-end (a) queued then drained (jobs/s)"
+FLOW = "end-to-end (b) enqueued while running (jobs/s)"
+P50 = "enqueue→start latency p50 (ms)"
+P99 = "enqueue→start latency p99 (ms)"
+WORKER = "peak RSS worker (MiB)"
+BROKER = "peak RSS broker (MiB)"
+
+
+def cell(runs: list[dict[str, float]], key: str, digits: int = 0) -> str:
+    """Median (min..max) of one figure over the runs."""
+    values = [run[key] for run in runs]
+    if any(value != value for value in values):  # NaN: not measurable
+        return "n/a"
+    median = statistics.median(values)
+    if len(values) == 1:
+        return f"{median:,.{digits}f}"
+    return f"{median:,.{digits}f} ({min(values):,.{digits}f}..{max(values):,.{digits}f})"
+
+
+def median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(run[key] for run in runs)
+
+
+def table(results: list[tuple[str, str, list[dict[str, float]]]]) -> str:
+    header = (
+        "| system | backend | enqueue jobs/s | end-to-end (a) jobs/s | end-to-end (b) jobs/s "
+        "| latency p50 / p99 ms | peak RSS worker / broker MiB | ratio to jobwire (end-to-end) |"
+    )
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    reference = results[0][2]
+    for name, backend, runs in results:
+        ratio_a = median(runs, DRAIN) / median(reference, DRAIN)
+        ratio_b = median(runs, FLOW) / median(reference, FLOW)
+        lines.append(
+            f"| {name} | {backend} | {cell(runs, ENQUEUE)} | {cell(runs, DRAIN)} "
+            f"| {cell(runs, FLOW)} | {cell(runs, P50, 1)} / {cell(runs, P99, 1)} "
+            f"| {cell(runs, WORKER, 1)} / {cell(runs, BROKER, 1)} "
+            f"| (a) {ratio_a:.2f}x / (b) {ratio_b:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def run_jobwire(jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
+    runs = []
+    for _ in range(repeat):
+        figures = asyncio.run(core.one_run(jobs, samples))
+        figures[BROKER] = figures.pop("peak RSS gateway (MiB)")
+        runs.append(figures)
+    return runs
+
+
+async def run_peer(peer: Peer, jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
+    await peer.open()
+    try:
+        return [await one_run(peer, jobs, samples) for _ in range(repeat)]
+    finally:
+        await peer.close()
+
+
+def load(name: str) -> tuple[Callable[[], Peer] | None, str | None, Callable[[], None]]:
+    """The peer's class, or why it is skipped; and what to clean up after it."""
+    try:
+        module = importlib.import_module(f"peers.{name}_peer")
+    except ImportError as error:
+        return None, f"{name}: not installed ({error}); use the bench env", lambda: None
+    if name == "procrastinate":
+        reason = module.create_database()
+        return (None, reason, lambda: None) if reason else (module.peer, None, module.drop_database)
+    from peers.redis_records import reachable
+
+    reason = reachable()
+    if reason:
+        return None, f"{name}: {reason}", lambda: None
+    return module.peer, None, lambda: None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=10_000)
+    parser.add_argument("--samples", type=int, default=300, help="latency samples")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=PEERS)
+    args = parser.parse_args()
+
+    print(f"jobwire (memory provider): {args.repeat} runs of {args.jobs:,} jobs", flush=True)
+    results = [("jobwire", "memory", run_jobwire(args.jobs, args.samples, args.repeat))]
+    notes = []
+    for name in args.peers:
+        factory, reason, cleanup = load(name)
+        if factory is None:
+            notes.append(f"skipped {reason}")
+            print(notes[-1], flush=True)
+            continue
+        try:
+            peer = factory()
+            print(f"{peer.name} ({peer.backend}): {args.repeat} runs", flush=True)
+            runs = asyncio.run(run_peer(peer, args.jobs, args.samples, args.repeat))
+            results.append((peer.name, peer.backend, runs))
+        finally:
+            cleanup()
+
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    print(
+        f"\n{date}: {args.jobs:,} no-op jobs, worker concurrency 8, "
+        f"{args.samples} latency samples, medians of {args.repeat} runs (min..max)\n"
+    )
+    print(table(results))
+    jobwire = results[0][2]
+    coalesced = cell(jobwire, "enqueue, concurrent calls coalesced (jobs/s)")
+    batched = cell(jobwire, "enqueue_many, batches of 1000 (jobs/s)")
+    print(
+        "\nenqueue: one enqueue call at a time for every system. jobwire's other ways: "
+        f"concurrent calls coalesced {coalesced} jobs/s, enqueue_many {batched} jobs/s."
+    )
+    for note in notes:
+        print(f"\n{note}")
+
+
+if __name__ == "__main__":
+    main()

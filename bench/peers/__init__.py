@@ -1,0 +1,1 @@
+"""The peers of ``bench/compare.py``: one module per Python job queue."""
