@@ -66,5 +66,19 @@ def emptied_url(database: str, tables: Sequence[str]) -> str:
         "END LOOP; END $$",
         database,
     )
+    return asyncpg_url(database)
+
+
+def asyncpg_url(database: str) -> str:
+    """SQLAlchemy asyncpg URL of ``database`` on the test server."""
     url = make_url(ADMIN_URL).set(drivername="postgresql+asyncpg", database=database)
     return url.render_as_string(hide_password=False)
+
+
+def terminate_connections(database: str) -> int:
+    """Kill every server process connected to ``database``; return how many."""
+    killed = psql(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+    )
+    return int(killed)

@@ -86,9 +86,11 @@ class MotoServer:
 def moto_process(port: int | None = None) -> Iterator[str]:
     """Run ``moto_server`` as a process (so it can be killed like a real outage); yield its URL."""
     port = port or free_port()
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ.copy()
+        moto_command(port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=os.environ.copy(),
     ) as process:
         try:
             wait_listening(port)
@@ -96,6 +98,11 @@ def moto_process(port: int | None = None) -> Iterator[str]:
         finally:
             process.kill()
             process.wait(10)
+
+
+def moto_command(port: int) -> list[str]:
+    """The command line of a moto server on 127.0.0.1:``port``."""
+    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def free_port() -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,23 @@ from jobwire.v1.worker_service_pb2 import StreamJobsRequest, StreamJobsResponse
 Request = StreamJobsRequest
 Response = StreamJobsResponse
 State = job_pb2.Job.State
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+) -> None:
+    """Wait until ``check()`` (a function or coroutine function) is true.
+
+    Polling on purpose: the state lives in another process or a database.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            result = check()
+            if not isinstance(result, bool):
+                result = await result
+            if result:
+                return
+            await asyncio.sleep(interval)
 
 
 def seconds(value: float) -> duration_pb2.Duration:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
-from integration.scheduler.helpers import FakeClock, eventually, terminate_connections
+from integration.scheduler.helpers import FakeClock
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
@@ -20,7 +20,8 @@ from jobwire.gateway.scheduler import JobTemplate, Scheduler, ScheduleSpec
 from jobwire.gateway.scheduler.models import FireStatus, ScheduleFire
 from jobwire.gateway.scheduler.runner import Clock, utc_now
 
-from postgres import psql
+from postgres import psql, terminate_connections
+from support import eventually
 
 StartScheduler = Callable[..., Awaitable[Scheduler]]
 ANY_JOB = JobFilter()
@@ -105,7 +106,11 @@ async def test_held_job_moves_at_its_time_with_its_id(
     job = await provider.get_job(held.id)
     assert job.state is JobState.PENDING
     assert job.type == "later"
-    assert await scheduler.get_job(held.id) is None  # the provider answers for it now
+
+    async def confirmed() -> bool:  # the hand-over is confirmed just after the enqueue
+        return await scheduler.get_job(held.id) is None  # the provider answers for it now
+
+    await eventually(confirmed)
 
 
 async def test_new_nearer_schedule_wakes_a_sleeping_runner(

@@ -1,6 +1,6 @@
 """SQS provider tests: gateways on the session's moto server, and a PostgreSQL database.
 
-PostgreSQL is the machine's server (see ``integration/scheduler/helpers.py``);
+PostgreSQL is the machine's server (see ``tests/postgres.py``);
 the session creates a database with a unique name for the gateways that share
 job records, and drops it at the end. Each test that uses it starts empty.
 """

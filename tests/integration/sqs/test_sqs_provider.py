@@ -21,7 +21,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from integration.scheduler.helpers import eventually
 from integration.sqs.conftest import ClientFactory, SqsGateway
 
 from jobwire.gateway import SqsProviderSettings
@@ -31,7 +30,7 @@ from jobwire.v1 import queue_service_pb2
 
 from conftest import GatewayFactory
 from sqs_support import REGION, SqsQueues, queue_counts, sqs_client
-from support import Producer, RawWorker, Request, Response, State, seconds
+from support import Producer, RawWorker, Request, Response, State, eventually, seconds
 
 ROOT = Path(__file__).resolve().parents[3]
 Q = queue_service_pb2
@@ -141,7 +140,7 @@ async def test_long_poll_wakes_at_once_and_only_while_workers_have_credits(
     client = await connect(gateway)
     assert provider.polling == {}
     worker = await client.worker(max_in_flight=3)
-    await eventually(lambda: _true(provider.polling == {"default": 3}))
+    await eventually(lambda: provider.polling == {"default": 3})
     await worker.nothing("delivery", within=0.3)  # a long poll waits, parked in SQS
     latencies = []
     for _ in range(5):
@@ -156,11 +155,7 @@ async def test_long_poll_wakes_at_once_and_only_while_workers_have_credits(
     assert statistics.median(latencies) < 0.1, latencies
     worker.drop()
     # The receive call in flight ends with its wait; no new one starts.
-    await eventually(lambda: _true(provider.polling == {}), timeout=4)
-
-
-async def _true(value: bool) -> bool:
-    return value
+    await eventually(lambda: provider.polling == {}, timeout=4)
 
 
 async def test_visibility_brings_a_job_back_when_its_gateway_dies(

@@ -25,7 +25,7 @@ from jobwire.worker import (
     current_context,
 )
 
-from support import Producer, State, seconds
+from support import Producer, State, eventually, seconds
 
 StartWorker = Callable[..., Awaitable[Worker]]
 GatewayFactory = Callable[..., Awaitable[Gateway]]
@@ -35,20 +35,6 @@ FAST_RETRY = {"retry": {"initial_backoff": 0.02, "max_backoff": 0.1, "jitter": 0
 pytestmark = pytest.mark.gateway(provider=FAST_RETRY)
 
 JSON = "application/json"
-
-
-async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.01
-) -> None:
-    """Wait until ``check()`` (a function or coroutine function) is true, polling briefly."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(interval)
 
 
 async def stats(producer: Producer, queue: str = "default") -> queue_service_pb2.QueueStats:

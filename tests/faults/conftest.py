@@ -1,0 +1,89 @@
+"""The fault suite: gateways and workers as processes, faults injected, nothing lost.
+
+Each scenario appends an :class:`fleet.Outcome`; the terminal summary prints
+them as one table (scenario, jobs, lost, duplicates, max redelivery delay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobwire.client import AsyncClient
+
+from fleet import Fleet, GatewayProcess, Outcome, StartGateway
+from sqs_support import SqsQueues
+
+OUTCOMES = pytest.StashKey[list[Outcome]]()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """Processes for one scenario; all of them are stopped when it ends."""
+    processes = Fleet(tmp_path)
+    try:
+        yield processes
+    finally:
+        processes.close()
+
+
+@pytest.fixture
+def provider_kind() -> str:
+    """The provider of ``start_gateway``'s gateways; ``fleet.PROVIDERS`` parametrizes it."""
+    return "memory"
+
+
+@pytest.fixture
+def start_gateway(fleet: Fleet, provider_kind: str, request: pytest.FixtureRequest) -> StartGateway:
+    """Start gateway processes of ``provider_kind``, settings merged into the defaults.
+
+    Leases may be as short as 1 s. SQS: this test's queues on the session's moto
+    server, short visibility, records and scheduler in a SQLite file of the test.
+    """
+
+    def start(port: int | None = None, **sections: dict[str, Any]) -> GatewayProcess:
+        settings: dict[str, dict[str, Any]] = {
+            "server": {"min_lease_duration": 1},
+            "provider": {"max_history": 100_000},
+        }
+        if provider_kind == "sqs":
+            queues: SqsQueues = request.getfixturevalue("sqs_queues")
+            settings["provider"] = queues.provider_settings(visibility_timeout=2, wait_time=1)
+        for table, values in sections.items():
+            settings[table] = {**settings.get(table, {}), **values}
+        return fleet.gateway(port, **settings)
+
+    return start
+
+
+@pytest.fixture
+def report(request: pytest.FixtureRequest) -> Callable[[Outcome], None]:
+    """Add a scenario's figures to the suite's summary table."""
+    return request.config.stash.setdefault(OUTCOMES, []).append
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[Callable[[str], AsyncClient]]:
+    """Open clients to gateway processes; all are closed after the test."""
+    clients: list[AsyncClient] = []
+
+    def open_client(address: str) -> AsyncClient:
+        clients.append(AsyncClient(address))
+        return clients[-1]
+
+    yield open_client
+    for client in clients:
+        await client.aclose()
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    outcomes = config.stash.get(OUTCOMES, [])
+    if outcomes:
+        terminalreporter.write_sep("=", "fault suite")
+        for line in (*Outcome.HEADER, *(outcome.row() for outcome in outcomes)):
+            terminalreporter.write_line(line)

@@ -1,0 +1,86 @@
+"""The gateway SIGKILLed in the middle of a run and started again on the same port.
+
+With SQS the jobs live in SQS and the records database: nothing accepted is
+lost. The memory provider is volatile by design (README, "Providers"): what it
+held is gone, and the scenario shows that the same worker processes reconnect
+and jobs accepted after the restart flow again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from jobwire.client import AsyncClient, JobRequest
+
+from fleet import Fleet, Outcome, StartGateway, settle
+from sqs_support import free_port
+
+DOWN = 1.0  # seconds the gateway stays down
+
+
+@pytest.mark.parametrize("provider_kind", ["sqs"])
+async def test_sqs_gateway_killed_and_restarted_loses_no_job(
+    fleet: Fleet,
+    start_gateway: StartGateway,
+    connect: Callable[[str], AsyncClient],
+    report: Callable[[Outcome], None],
+) -> None:
+    port = free_port()
+    gateway = start_gateway(port)
+    accepted = await connect(gateway.address).enqueue_many(
+        JobRequest("work", {"seconds": 0.05}, max_retries=20) for _ in range(200)
+    )
+    for _ in range(2):
+        fleet.worker(gateway.address)
+    await fleet.ledger.wait_for(len(accepted) // 4)
+    fleet.kill(gateway.process)
+    killed_at = fleet.faults[-1]
+    await asyncio.sleep(DOWN)
+    gateway = start_gateway(port)
+
+    outcome = await settle(
+        connect(gateway.address),
+        fleet,
+        [job.id for job in accepted],
+        scenario="gateway SIGKILLed and restarted",
+        provider="sqs",
+        in_flight_at_fault=lambda run: run.started <= killed_at,
+    )
+    report(outcome)
+
+
+async def test_memory_gateway_killed_and_restarted_serves_new_jobs(
+    fleet: Fleet,
+    start_gateway: StartGateway,
+    connect: Callable[[str], AsyncClient],
+    report: Callable[[Outcome], None],
+) -> None:
+    port = free_port()
+    gateway = start_gateway(port)
+    before = await connect(gateway.address).enqueue_many(
+        JobRequest("work", {"seconds": 0.01}) for _ in range(1000)
+    )
+    workers = [fleet.worker(gateway.address) for _ in range(2)]
+    await fleet.ledger.wait_for(len(before) // 4)
+    fleet.kill(gateway.process)
+    unfinished = len(before) - len(fleet.ledger.executions())
+    await asyncio.sleep(DOWN)
+    gateway = start_gateway(port)
+    client = connect(gateway.address)
+    after = await client.enqueue_many(JobRequest("work", {"seconds": 0.01}) for _ in range(1000))
+
+    outcome = await settle(
+        client,
+        fleet,
+        [job.id for job in after],
+        scenario="gateway SIGKILLed and restarted: jobs accepted after the restart",
+        provider="memory",
+        note=f"volatile by design: {unfinished} of the {len(before)} jobs before the kill gone",
+    )
+    report(outcome)
+    assert all(worker.poll() is None for worker in workers)  # the same processes reconnected
+    runs = fleet.ledger.executions()
+    assert {run.pid for job in after for run in runs[job.id]} == {w.pid for w in workers}
