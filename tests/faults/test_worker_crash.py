@@ -9,6 +9,7 @@ from jobwire.client import AsyncClient, JobRequest
 
 from fleet import PROVIDERS, Fleet, Outcome, StartGateway, settle
 from sqs_support import PerProvider
+from support import eventually
 
 BATCH = PerProvider(memory=2000, sqs=200)
 """Jobs per scenario: moto serves SQS calls at a few hundred a second."""
@@ -60,13 +61,23 @@ async def test_a_worker_killed_every_300_ms_while_another_keeps_going(
     gateway = start_gateway()
     client = connect(gateway.address)
     accepted = await client.enqueue_many(batch(provider_kind))
-    fleet.worker(gateway.address)  # the steady one
-    kills = 0
-    while kills < 20 and fleet.ledger.count() < len(accepted):
+    fleet.worker(gateway.address, concurrency=2)  # the steady one, slow enough to outlast
+
+    async def crash_a_worker() -> bool:
+        """Start a worker, SIGKILL it 300 ms into its work; False if the batch ended first."""
         victim = fleet.worker(gateway.address)
-        await fleet.ledger.wait_running(victim)
+        await eventually(  # a new worker takes a while to import
+            lambda: victim.pid in fleet.ledger.pids() or fleet.ledger.count() >= len(accepted),
+            timeout=30,
+        )
+        if victim.pid not in fleet.ledger.pids():
+            return False
         await asyncio.sleep(0.3)
         fleet.kill(victim)
+        return True
+
+    kills = 0
+    while kills < 20 and await crash_a_worker():
         kills += 1
 
     outcome = await settle(
