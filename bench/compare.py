@@ -6,6 +6,10 @@ bench/core.py): 10,000 no-op jobs, one worker process at concurrency 8
 the worker runs; enqueue → handler-start latency on an idle worker, 300
 samples; peak RSS of the worker and of the broker (jobwire: the gateway).
 Each system runs ``--repeat`` times; cells are medians with the spread.
+jobwire also runs with the scheduler holding the delayed jobs of (a) (SQLite),
+and on the SQS provider against a moto server (``--sqs-jobs``: moto serves a
+few hundred calls a second); under the table, the transport's ceiling: a raw
+grpc.aio stream moving as many jobs with no queue logic (bench/ceiling.py).
 Redis peers need Redis at 127.0.0.1:6379 (database 15 is emptied), procrastinate
 PostgreSQL at 127.0.0.1:5432 (a throwaway database is created and dropped);
 a peer whose server is missing is skipped with a note.
@@ -18,11 +22,17 @@ import argparse
 import asyncio
 import importlib
 import statistics
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
-import core
 from peers.common import Peer, one_run
+
+import ceiling
+import core
+import sqs_bench
+from measures import report
 
 PEERS = ["celery", "dramatiq", "arq", "rq", "procrastinate"]
 ENQUEUE = "enqueue, one call per job (jobs/s)"
@@ -68,13 +78,40 @@ def table(results: list[tuple[str, str, list[dict[str, float]]]]) -> str:
     return "\n".join(lines)
 
 
-def run_jobwire(jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
+def run_jobwire(
+    jobs: int, samples: int, repeat: int, *gateway_args: str, sqs: bool = False
+) -> list[dict[str, float]]:
     runs = []
     for _ in range(repeat):
-        figures = asyncio.run(core.one_run(jobs, samples))
+        if sqs:
+            figures = asyncio.run(sqs_bench.core_run(jobs, samples))
+        else:
+            figures = asyncio.run(core.one_run(jobs, samples, *gateway_args))
         figures[BROKER] = figures.pop("peak RSS gateway (MiB)")
         runs.append(figures)
     return runs
+
+
+def run_jobwire_variants(
+    args: argparse.Namespace,
+) -> list[tuple[str, str, list[dict[str, float]]]]:
+    """jobwire on the memory provider, with the scheduler, and on SQS (moto)."""
+    print(f"jobwire (memory provider): {args.repeat} runs of {args.jobs:,} jobs", flush=True)
+    results = [("jobwire", "memory", run_jobwire(args.jobs, args.samples, args.repeat))]
+    print("jobwire (memory provider, scheduler holding the delayed jobs)", flush=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "scheduler.toml"
+        # Every delayed job is held in the scheduler's SQLite database until due.
+        config.write_text(
+            f'[scheduler]\ndelay_threshold = 0\ndatabase_url = "sqlite+aiosqlite:///{scratch}/jobwire.db"\n'
+        )
+        runs = run_jobwire(args.jobs, args.samples, args.repeat, "--config", str(config))
+        results.append(("jobwire", "memory + scheduler (SQLite): (a) moved by the scheduler", runs))
+    if args.sqs_jobs:
+        print(f"jobwire (SQS provider, moto server): {args.sqs_jobs:,} jobs", flush=True)
+        runs = run_jobwire(args.sqs_jobs, args.sqs_samples, args.repeat, sqs=True)
+        results.append(("jobwire", f"SQS on moto ({args.sqs_jobs:,} jobs)", runs))
+    return results
 
 
 async def run_peer(peer: Peer, jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
@@ -108,10 +145,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300, help="latency samples")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--peers", nargs="*", choices=PEERS, default=PEERS)
+    parser.add_argument(
+        "--sqs-jobs", type=int, default=500, help="jobs of the SQS runs (0: no SQS row)"
+    )
+    parser.add_argument("--sqs-samples", type=int, default=100, help="latency samples on SQS")
     args = parser.parse_args()
 
-    print(f"jobwire (memory provider): {args.repeat} runs of {args.jobs:,} jobs", flush=True)
-    results = [("jobwire", "memory", run_jobwire(args.jobs, args.samples, args.repeat))]
+    results = run_jobwire_variants(args)
+    print("transport ceiling: raw grpc.aio stream", flush=True)
+    raw = [asyncio.run(ceiling.one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
     notes = []
     for name in args.peers:
         factory, reason, cleanup = load(name)
@@ -139,6 +181,17 @@ def main() -> None:
     print(
         "\nenqueue: one enqueue call at a time for every system. jobwire's other ways: "
         f"concurrent calls coalesced {coalesced} jobs/s, enqueue_many {batched} jobs/s."
+    )
+    stream = median(raw, ceiling.BATCHED)
+    print(
+        f"\nTransport ceiling (bench/ceiling.py: a raw grpc.aio stream, {args.jobs:,} jobs, "
+        "jobwire's messages, no queue logic):\n"
+    )
+    print(report(raw))
+    print(
+        "\njobwire end to end on the memory provider runs at "
+        f"{median(jobwire, DRAIN) / stream:.0%} (a) and {median(jobwire, FLOW) / stream:.0%} (b) "
+        "of the batched raw stream."
     )
     for note in notes:
         print(f"\n{note}")

@@ -24,6 +24,9 @@ from jobwire.client import AsyncClient, JobRequest
 from measures import flowing_rate, latency, report, wait_completed, wait_worker
 from processes import gateway, peak_rss_mib, worker
 
+QUEUES = ("single", "coalesced", "batched", "drain", "flow", "latency")
+"""Every queue the workload uses (an SQS gateway needs one SQS queue each)."""
+
 
 async def enqueue_rates(client: AsyncClient, jobs: int) -> dict[str, float]:
     """Enqueue throughput of the three ways to enqueue."""
@@ -53,9 +56,12 @@ async def enqueue_rates(client: AsyncClient, jobs: int) -> dict[str, float]:
     }
 
 
-async def drain_rate(client: AsyncClient, jobs: int) -> float:
-    """(a) Jobs already queued: all become due at one instant, then the worker drains them."""
-    lead = 1.0 + jobs / 20_000  # time to enqueue before they fall due
+async def drain_rate(client: AsyncClient, jobs: int, *, lead: float | None = None) -> float:
+    """(a) Jobs already queued: all become due at one instant, then the worker drains them.
+
+    ``lead``: seconds from now to that instant, long enough to enqueue them all.
+    """
+    lead = 1.0 + jobs / 20_000 if lead is None else lead
     due = time.time() + lead
     at = datetime.fromtimestamp(due, UTC)
     await client.enqueue_many(JobRequest("noop", {}, queue="drain", at=at) for _ in range(jobs))
@@ -65,11 +71,14 @@ async def drain_rate(client: AsyncClient, jobs: int) -> float:
     return jobs / (end - start)
 
 
-async def one_run(jobs: int, samples: int) -> dict[str, float]:
+async def one_run(jobs: int, samples: int, *gateway_args: str) -> dict[str, float]:
+    """The whole workload once, on a gateway started with ``gateway_args``."""
     figures: dict[str, float] = {}
-    with gateway() as (gateway_process, address):
+    with gateway(*gateway_args) as (gateway_process, address):
         async with AsyncClient(address) as client:
             figures.update(await enqueue_rates(client, jobs))
+            # Twice the time enqueue_many took to enqueue as many: all are in before they are due.
+            lead = 1.0 + 2 * jobs / figures["enqueue_many, batches of 1000 (jobs/s)"]
             queues = ["drain", "flow", "latency"]
             queue_args = [arg for queue in queues for arg in ("--queue", queue)]
             with worker(address, "--concurrency", "8", *queue_args) as worker_process:
@@ -78,7 +87,7 @@ async def one_run(jobs: int, samples: int) -> dict[str, float]:
                 figures["enqueue→start latency p50 (ms)"] = p50
                 figures["enqueue→start latency p99 (ms)"] = p99
                 figures["end-to-end (a) queued then drained (jobs/s)"] = await drain_rate(
-                    client, jobs
+                    client, jobs, lead=lead
                 )
                 figures["end-to-end (b) enqueued while running (jobs/s)"] = await flowing_rate(
                     client, jobs, chunk=500, within=120

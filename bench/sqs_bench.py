@@ -35,6 +35,7 @@ from aiobotocore.session import get_session
 
 from jobwire.client import AsyncClient
 
+import core
 from measures import flowing_rate, latency, report, wait_worker
 from processes import gateway, worker
 
@@ -164,6 +165,16 @@ async def one_run(jobs: int, samples: int) -> dict[str, float]:
         / figures["raw aiobotocore send+receive+delete (msgs/s)"]
     )
     return figures
+
+
+async def core_run(jobs: int, samples: int) -> dict[str, float]:
+    """``core``'s whole workload on the SQS provider, on a moto server of its own."""
+    os.environ.update(CREDENTIALS)
+    with moto_server() as endpoint, tempfile.TemporaryDirectory() as scratch:
+        names = ("default", *core.QUEUES)  # the gateway insists on a default queue
+        urls = {name: await create_queue(endpoint, f"jobwire-{name}") for name in names}
+        config = gateway_config(Path(scratch), endpoint, urls)
+        return await core.one_run(jobs, samples, "--config", str(config))
 
 
 def main() -> None:
