@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,10 +28,23 @@ def _env() -> dict[str, str]:
 
 
 @contextmanager
-def gateway(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Run ``jobwire-gateway`` on a free port; yield the process and its address."""
+def gateway(
+    *args: str, launcher: Sequence[str] = ()
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """Run ``jobwire-gateway`` on a free port; yield the process and its address.
+
+    ``launcher`` goes between the interpreter and ``-m jobwire.gateway`` (a
+    profiling wrapper, say).
+    """
     with tempfile.TemporaryDirectory() as cwd:
-        command = [sys.executable, "-m", "jobwire.gateway", "--listen", "127.0.0.1:0"]
+        command = [
+            sys.executable,
+            *launcher,
+            "-m",
+            "jobwire.gateway",
+            "--listen",
+            "127.0.0.1:0",
+        ]
         with subprocess.Popen(
             [*command, "--log-level", "WARNING", *args],
             stdout=subprocess.PIPE,
@@ -51,9 +64,14 @@ def gateway(*args: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 @contextmanager
-def worker(address: str, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """Run ``jobwire-worker bench_handlers:registry`` against ``address``."""
-    command = [sys.executable, "-m", "jobwire.worker", "bench_handlers:registry"]
+def worker(
+    address: str, *args: str, launcher: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[str]]:
+    """Run ``jobwire-worker bench_handlers:registry`` against ``address``.
+
+    ``launcher`` goes between the interpreter and ``-m jobwire.worker``.
+    """
+    command = [sys.executable, *launcher, "-m", "jobwire.worker", "bench_handlers:registry"]
     with subprocess.Popen(
         [*command, "--gateway", address, "--log-level", "WARNING", *args], env=_env(), text=True
     ) as process:

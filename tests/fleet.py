@@ -352,7 +352,9 @@ async def settle(
         executions = runs[job_id]
         attempts = [execution.attempt for execution in executions]
         assert len(set(attempts)) == len(attempts), f"{job_id}: attempts repeated: {attempts}"
-        assert max(attempts) == states[job_id].attempt, f"{job_id}: attempts not counted"
+        assert max(attempts) == states[job_id].attempt, (
+            f"{job_id}: attempts not counted: ran {executions}, now {states[job_id]}"
+        )
         if len(executions) == 1 or expected[job_id] == JobState.DEAD:
             continue
         duplicates += 1

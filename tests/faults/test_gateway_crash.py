@@ -17,6 +17,7 @@ from jobwire.client import AsyncClient, JobRequest
 
 from fleet import Fleet, Outcome, StartGateway, settle
 from sqs_support import free_port
+from support import eventually
 
 DOWN = 1.0  # seconds the gateway stays down
 
@@ -70,6 +71,12 @@ async def test_memory_gateway_killed_and_restarted_serves_new_jobs(
     await asyncio.sleep(DOWN)
     gateway = start_gateway(port)
     client = connect(gateway.address)
+
+    async def both_reconnected() -> bool:  # the same processes, on their own
+        stats = await client.stats("default")
+        return bool(stats) and stats[0].workers == len(workers)
+
+    await eventually(both_reconnected, timeout=30)
     after = await client.enqueue_many(JobRequest("work", {"seconds": 0.01}) for _ in range(1000))
 
     outcome = await settle(
@@ -81,6 +88,4 @@ async def test_memory_gateway_killed_and_restarted_serves_new_jobs(
         note=f"volatile by design: {unfinished} of the {len(before)} jobs before the kill gone",
     )
     report(outcome)
-    assert all(worker.poll() is None for worker in workers)  # the same processes reconnected
-    runs = fleet.ledger.executions()
-    assert {run.pid for job in after for run in runs[job.id]} == {w.pid for w in workers}
+    assert all(worker.poll() is None for worker in workers)

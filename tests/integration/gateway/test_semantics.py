@@ -302,6 +302,18 @@ async def test_delivery_is_instant_for_a_waiting_worker(
     assert item.job.id == job.id
 
 
+async def test_enqueue_answers_the_job_as_stored_while_its_delivery_goes_first(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    # With a worker waiting, the gateway writes the delivery before the answer;
+    # the answer still shows the job as enqueued, not as leased since.
+    worker = await raw_worker()
+    job = await producer.enqueue()
+    assert (job.state, job.attempt, job.worker_id) == (State.STATE_PENDING, 0, "")
+    [item] = await worker.jobs(1, timeout=1)
+    assert (item.job.id, item.attempt) == (job.id, 1)
+
+
 @pytest.mark.memory_only("SQS keeps finished jobs for provider.history_retention, not a count")
 @pytest.mark.gateway(provider={"max_history": 2})
 async def test_history_is_bounded_but_unfinished_jobs_are_kept(

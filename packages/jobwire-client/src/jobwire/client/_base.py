@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar, Unpack, cast
 from uuid import uuid4
@@ -129,12 +128,13 @@ class BaseClient:
         request: queue_service_pb2.EnqueueJobRequest,
         response: queue_service_pb2.EnqueueJobResponse,
     ) -> Job:
-        job = self._job(response.job)
         # The gateway does not echo payloads back. Unless deduplication returned an
-        # earlier job, the stored payload is the one just sent.
-        if response.deduplicated or job.raw_payload:
-            return job
-        return replace(job, raw_payload=request.payload)
+        # earlier job, the stored payload is the one just sent. (Built once with it:
+        # `dataclasses.replace` would build the job a second time.)
+        payload = response.job.payload
+        if not (response.deduplicated or payload):
+            payload = request.payload
+        return self._job(response.job, raw_payload=payload)
 
     def _enqueue_results(
         self, sent: int, response: queue_service_pb2.EnqueueJobsResponse
@@ -170,9 +170,10 @@ class BaseClient:
     def _watch_request(job_or_id: Job | str) -> queue_service_pb2.WatchJobRequest:
         return queue_service_pb2.WatchJobRequest(id=_job_id(job_or_id))
 
-    def _job(self, proto: job_pb2.Job) -> Job:
+    def _job(self, proto: job_pb2.Job, *, raw_payload: bytes | None = None) -> Job:
         # Both twins implement `wait`, which lets the job wait for itself.
-        return Job.from_proto(proto, serializer=self._serializer, client=cast(JobWaiter, self))
+        client = cast(JobWaiter, self)
+        return Job._from_proto(proto, self._serializer, client, raw_payload)
 
     def _schedule(self, proto: schedule_service_pb2.Schedule) -> Schedule:
         return Schedule.from_proto(proto, serializer=self._serializer)

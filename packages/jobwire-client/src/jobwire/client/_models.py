@@ -47,6 +47,9 @@ class JobState(StrEnum):
         Raises:
             ValueError: `value` is STATE_UNSPECIFIED or unknown.
         """
+        state = _STATES.get(value)
+        if state is not None:
+            return state
         if value == job_pb2.Job.STATE_UNSPECIFIED:
             raise ValueError("STATE_UNSPECIFIED is not a job state")
         return cls[job_pb2.Job.State.Name(value).removeprefix("STATE_")]
@@ -62,6 +65,8 @@ class JobState(StrEnum):
 
 
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+# `from_proto` runs for every job a client returns; a lookup beats going by name.
+_STATES = {state.to_proto(): state for state in JobState}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +200,17 @@ class Job:
             serializer: Decodes `payload` and `result`.
             client: Client that `wait` uses; the clients pass themselves.
         """
+        return cls._from_proto(proto, serializer, client, None)
+
+    @classmethod
+    def _from_proto(
+        cls,
+        proto: job_pb2.Job,
+        serializer: Serializer,
+        client: JobWaiter | None,
+        raw_payload: bytes | None,
+    ) -> Job:
+        """`from_proto`, with `raw_payload` instead of the message's when not None."""
         return cls(
             id=proto.id,
             type=proto.type,
@@ -205,10 +221,10 @@ class Job:
             timeout=proto.timeout.ToTimedelta() if proto.HasField("timeout") else None,
             deduplication_key=proto.deduplication_key or None,
             content_type=proto.content_type,
-            raw_payload=proto.payload,
+            raw_payload=proto.payload if raw_payload is None else raw_payload,
             raw_result=proto.result if proto.HasField("result") else None,
             result_content_type=proto.result_content_type,
-            attributes=dict(proto.attributes),
+            attributes=dict(proto.attributes) if proto.attributes else {},
             create_time=_datetime(proto.create_time) if proto.HasField("create_time") else None,
             schedule_time=(
                 _datetime(proto.schedule_time) if proto.HasField("schedule_time") else None

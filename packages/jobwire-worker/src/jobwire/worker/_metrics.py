@@ -40,11 +40,24 @@ def stopped() -> None:
         RUNNING.dec()
 
 
+# Labelled children, looked up once each: ``labels()`` checks the values and
+# takes a lock on every call. Labels are queues and job types: few.
+_attempts: dict[tuple[str, str, str], Counter] = {}
+_durations: dict[tuple[str, str], Histogram] = {}
+
+
 def answered(queue: str, job_type: str, outcome: str, seconds: float) -> None:
     """Count an attempt whose answer goes to the gateway."""
     if ATTEMPTS is not None and DURATION is not None:
-        ATTEMPTS.labels(queue, job_type, outcome).inc()
-        DURATION.labels(queue, job_type).observe(seconds)
+        key = (queue, job_type, outcome)
+        attempts = _attempts.get(key)
+        if attempts is None:
+            attempts = _attempts[key] = ATTEMPTS.labels(queue, job_type, outcome)
+        attempts.inc()
+        duration = _durations.get(key[:2])
+        if duration is None:
+            duration = _durations[key[:2]] = DURATION.labels(queue, job_type)
+        duration.observe(seconds)
 
 
 def serve(listen: str) -> None:

@@ -413,6 +413,9 @@ class Session:
             kind = frame.WhichOneof("kind")
             if kind == "delivery":
                 self._on_delivery(frame.delivery.items)
+                # Arming the next read costs the loop tens of microseconds:
+                # let the handlers just created start first.
+                await asyncio.sleep(0)
             elif kind == "ack_result":
                 self._on_ack_result(frame.ack_result.items)
             elif kind == "lease_revoked":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
 from jobwire.v1 import job_pb2
 
@@ -21,17 +22,24 @@ except ImportError:  # the "otel" extra is not installed
     _TRACER = None
 
 
-@contextlib.contextmanager
-def handler_span(job: job_pb2.Job, attempt: int, worker_id: str) -> Iterator[None]:
+# Without the extra every handler enters this one: nothing to build per job.
+_NO_SPAN = contextlib.nullcontext()
+
+
+def handler_span(job: job_pb2.Job, attempt: int, worker_id: str) -> AbstractContextManager[None]:
     """Make a span for one attempt of ``job`` current for the ``with`` block.
 
     An exception leaving the block is recorded on the span and marks it failed.
     """
     if _TRACER is None:
-        yield
-        return
+        return _NO_SPAN
+    return _span(_TRACER, job, attempt, worker_id)
+
+
+@contextlib.contextmanager
+def _span(tracer: trace.Tracer, job: job_pb2.Job, attempt: int, worker_id: str) -> Iterator[None]:
     parent = propagate.extract(job.attributes)
-    with _TRACER.start_as_current_span(
+    with tracer.start_as_current_span(
         f"process {job.type}",
         context=parent,
         kind=trace.SpanKind.CONSUMER,

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]
 
 Context = grpc.aio.ServicerContext[Any, Any]
+# Far more than the methods served; a generic handler that made a new handler
+# per call would only stop being cached, not grow the cache.
+_MAX_WRAPPED = 1024
 
 
 class MalformedRequestError(InvalidArgumentError):
@@ -45,6 +48,12 @@ class _Malformed:
 class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     """Turns Protobuf decoding failures into INVALID_ARGUMENT ``MALFORMED_REQUEST``."""
 
+    def __init__(self) -> None:
+        # The server hands out the same handler object for every call of a
+        # method, so each is wrapped once: by id, holding the original so that
+        # its id is never reused while the entry lives.
+        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
     ) -> Handler | None:
@@ -52,37 +61,47 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        parse = handler.request_deserializer
-        serialize = handler.response_serializer
-        if handler.request_streaming:
-            # Streams read through `context.read()` or the request iterator; the
-            # error raised there reaches the servicer's own error mapping.
-            def parse_or_raise(data: bytes) -> Any:
-                try:
-                    return parse(data)
-                except DecodeError as error:
-                    raise MalformedRequestError(error) from None
+        cached = self._wrapped.get(id(handler))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = _wrap(handler, handler.request_deserializer)
+        if len(self._wrapped) < _MAX_WRAPPED:
+            self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped
 
-            behavior: Any
-            if handler.response_streaming:
-                behavior = handler.stream_stream
-                return grpc.stream_stream_rpc_method_handler(behavior, parse_or_raise, serialize)
-            behavior = handler.stream_unary
-            return grpc.stream_unary_rpc_method_handler(behavior, parse_or_raise, serialize)
 
-        def parse_or_mark(data: bytes) -> Any:
+def _wrap(handler: Handler, parse: Callable[[bytes], Any]) -> Handler:
+    """Return ``handler`` with ``parse``, its deserializer, made to fail politely."""
+    serialize = handler.response_serializer
+    if handler.request_streaming:
+        # Streams read through `context.read()` or the request iterator; the
+        # error raised there reaches the servicer's own error mapping.
+        def parse_or_raise(data: bytes) -> Any:
             try:
                 return parse(data)
             except DecodeError as error:
-                return _Malformed(MalformedRequestError(error))
+                raise MalformedRequestError(error) from None
 
+        behavior: Any
         if handler.response_streaming:
-            return grpc.unary_stream_rpc_method_handler(
-                _checked_stream(handler.unary_stream), parse_or_mark, serialize
-            )
-        return grpc.unary_unary_rpc_method_handler(
-            _checked_unary(handler.unary_unary), parse_or_mark, serialize
+            behavior = handler.stream_stream
+            return grpc.stream_stream_rpc_method_handler(behavior, parse_or_raise, serialize)
+        behavior = handler.stream_unary
+        return grpc.stream_unary_rpc_method_handler(behavior, parse_or_raise, serialize)
+
+    def parse_or_mark(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as error:
+            return _Malformed(MalformedRequestError(error))
+
+    if handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(
+            _checked_stream(handler.unary_stream), parse_or_mark, serialize
         )
+    return grpc.unary_unary_rpc_method_handler(
+        _checked_unary(handler.unary_unary), parse_or_mark, serialize
+    )
 
 
 def _checked_unary(behavior: Any) -> Any:

@@ -12,10 +12,12 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
+from typing import Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from jobwire.gateway._models import JobRecord, NewJob
@@ -29,6 +31,30 @@ jobs_logger = logging.getLogger("jobwire.gateway.jobs")
 _JOB_LABELS = ("queue", "type")
 # Seconds; jobs range from milliseconds to many minutes.
 _BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800, float("inf"))
+
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+
+class _ByJob(Generic[_M]):
+    """A metric labelled by queue and job type, its children looked up once each.
+
+    ``labels()`` checks the values and takes a lock on every call; the job
+    transitions call it several times per job.
+    """
+
+    __slots__ = ("_children", "metric")
+
+    def __init__(self, metric: _M) -> None:
+        self.metric = metric
+        self._children: dict[tuple[str, str], _M] = {}
+
+    def __call__(self, queue: str, job_type: str) -> _M:
+        key = (queue, job_type)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.metric.labels(queue, job_type)
+        return child
 
 
 class GatewayMetrics:
@@ -104,6 +130,14 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
+        # What the job transitions count, by queue and job type.
+        self._enqueued = _ByJob(self.enqueued_total)
+        self._completed = _ByJob(self.completed)
+        self._failed = _ByJob(self.failed)
+        self._dead = _ByJob(self.dead)
+        self._redeliveries = _ByJob(self.redeliveries)
+        self._handler_duration = _ByJob(self.handler_duration)
+        self._queue_wait = _ByJob(self.queue_wait)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -133,19 +167,18 @@ class GatewayMetrics:
 
     def enqueued(self, job: JobRecord) -> None:
         """Count a newly accepted job."""
-        self.enqueued_total.labels(job.queue, job.type).inc()
+        self._enqueued(job.queue, job.type).inc()
         _log(logging.DEBUG, job, "", "enqueued")
 
     def delivered(self, job: JobRecord, now: float, worker_id: str) -> None:
         """Count one delivery of ``job`` to ``worker_id`` at epoch time ``now``."""
-        labels = (job.queue, job.type)
         _log(logging.DEBUG, job, worker_id, "delivered")
         self.in_flight.inc()
         if job.attempt > 1:
-            self.redeliveries.labels(*labels).inc()
+            self._redeliveries(job.queue, job.type).inc()
         else:
             due = job.schedule_time if job.schedule_time is not None else job.create_time
-            self.queue_wait.labels(*labels).observe(max(0.0, now - due))
+            self._queue_wait(job.queue, job.type).observe(max(0.0, now - due))
 
     def scheduled(self, job: NewJob, fire_time: datetime | None, now: datetime) -> None:
         """Count a scheduled job handed to the queue; ``fire_time`` for occurrences."""
@@ -159,17 +192,17 @@ class GatewayMetrics:
         self, job: JobRecord, seconds: float, worker_id: str, *, ok: bool, dead: bool = False
     ) -> None:
         """Count a worker's ack (``ok``) or nack of ``job``, ``seconds`` after delivery."""
-        labels = (job.queue, job.type)
+        queue, job_type = job.queue, job.type
         self.in_flight.dec()
-        self.handler_duration.labels(*labels).observe(seconds)
+        self._handler_duration(queue, job_type).observe(seconds)
         if ok:
-            self.completed.labels(*labels).inc()
+            self._completed(queue, job_type).inc()
             _log(logging.DEBUG, job, worker_id, "completed")
         else:
-            self.failed.labels(*labels).inc()
+            self._failed(queue, job_type).inc()
             _log(logging.WARNING, job, worker_id, "dead" if dead else "failed, will retry")
             if dead:
-                self.dead.labels(*labels).inc()
+                self._dead(queue, job_type).inc()
 
 
 def _log(level: int, job: JobRecord, worker_id: str, transition: str) -> None:

@@ -115,7 +115,8 @@ class Gateway:
             ],
         )
         queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
-            QueueServicer(self.service, self._streams), server
+            QueueServicer(self.service, self._streams, lambda: self._workers.sessions > 0),
+            server,
         )
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, server)
         schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -39,9 +39,19 @@ _MAX_REQUEST_IDS = 100_000
 
 
 @dataclass(slots=True, eq=False)
+class _Job(JobRecord):
+    # Order numbers kept on the record rather than in a side table: a dict entry
+    # or a tuple per job costs several times the two slots.
+    seq: int = 0
+    """When the job was stored; ``list_jobs`` pages by it."""
+    ready_order: int = 0
+    """When the job last became ready; the oldest ready job is taken first."""
+
+
+@dataclass(slots=True, eq=False)
 class _Lease:
     id: str
-    job: JobRecord
+    job: _Job
     consumer: Consumer
     expire_time: float
     timeout_time: float | None
@@ -50,9 +60,9 @@ class _Lease:
 
 @dataclass(slots=True)
 class _Queue:
-    # Ready jobs by type, each entry (ready order, job). Cancelled jobs stay
-    # until popped and are skipped then.
-    ready: dict[str, deque[tuple[int, JobRecord]]] = field(default_factory=dict)
+    # Ready jobs by type, in ready order. Cancelled jobs stay until popped and
+    # are skipped then.
+    ready: dict[str, deque[_Job]] = field(default_factory=dict)
     waiters: dict[asyncio.Future[None], Consumer] = field(default_factory=dict)
     counts: Counter[JobState] = field(default_factory=Counter)
     workers: int = 0
@@ -65,12 +75,14 @@ class MemoryProvider(QueueProvider):
         super().__init__(settings.retry, events)
         self._max_history = settings.max_history
         self._dedup_window = settings.dedup_window.total_seconds()
-        self._jobs: dict[str, JobRecord] = {}
-        self._seq: dict[str, int] = {}
+        self._jobs: dict[str, _Job] = {}
         self._history: deque[str] = deque()
         self._queues: dict[str, _Queue] = {}
         self._dedup: dict[str, str] = {}
-        self._requests: OrderedDict[str, str] = OrderedDict()
+        # Request id -> job id, and the ids in the order first remembered (an
+        # OrderedDict costs about twice the memory per entry).
+        self._requests: dict[str, str] = {}
+        self._request_order: deque[str] = deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._active: dict[str, _Lease] = {}
         self._order = itertools.count()
@@ -86,9 +98,9 @@ class MemoryProvider(QueueProvider):
             if existing is not None:
                 results.append((existing, True))
                 continue
-            job = JobRecord.create(new, now)
+            job = _Job.create(new, now)
+            job.seq = next(self._order)
             self._jobs[job.id] = job
-            self._seq[job.id] = next(self._order)
             self._queue(job.queue).counts[job.state] += 1
             if new.request_id:
                 self._remember_request(new.request_id, job.id)
@@ -98,7 +110,8 @@ class MemoryProvider(QueueProvider):
                 assert job.schedule_time is not None
                 self._wake_at(job, job.schedule_time - now)
             else:
-                self._push_ready(job)
+                # Its order number is taken just now: sharing it saves an int per job.
+                self._push_ready(job, job.seq)
             self.events.publish(job)
             results.append((job, False))
         return results
@@ -121,15 +134,15 @@ class MemoryProvider(QueueProvider):
         else:
             raise InvalidPageTokenError("page_token", "not a token from this gateway")
         page: list[JobRecord] = []
-        for job_id in reversed(self._jobs):
-            seq = self._seq[job_id]
-            if before is not None and seq >= before:
+        last_seq = 0
+        for job in reversed(self._jobs.values()):
+            if before is not None and job.seq >= before:
                 continue
-            job = self._jobs[job_id]
             if where.matches(job):
                 if len(page) == limit:
-                    return page, str(self._seq[page[-1].id])
+                    return page, str(last_seq)
                 page.append(job)
+                last_seq = job.seq
         return page, None
 
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
@@ -274,49 +287,52 @@ class MemoryProvider(QueueProvider):
         job.state = state
         job.update_time = now
 
-    def _push_ready(self, job: JobRecord) -> None:
+    def _push_ready(self, job: _Job, order: int | None = None) -> None:
         queue = self._queue(job.queue)
         ready = queue.ready.get(job.type)
         if ready is None:
             ready = queue.ready[job.type] = deque()
-        ready.append((next(self._order), job))
+        job.ready_order = next(self._order) if order is None else order
+        ready.append(job)
         for wake, consumer in queue.waiters.items():
             if not wake.done() and consumer.accepts(job.type):
                 wake.set_result(None)
 
-    def _wake_at(self, job: JobRecord, delay: float) -> None:
+    def _wake_at(self, job: _Job, delay: float) -> None:
         self._timers[job.id] = asyncio.get_running_loop().call_later(
             max(0.0, delay), self._make_ready, job
         )
 
-    def _make_ready(self, job: JobRecord) -> None:
+    def _make_ready(self, job: _Job) -> None:
         self._timers.pop(job.id, None)
         if job.state in (JobState.SCHEDULED, JobState.FAILED):
             self._set_state(job, JobState.PENDING, time.time())
             self._push_ready(job)
             self.events.publish(job)
 
-    def _take(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
+    def _take(self, consumer: Consumer, max_jobs: int) -> list[_Job]:
         candidates = [
             ready
             for name in consumer.queues
             for job_type, ready in self._queue(name).ready.items()
             if ready and consumer.accepts(job_type)
         ]
-        taken: list[JobRecord] = []
+        taken: list[_Job] = []
         while candidates and len(taken) < max_jobs:
             # Oldest head first across queues and types, so order is kept.
-            ready = min(candidates, key=lambda r: r[0][0]) if len(candidates) > 1 else candidates[0]
-            _, job = ready.popleft()
+            ready = (
+                min(candidates, key=lambda r: r[0].ready_order)
+                if len(candidates) > 1
+                else candidates[0]
+            )
+            job = ready.popleft()
             if job.state is JobState.PENDING:
                 taken.append(job)
             if not ready:
                 candidates.remove(ready)
         return taken
 
-    def _lease(
-        self, consumer: Consumer, job: JobRecord, loop: asyncio.AbstractEventLoop
-    ) -> Delivery:
+    def _lease(self, consumer: Consumer, job: _Job, loop: asyncio.AbstractEventLoop) -> Delivery:
         now = time.time()
         job.attempt += 1
         job.worker_id = consumer.worker_id
@@ -362,7 +378,7 @@ class MemoryProvider(QueueProvider):
         del lease.consumer.leases[lease.id]
         del self._active[lease.job.id]
 
-    def _fail(self, job: JobRecord, failed: Failure, now: float, delay: float | None) -> None:
+    def _fail(self, job: _Job, failed: Failure, now: float, delay: float | None) -> None:
         job.last_error = failed
         if not failed.retryable or job.attempt > job.max_retries:
             self._finish(job, JobState.DEAD, now)
@@ -373,7 +389,7 @@ class MemoryProvider(QueueProvider):
         self._wake_at(job, delay)
         self.events.publish(job)
 
-    def _requeue_lost(self, job: JobRecord, failed: Failure, now: float) -> None:
+    def _requeue_lost(self, job: _Job, failed: Failure, now: float) -> None:
         """A lease ended without an answer: available again at once, attempt counted."""
         job.last_error = failed
         if job.attempt > job.max_retries:
@@ -395,7 +411,6 @@ class MemoryProvider(QueueProvider):
 
     def _forget(self, job_id: str) -> None:
         job = self._jobs.pop(job_id)
-        del self._seq[job_id]
         self._queue(job.queue).counts[job.state] -= 1
         self._release_dedup(job)
 
@@ -420,9 +435,12 @@ class MemoryProvider(QueueProvider):
         return None
 
     def _remember_request(self, request_id: str, job_id: str) -> None:
+        # A known id keeps its place in the order, as in an OrderedDict.
+        if request_id not in self._requests:
+            self._request_order.append(request_id)
         self._requests[request_id] = job_id
         if len(self._requests) > _MAX_REQUEST_IDS:
-            self._requests.popitem(last=False)
+            del self._requests[self._request_order.popleft()]
 
     def _fenced(self, lease_id: str) -> LeaseOutcome:
         """Explain why a lease the consumer named is not its own."""
@@ -453,10 +471,10 @@ class MemoryProvider(QueueProvider):
         queue = self._queues.get(name) or _Queue()
         oldest: float | None = None
         for ready in queue.ready.values():
-            while ready and ready[0][1].state is not JobState.PENDING:
+            while ready and ready[0].state is not JobState.PENDING:
                 ready.popleft()  # drop cancelled entries so the head is live
             if ready:
-                head = ready[0][1]
+                head = ready[0]
                 since = head.update_time
                 oldest = since if oldest is None else min(oldest, since)
         return QueueCounts(

@@ -10,9 +10,10 @@ keep bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
@@ -21,7 +22,7 @@ from google.protobuf import duration_pb2
 from jobwire.gateway._config import ServerSettings
 from jobwire.gateway._errors import InvalidArgumentError, UnavailableError
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobRecord, duration, timestamp
+from jobwire.gateway._models import JobRecord, duration, set_time, timestamp
 from jobwire.gateway._service import MAX_KEY_LENGTH, MAX_SCHEDULE_AHEAD, validate_queue_name
 from jobwire.gateway.providers.base import (
     AckRequest,
@@ -65,6 +66,11 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._draining = False
         # Set whenever a session gives leases back or ends; shutdown waits on it.
         self._released = asyncio.Event()
+
+    @property
+    def sessions(self) -> int:
+        """Worker streams open now."""
+        return len(self._sessions)
 
     @property
     def leases_held(self) -> int:
@@ -116,8 +122,12 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         self._sessions.add(session)
         try:
             await self._provider.connect(consumer)
-            async for frame in session.run():
-                yield frame
+            # Closed here, not when collected: gRPC closes this generator at a
+            # write that failed, and the session must stop taking jobs before
+            # disconnect() puts its leases back, or it takes them again.
+            async with contextlib.aclosing(session.run()) as frames:
+                async for frame in frames:
+                    yield frame
         finally:
             self._sessions.discard(session)
             await self._provider.disconnect(consumer)
@@ -203,7 +213,7 @@ class _Session:
         self._started: dict[str, tuple[JobRecord, float]] = {}
         consumer.on_revoke = self._on_revoke
 
-    async def run(self) -> AsyncIterator[Response]:
+    async def run(self) -> AsyncGenerator[Response, None]:
         """Yield the frames to send until the stream ends."""
         consumer = self.consumer
         opened = Response.Opened(
@@ -305,7 +315,7 @@ class _Session:
                 for d in deliveries:
                     self._metrics.delivered(d.job, now, self.consumer.worker_id)
                     self._started[d.lease_id] = (d.job, started)
-                self._outbox.put_nowait(Response(delivery=_delivery(deliveries)))
+                self._outbox.put_nowait(_delivery(deliveries))
         except asyncio.CancelledError:
             raise
         except Exception as error:
@@ -436,13 +446,15 @@ class _Session:
         )
 
 
-def _delivery(deliveries: Sequence[Delivery]) -> Response.Delivery:
-    frame = Response.Delivery()
+def _delivery(deliveries: Sequence[Delivery]) -> Response:
+    """Return the ``delivery`` frame of ``deliveries``."""
+    # Each job is written in place: a Job built apart would be copied into its
+    # item, and a Delivery built apart copied again into the response.
+    frame = Response()
+    items = frame.delivery.items
+    frame.delivery.SetInParent()
     for d in deliveries:
-        frame.items.add(
-            job=d.job.to_proto(),
-            lease_id=d.lease_id,
-            lease_expire_time=timestamp(d.lease_expire_time),
-            attempt=d.job.attempt,
-        )
+        item = items.add(lease_id=d.lease_id, attempt=d.job.attempt)
+        d.job.fill_proto(item.job)
+        set_time(item.lease_expire_time, d.lease_expire_time)
     return frame
