@@ -152,6 +152,8 @@ def main() -> None:
     args = parser.parse_args()
 
     results = run_jobwire_variants(args)
+    # Each row as soon as it is known: a long run cut short still leaves figures.
+    print("\n".join(table(results).splitlines()[2:]), flush=True)
     print("transport ceiling: raw grpc.aio stream", flush=True)
     raw = [asyncio.run(ceiling.one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
     notes = []
@@ -166,6 +168,7 @@ def main() -> None:
             print(f"{peer.name} ({peer.backend}): {args.repeat} runs", flush=True)
             runs = asyncio.run(run_peer(peer, args.jobs, args.samples, args.repeat))
             results.append((peer.name, peer.backend, runs))
+            print(table(results).splitlines()[-1], flush=True)
         finally:
             cleanup()
 
