@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
 from collections.abc import Callable
 
 from jobwire.client import AsyncClient, JobRequest
@@ -43,10 +44,8 @@ async def test_20_churning_workers_run_20000_jobs_in_bounded_memory(
                 continue
             index = rng.choice(candidates)
             leaving = workers[index]
-            if rng.random() < 0.5:
-                fleet.kill(leaving)  # a crash
-            else:
-                leaving.terminate()  # a graceful stop: it drains and disconnects
+            # A crash, or a graceful stop (it drains and disconnects): a fault either way.
+            fleet.kill(leaving, signal.SIGKILL if rng.random() < 0.5 else signal.SIGTERM)
             disconnects += 1
             workers[index] = fleet.worker(gateway.address, concurrency=4)
             if leaving.poll() is None:
