@@ -101,10 +101,9 @@ def run_jobwire_variants(
     print("jobwire (memory provider, scheduler holding the delayed jobs)", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "scheduler.toml"
-        # Every delayed job is held in the scheduler's SQLite database until due.
-        config.write_text(
-            f'[scheduler]\ndelay_threshold = 0\ndatabase_url = "sqlite+aiosqlite:///{scratch}/jobwire.db"\n'
-        )
+        # Every delayed job is held in the scheduler's SQLite database until due
+        # (jobwire.db in the gateway's temporary working directory).
+        config.write_text("[scheduler]\ndelay_threshold = 0\n")
         runs = run_jobwire(args.jobs, args.samples, args.repeat, "--config", str(config))
         results.append(("jobwire", "memory + scheduler (SQLite): (a) moved by the scheduler", runs))
     if args.sqs_jobs:

@@ -8,6 +8,8 @@ Without it, nothing is recorded. Labels are the queue and the job type only.
 
 from __future__ import annotations
 
+import functools
+
 try:
     from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -40,24 +42,25 @@ def stopped() -> None:
         RUNNING.dec()
 
 
-# Labelled children, looked up once each: ``labels()`` checks the values and
-# takes a lock on every call. Labels are queues and job types: few.
-_attempts: dict[tuple[str, str, str], Counter] = {}
-_durations: dict[tuple[str, str], Histogram] = {}
-
-
 def answered(queue: str, job_type: str, outcome: str, seconds: float) -> None:
     """Count an attempt whose answer goes to the gateway."""
     if ATTEMPTS is not None and DURATION is not None:
-        key = (queue, job_type, outcome)
-        attempts = _attempts.get(key)
-        if attempts is None:
-            attempts = _attempts[key] = ATTEMPTS.labels(queue, job_type, outcome)
-        attempts.inc()
-        duration = _durations.get(key[:2])
-        if duration is None:
-            duration = _durations[key[:2]] = DURATION.labels(queue, job_type)
-        duration.observe(seconds)
+        _attempts(queue, job_type, outcome).inc()
+        _duration(queue, job_type).observe(seconds)
+
+
+# Labelled series looked up once each: ``labels()`` checks the values and takes
+# a lock on every call. Labels are queues and job types: few.
+@functools.cache
+def _attempts(queue: str, job_type: str, outcome: str) -> Counter:
+    assert ATTEMPTS is not None
+    return ATTEMPTS.labels(queue, job_type, outcome)
+
+
+@functools.cache
+def _duration(queue: str, job_type: str) -> Histogram:
+    assert DURATION is not None
+    return DURATION.labels(queue, job_type)
 
 
 def serve(listen: str) -> None:

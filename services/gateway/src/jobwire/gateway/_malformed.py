@@ -49,10 +49,9 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
     """Turns Protobuf decoding failures into INVALID_ARGUMENT ``MALFORMED_REQUEST``."""
 
     def __init__(self) -> None:
-        # The server hands out the same handler object for every call of a
-        # method, so each is wrapped once: by id, holding the original so that
-        # its id is never reused while the entry lives.
-        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+        # The server hands out the same handler for every call of a method,
+        # so each is wrapped once.
+        self._wrapped: dict[Handler, Handler] = {}
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -61,12 +60,11 @@ class MalformedRequestInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        cached = self._wrapped.get(id(handler))
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        wrapped = _wrap(handler, handler.request_deserializer)
-        if len(self._wrapped) < _MAX_WRAPPED:
-            self._wrapped[id(handler)] = (handler, wrapped)
+        wrapped = self._wrapped.get(handler)
+        if wrapped is None:
+            wrapped = _wrap(handler, handler.request_deserializer)
+            if len(self._wrapped) < _MAX_WRAPPED:
+                self._wrapped[handler] = wrapped
         return wrapped
 
 

@@ -8,16 +8,15 @@ queue and the job type only: job and worker ids would grow without bound.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
-from typing import Generic, TypeVar
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from jobwire.gateway._models import JobRecord, NewJob
@@ -31,30 +30,6 @@ jobs_logger = logging.getLogger("jobwire.gateway.jobs")
 _JOB_LABELS = ("queue", "type")
 # Seconds; jobs range from milliseconds to many minutes.
 _BUCKETS = (0.005, 0.025, 0.1, 0.5, 1, 2.5, 10, 30, 60, 300, 1800, float("inf"))
-
-
-_M = TypeVar("_M", bound=MetricWrapperBase)
-
-
-class _ByJob(Generic[_M]):
-    """A metric labelled by queue and job type, its children looked up once each.
-
-    ``labels()`` checks the values and takes a lock on every call; the job
-    transitions call it several times per job.
-    """
-
-    __slots__ = ("_children", "metric")
-
-    def __init__(self, metric: _M) -> None:
-        self.metric = metric
-        self._children: dict[tuple[str, str], _M] = {}
-
-    def __call__(self, queue: str, job_type: str) -> _M:
-        key = (queue, job_type)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.metric.labels(queue, job_type)
-        return child
 
 
 class GatewayMetrics:
@@ -130,14 +105,15 @@ class GatewayMetrics:
             buckets=_BUCKETS,
             registry=registry,
         )
-        # What the job transitions count, by queue and job type.
-        self._enqueued = _ByJob(self.enqueued_total)
-        self._completed = _ByJob(self.completed)
-        self._failed = _ByJob(self.failed)
-        self._dead = _ByJob(self.dead)
-        self._redeliveries = _ByJob(self.redeliveries)
-        self._handler_duration = _ByJob(self.handler_duration)
-        self._queue_wait = _ByJob(self.queue_wait)
+        # The labelled series the job transitions update, each looked up once:
+        # ``labels()`` checks the values and takes a lock on every call.
+        self._enqueued = functools.cache(self.enqueued_total.labels)
+        self._completed = functools.cache(self.completed.labels)
+        self._failed = functools.cache(self.failed.labels)
+        self._dead = functools.cache(self.dead.labels)
+        self._redeliveries = functools.cache(self.redeliveries.labels)
+        self._handler_duration = functools.cache(self.handler_duration.labels)
+        self._queue_wait = functools.cache(self.queue_wait.labels)
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
