@@ -25,6 +25,7 @@ import statistics
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from peers.common import Peer, one_run
@@ -92,33 +93,57 @@ def run_jobwire(
     return runs
 
 
-def run_jobwire_variants(
-    args: argparse.Namespace,
-) -> list[tuple[str, str, list[dict[str, float]]]]:
+class Results:
+    """The table's rows so far, each printed as soon as it is known.
+
+    A configuration that fails becomes a note: a long run still ends with a table.
+    """
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, list[dict[str, float]]]] = []
+        self.notes: list[str] = []
+
+    def measure(self, name: str, backend: str, runs: Callable[[], list[dict[str, float]]]) -> None:
+        print(f"{name} ({backend})", flush=True)
+        try:
+            self.rows.append((name, backend, runs()))
+        except Exception as error:  # one failure must not lose the other rows
+            self.notes.append(f"{name} ({backend}) failed: {error!r}")
+            print(self.notes[-1], flush=True)
+            return
+        print(table(self.rows).splitlines()[-1], flush=True)
+
+
+def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
     """jobwire on the memory provider, with the scheduler, and on SQS (moto)."""
-    print(f"jobwire (memory provider): {args.repeat} runs of {args.jobs:,} jobs", flush=True)
-    results = [("jobwire", "memory", run_jobwire(args.jobs, args.samples, args.repeat))]
-    print("jobwire (memory provider, scheduler holding the delayed jobs)", flush=True)
+    results.measure("jobwire", "memory", partial(run_jobwire, args.jobs, args.samples, args.repeat))
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "scheduler.toml"
         # Every delayed job is held in the scheduler's SQLite database until due
         # (jobwire.db in the gateway's temporary working directory).
         config.write_text("[scheduler]\ndelay_threshold = 0\n")
-        runs = run_jobwire(args.jobs, args.samples, args.repeat, "--config", str(config))
-        results.append(("jobwire", "memory + scheduler (SQLite): (a) moved by the scheduler", runs))
+        results.measure(
+            "jobwire",
+            "memory + scheduler (SQLite): (a) moved by the scheduler",
+            partial(run_jobwire, args.jobs, args.samples, args.repeat, "--config", str(config)),
+        )
     if args.sqs_jobs:
-        print(f"jobwire (SQS provider, moto server): {args.sqs_jobs:,} jobs", flush=True)
-        runs = run_jobwire(args.sqs_jobs, args.sqs_samples, args.repeat, sqs=True)
-        results.append(("jobwire", f"SQS on moto ({args.sqs_jobs:,} jobs)", runs))
-    return results
+        results.measure(
+            "jobwire",
+            f"SQS on moto ({args.sqs_jobs:,} jobs)",
+            partial(run_jobwire, args.sqs_jobs, args.sqs_samples, args.repeat, sqs=True),
+        )
 
 
-async def run_peer(peer: Peer, jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
-    await peer.open()
-    try:
-        return [await one_run(peer, jobs, samples) for _ in range(repeat)]
-    finally:
-        await peer.close()
+def run_peer(peer: Peer, jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
+    async def runs() -> list[dict[str, float]]:
+        await peer.open()
+        try:
+            return [await one_run(peer, jobs, samples) for _ in range(repeat)]
+        finally:
+            await peer.close()
+
+    return asyncio.run(runs())
 
 
 def load(name: str) -> tuple[Callable[[], Peer] | None, str | None, Callable[[], None]]:
@@ -150,24 +175,22 @@ def main() -> None:
     parser.add_argument("--sqs-samples", type=int, default=100, help="latency samples on SQS")
     args = parser.parse_args()
 
-    results = run_jobwire_variants(args)
-    # Each row as soon as it is known: a long run cut short still leaves figures.
-    print("\n".join(table(results).splitlines()[2:]), flush=True)
+    results = Results()
+    run_jobwire_variants(args, results)
+    if not results.rows or results.rows[0][1] != "memory":
+        raise SystemExit("jobwire on the memory provider failed: no reference for the ratios")
     print("transport ceiling: raw grpc.aio stream", flush=True)
     raw = [asyncio.run(ceiling.one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
-    notes = []
     for name in args.peers:
         factory, reason, cleanup = load(name)
         if factory is None:
-            notes.append(f"skipped {reason}")
-            print(notes[-1], flush=True)
+            results.notes.append(f"skipped {reason}")
+            print(results.notes[-1], flush=True)
             continue
         try:
             peer = factory()
-            print(f"{peer.name} ({peer.backend}): {args.repeat} runs", flush=True)
-            runs = asyncio.run(run_peer(peer, args.jobs, args.samples, args.repeat))
-            results.append((peer.name, peer.backend, runs))
-            print(table(results).splitlines()[-1], flush=True)
+            runs = partial(run_peer, peer, args.jobs, args.samples, args.repeat)
+            results.measure(peer.name, peer.backend, runs)
         finally:
             cleanup()
 
@@ -176,8 +199,8 @@ def main() -> None:
         f"\n{date}: {args.jobs:,} no-op jobs, worker concurrency 8, "
         f"{args.samples} latency samples, medians of {args.repeat} runs (min..max)\n"
     )
-    print(table(results))
-    jobwire = results[0][2]
+    print(table(results.rows))
+    jobwire = results.rows[0][2]
     coalesced = cell(jobwire, "enqueue, concurrent calls coalesced (jobs/s)")
     batched = cell(jobwire, "enqueue_many, batches of 1000 (jobs/s)")
     print(
@@ -195,7 +218,7 @@ def main() -> None:
         f"{median(jobwire, DRAIN) / stream:.0%} (a) and {median(jobwire, FLOW) / stream:.0%} (b) "
         "of the batched raw stream."
     )
-    for note in notes:
+    for note in results.notes:
         print(f"\n{note}")
 
 

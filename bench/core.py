@@ -71,8 +71,13 @@ async def drain_rate(client: AsyncClient, jobs: int, *, lead: float | None = Non
     return jobs / (end - start)
 
 
-async def one_run(jobs: int, samples: int, *gateway_args: str) -> dict[str, float]:
-    """The whole workload once, on a gateway started with ``gateway_args``."""
+async def one_run(
+    jobs: int, samples: int, *gateway_args: str, chunk: int = 500
+) -> dict[str, float]:
+    """The whole workload once, on a gateway started with ``gateway_args``.
+
+    ``chunk``: concurrent enqueue calls at a time in (b).
+    """
     figures: dict[str, float] = {}
     with gateway(*gateway_args) as (gateway_process, address):
         async with AsyncClient(address) as client:
@@ -90,7 +95,7 @@ async def one_run(jobs: int, samples: int, *gateway_args: str) -> dict[str, floa
                     client, jobs, lead=lead
                 )
                 figures["end-to-end (b) enqueued while running (jobs/s)"] = await flowing_rate(
-                    client, jobs, chunk=500, within=120
+                    client, jobs, chunk=chunk, within=120
                 )
                 figures["peak RSS worker (MiB)"] = peak_rss_mib(worker_process.pid)
             figures["peak RSS gateway (MiB)"] = peak_rss_mib(gateway_process.pid)

@@ -174,7 +174,9 @@ async def core_run(jobs: int, samples: int) -> dict[str, float]:
         names = ("default", *core.QUEUES)  # the gateway insists on a default queue
         urls = {name: await create_queue(endpoint, f"jobwire-{name}") for name in names}
         config = gateway_config(Path(scratch), endpoint, urls)
-        return await core.one_run(jobs, samples, "--config", str(config))
+        # Smaller chunks in (b): 500 at once queue behind the worker's calls to
+        # moto long enough to exceed the client's deadline.
+        return await core.one_run(jobs, samples, "--config", str(config), chunk=CHUNK)
 
 
 def main() -> None:

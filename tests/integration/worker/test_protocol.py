@@ -25,7 +25,7 @@ from jobwire.worker import (
     Worker,
 )
 
-from support import Request, Response, seconds
+from support import Request, Response, eventually, seconds
 
 FAST_RECONNECT = Backoff(initial=timedelta(seconds=0.01), maximum=timedelta(seconds=0.05))
 
@@ -38,12 +38,17 @@ class FakeSession:
         self.metadata = dict(context.invocation_metadata() or ())
         self.frames: asyncio.Queue[Request | None] = asyncio.Queue()
         self.received: list[Request] = []
+        # Cleared, the fake stops reading after the frame it waits for, so
+        # gRPC flow control pushes back on the worker's writes.
+        self.reading = asyncio.Event()
+        self.reading.set()
         self.outcome: asyncio.Future[tuple[grpc.StatusCode, str] | None] = (
             asyncio.get_running_loop().create_future()
         )
 
     async def read_all(self) -> None:
         while True:
+            await self.reading.wait()
             frame: object = await self.context.read()
             if not isinstance(frame, Request):  # EOF: the worker closed its side
                 self.frames.put_nowait(None)
@@ -115,7 +120,11 @@ class FakeGateway(worker_service_pb2_grpc.WorkerServiceServicer):
 
 @pytest.fixture
 async def fake() -> AsyncIterator[tuple[FakeGateway, str]]:
-    server = grpc.aio.server()
+    # A fixed, small flow-control window: a large frame from the worker then
+    # waits until the fake reads (see FakeSession.reading).
+    server = grpc.aio.server(
+        options=[("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", 64 * 1024)]
+    )
     gateway = FakeGateway()
     worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(gateway, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -381,6 +390,49 @@ async def test_drain_finishes_jobs_closes_and_reconnects(fake: tuple[FakeGateway
         again = await gateway.next_session()
         assert (await again.accept()).open.worker_id == "w-1"
         again.end()
+
+
+async def test_stop_runs_jobs_crossing_the_drain_but_none_once_closing(
+    fake: tuple[FakeGateway, str],
+) -> None:
+    # A job started after the worker decided to close could not be answered:
+    # the gateway would hand it out again and it would run twice.
+    gateway, address = fake
+    releases = {"job-1": asyncio.Event(), "job-2": asyncio.Event()}
+    started: list[str] = []
+
+    async def slow(ctx: JobContext) -> bytes:
+        started.append(ctx.id)
+        await releases[ctx.id].wait()
+        # Job 1's answer outgrows the stream's flow-control window, so the
+        # worker is still writing it when the late delivery arrives.
+        return b"x" * (3 * 1024 * 1024 if ctx.id == "job-1" else 0)
+
+    worker = Worker(address, registry=registry_of(t=slow), worker_id="w-1")
+    async with worker:
+        session = await gateway.next_session()
+        await session.accept()
+        [first] = await session.deliver(job(1))
+        await eventually(lambda: started == ["job-1"])
+        stopping = asyncio.create_task(worker.shutdown())
+        await session.expect("drain")
+        # Sent before the gateway read the drain: still run and answered.
+        [crossing] = await session.deliver(job(2))
+        await eventually(lambda: started == ["job-1", "job-2"])
+        session.reading.clear()
+        releases["job-2"].set()
+        assert [i.lease_id for i in (await session.expect("ack")).ack.items] == [crossing]
+        releases["job-1"].set()
+        await asyncio.sleep(0.2)  # the worker blocks writing job 1's answer
+        # Idle now, so the close is decided: a late delivery is left to the gateway.
+        await session.deliver(job(3))
+        await asyncio.sleep(0.2)
+        session.reading.set()
+        assert [i.lease_id for i in (await session.expect("ack")).ack.items] == [first]
+        await session.expect("eof")
+        session.end()
+        await stopping
+    assert started == ["job-1", "job-2"]
 
 
 async def test_stream_errors_reconnect_with_the_same_worker_id(

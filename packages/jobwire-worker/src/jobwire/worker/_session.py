@@ -429,9 +429,11 @@ class Session:
                 _logger.debug("ignoring unexpected %r frame", kind)
 
     def _on_delivery(self, items: Sequence[_Response.Delivery.Item]) -> None:
-        if self._write_closed:
-            # Nobody could answer these; the gateway takes them back when the stream ends.
-            _logger.debug("ignoring %d jobs delivered after the write side closed", len(items))
+        if self._close_write_side or self._idle.is_set():
+            # The close is decided (or done): a job started now could not be
+            # answered, so it would run twice. The gateway takes these back,
+            # unstarted, when the stream ends.
+            _logger.debug("ignoring %d jobs delivered after the session began closing", len(items))
             return
         loop = self._loop
         now = loop.time()
