@@ -6,9 +6,9 @@ unary method with jobwire's own messages (``StreamJobsRequest`` and
 the benchmark process is the client. With as many jobs as ``core`` (10,000):
 
 - unbatched: per job one ``delivery`` frame with one item, one ``ack`` frame and
-  one ``ack_result`` frame (jobwire's three messages per job), 16 jobs
-  outstanding (a worker's 16 credits);
-- batched: the same with frames of up to 16 items, as jobwire batches
+  one ``ack_result`` frame (jobwire's three messages per job), 32 jobs
+  outstanding (a worker's 32 default credits);
+- batched: the same with frames of up to 32 items, as jobwire batches
   deliveries and acks;
 - latency: a one-item ``ack`` answered by an ``ack_result`` on an idle stream,
   one at a time; and a bare unary call with the same two messages.
@@ -46,10 +46,10 @@ Context = grpc.aio.ServicerContext[Request, Response]
 SERVICE = "jobwire.bench.Ceiling"
 STREAM = f"/{SERVICE}/Stream"
 UNARY = f"/{SERVICE}/Call"
-WINDOW = 16  # jobs outstanding, as a worker's 16 credits
+WINDOW = 32  # jobs outstanding, as a worker's default credits at concurrency 8
 WARM_UP = 200  # jobs, and round trips, before anything is timed
-UNBATCHED = "raw stream, unbatched: 3 messages per job, 16 in flight (jobs/s)"
-BATCHED = "raw stream, batched: up to 16 jobs per frame (jobs/s)"
+UNBATCHED = f"raw stream, unbatched: 3 messages per job, {WINDOW} in flight (jobs/s)"
+BATCHED = f"raw stream, batched: up to {WINDOW} jobs per frame (jobs/s)"
 
 
 def _template() -> Response.Delivery.Item:

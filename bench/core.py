@@ -72,15 +72,16 @@ async def drain_rate(client: AsyncClient, jobs: int, *, lead: float | None = Non
 
 
 async def one_run(
-    jobs: int, samples: int, *gateway_args: str, chunk: int = 500
+    jobs: int, samples: int, *gateway_args: str, chunk: int = 500, call_timeout: float = 10.0
 ) -> dict[str, float]:
     """The whole workload once, on a gateway started with ``gateway_args``.
 
-    ``chunk``: concurrent enqueue calls at a time in (b).
+    ``chunk``: concurrent enqueue calls at a time in (b); ``call_timeout``: the
+    client's deadline per call.
     """
     figures: dict[str, float] = {}
     with gateway(*gateway_args) as (gateway_process, address):
-        async with AsyncClient(address) as client:
+        async with AsyncClient(address, timeout=call_timeout) as client:
             figures.update(await enqueue_rates(client, jobs))
             # Twice the time enqueue_many took to enqueue as many: all are in before they are due.
             lead = 1.0 + 2 * jobs / figures["enqueue_many, batches of 1000 (jobs/s)"]

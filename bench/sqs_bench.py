@@ -53,8 +53,8 @@ CREDENTIALS = {
 }
 CHUNK = 100  # jobs enqueued at once: producers wait for each chunk, raw and gateway alike
 # Receive loops of the raw run: as many receive calls as the gateway keeps in
-# flight for the worker's credits (16 by default, so 2 calls of up to 10).
-RAW_RECEIVERS = 2
+# flight for the worker's credits (32 by default, so 4 calls of up to 10).
+RAW_RECEIVERS = 4
 # About the size of a no-op job's message: the raw loops move the same bytes.
 RAW_BODY = "x" * 330
 
@@ -174,9 +174,11 @@ async def core_run(jobs: int, samples: int) -> dict[str, float]:
         names = ("default", *core.QUEUES)  # the gateway insists on a default queue
         urls = {name: await create_queue(endpoint, f"jobwire-{name}") for name in names}
         config = gateway_config(Path(scratch), endpoint, urls)
-        # Smaller chunks in (b): 500 at once queue behind the worker's calls to
-        # moto long enough to exceed the client's deadline.
-        return await core.one_run(jobs, samples, "--config", str(config), chunk=CHUNK)
+        # moto slows down as its queues fill, and the worker's calls compete
+        # with the enqueues: smaller chunks in (b) and a generous deadline.
+        return await core.one_run(
+            jobs, samples, "--config", str(config), chunk=CHUNK, call_timeout=120.0
+        )
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from support import eventually
 
 LEASE = 2.0
 JOBS = PerProvider(memory=300, sqs=60)
-CREDITS = 16  # jobwire-worker's default max_in_flight at concurrency 8
+CREDITS = 32  # jobwire-worker's default max_in_flight at concurrency 8
 
 
 @PROVIDERS

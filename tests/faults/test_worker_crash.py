@@ -15,7 +15,7 @@ BATCH = PerProvider(memory=2000, sqs=200)
 """Jobs per scenario: moto serves SQS calls at a few hundred a second."""
 SECONDS = PerProvider(memory=0.01, sqs=0.05)
 """How long each job runs: a batch lasts a few seconds, long enough to crash in."""
-CREDITS = 16  # jobwire-worker's default max_in_flight at concurrency 8
+CREDITS = 32  # jobwire-worker's default max_in_flight at concurrency 8
 
 
 def batch(kind: str) -> list[JobRequest]:

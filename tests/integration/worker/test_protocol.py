@@ -169,7 +169,7 @@ async def test_open_frame_and_token(fake: tuple[FakeGateway, str]) -> None:
         assert frame.worker_id == "w-1"
         assert list(frame.queues) == ["q1", "q2"]
         assert list(frame.job_types) == ["a", "b"]
-        assert frame.max_in_flight == 6
+        assert frame.max_in_flight == 12
         assert frame.lease_duration.ToTimedelta() == timedelta(seconds=45)
         labels = dict(frame.labels)
         assert labels["team"] == "data"

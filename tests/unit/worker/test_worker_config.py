@@ -20,7 +20,7 @@ def test_defaults() -> None:
     worker = Worker("127.0.0.1:1", registry=registry_with("t"), concurrency=3)
     assert worker.queues == ("default",)
     assert worker.concurrency == 3
-    assert worker.max_in_flight == 6
+    assert worker.max_in_flight == 12
     assert re.fullmatch(rf".+-{os.getpid()}-[0-9a-f]{{6}}", worker.worker_id)
     assert worker.target == "127.0.0.1:1"
     assert not worker.is_running

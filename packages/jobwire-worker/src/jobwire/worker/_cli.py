@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-in-flight",
         type=_positive_int,
-        help="jobs leased at once (default: twice the concurrency)",
+        help="jobs leased at once (default: 4 x the concurrency; lower for long jobs)",
     )
     parser.add_argument("--worker-id", help="stable worker id (default: host-pid-random)")
     parser.add_argument(
