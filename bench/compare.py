@@ -60,6 +60,11 @@ def median(runs: list[dict[str, float]], key: str) -> float:
     return statistics.median(run[key] for run in runs)
 
 
+def times(ratio: float) -> str:
+    """A ratio to jobwire, with a significant digit even when it is tiny (moto)."""
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.1g}x"
+
+
 def table(results: list[tuple[str, str, list[dict[str, float]]]]) -> str:
     header = (
         "| system | backend | enqueue jobs/s | end-to-end (a) jobs/s | end-to-end (b) jobs/s "
@@ -74,7 +79,7 @@ def table(results: list[tuple[str, str, list[dict[str, float]]]]) -> str:
             f"| {name} | {backend} | {cell(runs, ENQUEUE)} | {cell(runs, DRAIN)} "
             f"| {cell(runs, FLOW)} | {cell(runs, P50, 1)} / {cell(runs, P99, 1)} "
             f"| {cell(runs, WORKER, 1)} / {cell(runs, BROKER, 1)} "
-            f"| (a) {ratio_a:.2f}x / (b) {ratio_b:.2f}x |"
+            f"| (a) {times(ratio_a)} / (b) {times(ratio_b)} |"
         )
     return "\n".join(lines)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from jobwire.client import AsyncClient, JobRequest
@@ -72,12 +73,17 @@ async def drain_rate(client: AsyncClient, jobs: int, *, lead: float | None = Non
 
 
 async def one_run(
-    jobs: int, samples: int, *gateway_args: str, chunk: int = 500, call_timeout: float = 10.0
+    jobs: int,
+    samples: int,
+    *gateway_args: str,
+    worker_args: Sequence[str] = (),
+    chunk: int = 500,
+    call_timeout: float = 10.0,
 ) -> dict[str, float]:
     """The whole workload once, on a gateway started with ``gateway_args``.
 
-    ``chunk``: concurrent enqueue calls at a time in (b); ``call_timeout``: the
-    client's deadline per call.
+    ``worker_args``: more ``jobwire-worker`` options; ``chunk``: concurrent
+    enqueue calls at a time in (b); ``call_timeout``: the client's deadline per call.
     """
     figures: dict[str, float] = {}
     with gateway(*gateway_args) as (gateway_process, address):
@@ -87,7 +93,8 @@ async def one_run(
             lead = 1.0 + 2 * jobs / figures["enqueue_many, batches of 1000 (jobs/s)"]
             queues = ["drain", "flow", "latency"]
             queue_args = [arg for queue in queues for arg in ("--queue", queue)]
-            with worker(address, "--concurrency", "8", *queue_args) as worker_process:
+            worker_options = ("--concurrency", "8", *queue_args, *worker_args)
+            with worker(address, *worker_options) as worker_process:
                 await wait_worker(client, "latency")
                 p50, p99 = await latency(client, samples)
                 figures["enqueue→start latency p50 (ms)"] = p50
@@ -108,8 +115,15 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=300, help="latency samples")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--max-in-flight", type=int, help="the worker's credits (default: its own, 32)"
+    )
     args = parser.parse_args()
-    runs = [asyncio.run(one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
+    worker_args = () if args.max_in_flight is None else ("--max-in-flight", str(args.max_in_flight))
+    runs = [
+        asyncio.run(one_run(args.jobs, args.samples, worker_args=worker_args))
+        for _ in range(args.repeat)
+    ]
     title = f"jobwire, memory provider, {args.jobs:,} no-op jobs, worker concurrency 8"
     print(f"\n{title}, {args.repeat} runs\n")
     print(report(runs))
