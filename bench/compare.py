@@ -113,10 +113,14 @@ class Results:
         try:
             self.rows.append((name, backend, runs()))
         except Exception as error:  # one failure must not lose the other rows
-            self.notes.append(f"{name} ({backend}) failed: {error!r}")
-            print(self.notes[-1], flush=True)
+            self.note(f"{name} ({backend}) failed: {error!r}")
             return
         print(table(self.rows).splitlines()[-1], flush=True)
+
+    def note(self, text: str) -> None:
+        """Print ``text`` now and again under the table."""
+        self.notes.append(text)
+        print(text, flush=True)
 
 
 def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
@@ -189,8 +193,7 @@ def main() -> None:
     for name in args.peers:
         factory, reason, cleanup = load(name)
         if factory is None:
-            results.notes.append(f"skipped {reason}")
-            print(results.notes[-1], flush=True)
+            results.note(f"skipped {reason}")
             continue
         try:
             peer = factory()
