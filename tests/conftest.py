@@ -14,10 +14,22 @@ import pytest
 from jobwire.gateway import EmbeddedGateway, Gateway
 from jobwire.gateway.testing import running_gateway, settings_for_tests
 
-from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues, resolve
+from fleet import OUTCOME, Outcome
+from sqs_support import AWS_ENVIRONMENT, PROVIDERS, MotoServer, SqsQueues, create_queues
 from support import Producer, RawWorker
+from timing import resolve
 
 GatewayFactory = Callable[..., Awaitable[Gateway]]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each contract test once per provider, or on those ``providers(...)`` names."""
+    if metafunc.definition.get_closest_marker("contract") is None:
+        return
+    if "provider_kind" not in metafunc.fixturenames:
+        return
+    only = metafunc.definition.get_closest_marker("providers")
+    metafunc.parametrize("provider_kind", list(only.args) if only else PROVIDERS)
 
 
 @pytest.fixture
@@ -76,9 +88,6 @@ async def gateway(
     marker = request.node.get_closest_marker("gateway")
     sections = resolve(dict(marker.kwargs) if marker else {}, provider_kind)
     if provider_kind == "sqs":
-        memory_only = request.node.get_closest_marker("memory_only")
-        if memory_only:
-            pytest.skip(f"memory provider only: {memory_only.args[0]}")
         queues: SqsQueues = request.getfixturevalue("sqs_queues")
         sections["provider"] = queues.provider_settings(**sections.get("provider", {}))
     return await gateway_factory(**sections)
@@ -119,3 +128,19 @@ async def raw_worker(
     yield open_stream
     for worker in opened:
         worker.drop()
+
+
+def pytest_terminal_summary(  # the fault suite's table, gathered from every worker
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    rows = [
+        value
+        for status in ("passed", "failed")
+        for report in terminalreporter.stats.get(status, [])
+        for name, value in getattr(report, "user_properties", ())
+        if name == OUTCOME
+    ]
+    if rows:
+        terminalreporter.write_sep("=", "fault suite")
+        for line in (*Outcome.HEADER, *sorted(rows)):
+            terminalreporter.write_line(line)

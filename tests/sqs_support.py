@@ -11,20 +11,21 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+import moto_atomic
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
 
-T = TypeVar("T")
-
 PROVIDERS = ["memory", "sqs"]
-CONTRACT = pytest.mark.parametrize("provider_kind", PROVIDERS)
-"""Run a module's tests on every provider: ``pytestmark = CONTRACT``."""
+CONTRACT = pytest.mark.contract
+"""Run a module's tests on every provider: ``pytestmark = CONTRACT`` (see ``conftest.py``)."""
 
 QUEUES = ("default", "other", "mail")
 """jobwire queue names every test's SQS configuration maps to SQS queues."""
@@ -39,33 +40,14 @@ AWS_ENVIRONMENT = {
 }
 
 
-@dataclass(frozen=True)
-class PerProvider(Generic[T]):
-    """A setting or timing that differs by provider (SQS counts whole seconds)."""
-
-    memory: T
-    sqs: T
-
-    def of(self, provider: str) -> T:
-        value: T = getattr(self, provider)
-        return value
-
-
-def resolve(value: Any, provider: str) -> Any:
-    """Replace every :class:`PerProvider` in nested dicts by its value for ``provider``."""
-    if isinstance(value, PerProvider):
-        return value.of(provider)
-    if isinstance(value, dict):
-        return {key: resolve(item, provider) for key, item in value.items()}
-    return value
-
-
 class MotoServer:
     """moto in server mode on 127.0.0.1: a real SQS endpoint over HTTP, in this process."""
 
     def __init__(self, port: int = 0) -> None:
         # Imported here: only sessions that run SQS tests pay for loading moto.
         from moto.server import ThreadedMotoServer
+
+        moto_atomic.install()
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self._server.start()
@@ -102,7 +84,8 @@ def moto_process(port: int | None = None) -> Iterator[str]:
 
 def moto_command(port: int) -> list[str]:
     """The command line of a moto server on 127.0.0.1:``port``."""
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    script = str(Path(moto_atomic.__file__))
+    return [sys.executable, script, "-H", "127.0.0.1", "-p", str(port)]
 
 
 def free_port() -> int:

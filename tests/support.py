@@ -14,13 +14,17 @@ from google.protobuf import duration_pb2
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc, worker_service_pb2_grpc
 from jobwire.v1.worker_service_pb2 import StreamJobsRequest, StreamJobsResponse
 
+from timing import FRAME_TIMEOUT
+
 Request = StreamJobsRequest
 Response = StreamJobsResponse
 State = job_pb2.Job.State
 
 
 async def eventually(
-    check: Callable[[], bool | Awaitable[bool]], timeout: float = 10.0, interval: float = 0.02
+    check: Callable[[], bool | Awaitable[bool]],
+    timeout: float = FRAME_TIMEOUT,
+    interval: float = 0.02,
 ) -> None:
     """Wait until ``check()`` (a function or coroutine function) is true.
 
@@ -55,7 +59,9 @@ class Producer:
     async def get(self, job_id: str) -> job_pb2.Job:
         return (await self.stub.GetJob(queue_service_pb2.GetJobRequest(id=job_id))).job
 
-    async def wait_state(self, job_id: str, state: int, timeout: float = 5.0) -> job_pb2.Job:
+    async def wait_state(
+        self, job_id: str, state: int, timeout: float = FRAME_TIMEOUT
+    ) -> job_pb2.Job:
         """Follow WatchJob until the job is in ``state``."""
         request = queue_service_pb2.WatchJobRequest(id=job_id, view=job_pb2.JOB_VIEW_FULL)
         async with asyncio.timeout(timeout):
@@ -94,7 +100,7 @@ class RawWorker:
             assert isinstance(frame, Response)
             self._frames[frame.WhichOneof("kind") or ""].put_nowait(frame)
 
-    async def expect(self, kind: str, timeout: float = 5.0) -> Response:
+    async def expect(self, kind: str, timeout: float = FRAME_TIMEOUT) -> Response:
         async with asyncio.timeout(timeout):
             return await self._frames[kind].get()
 
@@ -106,7 +112,9 @@ class RawWorker:
             return
         raise AssertionError(f"unexpected {kind}: {frame}")
 
-    async def jobs(self, count: int, timeout: float = 5.0) -> list[Response.Delivery.Item]:
+    async def jobs(
+        self, count: int, timeout: float = FRAME_TIMEOUT
+    ) -> list[Response.Delivery.Item]:
         items: list[Response.Delivery.Item] = []
         async with asyncio.timeout(timeout):
             while len(items) < count:
@@ -130,7 +138,7 @@ class RawWorker:
     async def send(self, frame: Request) -> None:
         await self.call.write(frame)
 
-    async def result(self, timeout: float = 5.0) -> Response.AckResult.Item:
+    async def result(self, timeout: float = FRAME_TIMEOUT) -> Response.AckResult.Item:
         return (await self.expect("ack_result", timeout)).ack_result.items[0]
 
     async def close(self) -> None:

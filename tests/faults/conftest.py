@@ -14,10 +14,8 @@ import pytest
 
 from jobwire.client import AsyncClient
 
-from fleet import Fleet, GatewayProcess, Outcome, StartGateway
+from fleet import OUTCOME, Fleet, GatewayProcess, Outcome, StartGateway
 from sqs_support import SqsQueues
-
-OUTCOMES = pytest.StashKey[list[Outcome]]()
 
 
 @pytest.fixture
@@ -61,8 +59,16 @@ def start_gateway(fleet: Fleet, provider_kind: str, request: pytest.FixtureReque
 
 @pytest.fixture
 def report(request: pytest.FixtureRequest) -> Callable[[Outcome], None]:
-    """Add a scenario's figures to the suite's summary table."""
-    return request.config.stash.setdefault(OUTCOMES, []).append
+    """Add a scenario's figures to the suite's summary table.
+
+    They travel as a user property of the test's report, so that the table
+    also gathers the scenarios that ran in other xdist worker processes.
+    """
+
+    def add(outcome: Outcome) -> None:
+        request.node.user_properties.append((OUTCOME, outcome.row()))
+
+    return add
 
 
 @pytest.fixture
@@ -77,13 +83,3 @@ async def connect() -> AsyncIterator[Callable[[str], AsyncClient]]:
     yield open_client
     for client in clients:
         await client.aclose()
-
-
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    outcomes = config.stash.get(OUTCOMES, [])
-    if outcomes:
-        terminalreporter.write_sep("=", "fault suite")
-        for line in (*Outcome.HEADER, *(outcome.row() for outcome in outcomes)):
-            terminalreporter.write_line(line)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from jobwire.client import AsyncClient, JobRequest
 
 from fleet import PROVIDERS, Fleet, Outcome, StartGateway, settle
-from sqs_support import PerProvider
 from support import eventually
+from timing import FAULT_LEASE as LEASE
+from timing import PerProvider
 
-LEASE = 2.0
-JOBS = PerProvider(memory=300, sqs=60)
+JOBS = PerProvider.of_each(300, sqs=60)
 CREDITS = 32  # jobwire-worker's default max_in_flight at concurrency 8
 
 

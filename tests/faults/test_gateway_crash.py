@@ -19,8 +19,7 @@ from jobwire.client import AsyncClient, JobRequest
 from fleet import Fleet, Outcome, StartGateway, settle
 from sqs_support import free_port
 from support import eventually
-
-DOWN = 1.0  # seconds the gateway stays down
+from timing import GATEWAY_DOWN as DOWN
 
 
 @pytest.mark.parametrize("provider_kind", ["sqs"])

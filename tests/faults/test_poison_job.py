@@ -8,9 +8,9 @@ from collections.abc import Callable
 from jobwire.client import AsyncClient, JobRequest, JobState
 
 from fleet import PROVIDERS, Fleet, Outcome, StartGateway, settle, wait_finished
-from sqs_support import PerProvider
+from timing import PerProvider
 
-JOBS = PerProvider(memory=400, sqs=80)
+JOBS = PerProvider.of_each(400, sqs=80)
 MAX_RETRIES = 2
 
 

@@ -20,10 +20,10 @@ import pytest
 
 from jobwire.client import AsyncClient, JobRequest
 
-from fleet import Fleet, Outcome, TcpProxy, settle
+from fleet import Fleet, Outcome, settle
+from proxy import TcpProxy
 from sqs_support import create_queues
-
-OUTAGE = 5.0
+from timing import SQS_OUTAGE as OUTAGE
 
 
 @pytest.mark.parametrize("outage", ["frozen", "refusing"])

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from jobwire.client import AsyncClient, JobRequest
 
 from fleet import PROVIDERS, Fleet, Outcome, StartGateway, settle
-from sqs_support import PerProvider
 from support import eventually
+from timing import PerProvider
 
-BATCH = PerProvider(memory=2000, sqs=200)
+BATCH = PerProvider.of_each(2000, sqs=200)
 """Jobs per scenario: moto serves SQS calls at a few hundred a second."""
-SECONDS = PerProvider(memory=0.01, sqs=0.05)
+SECONDS = PerProvider.of_each(0.01, sqs=0.05)
 """How long each job runs: a batch lasts a few seconds, long enough to crash in."""
 CREDITS = 32  # jobwire-worker's default max_in_flight at concurrency 8
 

@@ -15,13 +15,13 @@ import pytest
 
 from jobwire.v1 import queue_service_pb2
 
-from sqs_support import CONTRACT, PerProvider
+from sqs_support import CONTRACT
 from support import Producer, RawWorker, Request, Response, State, seconds
+from timing import BACKOFF_TICK as TICK
+from timing import EXTENSIBLE_LEASE, QUIET
 
 pytestmark = CONTRACT
 OpenWorker = Callable[..., Awaitable[RawWorker]]
-TICK = PerProvider(memory=0.05, sqs=1.0)
-"""The shortest backoff each provider honours exactly."""
 FAST_RETRY = {"retry": {"initial_backoff": TICK, "multiplier": 2, "jitter": 0}}
 Revoked = Response.LeaseRevoked
 
@@ -47,7 +47,7 @@ async def test_delayed_job_is_not_delivered_early(
     job = await producer.enqueue(delay=seconds(0.4))
     assert job.state == State.STATE_SCHEDULED
     due = job.schedule_time.ToNanoseconds() / 1e9
-    await worker.nothing("delivery", within=0.2)
+    await worker.nothing("delivery", within=QUIET)
     [item] = await worker.jobs(1)
     assert time.time() >= due
     assert item.job.id == job.id
@@ -145,7 +145,7 @@ async def test_retry_delay_from_the_worker_is_honoured(
     await worker.nack(item.lease_id, retry_delay=seconds(0.3))
     failed = await producer.get(job.id)
     assert failed.state == State.STATE_FAILED
-    await worker.nothing("delivery", within=0.2)
+    await worker.nothing("delivery", within=QUIET)
     [again] = await worker.jobs(1)
     assert again.attempt == 2
 
@@ -183,7 +183,7 @@ async def test_expired_lease_goes_to_another_worker_and_late_ack_is_fenced(
     fast = await raw_worker(worker_id="fast")
     [again] = await fast.jobs(1)
     assert (again.job.id, again.attempt) == (job.id, 2)
-    await slow.nothing("delivery", within=0.2)
+    await slow.nothing("delivery", within=QUIET)
     await slow.ack(item.lease_id)
     late = await slow.result()
     assert (late.ok, late.reason) == (False, "LEASE_EXPIRED")
@@ -197,16 +197,21 @@ async def test_expired_lease_goes_to_another_worker_and_late_ack_is_fenced(
 
 @pytest.mark.gateway(server={"min_lease_duration": 0.1})
 async def test_extending_the_lease_keeps_the_job(
-    producer: Producer, raw_worker: OpenWorker
+    producer: Producer, raw_worker: OpenWorker, provider_kind: str
 ) -> None:
+    lease = EXTENSIBLE_LEASE.of(provider_kind)
     job = await producer.enqueue()
-    worker = await raw_worker(lease_duration=seconds(0.3))
+    worker = await raw_worker(lease_duration=seconds(lease))
     [item] = await worker.jobs(1)
-    for _ in range(4):  # 0.6 s in all: twice the lease
-        await worker.send(Request(extend_lease=Request.ExtendLease(lease_ids=[item.lease_id])))
+    # Each extension asks for four first leases from now; two of them keep the
+    # job for well past where the first lease ended.
+    extend = Request.ExtendLease(lease_ids=[item.lease_id], lease_duration=seconds(4 * lease))
+    for _ in range(2):
+        await worker.send(Request(extend_lease=extend))
         extended = (await worker.expect("lease_extended")).lease_extended.items[0]
         assert extended.lease_id == item.lease_id
-        await worker.nothing("lease_revoked", within=0.15)
+        assert extended.lease_expire_time.ToNanoseconds() > item.lease_expire_time.ToNanoseconds()
+        await worker.nothing("lease_revoked", within=0.75 * lease)
     await worker.ack(item.lease_id)
     assert (await worker.result()).ok
     assert (await producer.get(job.id)).attempt == 1
@@ -273,7 +278,7 @@ async def test_credits_bound_deliveries_and_flow_grants_more(
         await producer.enqueue()
     worker = await raw_worker(max_in_flight=3)
     first = await worker.jobs(3)
-    await worker.nothing("delivery", within=0.2)
+    await worker.nothing("delivery", within=QUIET)
     await worker.ack(first[0].lease_id)
     assert len(await worker.jobs(1)) == 1
     await worker.nothing("delivery", within=0.1)
@@ -289,7 +294,7 @@ async def test_queues_and_job_types_route_jobs(producer: Producer, raw_worker: O
     worker = await raw_worker(queues=["mail"], job_types=["email:send"], max_in_flight=5)
     [item] = await worker.jobs(1)
     assert item.job.id == email.id
-    await worker.nothing("delivery", within=0.2)
+    await worker.nothing("delivery", within=QUIET)
 
 
 async def test_delivery_is_instant_for_a_waiting_worker(
@@ -314,7 +319,9 @@ async def test_enqueue_answers_the_job_as_stored_while_its_delivery_goes_first(
     assert (item.job.id, item.attempt) == (job.id, 1)
 
 
-@pytest.mark.memory_only("SQS keeps finished jobs for provider.history_retention, not a count")
+@pytest.mark.providers(
+    "memory", reason="SQS keeps finished jobs for provider.history_retention, not a count"
+)
 @pytest.mark.gateway(provider={"max_history": 2})
 async def test_history_is_bounded_but_unfinished_jobs_are_kept(
     producer: Producer, raw_worker: OpenWorker
@@ -360,6 +367,6 @@ async def test_worker_drain_stops_deliveries_but_takes_answers(
     second = await producer.enqueue()
     await worker.ack(item.lease_id)
     assert (await worker.result()).ok
-    await worker.nothing("delivery", within=0.2)
+    await worker.nothing("delivery", within=QUIET)
     assert (await producer.get(first.id)).state == State.STATE_COMPLETED
     assert (await producer.get(second.id)).attempt == 0

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import grpc
 import pytest
@@ -29,12 +30,15 @@ from jobwire.gateway.providers.sqs import SqsProvider
 from jobwire.v1 import queue_service_pb2
 
 from conftest import GatewayFactory
+from proxy import TcpProxy
 from sqs_support import REGION, SqsQueues, queue_counts, sqs_client
 from support import Producer, RawWorker, Request, Response, State, eventually, seconds
+from timing import EXTENSIBLE_LEASE
 
 ROOT = Path(__file__).resolve().parents[3]
 Q = queue_service_pb2
 Revoked = Response.LeaseRevoked
+LEASE = EXTENSIBLE_LEASE.of("sqs")
 
 
 def gateway_config(directory: Path, queues: SqsQueues, database_url: str) -> Path:
@@ -207,22 +211,46 @@ async def test_extending_the_lease_keeps_a_long_job_hidden(
     gateway = await sqs_gateway(server={"min_lease_duration": 1})
     client = await connect(gateway)
     job = await client.producer.enqueue()
-    busy = await client.worker(worker_id="busy", lease_duration=seconds(1))
+    busy = await client.worker(worker_id="busy", lease_duration=seconds(LEASE))
     [item] = await busy.jobs(1)
     idle = await client.worker(worker_id="idle")
-    extend = Request(extend_lease=Request.ExtendLease(lease_ids=[item.lease_id]))
-    deadline = time.monotonic() + 3.2  # three leases and a bit
-    while time.monotonic() < deadline:
-        await busy.send(extend)
-        await busy.expect("lease_extended")
-        await idle.nothing("delivery", within=0.4)
-        counts = await queue_counts(sqs_queues.endpoint, sqs_queues.urls["default"])
-        assert counts["ApproximateNumberOfMessagesNotVisible"] == 1
+    extend = Request.ExtendLease(lease_ids=[item.lease_id], lease_duration=seconds(4 * LEASE))
+    await busy.send(Request(extend_lease=extend))
+    await busy.expect("lease_extended")
+    # Past the first lease: SQS would show the message again unless its
+    # visibility was extended too.
+    await idle.nothing("delivery", within=1.5 * LEASE)
+    counts = await queue_counts(sqs_queues.endpoint, sqs_queues.urls["default"])
+    assert counts["ApproximateNumberOfMessagesNotVisible"] == 1
     await busy.nothing("lease_revoked", within=0)
     await busy.ack(item.lease_id)
     assert (await busy.result()).ok
     done = await client.producer.wait_state(job.id, State.STATE_COMPLETED)
     assert done.attempt == 1
+
+
+async def test_an_extension_counts_from_its_arrival_not_from_the_sqs_answer(
+    gateway_factory: GatewayFactory, sqs_queues: SqsQueues, connect: ClientFactory
+) -> None:
+    with TcpProxy(urlsplit(sqs_queues.endpoint).port or 80) as proxy:
+        gateway = await gateway_factory(
+            server={"min_lease_duration": 1},
+            provider=sqs_queues.provider_settings(endpoint_url=proxy.url),
+        )
+        client = await connect(gateway)
+        job = await client.producer.enqueue()
+        worker = await client.worker(lease_duration=seconds(LEASE))
+        [item] = await worker.jobs(1)
+        proxy.hold()  # SQS answers nothing until released
+        extend = Request.ExtendLease(lease_ids=[item.lease_id], lease_duration=seconds(4 * LEASE))
+        await worker.send(Request(extend_lease=extend))
+        # The first lease ends while the visibility change waits for SQS.
+        await worker.nothing("lease_revoked", within=1.5 * LEASE)
+        proxy.release()
+        await worker.expect("lease_extended")
+        await worker.ack(item.lease_id)
+        assert (await worker.result()).ok
+        assert (await client.producer.wait_state(job.id, State.STATE_COMPLETED)).attempt == 1
 
 
 async def test_the_gateway_renews_leases_longer_than_the_visibility_timeout(

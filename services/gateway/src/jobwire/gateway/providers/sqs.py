@@ -551,6 +551,8 @@ class SqsProvider(QueueProvider):
         self._visibility = _Batcher(self._visibility_batch)
         self._dispatchers: dict[str, _Dispatcher] = {}
         self._active: dict[str, _Lease] = {}
+        # Jobs received from SQS and on their way to a consumer, not yet leased.
+        self._received: dict[str, _Received] = {}
         self._workers: Counter[str] = Counter()
         self._published: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -851,6 +853,8 @@ class SqsProvider(QueueProvider):
                 for dispatcher in dispatchers:
                     dispatcher.remove(waiter)
             now = time.time()
+            for item in taken:
+                self._received.pop(item.record.id, None)
             deliveries = [self._lease(consumer, item, now) for item in taken]
             if deliveries:
                 return deliveries
@@ -910,6 +914,12 @@ class SqsProvider(QueueProvider):
                 lease.visibility = visibility
                 self._records.count_uncounted(record.id)
                 continue
+            twin = self._received.get(record.id)
+            if twin is not None:
+                # Received twice before it was leased: one job, the newest receipt.
+                twin.message = message
+                self._records.count_uncounted(record.id)
+                continue
             attempt = max(message.receive_count - uncounted, record.attempt + 1)
             if attempt > record.max_retries + 1:
                 lost = attempt - 1
@@ -923,12 +933,15 @@ class SqsProvider(QueueProvider):
                     record, JobState.DEAD, now, functools.partial(self._dead_letter, message)
                 )
                 continue
-            received.append(_Received(record, message, attempt))
+            item = _Received(record, message, attempt)
+            self._received[record.id] = item
+            received.append(item)
         return received
 
     def hand_back(self, items: Iterable[_Received], visibility: int) -> None:
         """Return received messages unleased: not an attempt, visible after ``visibility``."""
         for item in items:
+            self._received.pop(item.record.id, None)
             self._records.count_uncounted(
                 item.record.id,
                 functools.partial(self._set_visibility, item.message, visibility),
@@ -1005,6 +1018,12 @@ class SqsProvider(QueueProvider):
         leases = [consumer.leases.get(lease_id) for lease_id in lease_ids]
         known = [lease for lease in leases if lease is not None]
         visibility = self.visibility_for(duration)
+        # The extension counts from when it arrived, not from when SQS answers:
+        # the lease must not expire during the round trip.
+        now = time.time()
+        for lease in known:
+            lease.expire_time = now + duration
+            self._arm(lease, now, renew=False)
         outcomes = await asyncio.gather(
             *(
                 self._visibility.submit(
@@ -1018,7 +1037,6 @@ class SqsProvider(QueueProvider):
             ),
             return_exceptions=True,
         )
-        now = time.time()
         expiries: dict[str, float | None] = {}
         for lease, outcome in zip(known, outcomes, strict=True):
             if lease.id not in consumer.leases:
@@ -1035,8 +1053,7 @@ class SqsProvider(QueueProvider):
             else:
                 lease.visible_until = now + visibility
                 lease.visibility = visibility
-            lease.expire_time = now + duration
-            self._arm(lease, now)
+            self._arm(lease, time.time())
             expiries[lease.id] = lease.expire_time
         return [(lease_id, expiries.get(lease_id)) for lease_id in lease_ids]
 
@@ -1066,13 +1083,17 @@ class SqsProvider(QueueProvider):
 
     # State machine -----------------------------------------------------------
 
-    def _arm(self, lease: _Lease, now: float) -> None:
+    def _arm(self, lease: _Lease, now: float, *, renew: bool = True) -> None:
+        """Time the lease's end, or first the renewal of its message's visibility.
+
+        ``renew=False`` while a visibility change is on its way to SQS.
+        """
         if lease.timer is not None:
             lease.timer.cancel()
         deadline = lease.deadline
         at, lease.renewing = deadline, False
         renew_at = lease.visible_until - lease.visibility / 2
-        if lease.visible_until < deadline and renew_at < deadline:
+        if renew and lease.visible_until < deadline and renew_at < deadline:
             at, lease.renewing = renew_at, True
         lease.timer = asyncio.get_running_loop().call_later(
             max(0.0, at - now), self._on_timer, lease
