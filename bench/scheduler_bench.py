@@ -34,9 +34,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from jobwire.gateway import MemoryProviderSettings, SchedulerSettings
+from jobwire.gateway import GatewaySettings, MemoryProviderSettings, SchedulerSettings
+from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobRecord, NewJob
-from jobwire.gateway.providers.base import JobEvents
+from jobwire.gateway._service import JobService
 from jobwire.gateway.providers.memory import MemoryProvider
 from jobwire.gateway.scheduler import Scheduler
 
@@ -50,11 +51,11 @@ class TimedProvider(MemoryProvider):
         super().__init__(MemoryProviderSettings(max_history=1_000_000), JobEvents())
         self.arrived: dict[str, float] = {}
 
-    async def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+    async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         now = time.time()
         for job in jobs:
             self.arrived[job.id] = now
-        return await super().enqueue(jobs)
+        return await super().insert(jobs)
 
 
 def new_job(due: float) -> NewJob:
@@ -86,7 +87,10 @@ async def moved(provider: TimedProvider, count: int) -> None:
 async def bench(url: str, jobs: int, spaced: int) -> dict[str, float]:
     provider = TimedProvider()
     settings = SchedulerSettings(database_url=url, poll_interval=timedelta(seconds=60))
-    scheduler = Scheduler(settings, provider)
+    sink = JobService(
+        GatewaySettings(scheduler=SchedulerSettings(enabled=False)), provider, provider.events
+    )
+    scheduler = Scheduler(settings, sink)
     await scheduler.start()
     try:
         # Bulk: everything due at one instant, far enough ahead to store it all.

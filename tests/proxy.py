@@ -28,6 +28,7 @@ class TcpProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.Task[None]] = set()
+        self._ends: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
         self._flowing.set()
 
@@ -74,33 +75,48 @@ class TcpProxy:
         if self._server is not None:
             self._server.close()
             self._server = None
-        for pipe in list(self._pipes):
-            pipe.cancel()
+        # Reset both ends of every connection; their pipes then end on their
+        # own (cancelling a client_connected_cb task makes asyncio log an error).
+        self._flowing.set()
+        for end in list(self._ends):
+            end.transport.abort()
         await asyncio.gather(*self._pipes, return_exceptions=True)
+        # Let the aborted transports' connection_lost callbacks run on this loop.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
     async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._pipes.add(task)
+        self._ends.add(writer)
         upstream_writer: asyncio.StreamWriter | None = None
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 "127.0.0.1", self.target_port
             )
+            self._ends.add(upstream_writer)
+            # Both directions run to their end; a reset on either is no error here.
             await asyncio.gather(
-                self._copy(reader, upstream_writer), self._copy(upstream_reader, writer)
+                self._copy(reader, upstream_writer),
+                self._copy(upstream_reader, writer),
+                return_exceptions=True,
             )
         except OSError:
-            pass  # either end went away: the other end goes too
+            pass  # the target refused: the client's connection goes too
         finally:
             self._pipes.discard(task)
             for end in (writer, upstream_writer):
                 if end is not None:
+                    self._ends.discard(end)
                     end.transport.abort()  # a reset, as a server that stopped gives
 
     async def _copy(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while data := await reader.read(65536):
             await self._flowing.wait()
+            if writer.is_closing():
+                return
             writer.write(data)
             await writer.drain()
-        writer.write_eof()
+        if not writer.is_closing():
+            writer.write_eof()

@@ -11,10 +11,12 @@ from integration.scheduler.helpers import FakeClock
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from jobwire.gateway import MemoryProviderSettings, SchedulerSettings
-from jobwire.gateway._errors import JobNotFoundError, UnavailableError
+from jobwire.gateway import GatewaySettings, MemoryProviderSettings, SchedulerSettings
+from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobRecord, JobState, NewJob
-from jobwire.gateway.providers.base import JobEvents, JobFilter
+from jobwire.gateway._service import JobService
+from jobwire.gateway.providers import JobFilter
 from jobwire.gateway.providers.memory import MemoryProvider
 from jobwire.gateway.scheduler import JobTemplate, Scheduler, ScheduleSpec
 from jobwire.gateway.scheduler.models import FireStatus, ScheduleFire
@@ -32,10 +34,10 @@ class FlakyProvider(MemoryProvider):
 
     broken = False
 
-    async def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+    async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         if self.broken:
             raise ConnectionError("queue backend unreachable")
-        return await super().enqueue(jobs)
+        return await super().insert(jobs)
 
 
 def held_job(at: float) -> NewJob:
@@ -71,7 +73,11 @@ async def scheduler_factory(provider: FlakyProvider) -> AsyncIterator[StartSched
 
     async def start(database_url: str, clock: Clock = utc_now) -> Scheduler:
         settings = SchedulerSettings(database_url=database_url, poll_interval=timedelta(minutes=1))
-        scheduler = Scheduler(settings, provider, clock=clock)
+        # The gateway's own enqueue path, without a scheduler of its own.
+        sink = JobService(
+            GatewaySettings(scheduler=SchedulerSettings(enabled=False)), provider, provider.events
+        )
+        scheduler = Scheduler(settings, sink, clock=clock)
         await scheduler.start()
         started.append(scheduler)
         return scheduler
@@ -82,11 +88,7 @@ async def scheduler_factory(provider: FlakyProvider) -> AsyncIterator[StartSched
 
 
 async def in_provider(provider: MemoryProvider, job_id: str) -> bool:
-    try:
-        await provider.get_job(job_id)
-    except JobNotFoundError:
-        return False
-    return True
+    return await provider.get(job_id) is not None
 
 
 async def test_held_job_moves_at_its_time_with_its_id(
@@ -103,7 +105,8 @@ async def test_held_job_moves_at_its_time_with_its_id(
     clock.advance(seconds=1)
     scheduler.wake()
     await eventually(lambda: in_provider(provider, held.id))
-    job = await provider.get_job(held.id)
+    job = await provider.get(held.id)
+    assert job is not None
     assert job.state is JobState.PENDING
     assert job.type == "later"
 

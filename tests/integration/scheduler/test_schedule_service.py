@@ -340,7 +340,9 @@ async def test_disabled_scheduler_leaves_long_delays_to_the_provider(gateway_fac
     async with grpc.aio.insecure_channel(gateway.address) as channel:
         job = await Producer(channel).enqueue(delay=seconds(3600))
     assert job.state == State.STATE_SCHEDULED
-    assert (await gateway.provider.get_job(job.id)).id == job.id
+    stored = await gateway.provider.get(job.id)
+    assert stored is not None
+    assert stored.id == job.id
 
 
 async def test_long_delay_is_held_by_the_scheduler_and_cancellable(
@@ -374,7 +376,9 @@ async def test_long_delay_is_held_by_the_scheduler_and_cancellable(
 
 async def test_short_delay_stays_with_the_provider(gateway: Gateway, producer: Producer) -> None:
     job = await producer.enqueue(delay=seconds(60))
-    assert (await gateway.provider.get_job(job.id)).state.name == "SCHEDULED"
+    stored = await gateway.provider.get(job.id)
+    assert stored is not None
+    assert stored.state.name == "SCHEDULED"
     assert gateway.scheduler is not None
     assert await gateway.scheduler.get_job(job.id) is None
 

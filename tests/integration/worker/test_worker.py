@@ -701,7 +701,8 @@ async def test_drain_lets_running_jobs_finish(
     async with asyncio.timeout(10):
         await started.wait()
         await gateway.stop(grace=5)  # drains, waits for the worker's ack
-    record = await gateway.provider.get_job(job.id)
+    record = await gateway.provider.get(job.id)
+    assert record is not None
     assert record.state.name == "COMPLETED"
     assert record.result == b'"finished"'
 

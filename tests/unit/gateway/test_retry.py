@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from jobwire.gateway import RetrySettings
-from jobwire.gateway.providers.base import RetryPolicy
+from jobwire.gateway.providers import RetryPolicy
 
 
 def test_backoff_grows_exponentially_up_to_the_cap() -> None:

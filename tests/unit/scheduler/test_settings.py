@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from jobwire.gateway import GatewaySettings, MemoryProviderSettings, SchedulerSettings
-from jobwire.gateway.providers.base import JobEvents
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._service import JobService
 from jobwire.gateway.providers.memory import MemoryProvider
 from jobwire.gateway.scheduler import DEFAULT_DELAY_THRESHOLD, Scheduler
 
@@ -20,8 +21,14 @@ class NativeLimitProvider(MemoryProvider):
     max_native_delay: ClassVar[float | None] = 300.0
 
 
-def provider(cls: type[MemoryProvider] = MemoryProvider) -> MemoryProvider:
-    return cls(MemoryProviderSettings(), JobEvents())
+def provider(cls: type[MemoryProvider] = MemoryProvider) -> JobService:
+    """The enqueue path a scheduler hands due jobs to, on a provider of ``cls``."""
+    events = JobEvents()
+    return JobService(
+        GatewaySettings(scheduler=SchedulerSettings(enabled=False)),
+        cls(MemoryProviderSettings(), events),
+        events,
+    )
 
 
 def test_defaults() -> None:

@@ -6,7 +6,7 @@ import grpc
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from jobwire.gateway.providers.sqs import _sqs_error
+from jobwire.gateway.providers.sqs._errors import sqs_error as _sqs_error
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs"
 

@@ -10,7 +10,8 @@ from pydantic import ValidationError
 
 from jobwire.gateway import GatewaySettings, SqsProviderSettings
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.gateway.providers.sqs import _decode, _encode
+from jobwire.gateway.providers.sqs._codec import decode as _decode
+from jobwire.gateway.providers.sqs._codec import encode as _encode
 
 URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs"
 

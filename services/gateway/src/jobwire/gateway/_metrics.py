@@ -20,7 +20,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jobwire.gateway._models import JobRecord, NewJob
-from jobwire.gateway.providers.base import QueueCounts
+from jobwire.gateway.providers import QueueCounts
 
 logger = logging.getLogger("jobwire.gateway")
 # One DEBUG line per job transition, WARNING per failed attempt, with the

@@ -74,6 +74,20 @@ class Failure:
         set_time(msg.time, self.time)
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptEnd:
+    """How an attempt ended, as the lease state machine decided it."""
+
+    state: JobState
+    """COMPLETED; FAILED (a retry at ``run_at``); DEAD; or PENDING (the attempt
+    was lost with its worker or lease: available again at once)."""
+    time: float
+    failure: Failure | None = None
+    result: bytes | None = None
+    result_content_type: str = ""
+    run_at: float | None = None
+
+
 @dataclass(slots=True)
 class NewJob:
     """A validated enqueue request. Times are epoch seconds."""
@@ -141,6 +155,35 @@ class JobRecord:
             schedule_time=new.schedule_time,
             schedule=new.schedule,
         )
+
+    def begin_attempt(self, attempt: int, worker_id: str, now: float) -> None:
+        """Record that attempt number ``attempt`` was leased to ``worker_id``."""
+        self.attempt = attempt
+        self.worker_id = worker_id
+        self.schedule_time = None
+        self.state = JobState.PROCESSING
+        self.update_time = now
+
+    def end_attempt(self, end: AttemptEnd) -> None:
+        """Record how the current attempt ended."""
+        self.state = end.state
+        self.update_time = end.time
+        if end.failure is not None:
+            self.last_error = end.failure
+        if end.state is JobState.COMPLETED:
+            self.result = end.result
+            self.result_content_type = end.result_content_type
+        elif end.state is JobState.FAILED:
+            self.schedule_time = end.run_at
+        if end.state.is_terminal:
+            self.end_time = end.time
+
+    def cancel(self, message: str, now: float) -> None:
+        """Record a cancellation; ``message`` says why."""
+        self.last_error = Failure(message, "CANCELLED", retryable=False, attempt=self.attempt)
+        self.state = JobState.CANCELLED
+        self.update_time = now
+        self.end_time = now
 
     def to_proto(self, *, full: bool = True) -> job_pb2.Job:
         """Return the message form; ``full=False`` omits payload and result."""

@@ -6,21 +6,20 @@ import asyncio
 import logging
 import secrets
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobwire.gateway._config import GatewaySettings, TLSSettings
+from jobwire.gateway._events import JobEvents
 from jobwire.gateway._inprocess import InProcessWorker
 from jobwire.gateway._malformed import MalformedRequestInterceptor
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._service import JobService
 from jobwire.gateway.auth import AuthInterceptor
-from jobwire.gateway.providers import create_provider
-from jobwire.gateway.providers.base import JobEvents, QueueProvider
-from jobwire.gateway.scheduler import Scheduler
+from jobwire.gateway.providers import QueueProvider, create_provider
 from jobwire.gateway.servicers import QueueServicer, ScheduleServicer, WorkerServicer
 from jobwire.gateway.servicers._streams import StreamSlots
 from jobwire.v1 import (
@@ -51,17 +50,13 @@ class Gateway:
     def __init__(self, settings: GatewaySettings | None = None) -> None:
         self.settings = settings or GatewaySettings()
         self.events = JobEvents()
-        self.provider: QueueProvider = create_provider(self.settings.provider, self.events)
+        self.provider: QueueProvider[Any] = create_provider(self.settings.provider, self.events)
         self.metrics = GatewayMetrics()
-        self.scheduler = (
-            Scheduler(self.settings.scheduler, self.provider, metrics=self.metrics)
-            if self.settings.scheduler.enabled
-            else None
-        )
-        self.service = JobService(self.settings, self.provider, self.scheduler, self.metrics)
+        self.service = JobService(self.settings, self.provider, self.events, self.metrics)
+        self.scheduler = self.service.scheduler
         self._streams = StreamSlots(self.settings.server.max_streams)
         self._workers = WorkerServicer(
-            self.settings.server, self.provider, self._streams, self.metrics
+            self.settings.server, self.service, self._streams, self.metrics
         )
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -86,12 +81,10 @@ class Gateway:
 
     async def _start(self) -> None:
         server_settings = self.settings.server
-        await self.provider.open()
-        if self.scheduler is not None:
-            await self.scheduler.start()
+        await self.service.open()
         if server_settings.metrics_listen is not None:
             self.metrics_address = self.metrics.serve(
-                server_settings.metrics_listen, lambda: self.provider.stats(None)
+                server_settings.metrics_listen, lambda: self.service.leases.stats(None)
             )
         size = server_settings.max_message_bytes
         auth = server_settings.auth
@@ -171,9 +164,7 @@ class Gateway:
         """Stop the server, then the scheduler and the provider, whatever started."""
         if self._server is not None:
             await self._server.stop(grace=grace)
-        if self.scheduler is not None:
-            await self.scheduler.stop()
-        await self.provider.aclose()
+        await self.service.aclose()
         self.metrics.close()
         self._stopped.set()
 

@@ -1,4 +1,4 @@
-"""Queue providers and the registry from the config's ``type`` to a factory.
+"""Queue providers: the storage hooks, the lease state machine above them, the registry.
 
 A provider whose SDK is an optional extra is imported only when configured.
 """
@@ -9,17 +9,34 @@ from collections.abc import Callable
 from typing import Any
 
 from jobwire.gateway._config import MemoryProviderSettings, SqsProviderSettings
-from jobwire.gateway.providers.base import JobEvents, QueueProvider
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway.providers._leases import Leases
+from jobwire.gateway.providers._retry import RetryPolicy, exhausted
+from jobwire.gateway.providers._types import (
+    AckRequest,
+    Claim,
+    Consumer,
+    Delivery,
+    Ending,
+    JobFilter,
+    Lease,
+    LeaseOutcome,
+    NackRequest,
+    QueueCounts,
+    Revocation,
+    RevokeReason,
+)
+from jobwire.gateway.providers.base import ProviderHost, QueueProvider
 
 
-def _memory(settings: Any, events: JobEvents) -> QueueProvider:
+def _memory(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     from jobwire.gateway.providers.memory import MemoryProvider
 
     assert isinstance(settings, MemoryProviderSettings)
     return MemoryProvider(settings, events)
 
 
-def _sqs(settings: Any, events: JobEvents) -> QueueProvider:
+def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     try:
         from jobwire.gateway.providers.sqs import SqsProvider
     except ModuleNotFoundError as error:
@@ -36,7 +53,7 @@ def _sqs(settings: Any, events: JobEvents) -> QueueProvider:
 
 _SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
 
-ProviderFactory = Callable[[Any, JobEvents], QueueProvider]
+ProviderFactory = Callable[[Any, JobEvents], QueueProvider[Any]]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
@@ -44,7 +61,7 @@ PROVIDERS: dict[str, ProviderFactory] = {
 }
 
 
-def create_provider(settings: Any, events: JobEvents) -> QueueProvider:
+def create_provider(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     """Build the provider named by ``settings.type``."""
     try:
         factory = PROVIDERS[settings.type]
@@ -54,4 +71,24 @@ def create_provider(settings: Any, events: JobEvents) -> QueueProvider:
     return factory(settings, events)
 
 
-__all__ = ["PROVIDERS", "QueueProvider", "create_provider"]
+__all__ = [
+    "PROVIDERS",
+    "AckRequest",
+    "Claim",
+    "Consumer",
+    "Delivery",
+    "Ending",
+    "JobFilter",
+    "Lease",
+    "LeaseOutcome",
+    "Leases",
+    "NackRequest",
+    "ProviderHost",
+    "QueueCounts",
+    "QueueProvider",
+    "RetryPolicy",
+    "Revocation",
+    "RevokeReason",
+    "create_provider",
+    "exhausted",
+]

@@ -1,258 +1,98 @@
-"""The provider seam: what a queue backend must implement.
+"""The provider seam: the storage hooks a queue backend implements.
 
-A provider stores jobs and hands them to consumers (worker streams) under
-leases. The servicers and :class:`~jobwire.gateway._service.JobService` own
-validation and the wire format; providers own storage, timers, leases and the
-state machine of DESIGN.md's semantics table. Every method runs on the
-gateway's event loop.
+A provider is storage behind a narrow interface. The rules live once, above
+it, in :class:`~jobwire.gateway.providers._leases.Leases` (the lease state
+machine: lease table, timers, fencing, the retry-or-dead decision) and in
+:mod:`jobwire.gateway._dedup` (deduplication). A provider stores jobs, finds
+them, takes ready ones for a consumer, and records what the state machine
+decided. ``services/gateway/PROVIDERS.md`` explains each hook and the tests a
+new provider runs. Every method runs on the gateway's event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
-import random
-import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Any, ClassVar
+from collections.abc import Collection, Sequence
+from typing import ClassVar, Generic, Protocol
 
-from jobwire.gateway._config import RetrySettings
-from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
-from jobwire.v1 import job_pb2, worker_service_pb2
-
-_Revoked = worker_service_pb2.StreamJobsResponse.LeaseRevoked
-
-
-class RevokeReason(IntEnum):
-    """Why a lease was taken back (``LeaseRevoked.Reason``)."""
-
-    CANCELLED = _Revoked.REASON_CANCELLED
-    TIMED_OUT = _Revoked.REASON_TIMED_OUT
-    EXPIRED = _Revoked.REASON_EXPIRED
-    NOT_FOUND = _Revoked.REASON_NOT_FOUND
+from jobwire.gateway._dedup import DedupRule
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway.providers._types import (
+    Claim,
+    Consumer,
+    Ending,
+    H,
+    JobFilter,
+    Lease,
+    QueueCounts,
+    RevokeReason,
+)
 
 
-@dataclass(frozen=True, slots=True)
-class Revocation:
-    """A lease the worker must stop working on."""
+class ProviderHost(Protocol):
+    """What a provider may ask of the lease state machine that drives it."""
 
-    lease_id: str
-    job_id: str
-    reason: RevokeReason
-    message: str
+    def leased_job_ids(self) -> Collection[str]:
+        """Ids of the jobs leased on this gateway now."""
+        ...
 
-
-@dataclass(slots=True)
-class Delivery:
-    """A job leased to a consumer."""
-
-    job: JobRecord
-    lease_id: str
-    lease_expire_time: float
+    def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
+        """The backend took a job leased here back (cancelled through another gateway)."""
+        ...
 
 
-@dataclass(frozen=True, slots=True)
-class LeaseOutcome:
-    """Result of an ack or nack for one lease; ``reason`` is empty when ``ok``."""
+class _Unbound:
+    def leased_job_ids(self) -> Collection[str]:
+        return ()
 
-    lease_id: str
-    ok: bool
-    reason: str = ""
-    message: str = ""
+    def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
+        pass
 
 
-@dataclass(frozen=True, slots=True)
-class AckRequest:
-    """A finished attempt reported by a worker."""
-
-    lease_id: str
-    result: bytes | None = None
-    result_content_type: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class NackRequest:
-    """A failed attempt reported by a worker."""
-
-    lease_id: str
-    failure: job_pb2.JobFailure
-    retryable: bool
-    retry_delay: float | None
-
-
-@dataclass(eq=False)
-class Consumer:
-    """One open worker stream, as providers see it.
-
-    The servicer creates it and reads ``len(leases)`` as the credits in use;
-    the provider fills ``leases`` and calls ``on_revoke`` when it takes a
-    lease back (cancellation, timeout, expiry).
-    """
-
-    worker_id: str
-    queues: tuple[str, ...]
-    job_types: frozenset[str]
-    lease_duration: float
-    on_revoke: Callable[[Revocation], None]
-    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    leases: dict[str, Any] = field(default_factory=dict)
-    """Provider-owned lease state keyed by lease id."""
-
-    def accepts(self, job_type: str) -> bool:
-        """Whether this consumer handles jobs of ``job_type``."""
-        return not self.job_types or job_type in self.job_types
-
-
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    """Which jobs ``list_jobs`` returns; empty fields match everything."""
-
-    queue: str = ""
-    type: str = ""
-    states: frozenset[JobState] = frozenset()
-
-    def matches(self, job: JobRecord) -> bool:
-        """Whether ``job`` passes the filter."""
-        return (
-            (not self.queue or job.queue == self.queue)
-            and (not self.type or job.type == self.type)
-            and (not self.states or job.state in self.states)
-        )
-
-
-@dataclass(slots=True)
-class QueueCounts:
-    """Counts of one queue (``jobwire.v1.QueueStats``)."""
-
-    queue: str
-    by_state: dict[JobState, int]
-    oldest_pending_age: float
-    workers: int
-    backend: tuple[int, int, int] | None = None
-    """Approximate (visible, in flight, delayed) counts the backend reports, if any."""
-
-
-def lease_deadline(
-    job: JobRecord, timed_out: bool, lease_duration: float
-) -> tuple[RevokeReason, Failure]:
-    """Why a lease reached its deadline without an answer, as every provider records it.
+class QueueProvider(ABC, Generic[H]):
+    """A queue backend's storage. Subclasses register a factory in :mod:`.providers`.
 
     Args:
-        job: The leased job.
-        timed_out: Whether the job's timeout came before the lease's expiry.
-        lease_duration: The consumer's lease length, for the message.
+        events: where the provider publishes the changes it makes by itself
+            (a delayed job coming due, a change another gateway made).
+        dedup: the deduplication rule, with the configured window.
     """
-    if timed_out:
-        message = f"attempt {job.attempt} ran past the job's timeout of {job.timeout:g}s"
-        return RevokeReason.TIMED_OUT, Failure(message, "TIMEOUT", attempt=job.attempt)
-    message = f"lease expired after {lease_duration:g}s without extension"
-    return RevokeReason.EXPIRED, Failure(message, "LEASE_EXPIRED", attempt=job.attempt)
-
-
-class RetryPolicy:
-    """Exponential backoff with jitter between attempts of a failed job."""
-
-    def __init__(self, settings: RetrySettings) -> None:
-        self._initial = settings.initial_backoff.total_seconds()
-        self._max = settings.max_backoff.total_seconds()
-        self._multiplier = settings.multiplier
-        self._jitter = settings.jitter
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds to wait before retrying after failed attempt number ``attempt``."""
-        delay = min(self._max, self._initial * self._multiplier ** max(0, attempt - 1))
-        return delay * (1 - self._jitter * random.random())  # not security
-
-
-class JobWatch:
-    """Latest snapshot of one watched job; see :meth:`JobEvents.watch`."""
-
-    def __init__(self) -> None:
-        self._latest: job_pb2.Job | None = None
-        self._changed = asyncio.Event()
-
-    def push(self, snapshot: job_pb2.Job) -> None:
-        """Record a new state; a slow reader only ever sees the latest one."""
-        self._latest = snapshot
-        self._changed.set()
-
-    async def next(self) -> job_pb2.Job:
-        """Wait for and return the next snapshot."""
-        await self._changed.wait()
-        self._changed.clear()
-        assert self._latest is not None
-        return self._latest
-
-
-class JobEvents:
-    """Fan-out of job changes to ``WatchJob`` streams.
-
-    Publishing costs one dict lookup when nobody watches the job, so providers
-    publish on every transition.
-    """
-
-    def __init__(self) -> None:
-        self._watchers: dict[str, set[JobWatch]] = {}
-
-    def publish(self, job: JobRecord) -> None:
-        """Tell the job's watchers about its current state."""
-        watchers = self._watchers.get(job.id)
-        if watchers:
-            snapshot = job.to_proto()
-            for watcher in watchers:
-                watcher.push(snapshot)
-
-    def watched(self) -> Collection[str]:
-        """Ids of the jobs someone watches.
-
-        A provider that learns of other processes' changes by looking them up
-        (SQS with several gateways) looks up these.
-        """
-        return self._watchers.keys()
-
-    @contextmanager
-    def watch(self, job_id: str) -> Iterator[JobWatch]:
-        """Register a watcher for the duration of the ``with`` block."""
-        watcher = JobWatch()
-        self._watchers.setdefault(job_id, set()).add(watcher)
-        try:
-            yield watcher
-        finally:
-            watchers = self._watchers[job_id]
-            watchers.discard(watcher)
-            if not watchers:
-                del self._watchers[job_id]
-
-
-class QueueProvider(ABC):
-    """A queue backend. Subclasses register a factory in :mod:`.registry`."""
 
     #: Longest delay the backend holds natively, in seconds; None means any.
     #: Longer delays go through the scheduler.
     max_native_delay: ClassVar[float | None] = None
 
-    def __init__(self, retry: RetrySettings, events: JobEvents) -> None:
-        self.retry = RetryPolicy(retry)
+    def __init__(self, events: JobEvents, dedup: DedupRule) -> None:
         self.events = events
+        self.dedup = dedup
+        self.host: ProviderHost = _Unbound()
 
-    async def open(self) -> None:  # noqa: B027  # optional hook
+    def bind(self, host: ProviderHost) -> None:
+        """Called once by the lease state machine that drives this provider."""
+        self.host = host
+
+    async def open(self) -> None:  # optional hook
         """Connect to the backend. Called once before serving."""
 
-    async def aclose(self) -> None:  # noqa: B027  # optional hook
+    async def aclose(self) -> None:  # optional hook
         """Release the backend's resources. Called once at shutdown."""
 
-    # Producer side -----------------------------------------------------------
+    # Jobs --------------------------------------------------------------------
 
     @abstractmethod
-    async def enqueue(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
-        """Store ``jobs``; return each stored job and whether it was deduplicated."""
+    async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Store new jobs; return each stored job and whether it was a duplicate.
+
+        Duplicates are decided by ``self.dedup.admit`` on the jobs that hold
+        the batch's request ids and keys. A job with a ``schedule_time`` ahead
+        is ``SCHEDULED`` and becomes ready then (the scheduler holds delays
+        beyond :attr:`max_native_delay`). An error stores none of the batch.
+        """
 
     @abstractmethod
-    async def get_job(self, job_id: str) -> JobRecord:
-        """Return a job. Raises ``JobNotFoundError``."""
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Return a job as clients see it, or None when it is unknown (or forgotten)."""
 
     @abstractmethod
     async def list_jobs(
@@ -264,50 +104,48 @@ class QueueProvider(ABC):
         """
 
     @abstractmethod
-    async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
-        """Cancel a job, revoking its lease if it is processing.
+    async def counts(self, queue: str | None) -> list[QueueCounts]:
+        """Counts of ``queue``, or of every known queue when None (``workers`` left 0)."""
 
-        A cancelled job is returned unchanged. Raises ``JobNotFoundError``, or
-        ``JobTerminalError`` for a completed or dead job.
+    @abstractmethod
+    async def cancel(self, job_id: str, message: str, lease: Lease[H] | None) -> JobRecord | None:
+        """Cancel an unfinished job (``JobRecord.cancel``); return it as it is after.
+
+        ``lease`` is this gateway's lease on the job, already revoked by the
+        state machine; a job processing on another gateway is cancelled in
+        storage, and that gateway is told (its provider calls
+        ``host.lost``). A finished job is returned unchanged; None when the
+        job is unknown.
+        """
+
+    # Leases ------------------------------------------------------------------
+
+    @abstractmethod
+    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[H]]:
+        """Take up to ``max_jobs`` ready jobs for ``consumer``, waiting until one is ready.
+
+        Jobs come from the consumer's queues, of types it accepts, oldest
+        first. Each is recorded as leased before it is returned
+        (``JobRecord.begin_attempt`` with the next attempt number). Cancelling
+        the wait must lose nothing: a job taken is returned or put back.
         """
 
     @abstractmethod
-    async def stats(self, queue: str | None) -> list[QueueCounts]:
-        """Return counts of ``queue``, or of every known queue when None."""
+    async def settle(self, endings: Sequence[Ending[H]]) -> Sequence[bool] | None:
+        """Record how leases ended (``JobRecord.end_attempt`` on each lease's job).
 
-    # Worker side -------------------------------------------------------------
-
-    @abstractmethod
-    async def connect(self, consumer: Consumer) -> None:
-        """Register a consumer before its first ``receive``."""
-
-    @abstractmethod
-    async def receive(self, consumer: Consumer, max_jobs: int) -> list[Delivery]:
-        """Lease up to ``max_jobs`` jobs, waiting until at least one is ready.
-
-        Cancelling the wait must lose nothing.
+        A ``FAILED`` job becomes ready again at ``end.run_at``, a ``PENDING``
+        one at once. Returns per ending whether storage still held that lease
+        (another gateway may have taken it back), or None when all were.
         """
 
-    @abstractmethod
-    async def ack(self, consumer: Consumer, items: Sequence[AckRequest]) -> list[LeaseOutcome]:
-        """Complete leased jobs with their results."""
+    async def extend(self, leases: Sequence[Lease[H]]) -> Sequence[bool]:
+        """Keep the leases' jobs from the backend until their new ``expire_time``.
 
-    @abstractmethod
-    async def nack(self, consumer: Consumer, items: Sequence[NackRequest]) -> list[LeaseOutcome]:
-        """Record failed attempts: retry with backoff, or dead."""
+        Returns per lease whether the backend still holds it. Backends whose
+        leases live only in this gateway have nothing to do.
+        """
+        return [True] * len(leases)
 
-    @abstractmethod
-    async def extend_leases(
-        self, consumer: Consumer, lease_ids: Sequence[str], duration: float
-    ) -> list[tuple[str, float | None]]:
-        """Extend leases; each result is the new expiry, or None for an unknown lease."""
-
-    @abstractmethod
-    async def report_progress(
-        self, consumer: Consumer, lease_id: str, progress: job_pb2.JobProgress
-    ) -> bool:
-        """Record progress on a leased job; False for an unknown lease."""
-
-    @abstractmethod
-    async def disconnect(self, consumer: Consumer) -> None:
-        """Forget a consumer and make its leased jobs available again at once."""
+    async def save_progress(self, lease: Lease[H]) -> None:  # optional hook
+        """Store the progress the worker reported (already on ``lease.job``)."""

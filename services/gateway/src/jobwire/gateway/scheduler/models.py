@@ -18,57 +18,27 @@ there are no down-migrations, so back up the database before upgrading.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
-    DateTime,
-    Dialect,
     Enum,
     ForeignKey,
     Index,
     LargeBinary,
     String,
     Text,
-    TypeDecorator,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jobwire.gateway._db import UtcDateTime
 from jobwire.gateway.scheduler.timetable import MisfirePolicy
 
 SCHEMA_VERSION = 1
 """Version of the tables below; see the module docstring."""
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """An aware UTC ``datetime`` on every database.
-
-    PostgreSQL stores ``timestamptz``. SQLite has no time type: SQLAlchemy
-    stores fixed-width text, which sorts and compares correctly only if every
-    value is in the same zone, so values are converted to naive UTC on the way
-    in and made aware again on the way out.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Convert to UTC (naive on SQLite)."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value} given where an aware one is required")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        """Return an aware UTC datetime."""
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class HeldStatus(StrEnum):

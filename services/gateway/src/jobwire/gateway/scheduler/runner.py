@@ -15,12 +15,15 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._errors import GatewayError
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.scheduler.store import Handoff, SchedulerStore
+
+if TYPE_CHECKING:
+    from jobwire.gateway.scheduler.service import JobSink
 
 logger = logging.getLogger("jobwire.gateway.scheduler")
 
@@ -46,19 +49,19 @@ def utc_now() -> datetime:
 
 
 class Runner:
-    """Moves due one-time jobs and schedule occurrences to the provider."""
+    """Moves due one-time jobs and schedule occurrences to the queue."""
 
     def __init__(
         self,
         store: SchedulerStore,
-        provider: QueueProvider,
+        sink: JobSink,
         settings: SchedulerSettings,
         clock: Clock = utc_now,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics or GatewayMetrics()
-        self.provider = provider
+        self.sink = sink
         self.clock = clock
         self._settings = settings
         self._wake = asyncio.Event()
@@ -151,7 +154,7 @@ class Runner:
 
     async def _hand_over(self, handoffs: list[Handoff], now: datetime) -> None:
         try:
-            await self.provider.enqueue([handoff.job for handoff in handoffs])
+            await self.sink.submit([handoff.job for handoff in handoffs])
         except Exception as error:
             logger.exception("the provider refused %d scheduled jobs", len(handoffs))
             await self.store.record_failure(handoffs, f"{type(error).__name__}: {error}", now)
@@ -169,7 +172,7 @@ class Runner:
         for job_id in cancelled:
             # CancelJob reached the scheduler while the job was on its way.
             with contextlib.suppress(GatewayError):
-                await self.provider.cancel_job(job_id, "cancelled while being scheduled")
+                await self.sink.cancel_job(job_id, "cancelled while being scheduled")
 
     async def _prune(self, now: datetime) -> None:
         if self._next_prune is not None and now < self._next_prune:

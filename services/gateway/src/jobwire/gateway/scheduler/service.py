@@ -4,20 +4,37 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Protocol
 
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
-from jobwire.gateway.providers.base import QueueProvider
-from jobwire.gateway.scheduler.models import HeldStatus, Schedule, ScheduledJob
+from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway.scheduler.models import HeldStatus, Schedule
 from jobwire.gateway.scheduler.runner import Clock, Runner, utc_now
 from jobwire.gateway.scheduler.spec import ScheduleSpec
-from jobwire.gateway.scheduler.store import SchedulerStore, spec_of
+from jobwire.gateway.scheduler.store import SchedulerStore, held_record, spec_of
 
 DEFAULT_DELAY_THRESHOLD = 15 * 60.0
 """Seconds ahead beyond which jobs are held by the scheduler when the provider
 has no native limit: such jobs then survive a gateway restart."""
+
+
+class JobSink(Protocol):
+    """Where due jobs go: the gateway's enqueue path (``JobService``)."""
+
+    @property
+    def max_native_delay(self) -> float | None:
+        """Longest delay the queue provider holds itself; None means any."""
+        ...
+
+    async def submit(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Enqueue validated jobs that are due now."""
+        ...
+
+    async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
+        """Cancel a job wherever it is."""
+        ...
 
 
 class Scheduler:
@@ -29,7 +46,7 @@ class Scheduler:
 
     Args:
         settings: the ``[scheduler]`` table.
-        provider: where due jobs go.
+        sink: where due jobs go.
         clock: current time as an aware UTC datetime; tests pass a fake one
             and call :meth:`wake` after moving it.
     """
@@ -37,16 +54,16 @@ class Scheduler:
     def __init__(
         self,
         settings: SchedulerSettings,
-        provider: QueueProvider,
+        sink: JobSink,
         *,
         clock: Clock = utc_now,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.provider = provider
+        self.sink = sink
         self.store = SchedulerStore.from_url(settings.database_url)
-        self.runner = Runner(self.store, provider, settings, clock, metrics)
-        self.delay_threshold = _delay_threshold(settings, provider)
+        self.runner = Runner(self.store, sink, settings, clock, metrics)
+        self.delay_threshold = _delay_threshold(settings, sink)
         """Jobs due further ahead than this many seconds are held here."""
 
     @property
@@ -75,10 +92,11 @@ class Scheduler:
     # One-time jobs -----------------------------------------------------------
 
     async def hold(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
-        """Store jobs until their ``schedule_time``; same result shape as ``provider.enqueue``."""
-        rows = await self.store.hold(jobs, self.clock())
-        self.runner.notify(min((row.schedule_time for row, dup in rows if not dup), default=None))
-        return [(held_record(row), duplicate) for row, duplicate in rows]
+        """Store jobs until their ``schedule_time``; same result shape as ``sink.submit``."""
+        results = await self.store.hold(jobs, self.clock())
+        due = min((job.schedule_time or 0.0 for job, dup in results if not dup), default=None)
+        self.runner.notify(None if due is None else datetime.fromtimestamp(due, UTC))
+        return results
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """Return a job the scheduler still answers for (held or cancelled), else None."""
@@ -92,10 +110,7 @@ class Scheduler:
         row = await self.store.cancel_held(job_id, reason, self.clock())
         if row is None:
             return None
-        record = held_record(row)
-        # WatchJob streams of the job listen on the provider's events.
-        self.provider.events.publish(record)
-        return record
+        return held_record(row)
 
     # Schedules ---------------------------------------------------------------
 
@@ -145,44 +160,13 @@ class Scheduler:
         """Enqueue the schedule's job now, outside its timetable and with a new id."""
         row = await self.store.get_schedule(name)
         job = spec_of(row).template.new_job(uuid.uuid4().hex, row.name)
-        [(record, _)] = await self.provider.enqueue([job])
+        [(record, _)] = await self.sink.submit([job])
         return record
 
 
-def held_record(row: ScheduledJob) -> JobRecord:
-    """Return the job record of a job the scheduler holds (or cancelled)."""
-    cancelled = row.status is HeldStatus.CANCELLED
-    update_time = _epoch(row.update_time)
-    return JobRecord(
-        id=row.id,
-        queue=row.queue,
-        type=row.type,
-        payload=row.payload,
-        content_type=row.content_type,
-        attributes=dict(row.attributes),
-        max_retries=row.max_retries,
-        timeout=row.timeout,
-        deduplication_key=row.deduplication_key,
-        create_time=_epoch(row.create_time),
-        state=JobState.CANCELLED if cancelled else JobState.SCHEDULED,
-        schedule_time=_epoch(row.schedule_time),
-        update_time=update_time,
-        end_time=update_time if cancelled else None,
-        last_error=(
-            Failure(row.last_error, "CANCELLED", retryable=False, time=update_time)
-            if cancelled
-            else None
-        ),
-    )
-
-
-def _delay_threshold(settings: SchedulerSettings, provider: QueueProvider) -> float:
+def _delay_threshold(settings: SchedulerSettings, sink: JobSink) -> float:
     if settings.delay_threshold is not None:
         return settings.delay_threshold.total_seconds()
-    if provider.max_native_delay is not None:
-        return provider.max_native_delay
+    if sink.max_native_delay is not None:
+        return sink.max_native_delay
     return DEFAULT_DELAY_THRESHOLD
-
-
-def _epoch(value: datetime) -> float:
-    return value.timestamp()

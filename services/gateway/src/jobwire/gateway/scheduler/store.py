@@ -27,26 +27,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, delete, event, func, insert, or_, select, text, tuple_, update
+from sqlalchemy import Select, delete, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import (
-    DataError,
-    DBAPIError,
-    IntegrityError,
-    NotSupportedError,
-    ProgrammingError,
-)
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
+from jobwire.gateway._db import AWAY, OUR_FAULT, brief, create_engine, open_schema
+from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import (
     ScheduleExistsError,
     ScheduleNotFoundError,
     UnavailableError,
 )
-from jobwire.gateway._models import NewJob
+from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.models import (
     SCHEMA_VERSION,
     Base,
@@ -67,11 +60,6 @@ logger = logging.getLogger("jobwire.gateway.scheduler")
 _SCHEMA_LOCK = 0x6A6F62776972
 
 
-# Errors that are the gateway's (or the caller's) doing, not the database
-# being away; they propagate as they are.
-_OUR_FAULT = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
-
-
 @dataclass(frozen=True, slots=True)
 class Handoff:
     """A claimed job on its way to the provider."""
@@ -82,37 +70,6 @@ class Handoff:
     """For an occurrence of a schedule: the schedule's id; empty for a one-time job."""
     fire_time: datetime | None = None
     """For an occurrence of a schedule: the occurrence."""
-
-
-def create_engine(url: str) -> AsyncEngine:
-    """Return an engine for ``url`` tuned for the scheduler.
-
-    Raises:
-        RuntimeError: the URL names PostgreSQL but asyncpg is not installed.
-    """
-    if make_url(url).get_backend_name() == "sqlite":
-        # The busy timeout makes a writer wait for the lock instead of failing.
-        engine = _create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        return engine
-    try:
-        # pool_pre_ping: a connection the server dropped (restart, failover,
-        # pg_terminate_backend) is replaced on checkout instead of failing a query.
-        return _create_async_engine(url, pool_pre_ping=True)
-    except ModuleNotFoundError as error:
-        raise RuntimeError(
-            f"scheduler.database_url needs the {error.name} driver; "
-            "install it with: pip install 'jobwire-gateway[postgres]'"
-        ) from None
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers (GetJob, ListSchedules) proceed while the runner writes;
-    # foreign keys make deleting a schedule delete its occurrences.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
 
 
 class SchedulerStore:
@@ -126,7 +83,7 @@ class SchedulerStore:
     @classmethod
     def from_url(cls, url: str) -> SchedulerStore:
         """Return a store on the database at ``url``."""
-        return cls(create_engine(url))
+        return cls(create_engine(url, what="scheduler.database_url"))
 
     async def open(self) -> None:
         """Create missing tables and check the schema version.
@@ -134,29 +91,14 @@ class SchedulerStore:
         Raises:
             RuntimeError: the database is unreachable or holds another schema version.
         """
-        try:
-            await self._create_tables()
-        except (DBAPIError, OSError) as error:
-            where = self.engine.url.render_as_string(hide_password=True)
-            raise RuntimeError(
-                f"cannot open the scheduler database {where}: {_brief(error)}"
-            ) from error
-
-    async def _create_tables(self) -> None:
-        async with self.engine.begin() as conn:
-            if self._postgres:
-                await conn.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
-                )
-            await conn.run_sync(Base.metadata.create_all)
-            version = await conn.scalar(select(SchemaVersion.version))
-            if version is None:
-                await conn.execute(insert(SchemaVersion).values(version=SCHEMA_VERSION))
-            elif version != SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"the scheduler database has schema version {version}; this gateway "
-                    f"knows version {SCHEMA_VERSION} (upgrade the gateway)"
-                )
+        await open_schema(
+            self.engine,
+            Base.metadata,
+            SchemaVersion,
+            SCHEMA_VERSION,
+            lock_key=_SCHEMA_LOCK,
+            what="scheduler",
+        )
 
     async def close(self) -> None:
         """Close every connection."""
@@ -168,70 +110,42 @@ class SchedulerStore:
         try:
             async with self._sessions() as session, session.begin():
                 yield session
-        except _OUR_FAULT:
+        except OUR_FAULT:
             raise
-        except (DBAPIError, SQLAlchemyTimeoutError, OSError) as error:
-            # Connection refused or dropped, server restarting, database not
-            # accepting connections, locked (SQLite), pool exhausted: all
-            # transient, so callers may retry.
-            raise UnavailableError(f"scheduler database unavailable: {_brief(error)}") from error
+        except AWAY as error:
+            # Transient, so callers may retry.
+            raise UnavailableError(f"scheduler database unavailable: {brief(error)}") from error
 
     # One-time jobs -----------------------------------------------------------
 
-    async def hold(self, jobs: Sequence[NewJob], now: datetime) -> list[tuple[ScheduledJob, bool]]:
+    async def hold(self, jobs: Sequence[NewJob], now: datetime) -> list[tuple[JobRecord, bool]]:
         """Store one-time jobs until their ``schedule_time``.
 
-        A job whose request id was seen before, or whose deduplication key
-        belongs to a job still held, is not stored again: the existing job is
-        returned with True.
+        Duplicates (by request id, or by a deduplication key of a job still
+        held) are decided by the shared rule (:mod:`jobwire.gateway._dedup`):
+        the existing job is returned with True.
         """
         async with self._transaction() as session:
             by_request, by_key = await self._duplicates(session, jobs)
-            results: list[tuple[ScheduledJob, bool]] = []
-            for new in jobs:
-                existing = by_request.get(new.request_id) or by_key.get(new.deduplication_key)
-                if existing is not None:
-                    results.append((existing, True))
-                    continue
-                assert new.schedule_time is not None
-                row = ScheduledJob(
-                    id=new.id or uuid.uuid4().hex,
-                    queue=new.queue,
-                    type=new.type,
-                    payload=new.payload,
-                    content_type=new.content_type,
-                    attributes=new.attributes,
-                    max_retries=new.max_retries,
-                    timeout=new.timeout,
-                    deduplication_key=new.deduplication_key,
-                    request_id=new.request_id,
-                    schedule_time=datetime.fromtimestamp(new.schedule_time, UTC),
-                    status=HeldStatus.SCHEDULED,
-                    create_time=now,
-                    update_time=now,
-                    last_error="",
-                )
+
+            def create(new: NewJob) -> JobRecord:
+                row = _new_held(new, now)
                 session.add(row)
-                results.append((row, False))
-                # Duplicates within one batch collapse too.
-                if new.request_id:
-                    by_request[new.request_id] = row
-                if new.deduplication_key:
-                    by_key[new.deduplication_key] = row
-        return results
+                return held_record(row)
+
+            return _RULE.admit(jobs, now.timestamp(), create, by_request=by_request, by_key=by_key)
 
     async def _duplicates(
         self, session: AsyncSession, jobs: Sequence[NewJob]
-    ) -> tuple[dict[str, ScheduledJob], dict[str, ScheduledJob]]:
-        request_ids = {job.request_id for job in jobs if job.request_id}
-        keys = {job.deduplication_key for job in jobs if job.deduplication_key}
-        by_request: dict[str, ScheduledJob] = {}
-        by_key: dict[str, ScheduledJob] = {}
+    ) -> tuple[dict[str, JobRecord], dict[str, JobRecord]]:
+        request_ids, keys = lookups(jobs)
+        by_request: dict[str, JobRecord] = {}
+        by_key: dict[str, JobRecord] = {}
         if request_ids:
             rows = await session.scalars(
                 select(ScheduledJob).where(ScheduledJob.request_id.in_(request_ids))
             )
-            by_request = {row.request_id: row for row in rows}
+            by_request = {row.request_id: held_record(row) for row in rows}
         if keys:
             rows = await session.scalars(
                 select(ScheduledJob).where(
@@ -239,7 +153,7 @@ class SchedulerStore:
                     ScheduledJob.status.in_([HeldStatus.SCHEDULED, HeldStatus.CLAIMED]),
                 )
             )
-            by_key = {row.deduplication_key: row for row in rows}
+            by_key = {row.deduplication_key: held_record(row) for row in rows}
         return by_request, by_key
 
     async def get_held(self, job_id: str) -> ScheduledJob | None:
@@ -695,9 +609,56 @@ def _fire_keys(fires: Sequence[Handoff]) -> Any:
     )
 
 
-def _brief(error: BaseException) -> str:
-    # SQLAlchemy's messages carry the SQL and a link; the first line is the news.
-    return str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+# A job held here keeps its key until handed to the queue, which takes it over.
+_RULE = DedupRule()
+
+
+def _new_held(new: NewJob, now: datetime) -> ScheduledJob:
+    assert new.schedule_time is not None
+    return ScheduledJob(
+        id=new.id or uuid.uuid4().hex,
+        queue=new.queue,
+        type=new.type,
+        payload=new.payload,
+        content_type=new.content_type,
+        attributes=new.attributes,
+        max_retries=new.max_retries,
+        timeout=new.timeout,
+        deduplication_key=new.deduplication_key,
+        request_id=new.request_id,
+        schedule_time=datetime.fromtimestamp(new.schedule_time, UTC),
+        status=HeldStatus.SCHEDULED,
+        create_time=now,
+        update_time=now,
+        last_error="",
+    )
+
+
+def held_record(row: ScheduledJob) -> JobRecord:
+    """Return the job record of a job the scheduler holds (or cancelled)."""
+    cancelled = row.status is HeldStatus.CANCELLED
+    update_time = row.update_time.timestamp()
+    return JobRecord(
+        id=row.id,
+        queue=row.queue,
+        type=row.type,
+        payload=row.payload,
+        content_type=row.content_type,
+        attributes=dict(row.attributes),
+        max_retries=row.max_retries,
+        timeout=row.timeout,
+        deduplication_key=row.deduplication_key,
+        create_time=row.create_time.timestamp(),
+        state=JobState.CANCELLED if cancelled else JobState.SCHEDULED,
+        schedule_time=row.schedule_time.timestamp(),
+        update_time=update_time,
+        end_time=update_time if cancelled else None,
+        last_error=(
+            Failure(row.last_error, "CANCELLED", retryable=False, time=update_time)
+            if cancelled
+            else None
+        ),
+    )
 
 
 def _held_job(row: ScheduledJob) -> NewJob:

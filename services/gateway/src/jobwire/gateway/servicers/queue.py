@@ -149,17 +149,16 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         """Stream the job's state until it is terminal."""
         full = _view(request.view, _BASIC)
         try:
-            # Watch before reading so no change between the two is missed.
-            with self._streams.hold(), self._service.provider.events.watch(request.id) as watch:
-                job = await self._service.get_job(request.id)
-                snapshot = job.to_proto(full=full)
-                while True:
-                    yield queue_service_pb2.WatchJobResponse(job=snapshot)
-                    if snapshot.state in _TERMINAL:
-                        return
-                    snapshot = await watch.next()
-                    if not full:
-                        snapshot = _basic(snapshot)
+            with self._streams.hold():
+                async with self._service.watch(request.id) as (job, watch):
+                    snapshot = job.to_proto(full=full)
+                    while True:
+                        yield queue_service_pb2.WatchJobResponse(job=snapshot)
+                        if snapshot.state in _TERMINAL:
+                            return
+                        snapshot = await watch.next()
+                        if not full:
+                            snapshot = _basic(snapshot)
         except Exception as error:
             await abort(context, error)
 

@@ -17,20 +17,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
 
 from jobwire.gateway._config import ServerSettings
 from jobwire.gateway._errors import InvalidArgumentError, UnavailableError
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobRecord, duration, set_time, timestamp
-from jobwire.gateway._service import MAX_KEY_LENGTH, MAX_SCHEDULE_AHEAD, validate_queue_name
-from jobwire.gateway.providers.base import (
+from jobwire.gateway._models import JobState, duration, set_time, timestamp
+from jobwire.gateway._service import JobService
+from jobwire.gateway.providers import (
     AckRequest,
     Consumer,
     Delivery,
     LeaseOutcome,
     NackRequest,
-    QueueProvider,
     Revocation,
     RevokeReason,
 )
@@ -42,24 +40,22 @@ logger = logging.getLogger("jobwire.gateway.worker")
 
 Request = worker_service_pb2.StreamJobsRequest
 Response = worker_service_pb2.StreamJobsResponse
-_MAX_QUEUES = 64
-_MAX_JOB_TYPES = 1024
 #: Frames waiting to be sent before the session stops reading the worker's frames.
 OUTBOX_LIMIT = 64
 
 
 class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
-    """Serves worker streams on top of the provider."""
+    """Serves worker streams on top of :class:`JobService`."""
 
     def __init__(
         self,
         settings: ServerSettings,
-        provider: QueueProvider,
+        service: JobService,
         streams: StreamSlots,
         metrics: GatewayMetrics | None = None,
     ) -> None:
         self._settings = settings
-        self._provider = provider
+        self._service = service
         self._metrics = metrics or GatewayMetrics()
         self._streams = streams
         self._sessions: set[_Session] = set()
@@ -74,8 +70,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
 
     @property
     def leases_held(self) -> int:
-        """Leases held by all open sessions."""
-        return sum(len(s.consumer.leases) for s in self._sessions)
+        """Leases held on this gateway."""
+        return self._service.leases.leased
 
     async def wait_drained(self, grace: float) -> bool:
         """Wait until no session holds a lease; False if ``grace`` seconds passed first."""
@@ -109,19 +105,19 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         first = await context.read()
         if first is grpc.aio.EOF:
             return
-        consumer = self._open(first)
+        consumer = self._service.consumer(first)
         session = _Session(
             context,
             consumer,
             first.open.max_in_flight,
-            self._provider,
+            self._service,
             self._settings,
             self._released,
             self._metrics,
         )
         self._sessions.add(session)
         try:
-            await self._provider.connect(consumer)
+            self._service.connect(consumer)
             # Closed here, not when collected: gRPC closes this generator at a
             # write that failed, and the session must stop taking jobs before
             # disconnect() puts its leases back, or it takes them again.
@@ -130,55 +126,10 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                     yield frame
         finally:
             self._sessions.discard(session)
-            await self._provider.disconnect(consumer)
+            await self._service.disconnect(consumer)
             self._released.set()
         if session.error is not None:
             raise session.error
-
-    def _open(self, frame: Request) -> Consumer:
-        kind = frame.WhichOneof("kind")
-        if kind != "open":
-            raise InvalidArgumentError(
-                "open", f"the first frame of StreamJobs must be `open`, got `{kind}`"
-            )
-        req = frame.open
-        limit = self._settings.max_in_flight_limit
-        if not req.worker_id or len(req.worker_id) > MAX_KEY_LENGTH:
-            raise InvalidArgumentError(
-                "open.worker_id", f"is required, at most {MAX_KEY_LENGTH} chars"
-            )
-        if not 1 <= req.max_in_flight <= limit:
-            raise InvalidArgumentError(
-                "open.max_in_flight", f"must be between 1 and {limit}, got {req.max_in_flight}"
-            )
-        if len(req.queues) > _MAX_QUEUES or len(req.job_types) > _MAX_JOB_TYPES:
-            raise InvalidArgumentError(
-                "open.queues", f"at most {_MAX_QUEUES} queues and {_MAX_JOB_TYPES} job types"
-            )
-        queues = tuple(
-            dict.fromkeys(validate_queue_name(q, "open.queues") for q in req.queues or [""])
-        )
-        lease = self._settings.lease_duration.total_seconds()
-        if req.HasField("lease_duration"):
-            lease = _clamp_lease(self._settings, req.lease_duration)
-        return Consumer(
-            worker_id=req.worker_id,
-            queues=queues,
-            job_types=frozenset(req.job_types),
-            lease_duration=lease,
-            on_revoke=_ignore,  # replaced by the session
-        )
-
-
-def _ignore(revocation: Revocation) -> None:
-    pass
-
-
-def _clamp_lease(settings: ServerSettings, value: duration_pb2.Duration) -> float:
-    """Keep a requested lease length within the configured bounds."""
-    seconds = value.ToTimedelta().total_seconds()
-    low = settings.min_lease_duration.total_seconds()
-    return min(settings.max_lease_duration.total_seconds(), max(low, seconds))
 
 
 class _Session:
@@ -187,7 +138,7 @@ class _Session:
         context: Context,
         consumer: Consumer,
         max_in_flight: int,
-        provider: QueueProvider,
+        service: JobService,
         settings: ServerSettings,
         released: asyncio.Event,
         metrics: GatewayMetrics,
@@ -195,12 +146,11 @@ class _Session:
         self.context = context
         self.consumer = consumer
         self.error: BaseException | None = None
-        self._provider = provider
+        self._service = service
         self._settings = settings
         self._window = max_in_flight
-        # Expired leases keep their credit until the worker answers for them:
-        # a worker that stopped answering must not be sent more work.
-        self._unanswered: set[str] = set()
+        self._in_flight = 0
+        """Deliveries counted in the in-flight metric, not answered or revoked yet."""
         self._outbox: asyncio.Queue[Response | None] = asyncio.Queue()
         # Set whenever the writer takes a frame from the outbox.
         self._outbox_room = asyncio.Event()
@@ -208,9 +158,6 @@ class _Session:
         self._released = released
         self._draining = False
         self._metrics = metrics
-        # Unanswered deliveries by lease: the job (for its metric labels) and
-        # when it was delivered (monotonic), for the handler duration.
-        self._started: dict[str, tuple[JobRecord, float]] = {}
         consumer.on_revoke = self._on_revoke
 
     async def run(self) -> AsyncGenerator[Response, None]:
@@ -237,7 +184,7 @@ class _Session:
             metrics.workers.dec()
             metrics.credits.dec(self._window)
             # The session's unfinished leases are released with it.
-            metrics.in_flight.dec(len(self._started))
+            metrics.in_flight.dec(self._in_flight)
             reader.cancel()
             deliverer.cancel()
             await asyncio.gather(reader, deliverer, return_exceptions=True)
@@ -259,17 +206,16 @@ class _Session:
         self._outbox.put_nowait(None)
 
     def _on_revoke(self, revocation: Revocation) -> None:
-        if self._started.pop(revocation.lease_id, None) is not None:
-            self._metrics.in_flight.dec()
+        self._in_flight -= 1
+        self._metrics.in_flight.dec()
         if revocation.reason is RevokeReason.EXPIRED:
             self._metrics.lease_expiries.inc()
-            self._unanswered.add(revocation.lease_id)
         if revocation.reason in (RevokeReason.EXPIRED, RevokeReason.TIMED_OUT):
             logger.warning(
                 "worker %s: lease %s of job %s revoked: %s",
                 self.consumer.worker_id,
                 revocation.lease_id,
-                revocation.job_id,
+                revocation.job.id,
                 revocation.message,
             )
         self._capacity.set()
@@ -278,7 +224,7 @@ class _Session:
             Response(
                 lease_revoked=Response.LeaseRevoked(
                     lease_id=revocation.lease_id,
-                    job_id=revocation.job_id,
+                    job_id=revocation.job.id,
                     reason=revocation.reason.value,
                     message=revocation.message,
                 )
@@ -305,16 +251,16 @@ class _Session:
     async def _deliver(self) -> None:
         try:
             while True:
-                free = self._window - len(self.consumer.leases) - len(self._unanswered)
+                free = self._window - self._service.in_use(self.consumer)
                 if free <= 0 or self._draining:
                     self._capacity.clear()
                     await self._capacity.wait()
                     continue
-                deliveries = await self._provider.receive(self.consumer, free)
-                now, started = time.time(), time.monotonic()
+                deliveries = await self._service.receive(self.consumer, free)
+                now = time.time()
                 for d in deliveries:
                     self._metrics.delivered(d.job, now, self.consumer.worker_id)
-                    self._started[d.lease_id] = (d.job, started)
+                self._in_flight += len(deliveries)
                 self._outbox.put_nowait(_delivery(deliveries))
         except asyncio.CancelledError:
             raise
@@ -331,22 +277,18 @@ class _Session:
                 )
                 for i in frame.ack.items
             ]
-            outcomes = await self._provider.ack(consumer, items)
-            self._record(outcomes, dead=set())
+            outcomes = await self._service.ack(consumer, items)
+            self._record(outcomes)
             self._answer(outcomes)
         elif kind == "nack":
-            nacks = frame.nack.items
-            outcomes = await self._nack(nacks)
-            dead = {i.lease_id for i in nacks if i.HasField("retryable") and not i.retryable}
-            self._record(outcomes, dead=dead, failed=True)
+            outcomes = await self._nack(frame.nack.items)
+            self._record(outcomes)
             self._answer(outcomes)
         elif kind == "extend_lease":
             await self._extend(frame.extend_lease)
         elif kind == "progress":
             lease_id = frame.progress.lease_id
-            if not await self._provider.report_progress(
-                consumer, lease_id, frame.progress.progress
-            ):
+            if not await self._service.progress(consumer, lease_id, frame.progress.progress):
                 self._unknown_lease(lease_id)
         elif kind == "drain":
             self._draining = True
@@ -367,8 +309,8 @@ class _Session:
         for item in items:
             delay = None
             if item.HasField("retry_delay"):
-                delay = item.retry_delay.ToTimedelta().total_seconds()
-                if not 0 <= delay <= MAX_SCHEDULE_AHEAD:
+                delay = self._service.validate.retry_delay(item.retry_delay)
+                if delay is None:
                     refused[item.lease_id] = LeaseOutcome(
                         item.lease_id,
                         False,
@@ -378,15 +320,15 @@ class _Session:
                     continue
             retryable = item.retryable if item.HasField("retryable") else True
             requests.append(NackRequest(item.lease_id, item.failure, retryable, delay))
-        applied = iter(await self._provider.nack(self.consumer, requests))
+        applied = iter(await self._service.nack(self.consumer, requests))
         return [refused.get(item.lease_id) or next(applied) for item in items]
 
     async def _extend(self, frame: Request.ExtendLease) -> None:
         duration = self.consumer.lease_duration
         if frame.HasField("lease_duration"):
-            duration = _clamp_lease(self._settings, frame.lease_duration)
+            duration = self._service.validate.lease_duration(frame.lease_duration)
         extended = Response.LeaseExtended()
-        for lease_id, expiry in await self._provider.extend_leases(
+        for lease_id, expiry in await self._service.extend(
             self.consumer, frame.lease_ids, duration
         ):
             if expiry is None:
@@ -396,18 +338,19 @@ class _Session:
         if extended.items:
             self._outbox.put_nowait(Response(lease_extended=extended))
 
-    def _record(
-        self, outcomes: Sequence[LeaseOutcome], *, dead: set[str], failed: bool = False
-    ) -> None:
-        """Count the applied acks or nacks; ``dead`` holds the non-retryable nacks."""
+    def _record(self, outcomes: Sequence[LeaseOutcome]) -> None:
+        """Count the applied answers, as the lease state machine decided them."""
         now = time.monotonic()
         for outcome in outcomes:
-            if not outcome.ok or (started := self._started.pop(outcome.lease_id, None)) is None:
+            if not outcome.ok or outcome.job is None:
                 continue
-            job, since = started
-            gone = outcome.lease_id in dead or job.attempt > job.max_retries
+            self._in_flight -= 1
             self._metrics.answered(
-                job, now - since, self.consumer.worker_id, ok=not failed, dead=failed and gone
+                outcome.job,
+                now - outcome.delivered_at,
+                self.consumer.worker_id,
+                ok=outcome.state is JobState.COMPLETED,
+                dead=outcome.state is JobState.DEAD,
             )
 
     def _answer(self, outcomes: Sequence[LeaseOutcome]) -> None:
@@ -415,7 +358,6 @@ class _Session:
         self._released.set()
         result = Response.AckResult()
         for outcome in outcomes:
-            self._unanswered.discard(outcome.lease_id)
             result.items.add(
                 lease_id=outcome.lease_id,
                 ok=outcome.ok,

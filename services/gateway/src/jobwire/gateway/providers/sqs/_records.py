@@ -51,19 +51,18 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
+    tuple_,
     update,
 )
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from jobwire.gateway._db import AWAY, UtcDateTime, brief, create_engine, open_schema
+from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import InvalidPageTokenError, UnavailableError
 from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
-from jobwire.gateway.providers.base import JobFilter
-from jobwire.gateway.scheduler.models import UtcDateTime
-from jobwire.gateway.scheduler.store import create_engine
+from jobwire.gateway.providers._types import JobFilter
 from jobwire.v1 import job_pb2
 
 logger = logging.getLogger("jobwire.gateway.sqs")
@@ -198,14 +197,14 @@ class JobRecords:
 
     Args:
         url: SQLAlchemy URL of the database.
-        dedup_window: seconds a deduplication key stays taken after its job finished.
+        dedup: the deduplication rule, with the configured window.
         retention: seconds finished jobs are kept.
     """
 
-    def __init__(self, url: str, *, dedup_window: float, retention: float) -> None:
-        self.engine: AsyncEngine = create_engine(url)
+    def __init__(self, url: str, *, dedup: DedupRule, retention: float) -> None:
+        self.engine: AsyncEngine = create_engine(url, what="provider.database_url")
         self._postgres = self.engine.dialect.name == "postgresql"
-        self._dedup_window = dedup_window
+        self._dedup = dedup
         self._retention = retention
         self._pending: dict[str, _Write] = {}
         self._flushing: dict[str, _Write] = {}
@@ -220,26 +219,14 @@ class JobRecords:
         Raises:
             RuntimeError: the database is unreachable or holds another schema version.
         """
-        try:
-            async with self.engine.begin() as conn:
-                if self._postgres:
-                    await conn.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK}
-                    )
-                await conn.run_sync(_Base.metadata.create_all)
-                version = await conn.scalar(select(SchemaVersion.version))
-                if version is None:
-                    await conn.execute(insert(SchemaVersion).values(version=SCHEMA_VERSION))
-                elif version != SCHEMA_VERSION:
-                    raise RuntimeError(
-                        f"the job records have schema version {version}; this gateway "
-                        f"knows version {SCHEMA_VERSION} (upgrade the gateway)"
-                    )
-        except (DBAPIError, OSError) as error:
-            where = self.engine.url.render_as_string(hide_password=True)
-            raise RuntimeError(
-                f"cannot open the job records database {where}: {_brief(error)}"
-            ) from error
+        await open_schema(
+            self.engine,
+            _Base.metadata,
+            SchemaVersion,
+            SCHEMA_VERSION,
+            lock_key=_SCHEMA_LOCK,
+            what="job records",
+        )
         self._flusher = asyncio.create_task(self._flush_loop(), name="jobwire-sqs-records")
 
     async def close(self) -> None:
@@ -405,28 +392,32 @@ class JobRecords:
     async def _insert(
         self, jobs: Sequence[tuple[NewJob, JobRecord]], now: float
     ) -> list[tuple[JobRecord, bool]]:
+        prepared = {id(new): record for new, record in jobs}
+        news = [new for new, _ in jobs]
         async with self._connection() as conn:
-            by_request, by_key = await self._duplicates(conn, [new for new, _ in jobs], now)
-            results: list[tuple[JobRecord, bool]] = []
+            by_request, by_key = await self._duplicates(conn, news, now)
+            results = self._dedup.admit(
+                news, now, lambda new: prepared[id(new)], by_request=by_request, by_key=by_key
+            )
             rows: list[dict[str, Any]] = []
             keys: dict[str, str] = {}
-            for new, record in jobs:
-                existing = by_request.get(new.request_id) or by_key.get(new.deduplication_key)
-                if existing is not None:
-                    results.append((existing, True))
+            for new, (record, duplicate) in zip(news, results, strict=True):
+                if duplicate:
                     continue
                 rows.append(_insert_params(record, new.request_id))
-                results.append((record, False))
-                # Duplicates within one batch collapse too.
-                if new.request_id:
-                    by_request[new.request_id] = record
                 if new.deduplication_key:
-                    by_key[new.deduplication_key] = record
                     keys[new.deduplication_key] = record.id
             if rows:
                 await conn.execute(insert(StoredJob), rows)
             if keys:
-                await conn.execute(delete(DedupKey).where(DedupKey.key.in_(keys)))
+                # Take over only the keys whose holders let them go, as seen
+                # here: a key another gateway took meanwhile makes the insert
+                # collide, and the retry finds that gateway's job.
+                stale = [(k, by_key[k].id) for k in keys if k in by_key]
+                if stale:
+                    await conn.execute(
+                        delete(DedupKey).where(tuple_(DedupKey.key, DedupKey.job_id).in_(stale))
+                    )
                 await conn.execute(
                     insert(DedupKey), [{"key": k, "job_id": v} for k, v in keys.items()]
                 )
@@ -435,8 +426,7 @@ class JobRecords:
     async def _duplicates(
         self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float
     ) -> tuple[dict[str, JobRecord], dict[str, JobRecord]]:
-        request_ids = {job.request_id for job in jobs if job.request_id}
-        keys = {job.deduplication_key for job in jobs if job.deduplication_key}
+        request_ids, keys = lookups(jobs)
         by_request: dict[str, JobRecord] = {}
         by_key: dict[str, JobRecord] = {}
         if request_ids:
@@ -453,11 +443,7 @@ class JobRecords:
                 # Two gateways taking over the same expired key take turns.
                 held = held.with_for_update(of=DedupKey)
             for row in (await conn.execute(held)).mappings():
-                record = self._fresh(row)
-                if not record.state.is_terminal or (
-                    record.end_time is not None and now < record.end_time + self._dedup_window
-                ):
-                    by_key[row["key"]] = record
+                by_key[row["key"]] = self._fresh(row)
         return by_request, by_key
 
     def _fresh(self, row: Any) -> JobRecord:
@@ -604,8 +590,8 @@ class JobRecords:
                 yield conn
         except IntegrityError:
             raise
-        except (DBAPIError, SQLAlchemyTimeoutError, OSError) as error:
-            raise UnavailableError(f"job records database unavailable: {_brief(error)}") from error
+        except AWAY as error:
+            raise UnavailableError(f"job records database unavailable: {brief(error)}") from error
 
 
 def _rank(record: JobRecord) -> int:
@@ -756,8 +742,3 @@ def _parse_cursor(cursor: str) -> tuple[datetime, str]:
     if not sep or not micros.isdigit() or not job_id:
         raise InvalidPageTokenError("page_token", "not a token from this gateway")
     return _EPOCH + int(micros) * _MICROSECOND, job_id
-
-
-def _brief(error: BaseException) -> str:
-    # SQLAlchemy's messages carry the SQL and a link; the first line is the news.
-    return str(getattr(error, "orig", None) or error).splitlines()[0][:200]

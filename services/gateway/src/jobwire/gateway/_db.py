@@ -1,0 +1,157 @@
+"""SQL plumbing shared by every part of the gateway that keeps tables.
+
+The scheduler, the SQS provider's job records and the SQL queue providers
+all run on SQLAlchemy 2 async, on SQLite (aiosqlite) or PostgreSQL (asyncpg):
+one engine factory, one time type, one way to create and version a schema,
+and one translation of a database that is away into ``UNAVAILABLE``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    IntegrityError,
+    NotSupportedError,
+    ProgrammingError,
+)
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
+from sqlalchemy.orm import Mapped
+
+from jobwire.gateway._errors import UnavailableError
+
+# Errors that are the gateway's (or the caller's) doing, not the database
+# being away; they propagate as they are.
+OUR_FAULT = (IntegrityError, ProgrammingError, DataError, NotSupportedError)
+# Connection refused or dropped, server restarting, database not accepting
+# connections, locked (SQLite), pool exhausted: all transient.
+AWAY = (DBAPIError, SQLAlchemyTimeoutError, OSError)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware UTC ``datetime`` on every database.
+
+    PostgreSQL stores ``timestamptz``. SQLite has no time type: SQLAlchemy
+    stores fixed-width text, which sorts and compares correctly only if every
+    value is in the same zone, so values are converted to naive UTC on the way
+    in and made aware again on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Convert to UTC (naive on SQLite)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value} given where an aware one is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def create_engine(
+    url: str, *, what: str = "database_url", pool_size: int | None = None
+) -> AsyncEngine:
+    """Return an engine for ``url``: SQLite waits for its lock, PostgreSQL pings on checkout.
+
+    Raises:
+        RuntimeError: the URL names PostgreSQL but asyncpg is not installed.
+    """
+    if make_url(url).get_backend_name() == "sqlite":
+        from sqlalchemy import event
+
+        # The busy timeout makes a writer wait for the lock instead of failing.
+        engine = _create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if pool_size is not None:
+        options["pool_size"] = pool_size
+    try:
+        # pool_pre_ping: a connection the server dropped (restart, failover,
+        # pg_terminate_backend) is replaced on checkout instead of failing a query.
+        return _create_async_engine(url, **options)
+    except ModuleNotFoundError as error:
+        raise RuntimeError(
+            f"{what} needs the {error.name} driver; install it from the repository root "
+            "with: pip install './services/gateway[postgres]'"
+        ) from None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers proceed while a writer writes; foreign keys make
+    # deleting a parent row delete its children.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+async def open_schema(
+    engine: AsyncEngine,
+    metadata: MetaData,
+    version_table: type[Any],
+    version: int,
+    *,
+    lock_key: int,
+    what: str,
+) -> None:
+    """Create missing tables and check (or record) the schema version.
+
+    ``version_table`` is a mapped class with an integer primary key
+    ``version``; it holds one row. Several gateways starting at once on
+    PostgreSQL take turns through an advisory lock.
+
+    Raises:
+        RuntimeError: the database is unreachable or holds another schema version.
+    """
+    try:
+        async with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
+            await conn.run_sync(metadata.create_all)
+            column: Mapped[int] = version_table.version
+            stored = await conn.scalar(select(column))
+            if stored is None:
+                await conn.execute(insert(version_table).values(version=version))
+            elif stored != version:
+                raise RuntimeError(
+                    f"the {what} database has schema version {stored}; this gateway "
+                    f"knows version {version} (upgrade the gateway)"
+                )
+    except AWAY as error:
+        where = engine.url.render_as_string(hide_password=True)
+        raise RuntimeError(f"cannot open the {what} database {where}: {brief(error)}") from error
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine, what: str) -> AsyncIterator[AsyncConnection]:
+    """A connection in a transaction; a lost or refused database is ``UNAVAILABLE``."""
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except OUR_FAULT:
+        raise
+    except AWAY as error:
+        raise UnavailableError(f"{what} database unavailable: {brief(error)}") from error
+
+
+def brief(error: BaseException) -> str:
+    """The first line of a database error (SQLAlchemy's carry the SQL and a link)."""
+    return str(getattr(error, "orig", None) or error).splitlines()[0][:200]

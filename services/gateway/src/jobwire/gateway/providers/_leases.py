@@ -1,0 +1,403 @@
+"""The lease state machine: one for every provider, written once.
+
+A job a provider hands out is leased to one consumer (a worker stream) until
+the worker acks or nacks it, the lease expires, the job's timeout passes, the
+job is cancelled, or the stream drops. This module owns everything about
+that, so that a provider is only storage (:mod:`.base`):
+
+* the lease table (by lease id per consumer, and by job id) and the credits
+  each consumer uses, counting expired leases its worker has not answered for;
+* one timer per lease, at its deadline (expiry, or the job's timeout if sooner);
+* lease ids (``<job id>.<attempt>``) and the fencing of answers for leases
+  that are not the consumer's (late, foreign, unknown), with the reason why;
+* the ack, nack, extension, progress, cancellation, timeout, expiry and
+  disconnect flows, and the retry-or-dead decision (:mod:`._retry`).
+
+Every method runs on the event loop; the table changes without awaiting, and
+providers are called with what was decided.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic
+
+from jobwire.gateway._errors import JobNotFoundError, JobTerminalError, UnavailableError
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
+from jobwire.gateway.providers._retry import RetryPolicy
+from jobwire.gateway.providers._types import (
+    AckRequest,
+    Consumer,
+    Delivery,
+    Ending,
+    H,
+    JobFilter,
+    Lease,
+    LeaseOutcome,
+    NackRequest,
+    QueueCounts,
+    Revocation,
+    RevokeReason,
+)
+from jobwire.gateway.providers.base import QueueProvider
+from jobwire.v1 import job_pb2
+
+logger = logging.getLogger("jobwire.gateway.leases")
+
+
+@dataclass(slots=True, eq=False)
+class _Holder(Generic[H]):
+    """The leases of one consumer."""
+
+    leases: dict[str, Lease[H]] = field(default_factory=dict)
+    unanswered: set[str] = field(default_factory=set)
+    """Expired leases the worker has not answered for: they keep their credit,
+    so a worker that stopped answering is sent no more work."""
+
+
+class Leases(Generic[H]):
+    """Leases of one gateway on top of a provider's storage.
+
+    Args:
+        provider: the storage.
+        retry: the backoff between attempts.
+        events: where lease transitions are published.
+    """
+
+    def __init__(self, provider: QueueProvider[H], retry: RetryPolicy, events: JobEvents) -> None:
+        self.provider = provider
+        self.retry = retry
+        self.events = events
+        self._holders: dict[Consumer, _Holder[H]] = {}
+        self._by_job: dict[str, Lease[H]] = {}
+        self._workers: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        provider.bind(self)
+
+    # What providers may ask (ProviderHost) ------------------------------------
+
+    def leased_job_ids(self) -> Collection[str]:
+        """Ids of the jobs leased on this gateway now."""
+        return self._by_job.keys()
+
+    def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
+        """The backend took a job leased here back: revoke the lease, record nothing."""
+        lease = self._by_job.get(job_id)
+        if lease is not None:
+            self._forget(lease)
+            self._revoke(lease, reason, message)
+
+    # Consumers ---------------------------------------------------------------
+
+    def connect(self, consumer: Consumer) -> None:
+        """Register a consumer before its first :meth:`receive`."""
+        self._holders[consumer] = _Holder()
+        for name in consumer.queues:
+            self._workers[name] += 1
+
+    def in_use(self, consumer: Consumer) -> int:
+        """Credits the consumer uses: its leases and the expired ones it owes an answer for."""
+        holder = self._holders[consumer]
+        return len(holder.leases) + len(holder.unanswered)
+
+    @property
+    def leased(self) -> int:
+        """Leases held on this gateway now."""
+        return len(self._by_job)
+
+    async def disconnect(self, consumer: Consumer) -> None:
+        """Forget a consumer; each job it held is available again at once, attempt counted."""
+        holder = self._holders.pop(consumer)
+        for name in consumer.queues:
+            self._workers[name] -= 1
+        now = time.time()
+        endings: list[Ending[H]] = []
+        for lease in holder.leases.values():
+            self._unindex(lease)
+            job = lease.job
+            message = f"worker {consumer.worker_id} disconnected during the attempt"
+            failure = Failure(message, "WORKER_LOST", attempt=job.attempt)
+            endings.append(Ending(lease, self.retry.after_loss(job, failure, now)))
+        holder.leases.clear()
+        if endings:
+            await self._settle_quietly(endings)
+
+    # Worker side -------------------------------------------------------------
+
+    async def receive(self, consumer: Consumer, max_jobs: int) -> list[Delivery]:
+        """Lease up to ``max_jobs`` jobs, waiting until at least one is ready."""
+        claims = await self.provider.claim(consumer, max_jobs)
+        holder = self._holders[consumer]
+        loop = asyncio.get_running_loop()
+        now, delivered_at = time.time(), time.monotonic()
+        deliveries: list[Delivery] = []
+        for claim in claims:
+            job = claim.job
+            lease = Lease(
+                id=f"{job.id}.{job.attempt}",
+                job=job,
+                consumer=consumer,
+                handle=claim.handle,
+                expire_time=now + consumer.lease_duration,
+                timeout_time=now + job.timeout if job.timeout is not None else None,
+                delivered_at=delivered_at,
+            )
+            self._arm(lease, now, loop)
+            holder.leases[lease.id] = lease
+            self._by_job[job.id] = lease
+            self.events.publish(job)
+            deliveries.append(Delivery(job, lease.id, lease.expire_time))
+        return deliveries
+
+    async def ack(self, consumer: Consumer, items: Sequence[AckRequest]) -> list[LeaseOutcome]:
+        """Complete leased jobs with their results."""
+        now = time.time()
+        return await self._answer(
+            consumer,
+            [item.lease_id for item in items],
+            lambda lease, i: AttemptEnd(
+                JobState.COMPLETED,
+                now,
+                result=items[i].result,
+                result_content_type=items[i].result_content_type,
+            ),
+        )
+
+    async def nack(self, consumer: Consumer, items: Sequence[NackRequest]) -> list[LeaseOutcome]:
+        """Record failed attempts: retried after a backoff, or dead."""
+        now = time.time()
+
+        def end(lease: Lease[H], i: int) -> AttemptEnd:
+            item, job = items[i], lease.job
+            failure = Failure.from_proto(
+                item.failure, attempt=job.attempt, retryable=item.retryable
+            )
+            return self.retry.after_failure(job, failure, now, item.retry_delay)
+
+        return await self._answer(consumer, [item.lease_id for item in items], end)
+
+    async def extend(
+        self, consumer: Consumer, lease_ids: Sequence[str], duration: float
+    ) -> list[tuple[str, float | None]]:
+        """Extend leases ``duration`` seconds from now; None for a lease not held.
+
+        The new deadline holds from the moment the extension arrived, whatever
+        the backend's round trip takes.
+        """
+        holder = self._holders[consumer]
+        loop = asyncio.get_running_loop()
+        now = time.time()
+        leases = [holder.leases[i] for i in lease_ids if i in holder.leases]
+        for lease in leases:
+            lease.expire_time = now + duration
+            self._arm(lease, now, loop)
+        kept = await self.provider.extend(leases) if leases else []
+        expiries: dict[str, float] = {}
+        for lease, ok in zip(leases, kept, strict=True):
+            if holder.leases.get(lease.id) is not lease:
+                continue  # revoked during the round trip
+            if not ok:
+                # The backend let the job go (SQS showed the message again).
+                del holder.leases[lease.id]
+                self._unindex(lease)
+                continue
+            expiries[lease.id] = lease.expire_time
+        return [(lease_id, expiries.get(lease_id)) for lease_id in lease_ids]
+
+    async def progress(
+        self, consumer: Consumer, lease_id: str, progress: job_pb2.JobProgress
+    ) -> bool:
+        """Store a leased job's progress and tell its watchers; False for a lease not held."""
+        lease = self._holders[consumer].leases.get(lease_id)
+        if lease is None:
+            return False
+        lease.job.progress = progress
+        lease.job.update_time = time.time()
+        await self.provider.save_progress(lease)
+        self.events.publish(lease.job)
+        return True
+
+    # Producer side -----------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str) -> JobRecord:
+        """Cancel a job; one leased here has its lease revoked first.
+
+        A cancelled job is returned unchanged. Raises ``JobNotFoundError``, or
+        ``JobTerminalError`` for a completed or dead job.
+        """
+        message = reason or "cancelled"
+        lease = self._by_job.get(job_id)
+        if lease is not None:
+            self._forget(lease)
+            self._revoke(lease, RevokeReason.CANCELLED, f"job cancelled: {message}")
+        record = await self.provider.cancel(job_id, message, lease)
+        if record is None:
+            raise JobNotFoundError(job_id)
+        if record.state is not JobState.CANCELLED:
+            raise JobTerminalError(job_id, record.state.name)
+        self.events.publish(record)
+        return record
+
+    async def stats(self, queue: str | None) -> list[QueueCounts]:
+        """The provider's counts, with this gateway's workers on each queue."""
+        rows = {row.queue: row for row in await self.provider.counts(queue)}
+        names = [queue] if queue is not None else [q for q, n in self._workers.items() if n]
+        for name in names:
+            if name not in rows:
+                rows[name] = QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
+        for row in rows.values():
+            row.workers = self._workers[row.queue]
+        return [rows[name] for name in sorted(rows)]
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Return a job from the provider, or None."""
+        return await self.provider.get(job_id)
+
+    async def list_jobs(
+        self, where: JobFilter, limit: int, cursor: str | None
+    ) -> tuple[list[JobRecord], str | None]:
+        """Return a page of the provider's jobs."""
+        return await self.provider.list_jobs(where, limit, cursor)
+
+    async def aclose(self) -> None:
+        """Stop every lease timer and wait for the endings being recorded."""
+        for lease in self._by_job.values():
+            if lease.timer is not None:
+                lease.timer.cancel()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # The machine -------------------------------------------------------------
+
+    async def _answer(
+        self,
+        consumer: Consumer,
+        lease_ids: Sequence[str],
+        end_of: Callable[[Lease[H], int], AttemptEnd],
+    ) -> list[LeaseOutcome]:
+        """Apply one frame's answers; ``end_of(lease, index)`` decides each ending."""
+        holder = self._holders[consumer]
+        outcomes: list[LeaseOutcome | None] = []
+        endings: list[Ending[H]] = []
+        slots: list[int] = []
+        for i, lease_id in enumerate(lease_ids):
+            holder.unanswered.discard(lease_id)
+            lease = holder.leases.pop(lease_id, None)
+            if lease is None:
+                outcomes.append(await self._fenced(lease_id))
+                continue
+            self._unindex(lease)
+            endings.append(Ending(lease, end_of(lease, i)))
+            slots.append(len(outcomes))
+            outcomes.append(None)
+        if endings:
+            applied = await self.provider.settle(endings)
+            for n, (slot, ending) in enumerate(zip(slots, endings, strict=True)):
+                outcomes[slot] = self._applied(ending, applied is None or applied[n])
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    def _applied(self, ending: Ending[H], ok: bool) -> LeaseOutcome:
+        lease = ending.lease
+        if not ok:
+            return LeaseOutcome(
+                lease.id, False, "LEASE_EXPIRED", "the backend took the job back before the answer"
+            )
+        self.events.publish(lease.job)
+        return LeaseOutcome(
+            lease.id, True, job=lease.job, state=ending.end.state, delivered_at=lease.delivered_at
+        )
+
+    async def _fenced(self, lease_id: str) -> LeaseOutcome:
+        """Explain why a lease the consumer named is not its own."""
+        job_id, _, attempt = lease_id.rpartition(".")
+        try:
+            job = await self.provider.get(job_id) if job_id else None
+        except UnavailableError:
+            return LeaseOutcome(lease_id, False, "LEASE_NOT_FOUND", "not a lease of this session")
+        if job is None or not attempt.isdigit() or int(attempt) > job.attempt:
+            return LeaseOutcome(lease_id, False, "LEASE_NOT_FOUND", "no such lease")
+        if int(attempt) == job.attempt and job.state is JobState.PROCESSING:
+            return LeaseOutcome(
+                lease_id, False, "LEASE_NOT_FOUND", "the lease belongs to another worker session"
+            )
+        if job.state is JobState.CANCELLED and int(attempt) == job.attempt:
+            return LeaseOutcome(lease_id, False, "LEASE_REVOKED", "the job was cancelled")
+        return LeaseOutcome(
+            lease_id,
+            False,
+            "LEASE_EXPIRED",
+            f"lease of attempt {attempt} ended; the job is now {job.state.name.lower()}",
+        )
+
+    def _arm(self, lease: Lease[H], now: float, loop: asyncio.AbstractEventLoop) -> None:
+        if lease.timer is not None:
+            lease.timer.cancel()
+        lease.timer = loop.call_later(lease.deadline - now, self._on_deadline, lease)
+
+    def _on_deadline(self, lease: Lease[H]) -> None:
+        lease.timer = None
+        holder = self._holders.get(lease.consumer)
+        if holder is None or holder.leases.get(lease.id) is not lease:
+            return
+        self._forget(lease)
+        job, now = lease.job, time.time()
+        if lease.times_out:
+            reason = RevokeReason.TIMED_OUT
+            message = f"attempt {job.attempt} ran past the job's timeout of {job.timeout:g}s"
+            failure = Failure(message, "TIMEOUT", attempt=job.attempt)
+            end = self.retry.after_failure(job, failure, now)
+        else:
+            reason = RevokeReason.EXPIRED
+            message = f"lease expired after {lease.consumer.lease_duration:g}s without extension"
+            end = self.retry.after_loss(
+                job, Failure(message, "LEASE_EXPIRED", attempt=job.attempt), now
+            )
+            holder.unanswered.add(lease.id)
+        self._revoke(lease, reason, message)
+        self._spawn(self._settle_quietly([Ending(lease, end)]))
+
+    async def _settle_quietly(self, endings: Sequence[Ending[H]]) -> None:
+        """Record endings no worker waits for; a backend that is away takes them back later."""
+        try:
+            applied = await self.provider.settle(endings)
+        except Exception as error:
+            logger.warning(
+                "recording the end of %d leases failed (%s); the backend releases them "
+                "when their lease runs out",
+                len(endings),
+                error,
+            )
+            return
+        for n, ending in enumerate(endings):
+            if applied is None or applied[n]:
+                self.events.publish(ending.lease.job)
+
+    def _forget(self, lease: Lease[H]) -> None:
+        """Take a lease out of the table."""
+        holder = self._holders.get(lease.consumer)
+        if holder is not None:
+            holder.leases.pop(lease.id, None)
+        self._unindex(lease)
+
+    def _unindex(self, lease: Lease[H]) -> None:
+        if lease.timer is not None:
+            lease.timer.cancel()
+            lease.timer = None
+        if self._by_job.get(lease.job.id) is lease:
+            del self._by_job[lease.job.id]
+
+    def _revoke(self, lease: Lease[H], reason: RevokeReason, message: str) -> None:
+        lease.consumer.on_revoke(
+            Revocation(lease.id, lease.job, reason, message, lease.delivered_at)
+        )
+
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,172 @@
+"""The data the lease state machine and the providers exchange."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Generic, TypeVar
+
+from jobwire.gateway._models import AttemptEnd, JobRecord, JobState
+from jobwire.v1 import job_pb2, worker_service_pb2
+
+H = TypeVar("H")
+"""A provider's handle on one leased job (SQS: its message and receipt)."""
+
+_Revoked = worker_service_pb2.StreamJobsResponse.LeaseRevoked
+
+
+class RevokeReason(IntEnum):
+    """Why a lease was taken back (``LeaseRevoked.Reason``)."""
+
+    CANCELLED = _Revoked.REASON_CANCELLED
+    TIMED_OUT = _Revoked.REASON_TIMED_OUT
+    EXPIRED = _Revoked.REASON_EXPIRED
+    NOT_FOUND = _Revoked.REASON_NOT_FOUND
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """A lease the worker must stop working on."""
+
+    lease_id: str
+    job: JobRecord
+    reason: RevokeReason
+    message: str
+    delivered_at: float
+    """When the lease was delivered (``time.monotonic()``)."""
+
+
+@dataclass(eq=False)
+class Consumer:
+    """One open worker stream. Compared by identity."""
+
+    worker_id: str
+    queues: tuple[str, ...]
+    job_types: frozenset[str]
+    lease_duration: float
+    on_revoke: Callable[[Revocation], None]
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def accepts(self, job_type: str) -> bool:
+        """Whether this consumer handles jobs of ``job_type``."""
+        return not self.job_types or job_type in self.job_types
+
+
+@dataclass(slots=True)
+class Claim(Generic[H]):
+    """A job a provider took for a consumer: already ``PROCESSING``, attempt counted."""
+
+    job: JobRecord
+    handle: H
+
+
+@dataclass(slots=True, eq=False)
+class Lease(Generic[H]):
+    """A job leased to one consumer until it answers or the lease ends."""
+
+    id: str
+    job: JobRecord
+    consumer: Consumer
+    handle: H
+    expire_time: float
+    timeout_time: float | None
+    delivered_at: float
+    """``time.monotonic()`` at delivery, for the handler's duration."""
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def deadline(self) -> float:
+        """When the lease ends unless extended: its expiry, or the job's timeout if sooner."""
+        if self.timeout_time is None:
+            return self.expire_time
+        return min(self.expire_time, self.timeout_time)
+
+    @property
+    def times_out(self) -> bool:
+        """Whether the job's timeout, not the lease's expiry, comes first."""
+        return self.timeout_time is not None and self.timeout_time <= self.expire_time
+
+
+@dataclass(frozen=True, slots=True)
+class Ending(Generic[H]):
+    """The end of a lease, for the provider to record."""
+
+    lease: Lease[H]
+    end: AttemptEnd
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A job leased to a consumer, as the servicer sends it."""
+
+    job: JobRecord
+    lease_id: str
+    lease_expire_time: float
+
+
+@dataclass(frozen=True, slots=True)
+class AckRequest:
+    """A finished attempt reported by a worker."""
+
+    lease_id: str
+    result: bytes | None = None
+    result_content_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NackRequest:
+    """A failed attempt reported by a worker."""
+
+    lease_id: str
+    failure: job_pb2.JobFailure
+    retryable: bool
+    retry_delay: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseOutcome:
+    """Result of an ack or nack for one lease; ``reason`` is empty when ``ok``."""
+
+    lease_id: str
+    ok: bool
+    reason: str = ""
+    message: str = ""
+    job: JobRecord | None = None
+    """The job, when the answer was applied."""
+    state: JobState | None = None
+    """Where the answer took the job (completed, failed, dead), when applied."""
+    delivered_at: float = 0.0
+    """``time.monotonic()`` at delivery, when applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs ``list`` returns; empty fields match everything."""
+
+    queue: str = ""
+    type: str = ""
+    states: frozenset[JobState] = frozenset()
+
+    def matches(self, job: JobRecord) -> bool:
+        """Whether ``job`` passes the filter."""
+        return (
+            (not self.queue or job.queue == self.queue)
+            and (not self.type or job.type == self.type)
+            and (not self.states or job.state in self.states)
+        )
+
+
+@dataclass(slots=True)
+class QueueCounts:
+    """Counts of one queue (``jobwire.v1.QueueStats``)."""
+
+    queue: str
+    by_state: dict[JobState, int]
+    oldest_pending_age: float
+    workers: int = 0
+    """Worker streams of this gateway on the queue (the state machine fills it in)."""
+    backend: tuple[int, int, int] | None = None
+    """Approximate (visible, in flight, delayed) counts the backend reports, if any."""

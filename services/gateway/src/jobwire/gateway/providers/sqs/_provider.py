@@ -1,0 +1,323 @@
+"""AWS SQS provider (``type = "sqs"``), through aiobotocore: the storage hooks.
+
+How the semantics table maps onto SQS (the lease state machine above owns
+the rules; this is where they meet SQS):
+
+* **Leases are visibility.** A message is received with a visibility covering
+  the lease; an extension is ``ChangeMessageVisibility``; an ack deletes the
+  message; a retry sets its visibility to the backoff; a lost lease sets it to
+  0, so the job is available again at once. The gateway's own timers end
+  leases (SQS visibility is whole seconds and only the safety net for a
+  gateway that died); leases longer than ``visibility_timeout`` have their
+  message's visibility renewed while they last.
+* **Attempts** are ``ApproximateReceiveCount`` less the receipts that were no
+  attempt (a message handed back unleased, or received twice), which the
+  records count.
+* **Long polling on demand** (:mod:`._dispatcher`), only while consumers wait.
+* **Job records** live in the gateway's database (:mod:`._records`), with
+  writes batched; SQS calls that must follow a write (deleting a finished
+  job's message) run once it is committed. A message whose record is finished
+  (cancelled, say) is deleted on receipt. Other gateways' cancellations are
+  looked up every ``sync_interval`` (:mod:`._sync`).
+* **Delays** up to 15 minutes are ``DelaySeconds``; the gateway's scheduler
+  holds longer ones (:attr:`SqsProvider.max_native_delay`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING, ClassVar
+
+from jobwire.gateway._config import SqsProviderSettings
+from jobwire.gateway._dedup import DedupRule
+from jobwire.gateway._errors import PayloadTooLargeError
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
+from jobwire.gateway.providers._types import (
+    Claim,
+    Consumer,
+    Ending,
+    JobFilter,
+    Lease,
+    QueueCounts,
+)
+from jobwire.gateway.providers.base import QueueProvider
+from jobwire.gateway.providers.sqs._calls import MessageCalls
+from jobwire.gateway.providers.sqs._client import approximate_counts, open_client
+from jobwire.gateway.providers.sqs._codec import MAX_DELAY, Outgoing, encode
+from jobwire.gateway.providers.sqs._errors import (
+    QueueNotConfiguredError,
+    SqsRefusedError,
+    SqsUnavailableError,
+    sqs_error,
+)
+from jobwire.gateway.providers.sqs._messages import Message
+from jobwire.gateway.providers.sqs._receiving import Receiving
+from jobwire.gateway.providers.sqs._records import JobRecords, effective
+from jobwire.gateway.providers.sqs._sync import RemoteChanges
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+import logging
+
+logger = logging.getLogger("jobwire.gateway.sqs")
+
+MAX_VISIBILITY = 43_200
+"""Longest visibility SQS allows a message, counted from its receipt."""
+_CLOSE_TIMEOUT = 5.0
+
+
+class SqsProvider(QueueProvider[Message]):
+    """Queues on AWS SQS, job records in the gateway's database (``type = "sqs"``)."""
+
+    max_native_delay: ClassVar[float | None] = float(MAX_DELAY)
+
+    def __init__(self, settings: SqsProviderSettings, events: JobEvents) -> None:
+        super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
+        if settings.database_url is None:
+            raise ValueError("provider.database_url is unset (GatewaySettings fills it in)")
+        self._settings = settings
+        self._records = JobRecords(
+            settings.database_url,
+            dedup=self.dedup,
+            retention=settings.history_retention.total_seconds(),
+        )
+        self._urls = dict(settings.queue_urls)
+        self._cap = math.ceil(settings.visibility_timeout.total_seconds())
+        self._stack = AsyncExitStack()
+        self._client: SQSClient | None = None
+        self._calls = MessageCalls(
+            lambda: self.client,
+            dead_letter_queue_url=settings.dead_letter_queue_url,
+            max_message_bytes=settings.max_message_bytes,
+            wait_time=math.ceil(settings.wait_time.total_seconds()),
+        )
+        self._receiving = Receiving(self._records, self._calls, events, self._url, self._cap)
+        self._sync = RemoteChanges(
+            self._records,
+            lambda: self.host,
+            events,
+            self._cancelled_elsewhere,
+            settings.sync_interval.total_seconds(),
+        )
+
+    @property
+    def polling(self) -> dict[str, int]:
+        """Messages asked for by the receive calls in flight, per queue (for monitoring)."""
+        dispatchers = self._receiving.dispatchers
+        return {name: d.asked for name, d in dispatchers.items() if d.asked}
+
+    @property
+    def client(self) -> SQSClient:
+        """The SQS client, open between :meth:`open` and :meth:`aclose`."""
+        if self._client is None:
+            raise SqsUnavailableError("the SQS provider is not open")
+        return self._client
+
+    async def open(self) -> None:
+        """Open the SQS client and the records database, and check the queues exist."""
+        try:
+            self._client = await open_client(self._settings, self._stack, self._calls.wait_time)
+            await self._records.open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        self._sync.start()
+
+    async def aclose(self) -> None:
+        """Stop receiving, commit the records, finish pending SQS calls, close the client."""
+        await self._sync.stop()
+        await self._receiving.close()
+        await self._records.close()
+        try:
+            async with asyncio.timeout(_CLOSE_TIMEOUT):
+                await self._calls.drain()
+        except TimeoutError:
+            logger.warning("SQS calls still pending at shutdown were abandoned")
+        await self._stack.aclose()
+        self._client = None
+
+    # Jobs --------------------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Record jobs, then send their messages; nothing is sent for a job refused."""
+        # A client that gives up half-way must not leave records without messages.
+        return await asyncio.shield(self._insert(jobs))
+
+    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        now = time.time()
+        candidates: list[tuple[NewJob, JobRecord]] = []
+        outgoing: list[Outgoing] = []
+        for new in jobs:
+            record = JobRecord.create(new, now)
+            outgoing.append(self._outgoing(record, now))
+            candidates.append((new, record))
+        results = await self._records.insert(candidates, now)
+        fresh = [out for (_, dup), out in zip(results, outgoing, strict=True) if not dup]
+        if fresh:
+            sent = await asyncio.gather(
+                *(self._calls.sends.submit(out.url, out.entry, out.size) for out in fresh),
+                return_exceptions=True,
+            )
+            failed = [(out, e) for out, e in zip(fresh, sent, strict=True) if e is not None]
+            if failed:
+                # Forget the jobs that were not sent, so a retry with the same
+                # request ids enqueues exactly those.
+                await self._records.delete(out.job_id for out, _ in failed)
+                out, error = failed[0]
+                raise sqs_error(error, out.url)
+        return results
+
+    def _outgoing(self, record: JobRecord, now: float) -> Outgoing:
+        url = self._url(record.queue)
+        delay = 0
+        if record.schedule_time is not None and record.schedule_time > now:
+            ahead = record.schedule_time - now
+            if url.endswith(".fifo"):
+                raise SqsRefusedError(
+                    f"queue {record.queue!r} is an SQS FIFO queue, which has no per-message "
+                    "delay; set [scheduler] delay_threshold = 0 so the scheduler holds "
+                    "every delayed job"
+                )
+            if ahead > MAX_DELAY + 1:
+                raise SqsRefusedError(
+                    f"SQS delays jobs by at most {MAX_DELAY}s; the scheduler must hold "
+                    "longer ones ([scheduler] enabled = true, delay_threshold at most 15m)"
+                )
+            # Whole seconds, rounded up: never delivered early.
+            delay = min(MAX_DELAY, math.ceil(ahead))
+        out = encode(record, url, delay)
+        limit = self._settings.max_message_bytes
+        if out.size > limit:
+            raise PayloadTooLargeError(
+                "payload",
+                f"is {len(record.payload)} bytes; as an SQS message (base64 body and "
+                f"attributes) the job takes {out.size} bytes, over SQS's limit of {limit} bytes",
+            )
+        return out
+
+    def _url(self, queue: str) -> str:
+        try:
+            return self._urls[queue]
+        except KeyError:
+            names = ", ".join(sorted(self._urls))
+            raise QueueNotConfiguredError(
+                f"queue {queue!r} has no SQS queue; add it to provider.queue_urls "
+                f"(configured: {names})",
+                queue=queue,
+            ) from None
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Return a job from the records (this gateway's own changes included)."""
+        record = await self._records.get(job_id)
+        return None if record is None else effective(record, time.time())
+
+    async def list_jobs(
+        self, where: JobFilter, limit: int, cursor: str | None
+    ) -> tuple[list[JobRecord], str | None]:
+        """List from the records, newest first; the cursor is creation time and id."""
+        return await self._records.list(where, limit, cursor, time.time())
+
+    async def cancel(
+        self, job_id: str, message: str, lease: Lease[Message] | None
+    ) -> JobRecord | None:
+        """Cancel a job; one leased here has its message deleted.
+
+        A job leased on another gateway is cancelled in the records; that
+        gateway revokes the lease within its ``sync_interval``. A job waiting
+        in SQS is deleted when next received.
+        """
+        now = time.time()
+        if lease is not None:
+            job = lease.job
+            self._receiving.release(job.id)
+            job.cancel(message, now)
+            self._records.save(job, functools.partial(self._calls.delete, lease.handle))
+            await self._records.flush()
+            return job
+        record = await self._records.get(job_id)
+        if record is None or record.state.is_terminal:
+            return record
+        failure = Failure(message, "CANCELLED", retryable=False, attempt=record.attempt)
+        return await self._records.cancel(job_id, failure, now)
+
+    async def counts(self, queue: str | None) -> list[QueueCounts]:
+        """Counts from the records, and SQS's own approximate ones."""
+        now = time.time()
+        counts = await self._records.counts(queue, now)
+        names = sorted(counts) if queue is None else [queue]
+        rows = []
+        for name in names:
+            by_state, since = counts.get(name, (dict.fromkeys(JobState, 0), None))
+            url = self._urls.get(name)
+            rows.append(
+                QueueCounts(
+                    queue=name,
+                    by_state=by_state,
+                    oldest_pending_age=0.0 if since is None else max(0.0, now - since),
+                    backend=await approximate_counts(self.client, name, url) if url else None,
+                )
+            )
+        return rows
+
+    # Leases ------------------------------------------------------------------
+
+    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[Message]]:
+        """Wait for jobs from the consumer's queues' dispatchers and record them leased.
+
+        Raises:
+            QueueNotConfiguredError: a queue of the consumer has no SQS queue.
+        """
+        taken = await self._receiving.take(consumer, max_jobs)
+        now = time.time()
+        claims: list[Claim[Message]] = []
+        for item in taken:
+            job = item.record
+            job.begin_attempt(item.attempt, consumer.worker_id, now)
+            deadline = now + consumer.lease_duration
+            if job.timeout is not None:
+                deadline = min(deadline, now + job.timeout)
+            self._receiving.hold(job.id, item.message, deadline, now)
+            self._records.save(job)
+            claims.append(Claim(job, item.message))
+        return claims
+
+    async def settle(self, endings: Sequence[Ending[Message]]) -> None:
+        """Record each ending; the message follows once that is committed."""
+        for ending in endings:
+            job, message, end = ending.lease.job, ending.lease.handle, ending.end
+            self._receiving.release(job.id)
+            job.end_attempt(end)
+            if end.state is JobState.COMPLETED:
+                then = functools.partial(self._calls.delete, message)
+            elif end.state is JobState.FAILED:
+                assert end.run_at is not None
+                # Whole seconds, rounded up, within the 12 hours SQS allows since receipt.
+                allowed = MAX_VISIBILITY - math.ceil(end.time - message.received_at) - 1
+                visibility = max(0, min(allowed, math.ceil(end.run_at - end.time)))
+                job.schedule_time = end.time + visibility
+                then = functools.partial(self._calls.set_visibility, message, visibility)
+            elif end.state is JobState.PENDING:
+                then = functools.partial(self._calls.set_visibility, message, 0)
+            else:
+                then = functools.partial(self._calls.dead_letter, message)
+            self._records.save(job, then)
+
+    async def extend(self, leases: Sequence[Lease[Message]]) -> Sequence[bool]:
+        """Extend the messages' visibility, in one batch call per queue."""
+        return await self._receiving.extend(leases)
+
+    async def save_progress(self, lease: Lease[Message]) -> None:
+        """Buffer the progress into the records."""
+        self._records.save(lease.job)
+
+    def _cancelled_elsewhere(self, job_id: str) -> None:
+        message = self._receiving.release(job_id)
+        if message is not None:
+            self._calls.delete(message)
