@@ -14,8 +14,9 @@ import pytest
 from jobwire.gateway import EmbeddedGateway, Gateway
 from jobwire.gateway.testing import running_gateway, settings_for_tests
 
+from backends import PROVIDERS, provider_settings
 from fleet import OUTCOME, Outcome
-from sqs_support import AWS_ENVIRONMENT, PROVIDERS, MotoServer, SqsQueues, create_queues
+from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues
 from support import Producer, RawWorker
 from timing import resolve
 
@@ -48,7 +49,7 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
 
 @pytest.fixture
 def provider_kind() -> str:
-    """The provider of the ``gateway`` fixture; ``sqs_support.CONTRACT`` parametrizes it."""
+    """The provider of the ``gateway`` fixture; ``backends.CONTRACT`` parametrizes it."""
     return "memory"
 
 
@@ -80,16 +81,14 @@ def sqs_queues(moto_server: MotoServer) -> SqsQueues:
 async def gateway(
     gateway_factory: GatewayFactory, request: pytest.FixtureRequest, provider_kind: str
 ) -> Gateway:
-    """A fresh gateway with the memory provider, or SQS on moto when ``provider_kind`` says so.
+    """A fresh gateway on the provider ``provider_kind`` names (``backends.BACKENDS``).
 
     ``@pytest.mark.gateway(server={...}, provider={...})`` overrides settings;
     a ``PerProvider`` value in them picks a value per provider.
     """
     marker = request.node.get_closest_marker("gateway")
     sections = resolve(dict(marker.kwargs) if marker else {}, provider_kind)
-    if provider_kind == "sqs":
-        queues: SqsQueues = request.getfixturevalue("sqs_queues")
-        sections["provider"] = queues.provider_settings(**sections.get("provider", {}))
+    sections["provider"] = provider_settings(provider_kind, request, sections.get("provider"))
     return await gateway_factory(**sections)
 
 

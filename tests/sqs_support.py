@@ -14,18 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 import moto_atomic
 
 if TYPE_CHECKING:
     from aiobotocore.session import ClientCreatorContext
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.literals import QueueAttributeNameType
-
-PROVIDERS = ["memory", "sqs"]
-CONTRACT = pytest.mark.contract
-"""Run a module's tests on every provider: ``pytestmark = CONTRACT`` (see ``conftest.py``)."""
 
 QUEUES = ("default", "other", "mail")
 """jobwire queue names every test's SQS configuration maps to SQS queues."""

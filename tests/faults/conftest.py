@@ -14,8 +14,9 @@ import pytest
 
 from jobwire.client import AsyncClient
 
+from backends import provider_settings
 from fleet import OUTCOME, Fleet, GatewayProcess, Outcome, StartGateway
-from sqs_support import SqsQueues
+from timing import PerProvider
 
 
 @pytest.fixture
@@ -34,22 +35,28 @@ def provider_kind() -> str:
     return "memory"
 
 
+PROVIDER_DEFAULTS: PerProvider[dict[str, Any]] = PerProvider.of_each(
+    {"max_history": 100_000},
+    # SQS: short visibility and polls, so that a dead gateway's jobs come back soon.
+    sqs={"visibility_timeout": 2, "wait_time": 1},
+)
+"""Provider settings of the fault scenarios' gateways, by provider."""
+
+
 @pytest.fixture
 def start_gateway(fleet: Fleet, provider_kind: str, request: pytest.FixtureRequest) -> StartGateway:
     """Start gateway processes of ``provider_kind``, settings merged into the defaults.
 
-    Leases may be as short as 1 s. SQS: this test's queues on the session's moto
-    server, short visibility, records and scheduler in a SQLite file of the test.
+    Leases may be as short as 1 s; the provider's table is the test's backend
+    (``backends.BACKENDS``) with :data:`PROVIDER_DEFAULTS`.
     """
 
     def start(port: int | None = None, **sections: dict[str, Any]) -> GatewayProcess:
+        provider = provider_settings(provider_kind, request, PROVIDER_DEFAULTS.of(provider_kind))
         settings: dict[str, dict[str, Any]] = {
             "server": {"min_lease_duration": 1},
-            "provider": {"max_history": 100_000},
+            "provider": provider,
         }
-        if provider_kind == "sqs":
-            queues: SqsQueues = request.getfixturevalue("sqs_queues")
-            settings["provider"] = queues.provider_settings(visibility_timeout=2, wait_time=1)
         for table, values in sections.items():
             settings[table] = {**settings.get(table, {}), **values}
         return fleet.gateway(port, **settings)

@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 
 from jobwire.v1 import job_pb2, queue_service_pb2
 
-from sqs_support import CONTRACT
+from backends import CONTRACT
 from support import Producer, RawWorker, Request, State, seconds
 
 pytestmark = CONTRACT

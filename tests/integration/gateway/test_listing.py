@@ -9,7 +9,7 @@ import grpc
 
 from jobwire.v1 import job_pb2, queue_service_pb2
 
-from sqs_support import CONTRACT
+from backends import CONTRACT
 from support import Producer, RawWorker, State, seconds
 
 pytestmark = CONTRACT

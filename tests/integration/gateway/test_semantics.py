@@ -15,7 +15,7 @@ import pytest
 
 from jobwire.v1 import queue_service_pb2
 
-from sqs_support import CONTRACT
+from backends import CONTRACT
 from support import Producer, RawWorker, Request, Response, State, seconds
 from timing import BACKOFF_TICK as TICK
 from timing import EXTENSIBLE_LEASE, QUIET

@@ -1,0 +1,49 @@
+"""The providers the contract suite runs on, and how a test gets its backend.
+
+Adding a provider to the contract suite is one entry in :data:`BACKENDS`: a
+function that, given the test's request (to ask for fixtures such as a fresh
+SQS queue set or an emptied database) and the test's ``provider`` overrides,
+returns the ``[provider]`` table of the gateway under test. Every module
+marked ``pytestmark = CONTRACT`` then runs on it, and the fault scenarios
+parametrized over providers can start gateway processes on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+ProviderSettings = Callable[[pytest.FixtureRequest, dict[str, Any]], dict[str, Any]]
+
+
+def _memory(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "memory", **overrides}
+
+
+def _sqs(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    from sqs_support import SqsQueues
+
+    queues: SqsQueues = request.getfixturevalue("sqs_queues")
+    return queues.provider_settings(**overrides)
+
+
+BACKENDS: dict[str, ProviderSettings] = {
+    "memory": _memory,
+    "sqs": _sqs,
+}
+"""Provider name -> the ``[provider]`` table of a gateway under test."""
+
+PROVIDERS = list(BACKENDS)
+"""Every provider of the contract suite."""
+
+CONTRACT = pytest.mark.contract
+"""Run a module's tests on every provider: ``pytestmark = CONTRACT`` (see ``conftest.py``)."""
+
+
+def provider_settings(
+    kind: str, request: pytest.FixtureRequest, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The ``[provider]`` table for a test on provider ``kind``."""
+    return BACKENDS[kind](request, dict(overrides or {}))
