@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -140,7 +139,8 @@ async def test_enqueue_ack_deletes_the_message_and_records_the_result(
 async def test_long_poll_wakes_at_once_and_only_while_workers_have_credits(
     sqs_gateway: SqsGateway, connect: ClientFactory
 ) -> None:
-    gateway = await sqs_gateway(wait_time=2)
+    wait = 5
+    gateway = await sqs_gateway(wait_time=wait)
     provider = provider_of(gateway)
     client = await connect(gateway)
     assert provider.polling == {}
@@ -155,12 +155,12 @@ async def test_long_poll_wakes_at_once_and_only_while_workers_have_credits(
         latencies.append(time.perf_counter() - start)
         await worker.ack(item.lease_id)
         await worker.result()
-    # Enqueue (record + send) and the wake-up of the waiting long poll; a
-    # bound on the order of the latency, not a benchmark.
-    assert statistics.median(latencies) < 0.1, latencies
+    # A poll that the message did not wake would answer only at the end of its
+    # wait: every delivery came long before that.
+    assert max(latencies) < wait / 2, latencies
     worker.drop()
     # The receive call in flight ends with its wait; no new one starts.
-    await eventually(lambda: provider.polling == {}, timeout=4)
+    await eventually(lambda: provider.polling == {}, timeout=2 * wait)
 
 
 async def test_visibility_brings_a_job_back_when_its_gateway_dies(

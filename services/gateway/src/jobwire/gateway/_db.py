@@ -13,7 +13,17 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, TypeDecorator, insert, select, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    LargeBinary,
+    MetaData,
+    TypeDecorator,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
     DataError,
@@ -63,6 +73,14 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TYPE_ANNOTATIONS: dict[Any, Any] = {
+    datetime: UtcDateTime(),
+    dict[str, Any]: JSON(),
+    bytes: LargeBinary(),
+}
+"""``type_annotation_map`` of every declarative base: aware times, JSON, bytes."""
 
 
 def create_engine(

@@ -23,18 +23,16 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Enum,
     ForeignKey,
     Index,
-    LargeBinary,
     String,
     Text,
 )
 from sqlalchemy.ext.asyncio import AsyncAttrs
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from jobwire.gateway._db import UtcDateTime
+from jobwire.gateway._db import TYPE_ANNOTATIONS
 from jobwire.gateway.scheduler.timetable import MisfirePolicy
 
 SCHEMA_VERSION = 1
@@ -79,11 +77,7 @@ def _enum(cls: type[StrEnum]) -> Enum:
 class Base(AsyncAttrs, DeclarativeBase):
     """Declarative base of the scheduler's tables."""
 
-    type_annotation_map = {
-        datetime: UtcDateTime(),
-        dict[str, Any]: JSON(),
-        bytes: LargeBinary(),
-    }
+    type_annotation_map = TYPE_ANNOTATIONS
 
 
 class SchemaVersion(Base):

@@ -58,8 +58,9 @@ from jobwire.gateway.providers.sqs._errors import (
 )
 from jobwire.gateway.providers.sqs._messages import Message
 from jobwire.gateway.providers.sqs._receiving import Receiving
-from jobwire.gateway.providers.sqs._records import JobRecords, effective
+from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._sync import RemoteChanges
+from jobwire.gateway.providers.sqs._tables import effective
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -18,7 +18,8 @@ from jobwire.gateway._errors import GatewayError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway.providers._types import RevokeReason
 from jobwire.gateway.providers.base import ProviderHost
-from jobwire.gateway.providers.sqs._records import JobRecords, effective
+from jobwire.gateway.providers.sqs._records import JobRecords
+from jobwire.gateway.providers.sqs._tables import effective
 
 logger = logging.getLogger("jobwire.gateway.sqs")
 
