@@ -14,9 +14,8 @@ from sqlalchemy.engine import make_url
 from jobwire.gateway import GatewaySettings, MemoryProviderSettings, SchedulerSettings
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._service import JobService
-from jobwire.gateway.providers import JobFilter
 from jobwire.gateway.providers.memory import MemoryProvider
 from jobwire.gateway.scheduler import JobTemplate, Scheduler, ScheduleSpec
 from jobwire.gateway.scheduler.models import FireStatus, ScheduleFire

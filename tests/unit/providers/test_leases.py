@@ -17,13 +17,12 @@ import pytest
 from jobwire.gateway import RetrySettings
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.providers import (
     AckRequest,
     Claim,
     Consumer,
     Ending,
-    JobFilter,
     Lease,
     Leases,
     NackRequest,

@@ -360,6 +360,9 @@ class QueueStats:
     #: Approximate (visible, in flight, delayed) messages the queue backend
     #: reports (SQS); None for the memory provider.
     backend: tuple[int, int, int] | None = None
+    #: Types of pending jobs no worker connected to the gateway takes: such
+    #: jobs wait until a worker that handles them connects.
+    unserved_types: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
@@ -375,6 +378,7 @@ class QueueStats:
             cancelled=proto.cancelled,
             oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
             workers=proto.workers,
+            unserved_types=tuple(proto.unserved_types),
             backend=(
                 (proto.backend.visible, proto.backend.in_flight, proto.backend.delayed)
                 if proto.HasField("backend")

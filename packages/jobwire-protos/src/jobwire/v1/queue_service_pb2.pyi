@@ -435,6 +435,7 @@ class QueueStats(_message.Message):
     OLDEST_PENDING_AGE_FIELD_NUMBER: _builtins.int
     WORKERS_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
+    UNSERVED_TYPES_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue name."""
     pending: _builtins.int
@@ -463,6 +464,12 @@ class QueueStats(_message.Message):
         (SQS's approximate counts); unset for the memory provider.
         """
 
+    @_builtins.property
+    def unserved_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Types of pending jobs that no worker connected to this gateway takes:
+        such jobs wait until a worker that handles them connects.
+        """
+
     def __init__(
         self,
         *,
@@ -477,10 +484,11 @@ class QueueStats(_message.Message):
         oldest_pending_age: _duration_pb2.Duration | None = ...,
         workers: _builtins.int = ...,
         backend: Global___BackendCounts | None = ...,
+        unserved_types: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "oldest_pending_age", b"oldest_pending_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "unserved_types", b"unserved_types", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -235,6 +235,23 @@ class JobRecord:
             msg.progress.CopyFrom(self.progress)
 
 
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    """Which jobs ``list`` returns; empty fields match everything."""
+
+    queue: str = ""
+    type: str = ""
+    states: frozenset[JobState] = frozenset()
+
+    def matches(self, job: JobRecord) -> bool:
+        """Whether ``job`` passes the filter."""
+        return (
+            (not self.queue or job.queue == self.queue)
+            and (not self.type or job.type == self.type)
+            and (not self.states or job.state in self.states)
+        )
+
+
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     """Return the Timestamp of epoch ``seconds``."""
     whole = int(seconds)

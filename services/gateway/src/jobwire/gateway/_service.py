@@ -9,25 +9,22 @@ publishes changes to ``WatchJob`` streams.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from jobwire.gateway._config import GatewaySettings
-from jobwire.gateway._errors import InvalidArgumentError, InvalidPageTokenError, JobNotFoundError
+from jobwire.gateway._errors import InvalidArgumentError, JobNotFoundError
 from jobwire.gateway._events import JobEvents, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._pages import Cursor, decode_token, encode_token, merged_page
 from jobwire.gateway._validation import Validator, require_id, validate_queue_name
 from jobwire.gateway.providers import (
     AckRequest,
     Consumer,
     Delivery,
-    JobFilter,
     LeaseOutcome,
     Leases,
     NackRequest,
@@ -99,15 +96,47 @@ class JobService:
         if self.scheduler is None:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
-        held = [job.schedule_time is not None and job.schedule_time > threshold for job in jobs]
-        if not any(held):
-            return await self.submit(jobs)
-        scheduled = iter(
-            await self.scheduler.hold([j for j, h in zip(jobs, held, strict=True) if h])
-        )
-        direct = [job for job, h in zip(jobs, held, strict=True) if not h]
-        queued = iter(await self.submit(direct) if direct else [])
-        return [next(scheduled) if h else next(queued) for h in held]
+        later = [job.schedule_time is not None and job.schedule_time > threshold for job in jobs]
+        results: list[tuple[JobRecord, bool] | None] = [None] * len(jobs)
+        # One deduplication key holds across both stores: jobs due now look at
+        # the scheduler's keys, then jobs held for later at the provider's,
+        # those just stored included. (Two enqueues racing into different
+        # stores can still both win; within one store the rule is exact.)
+        now_jobs = [i for i, held in enumerate(later) if not held]
+        stored = await self._unless_held(jobs, now_jobs, results, self.scheduler.key_holders)
+        if stored:
+            submitted = await self.submit([jobs[i] for i in stored])
+            for i, result in zip(stored, submitted, strict=True):
+                results[i] = result
+        later_jobs = [i for i, held in enumerate(later) if held]
+        kept = await self._unless_held(jobs, later_jobs, results, self.provider.key_holders)
+        if kept:
+            for i, result in zip(
+                kept, await self.scheduler.hold([jobs[i] for i in kept]), strict=True
+            ):
+                results[i] = result
+                if not result[1]:
+                    self.metrics.enqueued(result[0])
+        return [result for result in results if result is not None]
+
+    @staticmethod
+    async def _unless_held(
+        jobs: Sequence[NewJob],
+        indexes: list[int],
+        results: list[tuple[JobRecord, bool] | None],
+        holders_of: Callable[[Collection[str]], Awaitable[dict[str, JobRecord]]],
+    ) -> list[int]:
+        """Fill in the jobs whose key another store holds; return the others' indexes."""
+        keys = {jobs[i].deduplication_key for i in indexes if jobs[i].deduplication_key}
+        holders = await holders_of(keys) if keys else {}
+        free = []
+        for i in indexes:
+            holder = holders.get(jobs[i].deduplication_key)
+            if holder is not None:
+                results[i] = (holder, True)
+            else:
+                free.append(i)
+        return free
 
     async def submit(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store validated jobs in the provider (the scheduler's hand-off comes here too)."""
@@ -137,14 +166,22 @@ class JobService:
     async def list_jobs(
         self, request: queue_service_pb2.ListJobsRequest
     ) -> tuple[list[JobRecord], str]:
-        """Return a page of jobs and the token of the next page."""
+        """Return a page of jobs, wherever they are held, and the token of the next page."""
         where = self.validate.job_filter(request)
         limit = self.validate.page_size(request.page_size)
-        fingerprint = _fingerprint(where)
-        cursor = _decode_token(request.page_token, fingerprint) if request.page_token else None
-        jobs, next_cursor = await self.leases.list_jobs(where, limit, cursor)
-        token = _encode_token(next_cursor, fingerprint) if next_cursor is not None else ""
-        return jobs, token
+        cursor = decode_token(request.page_token, where) if request.page_token else Cursor()
+
+        async def provider(count: int, at: str | None) -> tuple[list[JobRecord], str | None]:
+            return await self.leases.list_jobs(where, count, at)
+
+        async def held(count: int, after: tuple[float, str] | None) -> list[JobRecord]:
+            assert self.scheduler is not None
+            return await self.scheduler.list_jobs(where, count, after)
+
+        jobs, following = await merged_page(
+            limit, cursor, provider, held if self.scheduler is not None else None
+        )
+        return jobs, "" if following is None else encode_token(following, where)
 
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
         """Cancel one job."""
@@ -162,8 +199,17 @@ class JobService:
         return await self.leases.cancel(job_id, reason)
 
     async def stats(self, queue: str) -> list[QueueCounts]:
-        """Counts of one queue or of all."""
-        return await self.leases.stats(validate_queue_name(queue, "queue") if queue else None)
+        """Counts of one queue or of all, the jobs the scheduler holds included."""
+        name = validate_queue_name(queue, "queue") if queue else None
+        rows = {row.queue: row for row in await self.leases.stats(name)}
+        held = await self.scheduler.counts(name) if self.scheduler is not None else {}
+        for queue_name, by_state in held.items():
+            row = rows.get(queue_name)
+            if row is None:
+                row = rows[queue_name] = QueueCounts(queue_name, dict.fromkeys(JobState, 0), 0.0)
+            for state, count in by_state.items():
+                row.by_state[state] = row.by_state.get(state, 0) + count
+        return [rows[key] for key in sorted(rows)]
 
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[tuple[JobRecord, JobWatch]]:
@@ -215,29 +261,3 @@ class JobService:
     ) -> bool:
         """Record a leased job's progress; False for a lease the consumer does not hold."""
         return await self.leases.progress(consumer, lease_id, progress)
-
-
-def _fingerprint(where: JobFilter) -> str:
-    key = f"{where.queue}\0{where.type}\0{sorted(where.states)}"
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
-
-
-def _encode_token(cursor: str, fingerprint: str) -> str:
-    raw = json.dumps({"c": cursor, "f": fingerprint}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: str) -> str:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = json.loads(raw)
-        cursor, used_for = data["c"], data["f"]
-    except (ValueError, TypeError, KeyError):
-        raise InvalidPageTokenError(
-            "page_token", "malformed; pass next_page_token as returned"
-        ) from None
-    if not isinstance(cursor, str) or used_for != fingerprint:
-        raise InvalidPageTokenError(
-            "page_token", "belongs to a listing with other filters; start again without a token"
-        )
-    return cursor

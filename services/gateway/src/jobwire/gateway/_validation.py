@@ -13,8 +13,8 @@ from google.protobuf import duration_pb2
 
 from jobwire.gateway._config import ServerSettings
 from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
-from jobwire.gateway._models import JobState, NewJob
-from jobwire.gateway.providers import Consumer, JobFilter, Revocation
+from jobwire.gateway._models import JobFilter, JobState, NewJob
+from jobwire.gateway.providers import Consumer, Revocation
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
 
 DEFAULT_QUEUE = "default"

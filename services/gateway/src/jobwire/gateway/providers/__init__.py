@@ -10,6 +10,7 @@ from typing import Any
 
 from jobwire.gateway._config import MemoryProviderSettings, SqsProviderSettings
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import JobFilter
 from jobwire.gateway.providers._leases import Leases
 from jobwire.gateway.providers._retry import RetryPolicy, exhausted
 from jobwire.gateway.providers._types import (
@@ -18,7 +19,6 @@ from jobwire.gateway.providers._types import (
     Consumer,
     Delivery,
     Ending,
-    JobFilter,
     Lease,
     LeaseOutcome,
     NackRequest,

@@ -29,7 +29,7 @@ from typing import Any, Generic
 
 from jobwire.gateway._errors import JobNotFoundError, JobTerminalError, UnavailableError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
+from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState
 from jobwire.gateway.providers._retry import RetryPolicy
 from jobwire.gateway.providers._types import (
     AckRequest,
@@ -37,7 +37,6 @@ from jobwire.gateway.providers._types import (
     Delivery,
     Ending,
     H,
-    JobFilter,
     Lease,
     LeaseOutcome,
     NackRequest,
@@ -253,6 +252,10 @@ class Leases(Generic[H]):
                 rows[name] = QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
         for row in rows.values():
             row.workers = self._workers[row.queue]
+            consumers = [c for c in self._holders if row.queue in c.queues]
+            row.unserved_types = tuple(
+                sorted(t for t in row.pending_types if not any(c.accepts(t) for c in consumers))
+            )
         return [rows[name] for name in sorted(rows)]
 
     async def get(self, job_id: str) -> JobRecord | None:

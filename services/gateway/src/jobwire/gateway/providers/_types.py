@@ -142,23 +142,6 @@ class LeaseOutcome:
     """``time.monotonic()`` at delivery, when applied."""
 
 
-@dataclass(frozen=True, slots=True)
-class JobFilter:
-    """Which jobs ``list`` returns; empty fields match everything."""
-
-    queue: str = ""
-    type: str = ""
-    states: frozenset[JobState] = frozenset()
-
-    def matches(self, job: JobRecord) -> bool:
-        """Whether ``job`` passes the filter."""
-        return (
-            (not self.queue or job.queue == self.queue)
-            and (not self.type or job.type == self.type)
-            and (not self.states or job.state in self.states)
-        )
-
-
 @dataclass(slots=True)
 class QueueCounts:
     """Counts of one queue (``jobwire.v1.QueueStats``)."""
@@ -170,3 +153,7 @@ class QueueCounts:
     """Worker streams of this gateway on the queue (the state machine fills it in)."""
     backend: tuple[int, int, int] | None = None
     """Approximate (visible, in flight, delayed) counts the backend reports, if any."""
+    pending_types: frozenset[str] = frozenset()
+    """Types of the queue's pending jobs (the provider fills it in)."""
+    unserved_types: tuple[str, ...] = ()
+    """Pending types no consumer of this gateway takes (the state machine fills it in)."""

@@ -17,13 +17,12 @@ from typing import ClassVar, Generic, Protocol
 
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, NewJob
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
     H,
-    JobFilter,
     Lease,
     QueueCounts,
     RevokeReason,
@@ -105,7 +104,22 @@ class QueueProvider(ABC, Generic[H]):
 
     @abstractmethod
     async def counts(self, queue: str | None) -> list[QueueCounts]:
-        """Counts of ``queue``, or of every known queue when None (``workers`` left 0)."""
+        """Counts of ``queue``, or of every known queue when None.
+
+        ``pending_types`` should name the types of the queue's pending jobs
+        (the state machine tells from it which no worker takes); ``workers``
+        is left 0.
+        """
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The stored jobs that hold these deduplication keys now (``self.dedup.holds``).
+
+        The service asks when a batch holds jobs for the scheduler too, so
+        that one key holds across both stores. Providers whose delays never
+        go through the scheduler (``max_native_delay`` None and a durable
+        store) are never asked.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not look up deduplication keys")
 
     @abstractmethod
     async def cancel(self, job_id: str, message: str, lease: Lease[H] | None) -> JobRecord | None:

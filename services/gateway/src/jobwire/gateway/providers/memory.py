@@ -13,19 +13,18 @@ import asyncio
 import itertools
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from jobwire.gateway._config import MemoryProviderSettings
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
-    JobFilter,
     Lease,
     QueueCounts,
 )
@@ -144,6 +143,12 @@ class MemoryProvider(QueueProvider[None]):
         self._moved(job, old)
         self._finished(job)
         return job
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The live jobs that hold these deduplication keys."""
+        now = time.time()
+        held = self._held(self._dedup_keys, set(keys))
+        return {key: job for key, job in held.items() if self.dedup.holds(job, now)}
 
     async def counts(self, queue: str | None) -> list[QueueCounts]:
         """Counts from the per-queue counters kept on every transition."""
@@ -296,10 +301,12 @@ class MemoryProvider(QueueProvider[None]):
     def _counts(self, name: str, now: float) -> QueueCounts:
         queue = self._queues.get(name) or _Queue()
         oldest: float | None = None
-        for ready in queue.ready.values():
+        types: list[str] = []
+        for job_type, ready in queue.ready.items():
             while ready and ready[0].state is not JobState.PENDING:
                 ready.popleft()  # drop cancelled entries so the head is live
             if ready:
+                types.append(job_type)
                 head = ready[0]
                 since = head.update_time
                 oldest = since if oldest is None else min(oldest, since)
@@ -307,4 +314,5 @@ class MemoryProvider(QueueProvider[None]):
             queue=name,
             by_state={state: queue.counts[state] for state in JobState},
             oldest_pending_age=0.0 if oldest is None else max(0.0, now - oldest),
+            pending_types=frozenset(types),
         )

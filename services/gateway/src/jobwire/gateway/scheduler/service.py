@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.models import HeldStatus, Schedule
 from jobwire.gateway.scheduler.runner import Clock, Runner, utc_now
 from jobwire.gateway.scheduler.spec import ScheduleSpec
@@ -104,6 +104,21 @@ class Scheduler:
         if row is None or row.status is HeldStatus.ENQUEUED:
             return None
         return held_record(row)
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The held jobs that hold these deduplication keys."""
+        return await self.store.key_holders(keys)
+
+    async def list_jobs(
+        self, where: JobFilter, limit: int, after: tuple[float, str] | None
+    ) -> list[JobRecord]:
+        """Held (and cancelled) jobs, newest first, created before ``after`` (time, id)."""
+        before = None if after is None else (datetime.fromtimestamp(after[0], UTC), after[1])
+        return await self.store.list_held(where, limit, before)
+
+    async def counts(self, queue: str | None) -> dict[str, dict[JobState, int]]:
+        """Per queue, the jobs the scheduler answers for, by state."""
+        return await self.store.count_held(queue)
 
     async def cancel_job(self, job_id: str, reason: str) -> JobRecord | None:
         """Cancel a held job; None when the scheduler does not hold it."""

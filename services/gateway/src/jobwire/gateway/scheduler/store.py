@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,7 +39,7 @@ from jobwire.gateway._errors import (
     ScheduleNotFoundError,
     UnavailableError,
 )
-from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
+from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.models import (
     SCHEMA_VERSION,
     Base,
@@ -155,6 +155,63 @@ class SchedulerStore:
             )
             by_key = {row.deduplication_key: held_record(row) for row in rows}
         return by_request, by_key
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The held jobs that hold these deduplication keys."""
+        async with self._transaction() as session:
+            rows = await session.scalars(
+                select(ScheduledJob).where(
+                    ScheduledJob.deduplication_key.in_(keys),
+                    ScheduledJob.status.in_([HeldStatus.SCHEDULED, HeldStatus.CLAIMED]),
+                )
+            )
+            return {row.deduplication_key: held_record(row) for row in rows}
+
+    async def list_held(
+        self, where: JobFilter, limit: int, after: tuple[datetime, str] | None
+    ) -> list[JobRecord]:
+        """Jobs the scheduler answers for, newest first, created before ``after``."""
+        statuses = [
+            status
+            for status, state in _STATE_OF.items()
+            if not where.states or state in where.states
+        ]
+        if not statuses:
+            return []
+        query = (
+            select(ScheduledJob)
+            .where(ScheduledJob.status.in_(statuses))
+            .order_by(ScheduledJob.create_time.desc(), ScheduledJob.id.desc())
+            .limit(limit)
+        )
+        if where.queue:
+            query = query.where(ScheduledJob.queue == where.queue)
+        if where.type:
+            query = query.where(ScheduledJob.type == where.type)
+        if after is not None:
+            created, job_id = after
+            query = query.where(
+                tuple_(ScheduledJob.create_time, ScheduledJob.id) < tuple_(created, job_id)
+            )
+        async with self._transaction() as session:
+            return [held_record(row) for row in await session.scalars(query)]
+
+    async def count_held(self, queue: str | None) -> dict[str, dict[JobState, int]]:
+        """Per queue, the jobs the scheduler answers for, by state."""
+        query = (
+            select(ScheduledJob.queue, ScheduledJob.status, func.count())
+            .where(ScheduledJob.status.in_(list(_STATE_OF)))
+            .group_by(ScheduledJob.queue, ScheduledJob.status)
+        )
+        if queue is not None:
+            query = query.where(ScheduledJob.queue == queue)
+        counts: dict[str, dict[JobState, int]] = {}
+        async with self._transaction() as session:
+            for name, status, count in await session.execute(query):
+                by_state = counts.setdefault(name, {})
+                state = _STATE_OF[status]
+                by_state[state] = by_state.get(state, 0) + count
+        return counts
 
     async def get_held(self, job_id: str) -> ScheduledJob | None:
         """Return a one-time job the scheduler knows, in any status."""
@@ -609,6 +666,13 @@ def _fire_keys(fires: Sequence[Handoff]) -> Any:
     )
 
 
+# The state clients see of each status the scheduler answers for; an enqueued
+# job is the provider's.
+_STATE_OF = {
+    HeldStatus.SCHEDULED: JobState.SCHEDULED,
+    HeldStatus.CLAIMED: JobState.SCHEDULED,
+    HeldStatus.CANCELLED: JobState.CANCELLED,
+}
 # A job held here keeps its key until handed to the queue, which takes it over.
 _RULE = DedupRule()
 

@@ -131,16 +131,16 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         rows = await self._service.stats(request.queue)
         stats = []
         for row in rows:
-            counts = {state.name.lower(): n for state, n in row.by_state.items()}
-            stats.append(
-                queue_service_pb2.QueueStats(
-                    queue=row.queue,
-                    oldest_pending_age=duration(row.oldest_pending_age),
-                    workers=row.workers,
-                    backend=_backend(row.backend),
-                    **counts,
-                )
+            stat = queue_service_pb2.QueueStats(
+                queue=row.queue,
+                oldest_pending_age=duration(row.oldest_pending_age),
+                workers=row.workers,
+                backend=_backend(row.backend),
+                unserved_types=row.unserved_types,
             )
+            for state, count in row.by_state.items():
+                setattr(stat, state.name.lower(), count)
+            stats.append(stat)
         return queue_service_pb2.GetQueueStatsResponse(queues=stats)
 
     async def WatchJob(

@@ -29,7 +29,7 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
@@ -37,12 +37,11 @@ from jobwire.gateway._config import SqsProviderSettings
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import PayloadTooLargeError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
+from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
-    JobFilter,
     Lease,
     QueueCounts,
 )
@@ -250,22 +249,20 @@ class SqsProvider(QueueProvider[Message]):
 
     async def counts(self, queue: str | None) -> list[QueueCounts]:
         """Counts from the records, and SQS's own approximate ones."""
-        now = time.time()
-        counts = await self._records.counts(queue, now)
+        counts = await self._records.counts(queue, time.time())
         names = sorted(counts) if queue is None else [queue]
         rows = []
         for name in names:
-            by_state, since = counts.get(name, (dict.fromkeys(JobState, 0), None))
+            row = counts.get(name) or QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
             url = self._urls.get(name)
-            rows.append(
-                QueueCounts(
-                    queue=name,
-                    by_state=by_state,
-                    oldest_pending_age=0.0 if since is None else max(0.0, now - since),
-                    backend=await approximate_counts(self.client, name, url) if url else None,
-                )
-            )
+            if url is not None:
+                row.backend = await approximate_counts(self.client, name, url)
+            rows.append(row)
         return rows
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The jobs that hold these deduplication keys, from the records."""
+        return await self._records.key_holders(keys, time.time())
 
     # Leases ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -49,8 +49,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from jobwire.gateway._db import create_engine, open_schema, transaction
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import UnavailableError
-from jobwire.gateway._models import Failure, JobRecord, JobState, NewJob
-from jobwire.gateway.providers._types import JobFilter
+from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway.providers._types import QueueCounts
 from jobwire.gateway.providers.sqs._buffer import Write, WriteBuffer
 from jobwire.gateway.providers.sqs._tables import (
     COLUMNS as _J,
@@ -369,28 +369,48 @@ class JobRecords:
         last = rows[limit - 1]
         return page, f"{micros(last['create_time'])}.{last['id']}"
 
-    async def counts(
-        self, queue: str | None, now: float
-    ) -> dict[str, tuple[dict[JobState, int], float | None]]:
-        """Per queue: jobs by state and since when the oldest pending job waits."""
+    async def counts(self, queue: str | None, now: float) -> dict[str, QueueCounts]:
+        """Per queue: jobs by state, the oldest pending job's wait, the pending types."""
         await self.flush()
         stamp = to_datetime(now)
         state = effective_state(stamp)
         by_state = select(_J.queue, state, func.count()).group_by(_J.queue, state)
         since = case((_J.state == PENDING, _J.update_time), else_=_J.schedule_time)
         oldest = select(_J.queue, func.min(since)).where(state == PENDING).group_by(_J.queue)
+        types = select(_J.queue, _J.type).where(state == PENDING).distinct()
         if queue is not None:
             by_state = by_state.where(_J.queue == queue)
             oldest = oldest.where(_J.queue == queue)
-        result: dict[str, tuple[dict[JobState, int], float | None]] = {}
+            types = types.where(_J.queue == queue)
+        rows: dict[str, QueueCounts] = {}
         async with self._connection() as conn:
             for name, state_name, count in await conn.execute(by_state):
-                entry = result.setdefault(name, (dict.fromkeys(JobState, 0), None))
-                entry[0][JobState[state_name.upper()]] = count
+                row = rows.setdefault(name, QueueCounts(name, dict.fromkeys(JobState, 0), 0.0))
+                row.by_state[JobState[state_name.upper()]] = count
             for name, first in await conn.execute(oldest):
-                if name in result and first is not None:
-                    result[name] = (result[name][0], from_db_time(first).timestamp())
-        return result
+                if name in rows and first is not None:
+                    waited = now - from_db_time(first).timestamp()
+                    rows[name].oldest_pending_age = max(0.0, waited)
+            pending: dict[str, set[str]] = {}
+            for name, job_type in await conn.execute(types):
+                pending.setdefault(name, set()).add(job_type)
+        for name, names in pending.items():
+            if name in rows:
+                rows[name].pending_types = frozenset(names)
+        return rows
+
+    async def key_holders(self, keys: Collection[str], now: float) -> dict[str, JobRecord]:
+        """The jobs that hold these deduplication keys now."""
+        await self.flush()
+        held = (
+            select(DedupKey.key, StoredJob)
+            .join(StoredJob, StoredJob.id == DedupKey.job_id)
+            .where(DedupKey.key.in_(keys))
+        )
+        async with self._connection() as conn:
+            rows = list((await conn.execute(held)).mappings())
+        found = {row["key"]: record_of(row) for row in rows}
+        return {key: job for key, job in found.items() if self._dedup.holds(job, now)}
 
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection in a transaction; a lost or refused database is UNAVAILABLE."""
