@@ -16,6 +16,7 @@ from jobwire.gateway.testing import running_gateway, settings_for_tests
 
 from backends import PROVIDERS, provider_settings
 from fleet import OUTCOME, Outcome
+from postgres import emptied_url, temporary_database
 from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues
 from support import Producer, RawWorker
 from timing import resolve
@@ -75,6 +76,23 @@ def sqs_queues(moto_server: MotoServer) -> SqsQueues:
     moto_server.reset()
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, create_queues(moto_server.url)).result()
+
+
+QUEUE_TABLES = ("jobwire_jobs", "jobwire_gateways")
+"""The postgres provider's tables (default prefix), emptied between tests."""
+
+
+@pytest.fixture(scope="session")
+def queue_database() -> Iterator[str]:
+    """A PostgreSQL database for the postgres provider, one per test session (process)."""
+    with temporary_database("jobwire_queue") as name:
+        yield name
+
+
+@pytest.fixture
+def queue_database_url(queue_database: str) -> str:
+    """The asyncpg URL of ``queue_database``, its queue tables emptied."""
+    return emptied_url(queue_database, QUEUE_TABLES)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Dialect,
     LargeBinary,
     MetaData,
+    Table,
     TypeDecorator,
     insert,
     select,
@@ -35,7 +36,6 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
-from sqlalchemy.orm import Mapped
 
 from jobwire.gateway._errors import UnavailableError
 
@@ -124,7 +124,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 async def open_schema(
     engine: AsyncEngine,
     metadata: MetaData,
-    version_table: type[Any],
+    version_table: type[Any] | Table,
     version: int,
     *,
     lock_key: int,
@@ -132,8 +132,8 @@ async def open_schema(
 ) -> None:
     """Create missing tables and check (or record) the schema version.
 
-    ``version_table`` is a mapped class with an integer primary key
-    ``version``; it holds one row. Several gateways starting at once on
+    ``version_table`` is a mapped class (or a ``Table``) with an integer
+    primary key ``version``; it holds one row. Several gateways starting at once on
     PostgreSQL take turns through an advisory lock.
 
     Raises:
@@ -144,7 +144,11 @@ async def open_schema(
             if engine.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
             await conn.run_sync(metadata.create_all)
-            column: Mapped[int] = version_table.version
+            column: Any = (
+                version_table.c.version
+                if isinstance(version_table, Table)
+                else version_table.version
+            )
             stored = await conn.scalar(select(column))
             if stored is None:
                 await conn.execute(insert(version_table).values(version=version))

@@ -5,10 +5,16 @@ A provider whose SDK is an optional extra is imported only when configured.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from typing import Any
 
-from jobwire.gateway._config import MemoryProviderSettings, SqsProviderSettings
+from jobwire.gateway._config import (
+    MemoryProviderSettings,
+    PostgresProviderSettings,
+    SqliteProviderSettings,
+    SqsProviderSettings,
+)
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobFilter
 from jobwire.gateway.providers._leases import Leases
@@ -53,11 +59,34 @@ def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
 
 _SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
 
+
+def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    # asyncpg is the driver SQLAlchemy loads for postgresql+asyncpg URLs.
+    if importlib.util.find_spec("asyncpg") is None:
+        raise RuntimeError(
+            'provider.type = "postgres" needs the gateway\'s postgres extra (asyncpg is '
+            "missing); install it with: pip install 'jobwire-gateway[postgres]'"
+        )
+    from jobwire.gateway.providers.sql import SqlProvider
+
+    assert isinstance(settings, PostgresProviderSettings)
+    return SqlProvider(settings, events)
+
+
+def _sqlite(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    from jobwire.gateway.providers.sql import SqlProvider
+
+    assert isinstance(settings, SqliteProviderSettings)
+    return SqlProvider(settings, events)
+
+
 ProviderFactory = Callable[[Any, JobEvents], QueueProvider[Any]]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
     "sqs": _sqs,
+    "postgres": _postgres,
+    "sqlite": _sqlite,
 }
 
 
