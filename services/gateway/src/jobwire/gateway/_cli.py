@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
 
 async def serve(settings: GatewaySettings) -> None:
     """Serve until SIGTERM/SIGINT, then shut down gracefully (a second signal is not needed)."""
-    gateway = Gateway(settings)
     try:
+        gateway = Gateway(settings)
         await gateway.start()
     except Exception as error:
         # A start-up failure is a configuration or environment problem (missing

@@ -5,7 +5,7 @@ A provider whose SDK is an optional extra is imported only when configured.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -61,12 +61,15 @@ _SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
 
 
 def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    # asyncpg is the driver SQLAlchemy loads for postgresql+asyncpg URLs.
-    if importlib.util.find_spec("asyncpg") is None:
+    try:  # the driver SQLAlchemy loads for postgresql+asyncpg URLs
+        importlib.import_module("asyncpg")
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "asyncpg":
+            raise
         raise RuntimeError(
             'provider.type = "postgres" needs the gateway\'s postgres extra (asyncpg is '
             "missing); install it with: pip install 'jobwire-gateway[postgres]'"
-        )
+        ) from None
     from jobwire.gateway.providers.sql import SqlProvider
 
     assert isinstance(settings, PostgresProviderSettings)

@@ -62,10 +62,14 @@ class Fleet:
         self._timeout = timeout
 
     async def join(self) -> None:
-        """Register this gateway."""
+        """Register this gateway (on SQLite, the file's only one: earlier rows are dead)."""
         now = time.time()
         gateways = self._sql.tables.gateways
         async with self._sql.write() as conn:
+            if not self._sql.postgres:
+                # The file lock proves every other gateway of this file gone:
+                # its leases are released at once, not a heartbeat later.
+                await conn.execute(delete(gateways))
             await conn.execute(
                 insert(gateways).values(
                     id=self._sql.gateway_id, heartbeat=now, started=now, host=socket.gethostname()

@@ -18,12 +18,15 @@ above owns the rules; this is where they meet SQL):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Collection, Sequence
-from typing import IO, ClassVar, TypeVar
+from collections.abc import Awaitable, Collection, Coroutine, Sequence
+from typing import IO, Any, ClassVar, TypeVar
+
+from sqlalchemy import text
 
 from jobwire.gateway._config import PostgresProviderSettings, SqliteProviderSettings
 from jobwire.gateway._db import create_engine, open_schema
@@ -107,7 +110,7 @@ class SqlProvider(QueueProvider[None]):
         )
         self._poll = settings.poll_interval.total_seconds()
         self._lock: IO[bytes] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         # Writes of lease endings not committed yet, by job id: this gateway
         # reads its own writes (an ack, then a GetJob through this gateway).
         self._writing: dict[str, asyncio.Future[None]] = {}
@@ -115,6 +118,9 @@ class SqlProvider(QueueProvider[None]):
         # the stream that waited longest is served first, and the gateway's
         # streams never race each other for the same rows.
         self._claiming = asyncio.Lock()
+        # (queues, types) -> (generations, until): a stream of that kind found
+        # nothing at those generations, and needs no new look before ``until``.
+        self._idle: dict[tuple[tuple[str, ...], frozenset[str]], tuple[tuple[int, ...], float]] = {}
         self._maintenance: asyncio.Task[None] | None = None
 
     @property
@@ -142,12 +148,23 @@ class SqlProvider(QueueProvider[None]):
             )
             await self._fleet.join()
             await self._fleet.reap()
+            await self._warm_up()
             if self._listener is not None:
                 await self._listener.start()
         except BaseException:
             await self._release()
             raise
         self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+
+    async def _warm_up(self) -> None:
+        # A new asyncpg connection spends several round trips on type
+        # introspection: pay it now rather than on the first enqueue or claim.
+        if not self._sql.postgres:
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(min(3, self._settings.pool_size)):
+                conn = await stack.enter_async_context(self._sql.engine.connect())
+                await conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         """Stop the background work, leave the fleet and disconnect."""
@@ -203,14 +220,22 @@ class SqlProvider(QueueProvider[None]):
         self, job_id: str, message: str, lease: Lease[None] | None
     ) -> JobRecord | None:
         """Cancel in the table; a gateway leasing the job elsewhere is notified."""
-        return await self._writes.cancel(job_id, message, time.time())
+        return await self._unstoppable(self._writes.cancel(job_id, message, time.time()))
 
     # Leases ------------------------------------------------------------------
 
     async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[None]]:
         """Claim ready jobs, parking until a wake-up when there are none."""
+        kind = (consumer.queues, consumer.job_types)
         while True:
             seen = self._wakeups.generation(consumer.queues)
+            idle = self._idle.get(kind)
+            if idle is not None and idle[0] == seen and time.time() < idle[1]:
+                # A stream of the same queues and types found nothing and no
+                # wake-up came since: park behind it without asking the table,
+                # so that the stream that waited longest is served first.
+                await self._wakeups.wait(consumer.queues, seen, idle[1] - time.time())
+                continue
             try:
                 records = await self._claim(consumer, max_jobs)
                 if records:
@@ -222,13 +247,15 @@ class SqlProvider(QueueProvider[None]):
                 logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
                 await asyncio.sleep(_RETRY_AWAY)
                 continue
-            wait = self._poll if due is None else min(self._poll, due - time.time())
-            await self._wakeups.wait(consumer.queues, seen, wait)
+            until = time.time() + self._poll if due is None else min(time.time() + self._poll, due)
+            if self._wakeups.generation(consumer.queues) == seen:
+                self._idle[kind] = (seen, until)
+            await self._wakeups.wait(consumer.queues, seen, until - time.time())
 
     async def _claim(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
         # A stream that goes away during the claim must not strand the jobs
         # taken: the claim finishes, and puts them back.
-        task = asyncio.ensure_future(self._claim_in_turn(consumer, max_jobs))
+        task = self._track(self._claim_in_turn(consumer, max_jobs))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -242,7 +269,11 @@ class SqlProvider(QueueProvider[None]):
     def _put_back(self, task: asyncio.Task[list[JobRecord]]) -> None:
         if task.cancelled() or task.exception() is not None or not task.result():
             return
-        self._spawn(self._writes.put_back(task.result()))
+        self._spawn(self._give_back(task.result()))
+
+    async def _give_back(self, records: list[JobRecord]) -> None:
+        await self._writes.put_back(records)
+        self._wakeups.notify({record.queue for record in records})
 
     async def settle(self, endings: Sequence[Ending[None]]) -> Sequence[bool] | None:
         """Record the endings of one frame in one statement."""
@@ -251,7 +282,7 @@ class SqlProvider(QueueProvider[None]):
             job = ending.lease.job
             job.end_attempt(ending.end)
             records.append(job)
-        written = await self._written(records, self._writes.settle(records))
+        written = await self._unstoppable(self._written(records, self._writes.settle(records)))
         self._wakeups.notify({r.queue for r in records if not r.state.is_terminal})
         if len(written) == len(records):
             return None
@@ -259,7 +290,24 @@ class SqlProvider(QueueProvider[None]):
 
     async def save_progress(self, lease: Lease[None]) -> None:
         """Store the job's progress."""
-        await self._written([lease.job], self._writes.save_progress(lease.job))
+        await self._unstoppable(self._written([lease.job], self._writes.save_progress(lease.job)))
+
+    async def _unstoppable(self, write: Coroutine[Any, Any, T]) -> T:
+        """Run ``write`` to its end even if the caller is cancelled meanwhile.
+
+        The state machine has already taken the leases out of its table when
+        it records their end (or a cancellation): a write abandoned half-way,
+        say because the worker's stream closed, would leave the jobs leased
+        in the table with nobody holding them.
+        """
+        return await asyncio.shield(self._track(write))
+
+    def _track(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``step`` as a task that :meth:`aclose` waits for."""
+        task = asyncio.get_running_loop().create_task(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _written(self, records: Sequence[JobRecord], write: Awaitable[T]) -> T:
         """Await ``write`` of ``records``, which :meth:`get` waits for meanwhile."""
@@ -316,8 +364,5 @@ class SqlProvider(QueueProvider[None]):
         self._wakeups.notify(None)
         self._spawn(self._fleet.check_leases())
 
-    def _spawn(self, step: object) -> None:
-        assert asyncio.iscoroutine(step)
-        task = asyncio.get_running_loop().create_task(step)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
+        self._track(step)
