@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import ColumnElement, and_, delete, or_, select, text
 
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._tables import TERMINAL
@@ -24,26 +24,31 @@ _FINISHED = f"state IN ({', '.join(str(s) for s in TERMINAL)})"
 async def prune(sql: Sql, *, now: float, max_age: float, max_count: int) -> int:
     """Delete finished jobs older than ``max_age`` or beyond the newest ``max_count``."""
     c = sql.jobs.c
-    pruned = await _delete_finished_until(sql, now - max_age, inclusive=False)
+    pruned = await _delete_finished(sql, c.end_time < now - max_age)
     async with sql.read() as conn:
-        threshold = await conn.scalar(
-            select(c.end_time)
-            .where(text(_FINISHED))
-            .order_by(c.end_time.desc())
-            .offset(max_count)
-            .limit(1)
-        )
-    if threshold is not None:
-        pruned += await _delete_finished_until(sql, float(threshold), inclusive=True)
+        # The newest finished job beyond the count: it and every older one go.
+        # (Jobs acked in one frame end at the same instant: seq breaks the tie.)
+        beyond = (
+            await conn.execute(
+                select(c.end_time, c.seq)
+                .where(text(_FINISHED))
+                .order_by(c.end_time.desc(), c.seq.desc())
+                .offset(max_count)
+                .limit(1)
+            )
+        ).first()
+    if beyond is not None:
+        end, seq = beyond
+        older = or_(c.end_time < end, and_(c.end_time == end, c.seq <= seq))
+        pruned += await _delete_finished(sql, older)
     if pruned:
         logger.info("pruned %d finished jobs", pruned)
     return pruned
 
 
-async def _delete_finished_until(sql: Sql, end: float, *, inclusive: bool) -> int:
+async def _delete_finished(sql: Sql, which: ColumnElement[bool]) -> int:
     c = sql.jobs.c
-    ended = c.end_time <= end if inclusive else c.end_time < end
-    batch = select(c.seq).where(text(_FINISHED), ended).limit(BATCH).scalar_subquery()
+    batch = select(c.seq).where(text(_FINISHED), which).limit(BATCH).scalar_subquery()
     total = 0
     while True:
         async with sql.write() as conn:
