@@ -58,7 +58,9 @@ def claim_statement(sql: Sql, consumer: Consumer, limit: int, now: float) -> Upd
 
 async def claim(sql: Sql, consumer: Consumer, limit: int, now: float) -> list[JobRecord]:
     """Claim up to ``limit`` jobs, in claim order; empty when none is ready."""
-    async with sql.write() as conn:
+    # Committed asynchronously (PostgreSQL): a claim a database crash forgets
+    # makes its jobs pending again, a redelivery, which at-least-once allows.
+    async with sql.write(async_commit=True) as conn:
         rows = list((await conn.execute(claim_statement(sql, consumer, limit, now))).mappings())
     # RETURNING keeps no order: put the jobs back in the order they were picked.
     rows.sort(key=lambda row: (-row["priority"], row["run_at"], row["seq"]))
