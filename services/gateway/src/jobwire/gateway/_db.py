@@ -84,9 +84,15 @@ TYPE_ANNOTATIONS: dict[Any, Any] = {
 
 
 def create_engine(
-    url: str, *, what: str = "database_url", pool_size: int | None = None
+    url: str,
+    *,
+    what: str = "database_url",
+    pool_size: int | None = None,
+    server_settings: dict[str, str] | None = None,
 ) -> AsyncEngine:
     """Return an engine for ``url``: SQLite waits for its lock, PostgreSQL pings on checkout.
+
+    ``server_settings``: PostgreSQL session settings of every connection.
 
     Raises:
         RuntimeError: the URL names PostgreSQL but asyncpg is not installed.
@@ -101,6 +107,8 @@ def create_engine(
     options: dict[str, Any] = {"pool_pre_ping": True}
     if pool_size is not None:
         options["pool_size"] = pool_size
+    if server_settings:
+        options["connect_args"] = {"server_settings": server_settings}
     try:
         # pool_pre_ping: a connection the server dropped (restart, failover,
         # pg_terminate_backend) is replaced on checkout instead of failing a query.

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -46,9 +46,16 @@ class Sql:
     """
 
     def __init__(
-        self, engine: AsyncEngine, tables: Tables, gateway_id: str, channel_prefix: str
+        self,
+        engine: AsyncEngine,
+        tables: Tables,
+        gateway_id: str,
+        channel_prefix: str,
+        async_engine: AsyncEngine | None = None,
     ) -> None:
         self.engine = engine
+        self.async_engine = async_engine or engine
+        """Connections that commit asynchronously (PostgreSQL): for what may be lost."""
         self.tables = tables
         self.jobs = tables.jobs
         self.gateway_id = gateway_id
@@ -67,9 +74,9 @@ class Sql:
     async def write(self, *, async_commit: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction; ``async_commit`` for what may be lost."""
         if self.postgres:
-            async with transaction(self.engine, "queue") as conn:
-                if async_commit:
-                    await conn.execute(text("SET LOCAL synchronous_commit = off"))
+            # Sessions of async_engine have synchronous_commit off: no SET per transaction.
+            engine = self.async_engine if async_commit else self.engine
+            async with transaction(engine, "queue") as conn:
                 yield conn
             return
         async with self._writer, transaction(self.engine, "queue") as conn:

@@ -82,8 +82,20 @@ class SqlProvider(QueueProvider[None]):
             what="provider.database_url",
             pool_size=settings.pool_size if postgres else None,
         )
+        async_engine = (
+            create_engine(
+                self._url,
+                what="provider.database_url",
+                pool_size=settings.pool_size,
+                server_settings={"synchronous_commit": "off"},
+            )
+            if postgres
+            else None
+        )
         prefix = settings.table_prefix
-        self._sql = Sql(engine, make_tables(prefix), uuid.uuid4().hex, prefix)
+        self._sql = Sql(
+            engine, make_tables(prefix), uuid.uuid4().hex, prefix, async_engine=async_engine
+        )
         self._wakeups = Wakeups()
         self._writes = Writes(self._sql, self.dedup)
         self._reads = Reads(self._sql, self.dedup)
@@ -162,9 +174,10 @@ class SqlProvider(QueueProvider[None]):
         if not self._sql.postgres:
             return
         async with contextlib.AsyncExitStack() as stack:
-            for _ in range(min(3, self._settings.pool_size)):
-                conn = await stack.enter_async_context(self._sql.engine.connect())
-                await conn.execute(text("SELECT 1"))
+            for engine in (self._sql.engine, self._sql.async_engine):
+                for _ in range(min(2, self._settings.pool_size)):
+                    conn = await stack.enter_async_context(engine.connect())
+                    await conn.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         """Stop the background work, leave the fleet and disconnect."""
@@ -183,6 +196,7 @@ class SqlProvider(QueueProvider[None]):
 
     async def _release(self) -> None:
         await self._sql.engine.dispose()
+        await self._sql.async_engine.dispose()
         if self._lock is not None:
             self._lock.close()
             self._lock = None
