@@ -4,13 +4,15 @@
   then one multi-row ``INSERT``, then one ``NOTIFY``. It is answered only
   after the commit. Two gateways inserting one deduplication key at once
   collide on the partial unique index; the loser reads the winner's job.
-* The endings of one frame (acks, nacks) are one ``UPDATE … FROM (VALUES …)``
-  fenced by attempt and state, committed asynchronously on PostgreSQL: a
-  lost ack is a redelivery, which at-least-once allows.
+* The endings of one frame (acks, nacks) are one ``UPDATE … FROM
+  unnest(arrays)`` (SQLite: ``FROM (VALUES …)``) fenced by attempt and
+  state, committed asynchronously on PostgreSQL: a lost ack is a
+  redelivery, which at-least-once allows.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Sequence
 from typing import Any
 
@@ -43,6 +45,19 @@ from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
 # Concurrent enqueues of one deduplication key on two gateways: the loser of
 # the insert race reads the winner's job on its next try.
 _INSERT_TRIES = 3
+# The columns of an ending and their PostgreSQL types (for unnest).
+_ENDING_COLUMNS = {
+    "k_id": "varchar",
+    "k_attempt": "integer",
+    "k_state": "smallint",
+    "k_update_time": "float8",
+    "k_end_time": "float8",
+    "k_schedule_time": "float8",
+    "k_run_at": "float8",
+    "k_last_error": "json",
+    "k_result": "bytea",
+    "k_result_content_type": "varchar",
+}
 _UNFINISHED = f"state IN ({', '.join(str(s) for s in UNFINISHED)})"
 
 
@@ -54,6 +69,17 @@ class Writes:
         self._dedup = dedup
         c = sql.jobs.c
         self._c = c
+        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ENDING_COLUMNS.items())
+        names = ", ".join(_ENDING_COLUMNS)
+        self._unnested = text(
+            f"UPDATE {sql.jobs.name} AS j SET state = e.k_state, update_time = e.k_update_time, "
+            "end_time = e.k_end_time, schedule_time = e.k_schedule_time, run_at = e.k_run_at, "
+            "last_error = e.k_last_error, result = e.k_result, "
+            "result_content_type = e.k_result_content_type, gateway_id = NULL "
+            f"FROM unnest({unnested}) AS e({names}) "
+            f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND j.state = {PROCESSING} "
+            "RETURNING j.id"
+        )
 
     async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
         """Store new jobs; return each stored job and whether it was a duplicate."""
@@ -125,6 +151,8 @@ class Writes:
             }
             for r, attempt in zip(records, attempts, strict=True)
         ]
+        if self._sql.postgres:
+            return await self._apply_unnested(conn, rows)
         table = values(
             column("k_id", String),
             column("k_attempt", Integer),
@@ -161,6 +189,16 @@ class Writes:
             .returning(c.id)
         )
         return set((await conn.scalars(statement)).all())
+
+    async def _apply_unnested(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+        # One array per column: the same statement text whatever the number
+        # of rows, so it is compiled and prepared once (a VALUES list is not).
+        arrays = {name: [row[name] for row in rows] for name in _ENDING_COLUMNS}
+        arrays["k_last_error"] = [
+            None if error is None else json.dumps(error) for error in arrays["k_last_error"]
+        ]
+        found = await conn.execute(self._unnested, arrays)
+        return {job_id for (job_id,) in found}
 
     async def settle(self, records: Sequence[JobRecord]) -> set[str]:
         """Record how this gateway's leases ended (records already updated); ids written."""
