@@ -12,6 +12,7 @@ from sqlalchemy import func, insert, select, text, update
 from jobwire.gateway._errors import ScheduleExistsError, ScheduleNotFoundError
 from jobwire.gateway._models import NewJob
 from jobwire.gateway.scheduler import JobTemplate, MisfirePolicy, ScheduleSpec
+from jobwire.gateway.scheduler.firing import Handoff
 from jobwire.gateway.scheduler.models import (
     FireStatus,
     HeldStatus,
@@ -19,7 +20,7 @@ from jobwire.gateway.scheduler.models import (
     ScheduleFire,
     SchemaVersion,
 )
-from jobwire.gateway.scheduler.store import Handoff, SchedulerStore
+from jobwire.gateway.scheduler.store import SchedulerStore
 from jobwire.gateway.scheduler.timetable import fire_job_id
 
 LEASE = timedelta(seconds=30)

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._errors import GatewayError
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway.scheduler.store import Handoff, SchedulerStore
+from jobwire.gateway.scheduler.firing import Handoff
+from jobwire.gateway.scheduler.store import SchedulerStore
 
 if TYPE_CHECKING:
     from jobwire.gateway.scheduler.service import JobSink

@@ -11,9 +11,10 @@ from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.models import HeldStatus, Schedule
+from jobwire.gateway.scheduler.rows import held_record, spec_of
 from jobwire.gateway.scheduler.runner import Clock, Runner, utc_now
 from jobwire.gateway.scheduler.spec import ScheduleSpec
-from jobwire.gateway.scheduler.store import SchedulerStore, held_record, spec_of
+from jobwire.gateway.scheduler.store import SchedulerStore
 
 DEFAULT_DELAY_THRESHOLD = 15 * 60.0
 """Seconds ahead beyond which jobs are held by the scheduler when the provider

@@ -34,7 +34,7 @@ from jobwire.gateway.scheduler import (
     parse_time_zone,
 )
 from jobwire.gateway.scheduler.models import Schedule
-from jobwire.gateway.scheduler.store import spec_of
+from jobwire.gateway.scheduler.rows import spec_of
 from jobwire.gateway.scheduler.timetable import MAX_INTERVAL, check_interval
 from jobwire.gateway.servicers._rpc import Context, unary
 from jobwire.v1 import queue_service_pb2, schedule_service_pb2, schedule_service_pb2_grpc
