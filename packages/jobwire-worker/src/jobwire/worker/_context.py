@@ -331,6 +331,31 @@ class JobContext:
         self._finished = True
 
 
+# The worker's side of a context ----------------------------------------------
+# The session drives an attempt through these four calls only; everything else
+# on JobContext is the handler's view.
+
+
+def enter_attempt(ctx: JobContext) -> None:
+    """Make ``ctx`` what :func:`current_context` returns in the running task."""
+    _CURRENT.set(ctx)
+
+
+def attempt_timeout(ctx: JobContext) -> float | None:
+    """Seconds the attempt may run, or None without a limit."""
+    return ctx._timeout
+
+
+def cancel_attempt(ctx: JobContext, reason: str) -> None:
+    """Mark the attempt cancelled (the first reason wins) and set its cancel event."""
+    ctx._cancel(reason)
+
+
+def end_attempt(ctx: JobContext, *, flush: bool) -> None:
+    """End the attempt: send (``flush``) or drop its pending progress, ignore later updates."""
+    ctx._finish(flush=flush)
+
+
 def current_context() -> JobContext:
     """Return the context of the job the calling code runs for.
 

@@ -22,9 +22,11 @@ import grpc
 import grpc.aio
 
 from jobwire.worker.__about__ import __version__
+from jobwire.worker._execution import Slots
+from jobwire.worker._framing import SessionSettings
 from jobwire.worker._registry import HandlerRegistry
 from jobwire.worker._serializer import JsonSerializer, Serializer
-from jobwire.worker._session import Session, SessionEnd, SessionSettings, Slots
+from jobwire.worker._session import Session, SessionEnd
 from jobwire.worker._tls import TLSConfig
 
 _logger = logging.getLogger("jobwire.worker")
