@@ -20,7 +20,8 @@ from jobwire.client import (
     Schedule,
     ScheduleList,
 )
-from jobwire.client._display import MAX_ROWS, STATE_COLOURS, duration_text
+from jobwire.client._display import MAX_ROWS, STATE_COLOURS
+from jobwire.client._text import duration_text
 
 EVIL = '<script>alert("x")</script>&'
 ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from jobwire.client import _display  # noqa: F401  # registers how models render (see _rich)
 from jobwire.client.__about__ import __version__
 from jobwire.client._async_client import AsyncClient
 from jobwire.client._client import Client
@@ -46,11 +47,11 @@ from jobwire.client._models import (
     JobList,
     JobPage,
     JobProgress,
-    JobRequest,
     JobState,
     QueueStats,
     QueueStatsList,
 )
+from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
 

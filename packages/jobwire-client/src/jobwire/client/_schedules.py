@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from google.protobuf import field_mask_pb2
 
-from jobwire.client import _display
-from jobwire.client._models import _datetime, _duration
+from jobwire.client import _text
+from jobwire.client._convert import to_datetime, to_duration
+from jobwire.client._rich import Rich, frame
 from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
 from jobwire.v1 import schedule_service_pb2 as S
 
@@ -88,7 +89,7 @@ class MisfirePolicy(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Schedule:
+class Schedule(Rich):
     """A recurring job as the gateway stores it."""
 
     name: str
@@ -124,7 +125,7 @@ class Schedule:
         def when(
             name: Literal["next_run_time", "last_run_time", "create_time", "update_time"],
         ) -> datetime | None:
-            return _datetime(getattr(proto, name)) if proto.HasField(name) else None
+            return to_datetime(getattr(proto, name)) if proto.HasField(name) else None
 
         return cls(
             name=proto.name,
@@ -163,17 +164,14 @@ class Schedule:
         """The timetable in words: the cron expression or the interval."""
         if self.cron is not None:
             return self.cron
-        return f"every {_display.duration_text(self.interval or timedelta(0))}"
+        return f"every {_text.duration_text(self.interval or timedelta(0))}"
 
     def __repr__(self) -> str:
         state = "paused" if self.paused else f"next={self.next_run_time}"
         return f"<Schedule {self.name!r} {self.type!r} {self.every} {self.time_zone} {state}>"
 
-    def _repr_html_(self) -> str:
-        return _display.schedules_html([self])
 
-
-class ScheduleList(list[Schedule]):
+class ScheduleList(list[Schedule], Rich):
     """What `list_schedules()` returns: a plain list of schedules that displays as a table."""
 
     def to_pandas(self) -> pd.DataFrame:
@@ -182,10 +180,7 @@ class ScheduleList(list[Schedule]):
         Raises:
             ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
         """
-        return _display.schedules_frame(self)
-
-    def _repr_html_(self) -> str:
-        return _display.schedules_html(self)
+        return frame(self)
 
 
 # Everything register_recurring sets; `paused` is left out so a redeploy that
@@ -239,7 +234,7 @@ def register_request(
     if max_retries is not None:
         template.max_retries = max_retries
     if timeout is not None:
-        template.timeout.CopyFrom(_duration(timeout))
+        template.timeout.CopyFrom(to_duration(timeout))
     proto = S.Schedule(
         name=name,
         job_template=template,
@@ -248,10 +243,10 @@ def register_request(
         description=description,
     )
     if isinstance(schedule, timedelta):
-        proto.interval.CopyFrom(_duration(schedule))
+        proto.interval.CopyFrom(to_duration(schedule))
     elif schedule.strip().lower().startswith("every") or not any(c in schedule for c in " *"):
         # "every 5 minutes", "90s", "1h30m": cron always has spaces or stars.
-        proto.interval.CopyFrom(_duration(parse_interval(schedule)))
+        proto.interval.CopyFrom(to_duration(parse_interval(schedule)))
     else:
         proto.cron = schedule
     return S.UpdateScheduleRequest(
