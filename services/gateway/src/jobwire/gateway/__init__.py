@@ -18,15 +18,17 @@ import logging
 from jobwire.gateway.__about__ import __version__
 from jobwire.gateway._config import (
     GatewaySettings,
-    MemoryProviderSettings,
-    RetrySettings,
     SchedulerSettings,
     ServerSettings,
-    SqsProviderSettings,
     WorkerSettings,
     load_settings,
 )
 from jobwire.gateway._embedded import EmbeddedGateway, embedded
+from jobwire.gateway._provider_config import (
+    MemoryProviderSettings,
+    RetrySettings,
+    SqsProviderSettings,
+)
 from jobwire.gateway._server import Gateway
 
 __all__ = [

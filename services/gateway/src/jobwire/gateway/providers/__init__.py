@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from jobwire.gateway._config import MemoryProviderSettings, SqsProviderSettings
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobFilter
+from jobwire.gateway._provider_config import MemoryProviderSettings, SqsProviderSettings
 from jobwire.gateway.providers._leases import Leases
 from jobwire.gateway.providers._retry import RetryPolicy, exhausted
 from jobwire.gateway.providers._types import (

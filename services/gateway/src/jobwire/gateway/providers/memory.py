@@ -16,11 +16,11 @@ from collections import Counter, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from jobwire.gateway._config import MemoryProviderSettings
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._provider_config import MemoryProviderSettings
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,

@@ -16,7 +16,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from jobwire.gateway._config import SqsProviderSettings
+from jobwire.gateway._provider_config import SqsProviderSettings
 from jobwire.gateway.providers.sqs._dispatcher import MAX_POLLS
 from jobwire.gateway.providers.sqs._errors import sqs_error
 

@@ -33,11 +33,11 @@ from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
-from jobwire.gateway._config import SqsProviderSettings
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import PayloadTooLargeError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._provider_config import SqsProviderSettings
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,

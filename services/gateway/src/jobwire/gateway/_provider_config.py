@@ -1,0 +1,120 @@
+"""The ``[provider]`` table: one settings model per queue backend, picked by ``type``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import Discriminator, Field, Tag, field_validator
+
+from jobwire.gateway._config_types import MiB, Section, Span, check_database_url
+
+
+class RetrySettings(Section):
+    """Backoff between attempts of a failed job: ``initial * multiplier**(n-1)``, jittered."""
+
+    initial_backoff: Span = timedelta(seconds=1)
+    """Wait after the first failed attempt."""
+    max_backoff: Span = timedelta(minutes=5)
+    """Longest wait between attempts."""
+    multiplier: float = Field(default=2.0, ge=1.0)
+    """Growth of the wait per failed attempt."""
+    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
+    """Fraction of the delay drawn at random, so failed jobs do not retry in lockstep."""
+
+
+class _ProviderBase(Section):
+    retry: RetrySettings = RetrySettings()
+    """Backoff between attempts (``[provider.retry]``)."""
+    dedup_window: Span = timedelta(0)
+    """How long a deduplication key stays taken after its job finished."""
+
+
+class MemoryProviderSettings(_ProviderBase):
+    """``type = "memory"``: in-process queues; jobs do not survive a restart."""
+
+    type: Literal["memory"] = "memory"
+    max_history: int = Field(default=10_000, ge=0)
+    """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
+
+
+_SQS_MAX_VISIBILITY = timedelta(hours=12)
+
+
+class SqsProviderSettings(_ProviderBase):
+    """``type = "sqs"``: AWS SQS queues through aiobotocore (the gateway's ``sqs`` extra).
+
+    Credentials come from the standard AWS chain (environment variables, the
+    shared config and credentials files, instance or task roles); this table
+    holds none. Job records (state, attempts, results) live in ``database_url``;
+    give every gateway on the same queues the same PostgreSQL database.
+    """
+
+    type: Literal["sqs"] = "sqs"
+    region: str | None = None
+    """AWS region, e.g. ``eu-west-1``; None: from the AWS chain (``AWS_REGION``, profile)."""
+    profile: str | None = None
+    """Named profile of the shared AWS config files; None: the chain's default."""
+    endpoint_url: str | None = None
+    """SQS endpoint for LocalStack, moto or ElasticMQ; None: AWS's own."""
+    queue_urls: dict[str, str]
+    """SQS queue URL of each jobwire queue name; must name ``default``. A URL
+    ending in ``.fifo`` is a FIFO queue."""
+    dead_letter_queue_url: str | None = None
+    """Where dead jobs' messages go (sent there, then deleted); None: deleted."""
+    visibility_timeout: Span = Field(
+        default=timedelta(seconds=30), ge=timedelta(seconds=1), le=_SQS_MAX_VISIBILITY
+    )
+    """Longest SQS visibility the gateway sets at a time. A lease this long or
+    shorter is one visibility; a longer lease is renewed by the gateway while it
+    lasts, so the messages of a gateway that died come back within this time."""
+    wait_time: Span = Field(
+        default=timedelta(seconds=20), ge=timedelta(seconds=1), le=timedelta(seconds=20)
+    )
+    """Long-polling wait of one ``ReceiveMessage`` (whole seconds, at most 20)."""
+    max_message_bytes: int = Field(default=MiB, gt=0, le=MiB)
+    """Largest SQS message (body and attributes); larger jobs are refused at enqueue.
+    SQS allows 1 MiB; some emulators and older setups 256 KiB."""
+    database_url: str | None = None
+    """Database of the job records; None: the scheduler's ``database_url``."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``."""
+    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """How often the gateway looks for changes other gateways made to jobs it
+    leases (cancellation) or that clients watch; bounds how late those are seen."""
+
+    @field_validator("queue_urls")
+    @classmethod
+    def _check_queue_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        if "default" not in value:
+            raise ValueError('must name the `default` queue, e.g. {default = "https://…"}')
+        for name, url in value.items():
+            if not url.startswith(("https://", "http://")):
+                raise ValueError(f"queue {name!r}: expected an SQS queue URL, got {url!r}")
+        return value
+
+    @field_validator("dead_letter_queue_url", "endpoint_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return value if value is None else check_database_url(value)
+
+
+def _provider_type(value: object) -> str:
+    # A [provider] table without `type` means the embedded default.
+    if isinstance(value, dict):
+        return str(value.get("type", "memory"))
+    return str(getattr(value, "type", "memory"))
+
+
+# One entry per provider module; `type` picks the model (and, in the registry, the factory).
+ProviderSettings = Annotated[
+    Annotated[MemoryProviderSettings, Tag("memory")] | Annotated[SqsProviderSettings, Tag("sqs")],
+    Discriminator(_provider_type),
+]
