@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import uvicorn
+from playwright.sync_api import ConsoleMessage, Page
 from starlette.testclient import TestClient
 
 from jobwire.client import Client, Job, JobState
@@ -219,3 +220,15 @@ def chromium_path() -> str:
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
+
+
+class ConsoleErrors(list[str]):
+    """Every console error and uncaught exception of a page."""
+
+    def watch(self, page: Page) -> None:
+        page.on("console", self._on_console)
+        page.on("pageerror", lambda error: self.append(f"pageerror: {error}"))
+
+    def _on_console(self, message: ConsoleMessage) -> None:
+        if message.type == "error":
+            self.append(f"console: {message.text} at {message.location}")
