@@ -150,7 +150,7 @@ def seed(client: Client) -> tuple[dict[JobState, str], str, list[str]]:
         "nightly-report",
         "report:build",
         {"scope": "all"},
-        schedule="30 2 * * *",
+        schedule="30 4 * * *",
         time_zone="Europe/Paris",
         queue="reports",
         description="the monthly numbers, every night",

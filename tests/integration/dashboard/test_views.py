@@ -100,7 +100,7 @@ def test_schedules_show_time_zone_and_next_five_runs(dashboard: TestClient) -> N
     assert "Europe/Paris" in row
     occurrences = row.split('class="occurrences"', 1)[1].split("</ol>", 1)[0]
     assert occurrences.count("<li>") == 5
-    assert occurrences.count("02:30 CE") == 5  # CET or CEST, 02:30 in Paris
+    assert occurrences.count("04:30 CE") == 5  # CET or CEST: 04:30 in Paris, every day
 
 
 def test_schedule_pause_resume_and_trigger(dashboard: TestClient, seeded: Seeded) -> None:
