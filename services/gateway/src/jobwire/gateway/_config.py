@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from contextvars import ContextVar
 from datetime import timedelta
@@ -127,12 +128,56 @@ class ServerSettings(Section):
     @field_validator("listen", "metrics_listen")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return _check_address(value)
+
+
+def _check_address(value: str | None) -> str | None:
+    if value is None:
         return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DashboardSettings(Section):
+    """The ``[dashboard]`` table: the web dashboard served by the gateway process.
+
+    Needs the ``dashboard`` extra (``pip install 'jobwire-gateway[dashboard]'``).
+    """
+
+    listen: str | None = None
+    """``HOST:PORT`` of the dashboard (port 0: a free port); None: off."""
+    read_only: bool = False
+    """Hide every action of the dashboard and refuse every change."""
+    password: SecretStr | None = None
+    """Login password, required when ``listen`` is beyond loopback."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str | None) -> str | None:
+        return _check_address(value)
+
+    @model_validator(mode="after")
+    def _login_beyond_loopback(self) -> DashboardSettings:
+        if self.listen is not None and self.password is None:
+            host = self.listen.rpartition(":")[0]
+            if not _is_loopback(host):
+                raise ValueError(
+                    f"listen {self.listen!r} is beyond loopback, so the dashboard needs "
+                    "a login: set password (or JOBWIRE_DASHBOARD__PASSWORD)"
+                )
+        return self
 
 
 class WorkerSettings(Section):
@@ -211,6 +256,7 @@ class GatewaySettings(BaseSettings):
     provider: ProviderSettings = MemoryProviderSettings()
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _in_process_worker_without_tls(self) -> Self:
@@ -220,6 +266,17 @@ class GatewaySettings(BaseSettings):
             raise ValueError(
                 'worker.mode = "in-process" cannot be combined with [server.tls]; '
                 "run standalone workers (jobwire-worker --tls-ca ...) instead"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dashboard_without_tls(self) -> Self:
+        # Like the in-process worker, the dashboard dials the gateway's own
+        # address and has no certificate to pass (mutual) TLS with.
+        if self.dashboard.listen is not None and self.server.tls is not None:
+            raise ValueError(
+                "[dashboard] listen cannot be combined with [server.tls]; "
+                "run jobwire-dashboard next to the gateway instead"
             )
         return self
 

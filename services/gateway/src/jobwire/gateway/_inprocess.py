@@ -41,7 +41,7 @@ class InProcessWorker:
         for target in settings.handlers:
             registry.include(load_registry(target))
         self._worker: Worker = Worker(
-            _loopback(address),
+            loopback(address),
             registry=registry,
             queues=settings.queues,
             concurrency=settings.concurrency,
@@ -63,7 +63,8 @@ class InProcessWorker:
         await self._task
 
 
-def _loopback(address: str) -> str:
+def loopback(address: str) -> str:
+    """The address to reach the gateway on from inside its own process."""
     # A gateway listening on every interface is reached on loopback from inside.
     host, _, port = address.rpartition(":")
     if host in ("0.0.0.0", "[::]", "::", ""):

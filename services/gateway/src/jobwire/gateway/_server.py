@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from jobwire.gateway._config import GatewaySettings, TLSSettings
+from jobwire.gateway._dashboard import InProcessDashboard
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._inprocess import InProcessWorker
 from jobwire.gateway._malformed import MalformedRequestInterceptor
@@ -61,10 +62,13 @@ class Gateway:
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._in_process: InProcessWorker | None = None
+        self._dashboard: InProcessDashboard | None = None
         self._stopped = asyncio.Event()
         self.address = ""
         #: ``HOST:PORT`` of the Prometheus endpoint once started; empty when off.
         self.metrics_address = ""
+        #: ``HOST:PORT`` of the in-process dashboard once started; empty when off.
+        self.dashboard_address = ""
 
     async def start(self) -> Self:
         """Open the provider and start serving.
@@ -89,12 +93,17 @@ class Gateway:
         size = server_settings.max_message_bytes
         auth = server_settings.auth
         in_process = self.settings.worker.mode == "in-process"
-        # The in-process worker authenticates with a token that lives only in this process.
+        dashboard = self.settings.dashboard
+        # The in-process worker and dashboard authenticate with tokens that live
+        # only in this process.
         worker_token = secrets.token_urlsafe(32) if auth.enabled and in_process else None
+        dashboard_token = (
+            secrets.token_urlsafe(32) if auth.enabled and dashboard.listen is not None else None
+        )
         server = grpc.aio.server(
             # Authentication first, so an unknown caller's bytes are never parsed.
             interceptors=[
-                *([AuthInterceptor(auth, worker_token)] if auth.enabled else []),
+                *([AuthInterceptor(auth, worker_token, dashboard_token)] if auth.enabled else []),
                 MalformedRequestInterceptor(),
             ],
             options=[
@@ -134,6 +143,10 @@ class Gateway:
         if in_process:
             self._in_process = InProcessWorker(self.settings.worker, self.address, worker_token)
             self._in_process.start()
+        if dashboard.listen is not None:
+            self._dashboard = InProcessDashboard(dashboard, self.address, dashboard_token)
+            await self._dashboard.start()
+            self.dashboard_address = self._dashboard.address
         logger.info(
             "jobwire gateway serving on %s (provider %s, %s, auth %s)",
             self.address,
@@ -153,6 +166,8 @@ class Gateway:
         if grace is None:
             grace = self.settings.server.shutdown_grace.total_seconds()
         await self._health.enter_graceful_shutdown()
+        if self._dashboard is not None:
+            await self._dashboard.stop()
         if self._in_process is not None:
             await self._in_process.stop()
         self._workers.drain(grace)
@@ -162,6 +177,8 @@ class Gateway:
 
     async def _close(self, grace: float) -> None:
         """Stop the server, then the scheduler and the provider, whatever started."""
+        if self._dashboard is not None:
+            await self._dashboard.stop()
         if self._server is not None:
             await self._server.stop(grace=grace)
         await self.service.aclose()

@@ -54,15 +54,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         settings: The ``[server.auth]`` table; its tokens' hashes are accepted.
         worker_token: A token the gateway made for its own in-process worker,
             accepted with the ``worker`` role for this process's lifetime.
+        dashboard_token: Likewise for its in-process dashboard, with the ``admin`` role.
     """
 
-    def __init__(self, settings: AuthSettings, worker_token: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        worker_token: str | None = None,
+        dashboard_token: str | None = None,
+    ) -> None:
         self._tokens: list[tuple[bytes, Role]] = [
             (bytes.fromhex(token.sha256.get_secret_value()), token.role)
             for token in settings.tokens
         ]
         if worker_token is not None:
             self._tokens.append((hashlib.sha256(worker_token.encode()).digest(), "worker"))
+        if dashboard_token is not None:
+            self._tokens.append((hashlib.sha256(dashboard_token.encode()).digest(), "admin"))
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
