@@ -27,6 +27,7 @@ from jobwire.gateway._config import (
     load_settings,
 )
 from jobwire.gateway._embedded import EmbeddedGateway, embedded
+from jobwire.gateway._errors import StartError
 from jobwire.gateway._server import Gateway
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "SchedulerSettings",
     "ServerSettings",
     "SqsProviderSettings",
+    "StartError",
     "WorkerSettings",
     "__version__",
     "embedded",
