@@ -387,6 +387,7 @@ class Worker:
         )
         slots = Slots(self._concurrency)
         failures = 0
+        said = False  # that no gateway answers, since the last session opened
         _logger.info(
             "worker %s starting: gateway %s, queues %s, %d job types, concurrency %d",
             self._worker_id,
@@ -401,10 +402,25 @@ class Worker:
                 if end is SessionEnd.STOPPED or run.stop.is_set():
                     break
                 if run.session is not None and run.session.opened:
-                    failures = 0
+                    failures, said = 0, False
                 delay = self._reconnect.delay(failures)
                 failures += 1
-                _logger.info("reconnecting to %s in %.2fs", self._target, delay)
+                if end is SessionEnd.UNREACHABLE and not said:
+                    said = True
+                    _logger.warning(
+                        "no gateway answers at %s; start one with `jobwire-gateway` "
+                        "(it listens on 127.0.0.1:50051) or give its address with "
+                        "--gateway HOST:PORT / $JOBWIRE_GATEWAY. Retrying quietly with backoff "
+                        "(at most every %gs) until it answers",
+                        self._target,
+                        self._reconnect.maximum.total_seconds(),
+                    )
+                _logger.log(
+                    logging.DEBUG if end is SessionEnd.UNREACHABLE else logging.INFO,
+                    "reconnecting to %s in %.2fs",
+                    self._target,
+                    delay,
+                )
                 # TimeoutError is the normal way out: nobody stopped us meanwhile.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
