@@ -24,6 +24,7 @@ from jobwire.gateway._config import (
     load_settings,
 )
 from jobwire.gateway._embedded import EmbeddedGateway, embedded
+from jobwire.gateway._errors import StartError
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     RetrySettings,
@@ -40,6 +41,7 @@ __all__ = [
     "SchedulerSettings",
     "ServerSettings",
     "SqsProviderSettings",
+    "StartError",
     "WorkerSettings",
     "__version__",
     "embedded",
