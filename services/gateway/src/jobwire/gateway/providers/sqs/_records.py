@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    Select,
     delete,
     insert,
     select,
@@ -239,11 +240,7 @@ class JobRecords:
             for row in rows.mappings():
                 by_request[row["request_id"]] = self._fresh(row)
         if keys:
-            held = (
-                select(DedupKey.key, StoredJob)
-                .join(StoredJob, StoredJob.id == DedupKey.job_id)
-                .where(DedupKey.key.in_(keys))
-            )
+            held = _holders(keys)
             if self._postgres:
                 # Two gateways taking over the same expired key take turns.
                 held = held.with_for_update(of=DedupKey)
@@ -345,16 +342,20 @@ class JobRecords:
     async def key_holders(self, keys: Collection[str], now: float) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys now."""
         await self.flush()
-        held = (
-            select(DedupKey.key, StoredJob)
-            .join(StoredJob, StoredJob.id == DedupKey.job_id)
-            .where(DedupKey.key.in_(keys))
-        )
         async with self._connection() as conn:
-            rows = list((await conn.execute(held)).mappings())
+            rows = list((await conn.execute(_holders(keys))).mappings())
         found = {row["key"]: record_of(row) for row in rows}
         return {key: job for key, job in found.items() if self._dedup.holds(job, now)}
 
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection in a transaction; a lost or refused database is UNAVAILABLE."""
         return transaction(self.engine, "job records")
+
+
+def _holders(keys: Collection[str]) -> Select[str, StoredJob]:
+    """Each of ``keys`` that is taken, with the job that took it."""
+    return (
+        select(DedupKey.key, StoredJob)
+        .join(StoredJob, StoredJob.id == DedupKey.job_id)
+        .where(DedupKey.key.in_(keys))
+    )
