@@ -29,6 +29,7 @@ from jobwire.gateway._provider_config import (
     RetrySettings,
     SqsProviderSettings,
 )
+from jobwire.gateway._errors import StartError
 from jobwire.gateway._server import Gateway
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "SchedulerSettings",
     "ServerSettings",
     "SqsProviderSettings",
+    "StartError",
     "WorkerSettings",
     "__version__",
     "embedded",

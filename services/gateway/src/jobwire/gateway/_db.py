@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from sqlalchemy.orm import Mapped
 
-from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway._errors import StartError, UnavailableError, install_hint
 
 # Errors that are the gateway's (or the caller's) doing, not the database
 # being away; they propagate as they are.
@@ -106,9 +106,10 @@ def create_engine(
         # pg_terminate_backend) is replaced on checkout instead of failing a query.
         return _create_async_engine(url, **options)
     except ModuleNotFoundError as error:
-        raise RuntimeError(
-            f"{what} needs the {error.name} driver; install it from the repository root "
-            "with: pip install './services/gateway[postgres]'"
+        raise StartError(
+            f"{what} needs the {error.name} driver; "
+            + install_hint("'./services/gateway[postgres]'"),
+            key=what if "." in what else None,
         ) from None
 
 

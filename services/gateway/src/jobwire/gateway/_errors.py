@@ -41,6 +41,27 @@ class GatewayError(Exception):
         return rpc_status.to_status(status)
 
 
+class StartError(GatewayError):
+    """The gateway cannot start: a configuration or environment problem.
+
+    Args:
+        message: One line saying what is wrong and how to fix it.
+        key: The configuration key at fault (``provider.type``), if one is.
+    """
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CANNOT_START"
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def install_hint(requirement: str) -> str:
+    """The command that installs ``requirement`` (``'./services/gateway[sqs]'``) from a clone."""
+    return f"install it from the repository root with: pip install {requirement}"
+
+
 class InvalidArgumentError(GatewayError):
     """A request field is invalid."""
 

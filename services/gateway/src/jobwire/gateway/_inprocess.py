@@ -12,13 +12,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from jobwire.gateway._config import WorkerSettings
+from jobwire.gateway._errors import StartError, install_hint
 
 if TYPE_CHECKING:
     from jobwire.worker import Worker
 
 logger = logging.getLogger("jobwire.gateway")
-
-_INSTALL = "pip install 'jobwire-gateway[worker]'"
 
 
 class InProcessWorker:
@@ -34,8 +33,10 @@ class InProcessWorker:
         try:
             from jobwire.worker import HandlerRegistry, Worker, load_registry
         except ImportError as error:
-            raise RuntimeError(
-                f'worker.mode = "in-process" needs the jobwire-worker package: {_INSTALL}'
+            raise StartError(
+                '"in-process" needs the jobwire-worker package; '
+                + install_hint("./packages/jobwire-worker"),
+                key="worker.mode",
             ) from error
         registry = HandlerRegistry()
         for target in settings.handlers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from jobwire.gateway._errors import StartError, install_hint
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobFilter
 from jobwire.gateway._provider_config import MemoryProviderSettings, SqsProviderSettings
@@ -42,9 +43,11 @@ def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] not in _SQS_SDK:
             raise
-        raise RuntimeError(
-            f'provider.type = "sqs" needs the gateway\'s sqs extra ({error.name} is missing); '
-            "install it with: pip install 'jobwire-gateway[sqs]'"
+        raise StartError(
+            f'"sqs" needs the gateway\'s sqs extra ({error.name} is missing); '
+            + install_hint("'./services/gateway[sqs]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
         ) from None
 
     assert isinstance(settings, SqsProviderSettings)

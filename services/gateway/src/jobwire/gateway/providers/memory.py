@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
@@ -29,6 +30,8 @@ from jobwire.gateway.providers._types import (
     QueueCounts,
 )
 from jobwire.gateway.providers.base import QueueProvider
+
+logger = logging.getLogger("jobwire.gateway")
 
 # Idempotency keys remembered; older ones are forgotten first.
 _MAX_REQUEST_IDS = 100_000
@@ -157,10 +160,22 @@ class MemoryProvider(QueueProvider[None]):
         return [self._counts(name, now) for name in names]
 
     async def aclose(self) -> None:
-        """Stop every timer; the jobs are gone with the process."""
+        """Stop every timer; the jobs are gone with the process (and the log says how many)."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        unfinished = sum(
+            count
+            for queue in self._queues.values()
+            for state, count in queue.counts.items()
+            if not state.is_terminal
+        )
+        if unfinished:
+            logger.warning(
+                "memory provider: %d unfinished jobs dropped (jobs live only while the gateway "
+                "runs; a durable provider such as sqs keeps them)",
+                unfinished,
+            )
 
     # Leases ------------------------------------------------------------------
 

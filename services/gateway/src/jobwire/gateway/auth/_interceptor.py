@@ -1,4 +1,4 @@
-"""Bearer-token authentication with roles, and ``python -m jobwire.gateway.auth``.
+"""Bearer-token authentication with roles: the server interceptor.
 
 The gateway keeps only the SHA-256 of each token, so its configuration and
 environment hold nothing a caller could present. Tokens are meant to be long
@@ -8,11 +8,8 @@ unsalted hash is then as strong as a slow one, and cheap on every call.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
-import secrets
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -121,34 +118,3 @@ def _refusal(handler: Handler, error: GatewayError) -> Handler:
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(refuse)
     return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m jobwire.gateway.auth``: print the SHA-256 to configure for a token.
-
-    The token is read from standard input, so it stays out of shell history
-    and the process list; ``--generate`` makes a new random token first.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m jobwire.gateway.auth",
-        description="Hash a bearer token (read from stdin) for [server.auth] tokens.",
-    )
-    parser.add_argument(
-        "--generate", action="store_true", help="generate a random token and print it too"
-    )
-    args = parser.parse_args(argv)
-    if args.generate:
-        token = secrets.token_urlsafe(32)
-        sys.stdout.write(f"token:  {token}\nsha256: {hash_token(token)}\n")
-        return 0
-    token = sys.stdin.readline().strip()
-    if not token:
-        parser.error("no token on standard input")
-    sys.stdout.write(f"{hash_token(token)}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-__all__ = ["AuthInterceptor", "hash_token", "main"]
