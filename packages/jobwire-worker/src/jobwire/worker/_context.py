@@ -30,6 +30,10 @@ PROGRESS_INTERVAL = 0.5
 # sides are rare, so one lock for every context is enough.
 _CANCEL_LOCK = threading.Lock()
 
+#: Attributes the gateway sets on a job a schedule fired.
+SCHEDULE_ATTRIBUTE = "jobwire.schedule"
+OCCURRENCE_ATTRIBUTE = "jobwire.occurrence_time"
+
 _UNDECODED: Any = object()
 _DEFAULT_SERIALIZER = JsonSerializer()
 
@@ -192,6 +196,27 @@ class JobContext:
     def attributes(self) -> Mapping[str, str]:
         """The job's free-form attributes."""
         return self._job.attributes
+
+    @property
+    def schedule(self) -> str | None:
+        """Name of the schedule that fired this job, or None for an enqueued job."""
+        return self._job.attributes.get(SCHEDULE_ATTRIBUTE)
+
+    @property
+    def occurrence_time(self) -> datetime | None:
+        """The occurrence this job is for (UTC), or None unless a schedule fired it.
+
+        The nominal time of the timetable ("0 9 * * *" fires for 09:00 even
+        when the job runs at 09:03 or is retried tomorrow), so a daily report
+        knows its date; for a schedule triggered by hand, the time of the call.
+        """
+        text = self._job.attributes.get(OCCURRENCE_ATTRIBUTE)
+        if not text:
+            return None
+        try:
+            return datetime.fromisoformat(text).astimezone(UTC)
+        except ValueError:
+            return None  # not set by a gateway; the raw text stays in `attributes`
 
     @property
     def timeout(self) -> timedelta | None:

@@ -48,7 +48,7 @@ class Handoff:
     """A claimed job on its way to the provider."""
 
     job: NewJob
-    """The job, with its preassigned id and no ``schedule_time``."""
+    """The job, with its preassigned id (an occurrence's ``schedule_time`` is the past)."""
     schedule_id: str = ""
     """For an occurrence of a schedule: the schedule's id; empty for a one-time job."""
     fire_time: datetime | None = None
@@ -171,7 +171,7 @@ class Firing(StoreBase):
             )
             if recorded is None:
                 continue  # this occurrence already fired
-            job = spec.template.new_job(job_id, row.name)
+            job = spec.template.new_job(job_id, row.name, decision.fire_time)
             handoffs.append(Handoff(job, row.id, decision.fire_time))
         return handoffs, len(rows) >= limit
 
@@ -201,7 +201,7 @@ class Firing(StoreBase):
                 .execution_options(synchronize_session=False)
             )
             if taken is not None:
-                job = template_of(schedule).new_job(fire.job_id, schedule.name)
+                job = template_of(schedule).new_job(fire.job_id, schedule.name, fire.fire_time)
                 handoffs.append(Handoff(job, fire.schedule_id, fire.fire_time))
         return handoffs
 

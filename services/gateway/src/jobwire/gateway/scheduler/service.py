@@ -158,7 +158,7 @@ class Scheduler:
     async def trigger_schedule(self, name: str) -> JobRecord:
         """Enqueue the schedule's job now, outside its timetable and with a new id."""
         row = await self.store.get_schedule(name)
-        job = spec_of(row).template.new_job(uuid.uuid4().hex, row.name)
+        job = spec_of(row).template.new_job(uuid.uuid4().hex, row.name, self.clock())
         [(record, _)] = await self.sink.submit([job])
         return record
 
