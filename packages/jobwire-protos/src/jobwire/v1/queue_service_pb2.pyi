@@ -207,7 +207,10 @@ class GetJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The job's id."""
+    """Required. The job's id, or a unique prefix of it of at least 8 characters
+    (an exact id always wins; a prefix several ids start with is
+    INVALID_ARGUMENT).
+    """
     view: _job_pb2.JobView.ValueType
     """How much of the job to return; defaults to FULL."""
     def __init__(
@@ -329,7 +332,10 @@ class CancelJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The job's id."""
+    """Required. The job's id, or a unique prefix of it of at least 8 characters
+    (an exact id always wins; a prefix several ids start with is
+    INVALID_ARGUMENT).
+    """
     reason: _builtins.str
     """Why, recorded in the job's `last_error`."""
     def __init__(
@@ -533,7 +539,10 @@ class WatchJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The job's id."""
+    """Required. The job's id, or a unique prefix of it of at least 8 characters
+    (an exact id always wins; a prefix several ids start with is
+    INVALID_ARGUMENT).
+    """
     view: _job_pb2.JobView.ValueType
     """How much of the job each update carries; defaults to BASIC."""
     def __init__(

@@ -242,11 +242,14 @@ class JobFilter:
     queue: str = ""
     type: str = ""
     states: frozenset[JobState] = frozenset()
+    id_prefix: str = ""
+    """Only jobs whose id starts with this (resolving a shortened id)."""
 
     def matches(self, job: JobRecord) -> bool:
         """Whether ``job`` passes the filter."""
         return (
-            (not self.queue or job.queue == self.queue)
+            job.id.startswith(self.id_prefix)
+            and (not self.queue or job.queue == self.queue)
             and (not self.type or job.type == self.type)
             and (not self.states or job.state in self.states)
         )

@@ -18,7 +18,7 @@ from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._errors import InvalidArgumentError, JobNotFoundError
 from jobwire.gateway._events import JobEvents, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._pages import Cursor, decode_token, encode_token, merged_page
 from jobwire.gateway._validation import Validator, require_id, validate_queue_name
 from jobwire.gateway.providers import (
@@ -34,6 +34,9 @@ from jobwire.gateway.providers import (
 )
 from jobwire.gateway.scheduler import Scheduler
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
+
+MIN_ID_PREFIX = 8
+"""Shortest id prefix that names a job where an id is expected."""
 
 
 class JobService:
@@ -154,14 +157,38 @@ class JobService:
         return self.validate.new_job(request, time.time(), field_prefix)
 
     async def get_job(self, job_id: str) -> JobRecord:
-        """Return one job, from the provider or, while it waits, from the scheduler."""
+        """Return one job, from the provider or, while it waits, from the scheduler.
+
+        ``job_id`` may also be a unique prefix of at least
+        :data:`MIN_ID_PREFIX` characters of the id (what an operator copies
+        from a narrow table); an exact id always wins.
+        """
         job = await self.leases.get(require_id(job_id))
-        if job is not None:
-            return job
-        held = await self.scheduler.get_job(job_id) if self.scheduler else None
-        if held is None:
-            raise JobNotFoundError(job_id)
-        return held
+        if job is None and self.scheduler is not None:
+            job = await self.scheduler.get_job(job_id)
+        return job if job is not None else await self._by_prefix(job_id)
+
+    async def resolve_id(self, job_id: str) -> str:
+        """The full id of the job ``job_id`` names (an id or a unique prefix of one)."""
+        return (await self.get_job(job_id)).id
+
+    async def _by_prefix(self, prefix: str) -> JobRecord:
+        if len(prefix) < MIN_ID_PREFIX:
+            raise JobNotFoundError(prefix)
+        where = JobFilter(id_prefix=prefix)
+        found = {job.id: job for job in (await self.leases.list_jobs(where, 2, None))[0]}
+        if self.scheduler is not None:
+            found.update((job.id, job) for job in await self.scheduler.list_jobs(where, 2, None))
+        if not found:
+            raise JobNotFoundError(prefix)
+        if len(found) > 1:
+            raise InvalidArgumentError(
+                "id",
+                f"{prefix!r} starts several job ids ({', '.join(sorted(found))}); "
+                "give more characters",
+            )
+        [job] = found.values()
+        return job
 
     async def list_jobs(
         self, request: queue_service_pb2.ListJobsRequest
@@ -187,6 +214,7 @@ class JobService:
         """Cancel one job."""
         if len(reason) > 1024:
             raise InvalidArgumentError("reason", "at most 1024 characters")
+        job_id = await self.resolve_id(job_id)
         try:
             return await self.leases.cancel(require_id(job_id), reason)
         except JobNotFoundError:
@@ -214,6 +242,7 @@ class JobService:
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[tuple[JobRecord, JobWatch]]:
         """The job as it is now, and a watch of its later changes."""
+        job_id = await self.resolve_id(job_id)
         # Watch before reading, so that no change between the two is missed.
         with self.events.watch(job_id) as watch:
             job = await self.get_job(job_id)

@@ -115,6 +115,8 @@ class SchedulerStore(Firing):
             query = query.where(ScheduledJob.queue == where.queue)
         if where.type:
             query = query.where(ScheduledJob.type == where.type)
+        if where.id_prefix:
+            query = query.where(ScheduledJob.id.startswith(where.id_prefix, autoescape=True))
         if after is not None:
             created, job_id = after
             query = query.where(

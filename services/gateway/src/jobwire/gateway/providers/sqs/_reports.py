@@ -37,6 +37,8 @@ async def list_page(
         query = query.where(_J.queue == where.queue)
     if where.type:
         query = query.where(_J.type == where.type)
+    if where.id_prefix:
+        query = query.where(_J.id.startswith(where.id_prefix, autoescape=True))
     if where.states:
         names = [state.name.lower() for state in where.states]
         query = query.where(effective_state(stamp).in_(names))
