@@ -134,3 +134,14 @@ def test_every_read_command_takes_json(address: str) -> None:
     schedule = document(jobwire(address, "schedules", "show", "nightly", "--json"))
     assert isinstance(schedule, dict)
     assert schedule["cron"] == "0 3 * * *"
+
+
+def test_stats_names_the_types_no_worker_takes(address: str) -> None:
+    jobwire(address, "enqueue", "nobody:takes", "--queue", "orphans")
+    stats = document(jobwire(address, "stats", "orphans", "--json"))
+    assert isinstance(stats, list)
+    assert stats[0]["unserved_types"] == ["nobody:takes"]
+    for columns in (80, 200):
+        shown = jobwire(address, "stats", "orphans", columns=columns)
+        assert "no worker for" in shown.stdout
+        assert "nobody:takes" in shown.stdout

@@ -109,6 +109,7 @@ class Sessions:
         )
         slots = Slots(self.concurrency)
         failures = 0
+        said = False  # that no gateway answers, since the last session opened
         _logger.info(
             "worker %s starting: gateway %s, queues %s, %d job types, concurrency %d",
             settings.worker_id,
@@ -123,10 +124,25 @@ class Sessions:
                 if end is SessionEnd.STOPPED or run.stop.is_set():
                     break
                 if run.session is not None and run.session.opened:
-                    failures = 0
+                    failures, said = 0, False
                 delay = self.reconnect.delay(failures)
                 failures += 1
-                _logger.info("reconnecting to %s in %.2fs", self.gateway.target, delay)
+                if end is SessionEnd.UNREACHABLE and not said:
+                    said = True
+                    _logger.warning(
+                        "no gateway answers at %s; start one with `jobwire-gateway` "
+                        "(it listens on 127.0.0.1:50051) or give its address with "
+                        "--gateway HOST:PORT / $JOBWIRE_GATEWAY. Retrying quietly with backoff "
+                        "(at most every %gs) until it answers",
+                        self.gateway.target,
+                        self.reconnect.maximum.total_seconds(),
+                    )
+                _logger.log(
+                    logging.DEBUG if end is SessionEnd.UNREACHABLE else logging.INFO,
+                    "reconnecting to %s in %.2fs",
+                    self.gateway.target,
+                    delay,
+                )
                 # TimeoutError is the normal way out: nobody stopped us meanwhile.
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

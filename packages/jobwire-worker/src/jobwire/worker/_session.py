@@ -57,6 +57,8 @@ class SessionEnd(enum.Enum):
     """The gateway drained the session; reconnect."""
     LOST = "lost"
     """The stream broke or the gateway ended it; reconnect."""
+    UNREACHABLE = "unreachable"
+    """No gateway answered at the address; retry with backoff."""
 
 
 class Session:
@@ -247,6 +249,10 @@ class Session:
             # our leases are answered.
             _logger.debug("stream ended while closing: %s: %s", code.name, exc.details())
             return self._end()
+        if code is grpc.StatusCode.UNAVAILABLE and not self.opened:
+            # No gateway there (yet): the worker says so once, not on every retry.
+            _logger.debug("gateway unreachable: %s", exc.details())
+            return SessionEnd.UNREACHABLE
         _logger.warning("stream to the gateway failed: %s: %s", code.name, exc.details())
         return SessionEnd.LOST
 
