@@ -24,12 +24,12 @@ from jobwire.gateway._config import (
     load_settings,
 )
 from jobwire.gateway._embedded import EmbeddedGateway, embedded
+from jobwire.gateway._errors import StartError
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     RetrySettings,
     SqsProviderSettings,
 )
-from jobwire.gateway._errors import StartError
 from jobwire.gateway._server import Gateway
 
 __all__ = [
