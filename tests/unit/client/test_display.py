@@ -234,5 +234,10 @@ class TestPandas:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
-        with pytest.raises(ImportError, match=r"pip install 'jobwire-client\[pandas\]'"):
+        # Commands that work from a clone, where the distributions are not on an index.
+        hint = (
+            r"pip install pandas \(from the repository root: "
+            r"pip install './packages/jobwire-client\[pandas\]'\)"
+        )
+        with pytest.raises(ImportError, match=hint):
             JobList(()).to_pandas()

@@ -40,7 +40,9 @@ _CELL = "padding:2px 8px;text-align:left;vertical-align:top;white-space:nowrap"
 _WRAP = "padding:2px 8px;text-align:left;vertical-align:top"
 _BADGE = "color:#fff;border-radius:3px;padding:0 5px;background:{}"
 _TABLE = "border-collapse:collapse;font-size:12px;margin:2px 0"
-_PANDAS_HINT = "pip install 'jobwire-client[pandas]'"
+_PANDAS_HINT = (
+    "pip install pandas (from the repository root: pip install './packages/jobwire-client[pandas]')"
+)
 
 
 # Text pieces, shared by the HTML and the progress bar.

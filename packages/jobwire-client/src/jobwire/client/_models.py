@@ -303,7 +303,7 @@ class JobList(Sequence[Job], Rich):
         """Returns a data frame with one row per job (needs the `pandas` extra).
 
         Raises:
-            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
         """
         return frame(self)
 
@@ -393,6 +393,6 @@ class QueueStatsList(list[QueueStats], Rich):
         """Returns a data frame with one row per queue (needs the `pandas` extra).
 
         Raises:
-            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
         """
         return frame(self)

@@ -13,6 +13,7 @@ from google.protobuf import field_mask_pb2
 
 from jobwire.client import _text
 from jobwire.client._convert import to_datetime, to_duration
+from jobwire.client._errors import InvalidArgumentError
 from jobwire.client._rich import Rich, frame
 from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
 from jobwire.v1 import schedule_service_pb2 as S
@@ -44,17 +45,19 @@ def parse_interval(text: str) -> timedelta:
     bounds (1 second to 366 days).
 
     Raises:
-        ValueError: The text is not an interval.
+        InvalidArgumentError: The text is not an interval (reason
+            `INVALID_INTERVAL`; the gateway answers an invalid cron expression
+            with the same error, reason `INVALID_CRON`).
     """
     rest = text.strip().lower().removeprefix("every").strip()
     if not rest:
-        raise ValueError(f"not an interval: {text!r}; try 'every 30 minutes'")
+        raise _invalid_interval(f"not an interval: {text!r}; try 'every 30 minutes'")
     seconds = 0.0
     position = 0
     while position < len(rest):
         match = _PART.match(rest, position)
         if match is None or match[2] not in _UNITS:
-            raise ValueError(
+            raise _invalid_interval(
                 f"not an interval: {text!r}; try 'every 30 minutes' or '1h30m' "
                 "(units: seconds, minutes, hours, days, weeks)"
             )
@@ -62,10 +65,18 @@ def parse_interval(text: str) -> timedelta:
         separator = _SEPARATORS.match(rest, match.end())
         position = separator.end() if separator else match.end()
     if seconds <= 0:
-        raise ValueError(f"an interval must be longer than zero, got {text!r}")
+        raise _invalid_interval(f"an interval must be longer than zero, got {text!r}")
     if seconds > _TOO_LONG:
-        raise ValueError(f"interval {text!r} is too long; use a cron expression")
+        raise _invalid_interval(f"interval {text!r} is too long; use a cron expression")
     return timedelta(seconds=seconds)
+
+
+def _invalid_interval(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"schedule.interval: {message}",
+        reason="INVALID_INTERVAL",
+        metadata={"field": "schedule.interval"},
+    )
 
 
 class MisfirePolicy(StrEnum):
@@ -178,7 +189,7 @@ class ScheduleList(list[Schedule], Rich):
         """Returns a data frame with one row per schedule (needs the `pandas` extra).
 
         Raises:
-            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
         """
         return frame(self)
 
@@ -244,8 +255,11 @@ def register_request(
     )
     if isinstance(schedule, timedelta):
         proto.interval.CopyFrom(to_duration(schedule))
-    elif schedule.strip().lower().startswith("every") or not any(c in schedule for c in " *"):
-        # "every 5 minutes", "90s", "1h30m": cron always has spaces or stars.
+    elif not schedule.strip().startswith("@") and (
+        schedule.strip().lower().startswith("every") or not any(c in schedule for c in " *")
+    ):
+        # "every 5 minutes", "90s", "1h30m": cron always has spaces or stars,
+        # or is a nickname such as "@daily".
         proto.interval.CopyFrom(to_duration(parse_interval(schedule)))
     else:
         proto.cron = schedule

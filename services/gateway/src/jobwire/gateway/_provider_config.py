@@ -52,7 +52,7 @@ class SqsProviderSettings(_ProviderBase):
 
     type: Literal["sqs"] = "sqs"
     region: str | None = None
-    """AWS region, e.g. ``eu-west-1``; None: from the AWS chain (``AWS_REGION``, profile)."""
+    """AWS region, e.g. ``eu-west-1``; None: from the AWS chain (``AWS_DEFAULT_REGION``)."""
     profile: str | None = None
     """Named profile of the shared AWS config files; None: the chain's default."""
     endpoint_url: str | None = None

@@ -56,7 +56,7 @@ async def open_client(
         )
     except NoRegionError:
         raise RuntimeError(
-            "provider.region: no AWS region configured (set it, or AWS_REGION)"
+            "provider.region: no AWS region configured (set it, or AWS_DEFAULT_REGION)"
         ) from None
     except ProfileNotFound as error:
         raise RuntimeError(f"provider.profile: {error}") from None
