@@ -113,6 +113,12 @@ class FakeGateway(worker_service_pb2_grpc.WorkerServiceServicer):
         finally:
             reader.cancel()
 
+    async def ListWorkers(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def DrainWorker(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
     async def next_session(self, timeout: float = 5.0) -> FakeSession:
         async with asyncio.timeout(timeout):
             return await self.sessions.get()
