@@ -13,7 +13,7 @@ from backends import CONTRACT
 from support import Producer, RawWorker, Request, Response, State, eventually, seconds
 from timing import FRAME_TIMEOUT, QUIET, PerProvider
 
-pytestmark = [CONTRACT, pytest.mark.providers("memory")]  # SQS: next commit
+pytestmark = CONTRACT
 OpenWorker = Callable[..., Awaitable[RawWorker]]
 Selector = queue_service_pb2.JobSelector
 #: Dead jobs replayed by one RetryJobs call. SQS (moto, one HTTP call per
@@ -104,19 +104,22 @@ async def test_retry_jobs_replays_a_filtered_set_in_one_call_once_per_request_id
     producer: Producer, raw_worker: OpenWorker, provider_kind: str
 ) -> None:
     count = BULK.get(provider_kind, 10_000)
-    worker = await raw_worker(max_in_flight=1000, queues=["q", "other"], job_types=["t"])
-    await kill(producer, worker, count, queue="q")
+    worker = await raw_worker(max_in_flight=1000, queues=["mail", "other"], job_types=["t"])
+    await kill(producer, worker, count, queue="mail")
     [other] = await kill(producer, worker, 1, queue="other")
     worker.drop()
-    await eventually(lambda: _count(producer, "q", "dead", count))
-    request = queue_service_pb2.RetryJobsRequest(selector=Selector(queue="q"), request_id="r-1")
+    await eventually(lambda: _count(producer, "mail", "dead", count))
+    request = queue_service_pb2.RetryJobsRequest(selector=Selector(queue="mail"), request_id="r-1")
     assert (await producer.stub.RetryJobs(request)).count == count
     assert (await producer.get(other)).state == State.STATE_DEAD
-    replayed = await stats(producer, "q")
+    replayed = await stats(producer, "mail")
     assert (replayed.dead, replayed.pending) == (0, count)
     # The same request again replays nothing more, even with a dead job to replay.
-    late_worker = await raw_worker(worker_id="late", queues=["q"], job_types=["late"])
-    [late] = await kill(producer, late_worker, 1, queue="q", type="late")
+    pending = Selector(queue="mail", states=[State.STATE_PENDING])
+    purge = queue_service_pb2.PurgeJobsRequest(selector=pending)
+    assert (await producer.stub.PurgeJobs(purge)).count == count
+    late_worker = await raw_worker(worker_id="late", queues=["mail"], job_types=["late"])
+    [late] = await kill(producer, late_worker, 1, queue="mail", type="late")
     await producer.wait_state(late, State.STATE_DEAD)
     assert (await producer.stub.RetryJobs(request)).count == count
     assert (await producer.get(late)).state == State.STATE_DEAD
@@ -147,26 +150,26 @@ async def test_retry_jobs_selects_by_error_and_type(
 
 async def test_purge_preview_equals_purge_count(producer: Producer) -> None:
     for _ in range(5):
-        await producer.enqueue(queue="flood")
-    keep = await producer.enqueue(queue="keep")
-    request = queue_service_pb2.PurgeJobsRequest(selector=Selector(queue="flood"))
+        await producer.enqueue(queue="mail")
+    keep = await producer.enqueue(queue="other")
+    request = queue_service_pb2.PurgeJobsRequest(selector=Selector(queue="mail"))
     preview = queue_service_pb2.PurgeJobsRequest(
-        selector=Selector(queue="flood"), validate_only=True
+        selector=Selector(queue="mail"), validate_only=True
     )
     assert (await producer.stub.PurgeJobs(preview)).count == 5
-    assert (await stats(producer, "flood")).pending == 5
+    assert (await stats(producer, "mail")).pending == 5
     assert (await producer.stub.PurgeJobs(request)).count == 5
-    assert (await stats(producer, "flood")).pending == 0
+    assert (await stats(producer, "mail")).pending == 0
     assert (await producer.get(keep.id)).state == State.STATE_PENDING
 
 
 async def test_purge_spares_processing_jobs_unless_asked_then_revokes_them(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
-    job = await producer.enqueue(queue="p")
-    worker = await raw_worker(queues=["p"])
+    job = await producer.enqueue(queue="mail")
+    worker = await raw_worker(queues=["mail"])
     [item] = await worker.jobs(1)
-    selector = Selector(queue="p")
+    selector = Selector(queue="mail")
     purge = queue_service_pb2.PurgeJobsRequest
     assert (await producer.stub.PurgeJobs(purge(selector=selector))).count == 0
     assert (
@@ -193,27 +196,27 @@ async def test_purge_refuses_an_empty_selector_without_all(producer: Producer) -
 async def test_paused_queue_accepts_but_delivers_nothing_while_a_sibling_flows(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
-    worker = await raw_worker(queues=["held", "flows"], max_in_flight=10)
-    paused = await producer.stub.PauseQueue(queue_service_pb2.PauseQueueRequest(queue="held"))
+    worker = await raw_worker(queues=["mail", "other"], max_in_flight=10)
+    paused = await producer.stub.PauseQueue(queue_service_pb2.PauseQueueRequest(queue="mail"))
     assert paused.stats.paused
-    held = await producer.enqueue(queue="held")
-    flows = await producer.enqueue(queue="flows")
+    held = await producer.enqueue(queue="mail")
+    flows = await producer.enqueue(queue="other")
     [item] = await worker.jobs(1)
     assert item.job.id == flows.id
     await worker.nothing("delivery", within=QUIET)
-    assert (await stats(producer, "held")).paused
-    assert not (await stats(producer, "flows")).paused
-    resumed = await producer.stub.ResumeQueue(queue_service_pb2.ResumeQueueRequest(queue="held"))
+    assert (await stats(producer, "mail")).paused
+    assert not (await stats(producer, "other")).paused
+    resumed = await producer.stub.ResumeQueue(queue_service_pb2.ResumeQueueRequest(queue="mail"))
     assert not resumed.stats.paused
     [item] = await worker.jobs(1)
     assert item.job.id == held.id
 
 
 async def test_pause_lets_delivered_jobs_finish(producer: Producer, raw_worker: OpenWorker) -> None:
-    job = await producer.enqueue(queue="busy")
-    worker = await raw_worker(queues=["busy"])
+    job = await producer.enqueue(queue="mail")
+    worker = await raw_worker(queues=["mail"])
     [item] = await worker.jobs(1)
-    await producer.stub.PauseQueue(queue_service_pb2.PauseQueueRequest(queue="busy"))
+    await producer.stub.PauseQueue(queue_service_pb2.PauseQueueRequest(queue="mail"))
     await worker.ack(item.lease_id)
     assert (await worker.result()).ok
     assert (await producer.wait_state(job.id, State.STATE_COMPLETED)).attempt == 1
@@ -235,13 +238,13 @@ async def test_list_workers_shows_what_workers_sent_in_open(
     producer: Producer, raw_worker: OpenWorker, channel: grpc.aio.Channel
 ) -> None:
     await raw_worker(
-        worker_id="w-1", host="box-1", pid=4242, sdk="test/1", queues=["a"], max_in_flight=3
+        worker_id="w-1", host="box-1", pid=4242, sdk="test/1", queues=["mail"], max_in_flight=3
     )
-    await raw_worker(worker_id="w-2", queues=["b"])
+    await raw_worker(worker_id="w-2", queues=["other"])
     stub = worker_service_pb2_grpc.WorkerServiceStub(channel)
     listed = (await stub.ListWorkers(worker_service_pb2.ListWorkersRequest())).workers
     assert sorted(w.worker_id for w in listed) == ["w-1", "w-2"]
-    [w1] = (await stub.ListWorkers(worker_service_pb2.ListWorkersRequest(queue="a"))).workers
+    [w1] = (await stub.ListWorkers(worker_service_pb2.ListWorkersRequest(queue="mail"))).workers
     assert (w1.worker_id, w1.host, w1.pid, w1.sdk, w1.credits) == (
         "w-1",
         "box-1",
@@ -249,7 +252,7 @@ async def test_list_workers_shows_what_workers_sent_in_open(
         "test/1",
         3,
     )
-    assert list(w1.queues) == ["a"]
+    assert list(w1.queues) == ["mail"]
     assert w1.gateway
     assert w1.connect_time.seconds > 0
 

@@ -174,10 +174,13 @@ class JobNotRetryableError(GatewayError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = "JOB_NOT_RETRYABLE"
 
-    def __init__(self, job_id: str, state: str) -> None:
+    def __init__(
+        self, job_id: str, state: str, replayable: str = "dead, failed and cancelled"
+    ) -> None:
         super().__init__(
-            f"job {job_id!r} is {state.lower()}; only dead, failed and cancelled jobs can be"
-            " retried",
+            f"job {job_id!r} is {state.lower()}; only {replayable} jobs can be retried"
+            if job_id
+            else f"only {replayable} jobs can be retried on this provider",
             job_id=job_id,
             state=state,
         )

@@ -19,6 +19,7 @@ from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._errors import (
     InvalidArgumentError,
     JobNotFoundError,
+    JobNotRetryableError,
     PriorityUnsupportedError,
 )
 from jobwire.gateway._events import JobEvents, JobWatch
@@ -289,6 +290,9 @@ class JobService:
             raise InvalidArgumentError(
                 "selector.states", "only dead, failed and cancelled jobs can be retried"
             )
+        elif not selector.states <= self.provider.replayable:
+            names = " and ".join(sorted(s.name.lower() for s in self.provider.replayable))
+            raise JobNotRetryableError("", "", names)
         if len(request.request_id) > 256:
             raise InvalidArgumentError("request_id", "at most 256 characters")
         return await self.provider.replay_jobs(selector, request.request_id)

@@ -85,7 +85,7 @@ class WorkerDirectory:
                 if not consumer.draining:
                     consumer.on_drain()
         if self.shared:
-            count += await self._provider.request_drain(worker_id, session_id)
+            count += await self._provider.request_drain(self.gateway, worker_id, session_id)
         if not count:
             raise WorkerNotFoundError(worker_id)
         return count

@@ -271,7 +271,8 @@ class Leases(Generic[H]):
             raise JobNotFoundError(job_id)
         record, done = replayed
         if not done:
-            raise JobNotRetryableError(job_id, record.state.name)
+            names = " and ".join(sorted(s.name.lower() for s in self.provider.replayable))
+            raise JobNotRetryableError(job_id, record.state.name, names)
         self.events.publish(record)
         return record
 

@@ -19,7 +19,7 @@ from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import ProviderUnsupportedError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import JobFilter, JobRecord, NewJob
+from jobwire.gateway._models import REPLAYABLE, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
@@ -68,6 +68,8 @@ class QueueProvider(ABC, Generic[H]):
     #: Whether ``claim`` honours ``JobRecord.priority``. When False the service
     #: refuses a non-default priority (FAILED_PRECONDITION) rather than ignore it.
     supports_priority: ClassVar[bool] = True
+    #: The states ``replay`` replays; the service refuses others before asking.
+    replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
 
     def __init__(self, events: JobEvents, dedup: DedupRule) -> None:
         self.events = events
@@ -199,10 +201,11 @@ class QueueProvider(ABC, Generic[H]):
         """Worker streams other gateways published and still refresh (not ``gateway``'s)."""
         return []
 
-    async def request_drain(self, worker_id: str, session_id: str) -> int:
-        """Ask other gateways to drain these streams (``session_id`` empty: all of the worker's).
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Ask the gateways other than ``gateway`` to drain these streams.
 
-        Returns how many shared streams were marked.
+        ``session_id`` empty means all of the worker's. Returns how many shared
+        streams were marked.
         """
         return 0
 

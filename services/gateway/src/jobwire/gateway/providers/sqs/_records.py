@@ -137,6 +137,10 @@ class JobRecords:
         """Record that a receipt of the job's message was not an attempt; then run ``then``."""
         self._buffer.count_uncounted(job_id, then)
 
+    def forget(self, job_id: str) -> None:
+        """Drop what is buffered for a job about to be deleted."""
+        self._buffer.forget(job_id)
+
     async def flush(self) -> None:
         """Wait until everything saved before this call is committed (see ``WriteBuffer``)."""
         await self._buffer.flush()
