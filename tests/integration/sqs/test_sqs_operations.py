@@ -123,4 +123,4 @@ async def test_failed_jobs_are_not_replayed_on_sqs(
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await client.producer.stub.RetryJobs(request)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "cancelled and dead" in (raised.value.details() or "")
+    assert "dead and cancelled" in (raised.value.details() or "")

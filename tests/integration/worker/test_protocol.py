@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -180,6 +182,8 @@ async def test_open_frame_and_token(fake: tuple[FakeGateway, str]) -> None:
         labels = dict(frame.labels)
         assert labels["team"] == "data"
         assert {"hostname", "pid", "sdk", "sdk_version"} <= labels.keys()
+        assert (frame.host, frame.pid) == (socket.gethostname(), os.getpid())
+        assert frame.sdk.startswith("jobwire-worker-python/")
         session.end()
 
 

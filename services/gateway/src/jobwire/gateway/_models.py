@@ -49,6 +49,14 @@ REPLAYABLE = frozenset({JobState.DEAD, JobState.FAILED, JobState.CANCELLED})
 """States of the jobs ``RetryJob`` may replay."""
 
 
+def states_text(states: frozenset[JobState]) -> str:
+    """``"dead, failed and cancelled"``: the states named in a message, in a fixed order."""
+    names = [
+        s.name.lower() for s in (JobState.DEAD, JobState.FAILED, JobState.CANCELLED) if s in states
+    ]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+
+
 @dataclass(slots=True)
 class Failure:
     """Why an attempt failed (``jobwire.v1.JobFailure``)."""

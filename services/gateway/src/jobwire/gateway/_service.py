@@ -31,6 +31,7 @@ from jobwire.gateway._models import (
     JobRecord,
     JobState,
     NewJob,
+    states_text,
 )
 from jobwire.gateway._pages import Cursor, decode_token, encode_token, merged_page
 from jobwire.gateway._validation import (
@@ -291,7 +292,7 @@ class JobService:
                 "selector.states", "only dead, failed and cancelled jobs can be retried"
             )
         elif not selector.states <= self.provider.replayable:
-            names = " and ".join(sorted(s.name.lower() for s in self.provider.replayable))
+            names = states_text(self.provider.replayable)
             raise JobNotRetryableError("", "", names)
         if len(request.request_id) > 256:
             raise InvalidArgumentError("request_id", "at most 256 characters")

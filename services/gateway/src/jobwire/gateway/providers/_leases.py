@@ -35,7 +35,7 @@ from jobwire.gateway._errors import (
 )
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState
+from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, states_text
 from jobwire.gateway.providers._retry import RetryPolicy
 from jobwire.gateway.providers._types import (
     AckRequest,
@@ -271,7 +271,7 @@ class Leases(Generic[H]):
             raise JobNotFoundError(job_id)
         record, done = replayed
         if not done:
-            names = " and ".join(sorted(s.name.lower() for s in self.provider.replayable))
+            names = states_text(self.provider.replayable)
             raise JobNotRetryableError(job_id, record.state.name, names)
         self.events.publish(record)
         return record
