@@ -84,3 +84,14 @@ async def test_jobs_and_schedules_survive_a_gateway_restart(database_url: str) -
         [item] = await worker.jobs(1, timeout=3)
         assert item.job.id == job.id
         assert time.time() >= job.schedule_time.ToNanoseconds() / 1e9
+
+
+async def test_a_held_job_keeps_its_priority_through_the_hand_off(database_url: str) -> None:
+    async with running_gateway(settings(database_url)) as gateway:
+        assert gateway.scheduler is not None
+        async with connected(gateway) as (channel, worker):
+            job = await Producer(channel).enqueue(delay=seconds(1), priority=8)
+            assert await gateway.scheduler.get_job(job.id) is not None  # held, not queued
+            assert (await Producer(channel).get(job.id)).priority == 8
+            [item] = await worker.jobs(1, timeout=5)
+            assert (item.job.id, item.job.priority) == (job.id, 8)

@@ -37,6 +37,7 @@ def new_held(new: NewJob, now: datetime) -> ScheduledJob:
         create_time=now,
         update_time=now,
         last_error="",
+        priority=new.priority,
     )
 
 
@@ -64,6 +65,7 @@ def held_record(row: ScheduledJob) -> JobRecord:
             if cancelled
             else None
         ),
+        priority=row.priority,
     )
 
 
@@ -81,6 +83,7 @@ def held_job(row: ScheduledJob) -> NewJob:
         schedule_time=None,
         request_id=f"jobwire-scheduler:{row.id}",
         id=row.id,
+        priority=row.priority,
     )
 
 
