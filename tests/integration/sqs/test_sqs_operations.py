@@ -115,6 +115,16 @@ async def test_replay_redrives_a_dead_job_out_of_the_dead_letter_queue(
     await eventually(lambda: in_dlq(0))
 
 
+async def test_pausing_a_queue_sqs_does_not_have_is_invalid(
+    sqs_gateway: SqsGateway, connect: ClientFactory
+) -> None:
+    client = await connect(await sqs_gateway())
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await client.producer.stub.PauseQueue(Q.PauseQueueRequest(queue="nowhere"))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "default, mail, other" in (raised.value.details() or "")
+
+
 async def test_failed_jobs_are_not_replayed_on_sqs(
     sqs_gateway: SqsGateway, connect: ClientFactory
 ) -> None:

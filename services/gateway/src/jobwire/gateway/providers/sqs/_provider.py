@@ -34,7 +34,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
 from jobwire.gateway._dedup import DedupRule
-from jobwire.gateway._errors import PayloadTooLargeError
+from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
@@ -338,7 +338,11 @@ class SqsProvider(QueueProvider[Message]):
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Record the pause for every gateway; this one follows at once, others on sync."""
-        self._url(queue)  # an unconfigured queue is refused
+        if queue not in self._urls:
+            names = ", ".join(sorted(self._urls))
+            raise InvalidArgumentError(
+                "queue", f"unknown queue {queue!r}: this gateway's SQS queues are {names}"
+            )
         await self._operations.set_paused(queue, paused)
         self._receiving.set_paused(await self._operations.paused())
 
