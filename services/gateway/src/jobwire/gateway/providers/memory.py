@@ -77,6 +77,10 @@ class MemoryProvider(QueueProvider[None]):
         self._paused: set[str] = set()
         # RetryJobs request id -> count, oldest first.
         self._replays: dict[str, int] = {}
+        # History entries of replayed jobs that no longer mean "finished": a
+        # replayed job that finishes again is appended again, and its older
+        # entry must not forget it early.
+        self._stale_history: Counter[str] = Counter()
 
     # Jobs --------------------------------------------------------------------
 
@@ -242,6 +246,8 @@ class MemoryProvider(QueueProvider[None]):
     def _replay(
         self, job: _Job, now: float, payload: bytes | None, max_retries: int | None
     ) -> None:
+        if job.state.is_terminal:
+            self._stale_history[job.id] += 1
         timer = self._timers.pop(job.id, None)
         if timer is not None:
             timer.cancel()
@@ -360,6 +366,11 @@ class MemoryProvider(QueueProvider[None]):
             self._forget(self._history.popleft())
 
     def _forget(self, job_id: str) -> None:
+        if self._stale_history[job_id]:
+            self._stale_history[job_id] -= 1
+            if not self._stale_history[job_id]:
+                del self._stale_history[job_id]
+            return
         job = self._jobs.get(job_id)
         if job is None or not job.state.is_terminal:
             return  # purged already, or replayed since it finished
