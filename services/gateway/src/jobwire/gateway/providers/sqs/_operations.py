@@ -140,6 +140,11 @@ class Operations:
             )
         return None if count is None else int(count)
 
+    async def forget_request(self, request_id: str) -> None:
+        """Drop a ``RetryJobs`` request id whose replay did not complete."""
+        async with self._connection() as conn:
+            await conn.execute(delete(ReplayRequest).where(ReplayRequest.request_id == request_id))
+
     # Purge -------------------------------------------------------------------
 
     async def purge(self, job_ids: Sequence[str], now: float) -> None:

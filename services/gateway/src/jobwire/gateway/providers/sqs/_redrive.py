@@ -112,10 +112,15 @@ class Redrive:
         try:
             await self._send(jobs, now)
         except BaseException:
-            # Not sent: the jobs stay as they were (and can be replayed again).
+            # Not sent: the jobs stay as they were, and the request id is
+            # forgotten, so the same request replays them when retried. (A
+            # message sent before the failure finds its job dead on receipt and
+            # goes back to the dead-letter queue.)
             for old in before:
                 self._records.save(old)
             await self._records.flush()
+            if request_id:
+                await self._operations.forget_request(request_id)
             raise
         self._sweep({job.id for job in jobs})
         return count
