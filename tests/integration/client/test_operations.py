@@ -126,3 +126,6 @@ def test_sync_client_operates_queues(sync_client: Client) -> None:
         sync_client.retry_job(job)
     with pytest.raises(WorkerNotFoundError):
         sync_client.drain_worker("nobody")
+    urgent = sync_client.register_recurring("urgent", "t", schedule="every 1 hour", priority=8)
+    assert urgent.priority == 8
+    assert sync_client.trigger_schedule("urgent").priority == 8

@@ -307,6 +307,7 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_held_jobs(
     # Version 1 had no priority column.
     async with store.engine.begin() as conn:
         await conn.execute(text("ALTER TABLE scheduled_jobs DROP COLUMN priority"))
+        await conn.execute(text("ALTER TABLE schedules DROP COLUMN priority"))
         await conn.execute(update(SchemaVersion).values(version=1))
     upgraded = SchedulerStore(store.engine)
     await upgraded.open()

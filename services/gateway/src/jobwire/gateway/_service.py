@@ -121,11 +121,8 @@ class JobService:
             self.validate.new_job(req, now, f"requests[{i}]." if batch else "")
             for i, req in enumerate(requests)
         ]
-        if not self.provider.supports_priority:
-            for i, job in enumerate(jobs):
-                if job.priority != DEFAULT_PRIORITY:
-                    field = f"requests[{i}].priority" if batch else "priority"
-                    raise PriorityUnsupportedError(field, self._provider_type)
+        for i, job in enumerate(jobs):
+            self._check_priority(job, f"requests[{i}]." if batch else "")
         if self.scheduler is None:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
@@ -184,7 +181,14 @@ class JobService:
         self, request: queue_service_pb2.EnqueueJobRequest, *, field_prefix: str = ""
     ) -> NewJob:
         """Validate ``request`` as an enqueue would; errors name ``field_prefix + field``."""
-        return self.validate.new_job(request, time.time(), field_prefix)
+        job = self.validate.new_job(request, time.time(), field_prefix)
+        self._check_priority(job, field_prefix)
+        return job
+
+    def _check_priority(self, job: NewJob, field_prefix: str) -> None:
+        """Refuse a priority the provider would ignore."""
+        if job.priority != DEFAULT_PRIORITY and not self.provider.supports_priority:
+            raise PriorityUnsupportedError(field_prefix + "priority", self._provider_type)
 
     async def get_job(self, job_id: str) -> JobRecord:
         """Return one job, from the provider or, while it waits, from the scheduler.

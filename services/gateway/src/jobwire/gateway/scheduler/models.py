@@ -38,8 +38,11 @@ from jobwire.gateway.scheduler.timetable import MisfirePolicy
 SCHEMA_VERSION = 2
 """Version of the tables below; see the module docstring."""
 MIGRATIONS: dict[int, list[str]] = {
-    # 1 -> 2: held jobs keep their priority.
-    1: ["ALTER TABLE scheduled_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 5"],
+    # 1 -> 2: held jobs and schedules' jobs keep their priority.
+    1: [
+        "ALTER TABLE scheduled_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 5",
+        "ALTER TABLE schedules ADD COLUMN priority INTEGER NOT NULL DEFAULT 5",
+    ],
 }
 """SQL taking the tables from each version to the next (see ``_db.open_schema``)."""
 
@@ -104,6 +107,8 @@ class _JobFields:
     max_retries: Mapped[int]
     timeout: Mapped[float | None]
     """Seconds one attempt may run; None means the gateway's default."""
+    priority: Mapped[int] = mapped_column(default=5, server_default="5")
+    """0 to 9, higher first (schema version 2)."""
 
 
 class ScheduledJob(_JobFields, Base):
@@ -121,7 +126,6 @@ class ScheduledJob(_JobFields, Base):
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
     last_error: Mapped[str] = mapped_column(Text, default="")
-    priority: Mapped[int] = mapped_column(default=5, server_default="5")
 
     __table_args__ = (
         Index("ix_scheduled_jobs_due", "status", "schedule_time"),

@@ -97,6 +97,7 @@ def template_of(row: Schedule) -> JobTemplate:
         attributes=dict(row.attributes),
         max_retries=row.max_retries,
         timeout=row.timeout,
+        priority=row.priority,
     )
 
 
@@ -125,6 +126,7 @@ def write_spec(row: Schedule, spec: ScheduleSpec) -> None:
     row.attributes = dict(template.attributes)
     row.max_retries = template.max_retries
     row.timeout = template.timeout
+    row.priority = template.priority
     row.cron = spec.cron
     row.interval_seconds = spec.interval.total_seconds() if spec.interval else None
     row.time_zone = spec.time_zone
