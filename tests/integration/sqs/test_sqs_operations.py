@@ -7,14 +7,22 @@ import pytest
 from integration.sqs.conftest import ClientFactory, SqsGateway
 
 from jobwire.gateway.providers.sqs import SqsProvider
-from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2, worker_service_pb2_grpc
+from jobwire.v1 import (
+    job_pb2,
+    queue_service_pb2,
+    schedule_service_pb2,
+    schedule_service_pb2_grpc,
+    worker_service_pb2,
+    worker_service_pb2_grpc,
+)
 
 from sqs_support import SqsQueues, queue_counts
-from support import Request, Response, State, eventually
+from support import Request, Response, State, eventually, seconds
 from timing import QUIET
 
 Q = queue_service_pb2
 W = worker_service_pb2
+S = schedule_service_pb2
 
 
 async def test_pause_is_shared_by_gateways_and_survives_a_restart(
@@ -134,3 +142,17 @@ async def test_failed_jobs_are_not_replayed_on_sqs(
         await client.producer.stub.RetryJobs(request)
     assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "dead and cancelled" in (raised.value.details() or "")
+
+
+async def test_a_schedule_with_a_priority_is_refused_on_sqs(
+    sqs_gateway: SqsGateway, connect: ClientFactory
+) -> None:
+    client = await connect(await sqs_gateway())
+    stub = schedule_service_pb2_grpc.ScheduleServiceStub(client.channel)
+    urgent = S.Schedule(
+        name="urgent", job_template=S.JobTemplate(type="t", priority=8), interval=seconds(60)
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.CreateSchedule(S.CreateScheduleRequest(schedule=urgent))
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "schedule.job_template.priority" in (raised.value.details() or "")
