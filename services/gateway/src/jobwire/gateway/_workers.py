@@ -13,15 +13,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 from jobwire.gateway._errors import GatewayError, WorkerNotFoundError
 from jobwire.gateway.providers import Consumer, Leases, QueueProvider, WorkerInfo
+from jobwire.gateway.providers._types import WORKER_SHARE_INTERVAL
 
 logger = logging.getLogger("jobwire.gateway.workers")
 
-SHARE_INTERVAL = 2.0
+SHARE_INTERVAL = WORKER_SHARE_INTERVAL
 """Seconds between two publications of this gateway's streams."""
 
 
@@ -129,10 +129,3 @@ class WorkerDirectory:
             labels=dict(consumer.labels),
             draining=consumer.draining,
         )
-
-
-def fresh(
-    info: WorkerInfo, now: float | None = None, *, within: float = 5 * SHARE_INTERVAL
-) -> bool:
-    """Whether a shared entry was refreshed recently enough to show."""
-    return (now if now is not None else time.time()) - info.last_seen_time <= within

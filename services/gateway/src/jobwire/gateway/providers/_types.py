@@ -192,6 +192,12 @@ class Purged:
     """Ids of the deleted jobs that were processing, whose leases are revoked."""
 
 
+WORKER_SHARE_INTERVAL = 2.0
+"""Seconds between two publications of a gateway's worker streams (``share_workers``)."""
+WORKER_FRESHNESS = 5 * WORKER_SHARE_INTERVAL
+"""A published stream is shown while its gateway refreshed it this recently."""
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerInfo:
     """One worker stream, as ``ListWorkers`` shows it (``jobwire.v1.WorkerInfo``)."""

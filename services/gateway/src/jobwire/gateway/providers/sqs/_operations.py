@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobwire.gateway._db import transaction
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.gateway.providers._types import WorkerInfo
+from jobwire.gateway.providers._types import WORKER_FRESHNESS, WorkerInfo
 from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._tables import (
     DedupKey,
@@ -37,8 +37,6 @@ from jobwire.gateway.providers.sqs._tables import (
 )
 
 _J = StoredJob.__table__.c
-#: A published worker stream is shown while its gateway refreshed it this recently.
-WORKER_FRESHNESS = 10.0
 
 REPLAY = (
     update(StoredJob)
