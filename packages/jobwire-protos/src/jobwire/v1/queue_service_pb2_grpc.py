@@ -174,7 +174,8 @@ class QueueServiceServicer:
         series of attempts (attempt 0, `max_retries` anew), keeping its id and the
         errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
         JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
-        completed. Requires the admin role.
+        completed (on SQS also failed: its message still waits for its backoff).
+        Requires the admin role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -68,7 +68,8 @@ class QueueServiceStub:
     series of attempts (attempt 0, `max_retries` anew), keeping its id and the
     errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
     JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
-    completed. Requires the admin role.
+    completed (on SQS also failed: its message still waits for its backoff).
+    Requires the admin role.
     """
     RetryJobs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobsRequest, _queue_service_pb2.RetryJobsResponse]
     """Replays every dead, failed or cancelled job the selector matches, in one
@@ -129,7 +130,8 @@ class QueueServiceAsyncStub(QueueServiceStub):
     series of attempts (attempt 0, `max_retries` anew), keeping its id and the
     errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
     JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
-    completed. Requires the admin role.
+    completed (on SQS also failed: its message still waits for its backoff).
+    Requires the admin role.
     """
     RetryJobs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobsRequest, _queue_service_pb2.RetryJobsResponse]  # type: ignore[assignment]
     """Replays every dead, failed or cancelled job the selector matches, in one
@@ -235,7 +237,8 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         series of attempts (attempt 0, `max_retries` anew), keeping its id and the
         errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
         JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
-        completed. Requires the admin role.
+        completed (on SQS also failed: its message still waits for its backoff).
+        Requires the admin role.
         """
 
     @_abc_1.abstractmethod
