@@ -23,6 +23,7 @@ from jobwire.v1 import (
     queue_service_pb2_grpc,
     schedule_service_pb2,
     schedule_service_pb2_grpc,
+    worker_service_pb2,
     worker_service_pb2_grpc,
 )
 from jobwire.worker import ConnectionFailedError, HandlerRegistry, Worker
@@ -104,6 +105,32 @@ async def test_roles_reach_only_their_services(gateway: Gateway) -> None:
             await queues.EnqueueJob(request, metadata=bearer(TOKENS[role]))
         for role in ("worker", "admin"):
             await stream_jobs(channel, bearer(TOKENS[role]))
+
+
+async def test_operators_rpcs_need_the_admin_role_except_list_workers(gateway: Gateway) -> None:
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+        workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        denied = grpc.StatusCode.PERMISSION_DENIED
+        pause = queue_service_pb2.PauseQueueRequest(queue="q")
+        purge = queue_service_pb2.PurgeJobsRequest(all=True, validate_only=True)
+        drain = worker_service_pb2.DrainWorkerRequest(worker_id="nobody")
+        for role in ("producer", "worker"):
+            metadata = bearer(TOKENS[role])
+            await expect_refused(queues.PauseQueue(pause, metadata=metadata), denied)
+            await expect_refused(queues.PurgeJobs(purge, metadata=metadata), denied)
+            retry = queue_service_pb2.RetryJobsRequest()
+            await expect_refused(queues.RetryJobs(retry, metadata=metadata), denied)
+            await expect_refused(workers.DrainWorker(drain, metadata=metadata), denied)
+        listing = worker_service_pb2.ListWorkersRequest()
+        await expect_refused(
+            workers.ListWorkers(listing, metadata=bearer(TOKENS["worker"])), denied
+        )
+        admin = bearer(TOKENS["admin"])
+        assert (await queues.PauseQueue(pause, metadata=admin)).stats.paused
+        assert (await queues.PurgeJobs(purge, metadata=admin)).count == 0
+        for role in ("producer", "admin"):
+            await workers.ListWorkers(listing, metadata=bearer(TOKENS[role]))
 
 
 async def test_health_is_open_and_reflection_needs_a_token(gateway: Gateway) -> None:

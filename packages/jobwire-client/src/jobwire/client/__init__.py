@@ -29,17 +29,20 @@ from jobwire.client._errors import (
     JobCancelledError,
     JobDeadError,
     JobNotFoundError,
+    JobNotRetryableError,
     JobTerminalError,
     JobwireError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PriorityUnsupportedError,
     ResourceExhaustedError,
     ScheduleNotFoundError,
     StatusCode,
     UnauthenticatedError,
     UnimplementedError,
     WaitTimeoutError,
+    WorkerNotFoundError,
 )
 from jobwire.client._models import (
     Job,
@@ -51,6 +54,7 @@ from jobwire.client._models import (
     QueueStats,
     QueueStatsList,
 )
+from jobwire.client._operations import WorkerInfo
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
@@ -71,6 +75,7 @@ __all__ = [
     "JobFailure",
     "JobList",
     "JobNotFoundError",
+    "JobNotRetryableError",
     "JobPage",
     "JobProgress",
     "JobRequest",
@@ -82,6 +87,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PriorityUnsupportedError",
     "QueueStats",
     "QueueStatsList",
     "RawSerializer",
@@ -96,6 +102,8 @@ __all__ = [
     "UnauthenticatedError",
     "UnimplementedError",
     "WaitTimeoutError",
+    "WorkerInfo",
+    "WorkerNotFoundError",
     "__version__",
     "parse_interval",
 ]

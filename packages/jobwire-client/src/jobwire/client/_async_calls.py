@@ -10,11 +10,12 @@ from google.protobuf.message import Message
 
 from jobwire.client._base import BaseClient
 from jobwire.client._coalescer import EnqueueCoalescer
-from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc
+from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
 if TYPE_CHECKING:
     from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
     from jobwire.v1.schedule_service_pb2_grpc import ScheduleServiceAsyncStub
+    from jobwire.v1.worker_service_pb2_grpc import WorkerServiceAsyncStub
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -59,4 +60,5 @@ class Connection:
         self.schedules: ScheduleServiceAsyncStub = schedule_service_pb2_grpc.ScheduleServiceStub(
             channel
         )
+        self.workers: WorkerServiceAsyncStub = worker_service_pb2_grpc.WorkerServiceStub(channel)
         self.coalescer = EnqueueCoalescer(client, self.queue, loop)

@@ -10,6 +10,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from jobwire.client._async_jobs import AsyncJobs
+from jobwire.client._async_operations import AsyncOperations
 from jobwire.client._async_schedules import AsyncSchedules
 from jobwire.client._config import (
     DEFAULT_RETRY,
@@ -21,7 +22,7 @@ from jobwire.client._config import (
 from jobwire.client._serializers import Serializer
 
 
-class AsyncClient(AsyncJobs, AsyncSchedules):
+class AsyncClient(AsyncJobs, AsyncSchedules, AsyncOperations):
     """Asyncio client of a jobwire gateway; see `Client` for the arguments.
 
     Concurrent `enqueue` calls are coalesced: those made while the event loop runs

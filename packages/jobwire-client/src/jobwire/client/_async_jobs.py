@@ -39,6 +39,7 @@ class AsyncJobs(AsyncCalls):
         deduplication_key: str | None = None,
         attributes: Mapping[str, str] | None = None,
         content_type: str | None = None,
+        priority: int | None = None,
     ) -> Job:
         """Enqueues a job; see `Client.enqueue`. Concurrent calls are coalesced."""
         request = JobRequest(
@@ -52,6 +53,7 @@ class AsyncJobs(AsyncCalls):
             deduplication_key=deduplication_key,
             attributes=attributes,
             content_type=content_type,
+            priority=priority,
         )
         proto = self._enqueue_request(request)
         return self._enqueued(proto, await self._connect().coalescer.submit(proto))

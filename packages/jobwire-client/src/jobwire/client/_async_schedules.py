@@ -30,6 +30,7 @@ class AsyncSchedules(AsyncCalls):
         content_type: str | None = None,
         misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP,
         description: str = "",
+        priority: int | None = None,
     ) -> Schedule:
         """Creates or updates the recurring job `name`; see `Client.register_recurring`."""
         request = self._register_request(
@@ -45,6 +46,7 @@ class AsyncSchedules(AsyncCalls):
             content_type=content_type,
             misfire_policy=misfire_policy,
             description=description,
+            priority=priority,
         )
         return self._schedule(
             (await self._call(self._connect().schedules.UpdateSchedule, request)).schedule

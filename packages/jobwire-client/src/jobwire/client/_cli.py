@@ -1,4 +1,4 @@
-"""``jobwire``: operate a gateway from the shell (jobs, stats, schedules).
+"""``jobwire``: operate a gateway from the shell (jobs, stats, schedules, queues, workers).
 
 One function per subcommand, each taking the client and the parsed options
 and returning an :class:`Output`; ``--json`` (on every command) prints its
@@ -19,6 +19,7 @@ from typing import Any
 
 from rich.console import Console
 
+from jobwire.client import _cli_operations
 from jobwire.client.__about__ import __version__
 from jobwire.client._cli_output import (
     Output,
@@ -204,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel = command(commands, "cancel", _cancel, "cancel one job")
     cancel.add_argument("id", help="job id, or a unique prefix of at least 8 characters")
     cancel.add_argument("--reason", default="cancelled from the jobwire CLI")
+    _cli_operations.add_commands(commands, command)
 
     schedules = commands.add_parser("schedules", help="recurring jobs")
     actions = schedules.add_subparsers(dest="action", required=True)

@@ -18,11 +18,12 @@ from jobwire.client._config import (
 )
 from jobwire.client._serializers import Serializer
 from jobwire.client._sync_jobs import SyncJobs
+from jobwire.client._sync_operations import SyncOperations
 from jobwire.client._sync_schedules import SyncSchedules
-from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc
+from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
 
-class Client(SyncJobs, SyncSchedules):
+class Client(SyncJobs, SyncSchedules, SyncOperations):
     """Blocking client of a jobwire gateway.
 
     It uses a plain blocking gRPC channel and no event loop, so it works the same in
@@ -68,6 +69,7 @@ class Client(SyncJobs, SyncSchedules):
             )
         self._queue = queue_service_pb2_grpc.QueueServiceStub(self._channel)
         self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
+        self._workers = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
 
     @classmethod
     def connect(cls, address: str | None = None, **options: Unpack[ClientOptions]) -> Self:

@@ -80,6 +80,8 @@ class JobFailure:
     retryable: bool = True
     attempt: int = 0
     time: datetime | None = None
+    #: Worker that ran the attempt, if one did.
+    worker_id: str = ""
 
     @classmethod
     def from_proto(cls, proto: job_pb2.JobFailure) -> JobFailure:
@@ -91,6 +93,7 @@ class JobFailure:
             retryable=proto.retryable,
             attempt=proto.attempt,
             time=to_datetime(proto.time) if proto.HasField("time") else None,
+            worker_id=proto.worker_id,
         )
 
 
@@ -182,6 +185,10 @@ class Job(Rich):
     worker_id: str | None = None
     #: Name of the schedule that produced the job, if any.
     schedule: str | None = None
+    #: 0 to 9, higher runs first.
+    priority: int = 5
+    #: Every failed attempt's error, oldest first (the last 20; `get_job` only).
+    errors: tuple[JobFailure, ...] = ()
     _origin: _Origin = field(default=_JSON_ORIGIN, compare=False)
 
     @classmethod
@@ -236,6 +243,8 @@ class Job(Rich):
             progress=JobProgress.from_proto(proto.progress) if proto.HasField("progress") else None,
             worker_id=proto.worker_id or None,
             schedule=proto.schedule or None,
+            priority=proto.priority,
+            errors=tuple(map(JobFailure.from_proto, proto.errors)),
             _origin=_Origin(serializer, client),
         )
 
@@ -352,6 +361,8 @@ class QueueStats(Rich):
     #: Types of pending jobs no worker connected to the gateway takes: such
     #: jobs wait until a worker that handles them connects.
     unserved_types: tuple[str, ...] = ()
+    #: Whether deliveries are paused (`pause_queue`).
+    paused: bool = False
 
     @classmethod
     def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
@@ -368,6 +379,7 @@ class QueueStats(Rich):
             oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
             workers=proto.workers,
             unserved_types=tuple(proto.unserved_types),
+            paused=proto.paused,
             backend=(
                 (proto.backend.visible, proto.backend.in_flight, proto.backend.delayed)
                 if proto.HasField("backend")

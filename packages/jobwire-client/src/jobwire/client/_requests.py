@@ -32,6 +32,8 @@ class JobRequest:
     deduplication_key: str | None = None
     attributes: Mapping[str, str] | None = field(default=None, hash=False)
     content_type: str | None = None
+    #: 0 to 9, higher runs first; None means the gateway's default (5).
+    priority: int | None = None
 
     def __post_init__(self) -> None:
         if self.at is not None and self.at.utcoffset() is None:
@@ -69,4 +71,6 @@ class JobRequest:
             request.max_retries = self.max_retries
         if self.timeout is not None:
             request.timeout.CopyFrom(to_duration(self.timeout))
+        if self.priority is not None:
+            request.priority = self.priority
         return request

@@ -124,6 +124,8 @@ class Schedule(Rich):
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
     max_retries: int | None = None
     timeout: timedelta | None = None
+    #: Priority of each job (0 to 9, higher first).
+    priority: int = 5
     create_time: datetime | None = None
     update_time: datetime | None = None
     _serializer: Serializer | None = field(default=None, compare=False, repr=False)
@@ -159,6 +161,7 @@ class Schedule(Rich):
             attributes=dict(template.attributes),
             max_retries=template.max_retries if template.HasField("max_retries") else None,
             timeout=template.timeout.ToTimedelta() if template.HasField("timeout") else None,
+            priority=template.priority if template.HasField("priority") else 5,
             create_time=when("create_time"),
             update_time=when("update_time"),
             _serializer=serializer,
@@ -211,6 +214,7 @@ class RecurringOptions(TypedDict):
     content_type: str | None
     misfire_policy: MisfirePolicy | str
     description: str
+    priority: int | None
 
 
 def register_request(
@@ -228,6 +232,7 @@ def register_request(
     content_type: str | None,
     misfire_policy: MisfirePolicy | str,
     description: str,
+    priority: int | None = None,
 ) -> S.UpdateScheduleRequest:
     """Builds the register-or-update request of `register_recurring`.
 
@@ -246,6 +251,8 @@ def register_request(
         template.max_retries = max_retries
     if timeout is not None:
         template.timeout.CopyFrom(to_duration(timeout))
+    if priority is not None:
+        template.priority = priority
     proto = S.Schedule(
         name=name,
         job_template=template,

@@ -8,7 +8,7 @@ import grpc
 from google.protobuf.message import Message
 
 from jobwire.client._base import BaseClient
-from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc
+from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
 _Request = TypeVar("_Request", bound=Message)
 _Response = TypeVar("_Response", bound=Message)
@@ -20,6 +20,7 @@ class SyncCalls(BaseClient):
     _channel: grpc.Channel
     _queue: queue_service_pb2_grpc.QueueServiceStub
     _schedules: schedule_service_pb2_grpc.ScheduleServiceStub
+    _workers: worker_service_pb2_grpc.WorkerServiceStub
 
     def _call(
         self, method: grpc.UnaryUnaryMultiCallable[_Request, _Response], request: _Request

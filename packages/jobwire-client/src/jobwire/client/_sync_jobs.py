@@ -43,6 +43,7 @@ class SyncJobs(SyncCalls):
         deduplication_key: str | None = None,
         attributes: Mapping[str, str] | None = None,
         content_type: str | None = None,
+        priority: int | None = None,
     ) -> Job:
         """Enqueues a job.
 
@@ -60,6 +61,8 @@ class SyncJobs(SyncCalls):
                 another with the same key returns the existing job.
             attributes: Free-form string metadata copied onto the job.
             content_type: Media type of the payload, overriding the default.
+            priority: 0 to 9, higher runs first; None means 5. Providers without
+                priorities (SQS) refuse other values with `PriorityUnsupportedError`.
 
         Returns:
             The job as stored.
@@ -80,6 +83,7 @@ class SyncJobs(SyncCalls):
             deduplication_key=deduplication_key,
             attributes=attributes,
             content_type=content_type,
+            priority=priority,
         )
         proto = self._enqueue_request(request)
         return self._enqueued(proto, self._call(self._queue.EnqueueJob, proto))

@@ -30,6 +30,7 @@ class SyncSchedules(SyncCalls):
         content_type: str | None = None,
         misfire_policy: MisfirePolicy | str = MisfirePolicy.SKIP,
         description: str = "",
+        priority: int | None = None,
     ) -> Schedule:
         """Creates the recurring job `name`, or updates it if it exists.
 
@@ -49,6 +50,7 @@ class SyncSchedules(SyncCalls):
             content_type: Media type of the payload, overriding the default.
             misfire_policy: What to do with occurrences missed while no gateway ran.
             description: Free text for operators.
+            priority: Priority of each job, 0 to 9 (higher first); None means 5.
 
         Raises:
             InvalidArgumentError: Invalid cron, time zone or interval; the error
@@ -67,6 +69,7 @@ class SyncSchedules(SyncCalls):
             content_type=content_type,
             misfire_policy=misfire_policy,
             description=description,
+            priority=priority,
         )
         return self._schedule(self._call(self._schedules.UpdateSchedule, request).schedule)
 

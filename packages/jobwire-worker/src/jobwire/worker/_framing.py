@@ -10,6 +10,8 @@ batch, so an idle worker still answers after one message's latency.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -21,6 +23,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from jobwire.v1 import job_pb2, worker_service_pb2
+from jobwire.worker.__about__ import __version__
 from jobwire.worker._errors import ConnectionFailedError
 
 Request = worker_service_pb2.StreamJobsRequest
@@ -30,6 +33,9 @@ Reason = Response.LeaseRevoked.Reason
 Call = grpc.aio.StreamStreamCall[Request, Response]
 # An encoded handler result and its media type; None when it returned None.
 Result = tuple[bytes, str] | None
+
+SDK = f"jobwire-worker-python/{__version__}"
+"""What the worker reports as its SDK in `open`."""
 
 # Errors another attempt cannot fix: give up instead of reconnecting forever.
 FATAL_CODES = frozenset(
@@ -70,7 +76,7 @@ class SessionSettings:
 
 
 def open_frame(settings: SessionSettings) -> Request:
-    """Return the ``open`` frame that starts a session."""
+    """Return the ``open`` frame that starts a session (with host, pid and SDK)."""
     frame = Request()
     open_ = frame.open
     open_.worker_id = settings.worker_id
@@ -80,6 +86,10 @@ def open_frame(settings: SessionSettings) -> Request:
     if settings.lease_duration is not None:
         open_.lease_duration.FromTimedelta(settings.lease_duration)
     open_.labels.update(settings.labels)
+    # Shown to operators by ListWorkers.
+    open_.host = socket.gethostname()
+    open_.pid = os.getpid()
+    open_.sdk = SDK
     return frame
 
 

@@ -121,7 +121,7 @@ class Sessions:
         try:
             while not run.stop.is_set():
                 end = await self._session(run, slots, executor)
-                if end is SessionEnd.STOPPED or run.stop.is_set():
+                if end in (SessionEnd.STOPPED, SessionEnd.RETIRED) or run.stop.is_set():
                     break
                 if run.session is not None and run.session.opened:
                     failures, said = 0, False

@@ -55,6 +55,8 @@ class SessionEnd(enum.Enum):
     """The worker asked to stop and the session closed."""
     DRAINED = "drained"
     """The gateway drained the session; reconnect."""
+    RETIRED = "retired"
+    """An operator drained this worker (``DrainWorker``): stop, do not reconnect."""
     LOST = "lost"
     """The stream broke or the gateway ended it; reconnect."""
     UNREACHABLE = "unreachable"
@@ -112,6 +114,7 @@ class Session:
 
         self._stop_requested = False
         self._drain_requested = False
+        self._retired = False
         self._closing: asyncio.Task[None] | None = None
 
     # Public surface used by the worker ---------------------------------------
@@ -238,6 +241,8 @@ class Session:
     def _end(self) -> SessionEnd:
         if self._stop_requested:
             return SessionEnd.STOPPED
+        if self._retired:
+            return SessionEnd.RETIRED
         return SessionEnd.DRAINED if self._drain_requested else SessionEnd.LOST
 
     def _on_rpc_error(self, exc: grpc.aio.AioRpcError) -> SessionEnd:
@@ -318,11 +323,20 @@ class Session:
 
     def _on_drain(self, drain: Response.Drain) -> None:
         grace = drain.grace_period.ToTimedelta().total_seconds()
-        _logger.info(
-            "gateway is draining: finishing %d jobs within %gs, then reconnecting",
-            self._runner.unfinished,
-            grace,
-        )
+        if drain.reason == Response.Drain.REASON_OPERATOR:
+            # Not this worker's doing: an operator drained it (DrainWorker).
+            self._retired = True
+            _logger.warning(
+                "an operator drained this worker: finishing %d jobs within %gs, then stopping",
+                self._runner.unfinished,
+                grace,
+            )
+        else:
+            _logger.info(
+                "gateway is draining: finishing %d jobs within %gs, then reconnecting",
+                self._runner.unfinished,
+                grace,
+            )
         self._drain_requested = True
         self._begin_close(grace if grace > 0 else self._settings.shutdown_timeout)
 

@@ -8,7 +8,7 @@ and one translation of a database that is away into ``UNAVAILABLE``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -130,12 +131,15 @@ async def open_schema(
     *,
     lock_key: int,
     what: str,
+    migrations: Mapping[int, Sequence[str]] | None = None,
 ) -> None:
     """Create missing tables and check (or record) the schema version.
 
     ``version_table`` is a mapped class with an integer primary key
     ``version``; it holds one row. Several gateways starting at once on
-    PostgreSQL take turns through an advisory lock.
+    PostgreSQL take turns through an advisory lock. ``migrations[n]`` are the
+    SQL statements that take version ``n`` to ``n + 1``: an older database is
+    upgraded in the same transaction (forward only).
 
     Raises:
         RuntimeError: the database is unreachable or holds another schema version.
@@ -147,8 +151,14 @@ async def open_schema(
             await conn.run_sync(metadata.create_all)
             column: Mapped[int] = version_table.version
             stored = await conn.scalar(select(column))
+            steps = migrations or {}
             if stored is None:
                 await conn.execute(insert(version_table).values(version=version))
+            elif stored < version and all(n in steps for n in range(stored, version)):
+                for n in range(stored, version):
+                    for statement in steps[n]:
+                        await conn.execute(text(statement))
+                await conn.execute(update(version_table).values(version=version))
             elif stored != version:
                 raise RuntimeError(
                     f"the {what} database has schema version {stored}; this gateway "

@@ -158,6 +158,7 @@ class Gateway:
         await server.start()
         self._server = server
         self.address = f"{host}:{port}"
+        self.service.workers.start(self.address)
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if in_process:

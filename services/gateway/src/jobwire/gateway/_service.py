@@ -12,15 +12,36 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from jobwire.gateway._config import GatewaySettings
-from jobwire.gateway._errors import InvalidArgumentError, JobNotFoundError
+from jobwire.gateway._errors import (
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobNotRetryableError,
+    PriorityUnsupportedError,
+)
 from jobwire.gateway._events import JobEvents, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._models import (
+    DEFAULT_PRIORITY,
+    REPLAYABLE,
+    JobFilter,
+    JobRecord,
+    JobState,
+    NewJob,
+    states_text,
+)
 from jobwire.gateway._pages import Cursor, decode_token, encode_token, merged_page
-from jobwire.gateway._validation import Validator, require_id, validate_queue_name
+from jobwire.gateway._validation import (
+    MAX_RETRIES_LIMIT,
+    Validator,
+    job_selector,
+    require_id,
+    validate_queue_name,
+)
+from jobwire.gateway._workers import WorkerDirectory
 from jobwire.gateway.providers import (
     AckRequest,
     Consumer,
@@ -31,6 +52,7 @@ from jobwire.gateway.providers import (
     QueueCounts,
     QueueProvider,
     RetryPolicy,
+    WorkerInfo,
 )
 from jobwire.gateway.scheduler import Scheduler
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
@@ -60,6 +82,8 @@ class JobService:
         self.metrics = metrics or GatewayMetrics()
         self.validate = Validator(settings.server)
         self.leases = Leases(provider, RetryPolicy(settings.provider.retry), events)
+        self.workers = WorkerDirectory(provider, self.leases)
+        self._provider_type = settings.provider.type
         self.scheduler = (
             Scheduler(settings.scheduler, self, metrics=self.metrics)
             if settings.scheduler.enabled
@@ -81,6 +105,7 @@ class JobService:
         """Stop the scheduler, the lease timers and the provider."""
         if self.scheduler is not None:
             await self.scheduler.stop()
+        await self.workers.stop()
         await self.leases.aclose()
         await self.provider.aclose()
 
@@ -96,6 +121,8 @@ class JobService:
             self.validate.new_job(req, now, f"requests[{i}]." if batch else "")
             for i, req in enumerate(requests)
         ]
+        for i, job in enumerate(jobs):
+            self._check_priority(job, f"requests[{i}]." if batch else "")
         if self.scheduler is None:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
@@ -154,7 +181,14 @@ class JobService:
         self, request: queue_service_pb2.EnqueueJobRequest, *, field_prefix: str = ""
     ) -> NewJob:
         """Validate ``request`` as an enqueue would; errors name ``field_prefix + field``."""
-        return self.validate.new_job(request, time.time(), field_prefix)
+        job = self.validate.new_job(request, time.time(), field_prefix)
+        self._check_priority(job, field_prefix)
+        return job
+
+    def _check_priority(self, job: NewJob, field_prefix: str) -> None:
+        """Refuse a priority the provider would ignore."""
+        if job.priority != DEFAULT_PRIORITY and not self.provider.supports_priority:
+            raise PriorityUnsupportedError(field_prefix + "priority", self._provider_type)
 
     async def get_job(self, job_id: str) -> JobRecord:
         """Return one job, from the provider or, while it waits, from the scheduler.
@@ -238,6 +272,74 @@ class JobService:
             for state, count in by_state.items():
                 row.by_state[state] = row.by_state.get(state, 0) + count
         return [rows[key] for key in sorted(rows)]
+
+    # Operators ---------------------------------------------------------------
+
+    async def retry_job(self, request: queue_service_pb2.RetryJobRequest) -> JobRecord:
+        """Replay one dead, failed or cancelled job, optionally with a new payload."""
+        job_id = require_id(request.id)
+        payload = request.payload if request.HasField("payload") else None
+        if payload is not None:
+            self.validate.payload(payload, "payload")
+        max_retries = request.max_retries if request.HasField("max_retries") else None
+        if max_retries is not None and not 0 <= max_retries <= MAX_RETRIES_LIMIT:
+            raise InvalidArgumentError("max_retries", f"must be between 0 and {MAX_RETRIES_LIMIT}")
+        return await self.leases.replay(job_id, payload, max_retries)
+
+    async def retry_jobs(self, request: queue_service_pb2.RetryJobsRequest) -> int:
+        """Replay every selected dead, failed or cancelled job (dead ones by default)."""
+        selector = job_selector(request.selector)
+        if not selector.states:
+            selector = replace(selector, states=frozenset({JobState.DEAD}))
+        elif not selector.states <= REPLAYABLE:
+            raise InvalidArgumentError(
+                "selector.states", "only dead, failed and cancelled jobs can be retried"
+            )
+        elif not selector.states <= self.provider.replayable:
+            names = states_text(self.provider.replayable)
+            raise JobNotRetryableError("", "", names)
+        if len(request.request_id) > 256:
+            raise InvalidArgumentError("request_id", "at most 256 characters")
+        return await self.provider.replay_jobs(selector, request.request_id)
+
+    async def purge_jobs(self, request: queue_service_pb2.PurgeJobsRequest) -> int:
+        """Delete the selected jobs, or count them with ``validate_only``."""
+        selector = job_selector(request.selector)
+        if selector.empty and not request.all:
+            raise InvalidArgumentError(
+                "selector", "is empty: name a queue, type, state, error or time range, or set all"
+            )
+        if JobState.PROCESSING in selector.states and not request.include_processing:
+            raise InvalidArgumentError(
+                "selector.states",
+                "processing jobs are purged only with include_processing (their leases are"
+                " revoked)",
+            )
+        return await self.leases.purge(
+            selector,
+            include_processing=request.include_processing,
+            validate_only=request.validate_only,
+        )
+
+    async def pause_queue(self, queue: str, paused: bool) -> QueueCounts:
+        """Pause or resume deliveries from one queue; return its counts."""
+        if not queue:
+            raise InvalidArgumentError("queue", "is required")
+        name = validate_queue_name(queue, "queue")
+        await self.provider.set_paused(name, paused)
+        [row] = await self.stats(name)
+        return row
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        """Worker streams of every gateway sharing the provider."""
+        name = validate_queue_name(queue, "queue") if queue else ""
+        return await self.workers.list(name)
+
+    async def drain_worker(self, worker_id: str, session_id: str) -> int:
+        """Ask a worker's streams to finish their jobs and disconnect, on any gateway."""
+        if not worker_id:
+            raise InvalidArgumentError("worker_id", "is required (see ListWorkers)")
+        return await self.workers.drain(worker_id, session_id)
 
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[tuple[JobRecord, JobWatch]]:

@@ -31,6 +31,15 @@ SERVICE_ROLES: dict[str, frozenset[Role]] = {
     "jobwire.v1.WorkerService": frozenset({"worker", "admin"}),
 }
 _ADMIN_ONLY: frozenset[Role] = frozenset({"admin"})
+#: Methods whose roles differ from their service's: operators' mutations.
+METHOD_ROLES: dict[str, frozenset[Role]] = {
+    **{
+        f"/jobwire.v1.QueueService/{name}": _ADMIN_ONLY
+        for name in ("RetryJob", "RetryJobs", "PurgeJobs", "PauseQueue", "ResumeQueue")
+    },
+    "/jobwire.v1.WorkerService/ListWorkers": frozenset({"producer", "admin"}),
+    "/jobwire.v1.WorkerService/DrainWorker": _ADMIN_ONLY,
+}
 _BEARER = "bearer "
 
 if TYPE_CHECKING:
@@ -82,11 +91,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _refusal(
                 handler, UnauthenticatedError("a valid `authorization: Bearer <token>` is required")
             )
-        if service in ANY_ROLE_SERVICES or role in SERVICE_ROLES.get(service, _ADMIN_ONLY):
+        if service in ANY_ROLE_SERVICES:
             return handler
+        method = handler_call_details.method
+        allowed = METHOD_ROLES.get(method) or SERVICE_ROLES.get(service, _ADMIN_ONLY)
+        if role in allowed:
+            return handler
+        name = method.strip("/").replace("/", ".") if method in METHOD_ROLES else service
         return _refusal(
             handler,
-            PermissionDeniedError(f"role {role!r} may not call {service}", role=role),
+            PermissionDeniedError(f"role {role!r} may not call {name}", role=role),
         )
 
     def _role(self, metadata: Sequence[tuple[str, str | bytes]]) -> Role | None:

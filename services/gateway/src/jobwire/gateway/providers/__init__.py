@@ -10,6 +10,7 @@ from typing import Any
 
 from jobwire.gateway._errors import StartError, install_hint
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobFilter
 from jobwire.gateway._provider_config import MemoryProviderSettings, SqsProviderSettings
 from jobwire.gateway.providers._leases import Leases
@@ -23,9 +24,11 @@ from jobwire.gateway.providers._types import (
     Lease,
     LeaseOutcome,
     NackRequest,
+    Purged,
     QueueCounts,
     Revocation,
     RevokeReason,
+    WorkerInfo,
 )
 from jobwire.gateway.providers.base import ProviderHost, QueueProvider
 
@@ -82,16 +85,19 @@ __all__ = [
     "Delivery",
     "Ending",
     "JobFilter",
+    "JobSelector",
     "Lease",
     "LeaseOutcome",
     "Leases",
     "NackRequest",
     "ProviderHost",
+    "Purged",
     "QueueCounts",
     "QueueProvider",
     "RetryPolicy",
     "Revocation",
     "RevokeReason",
+    "WorkerInfo",
     "create_provider",
     "exhausted",
 ]

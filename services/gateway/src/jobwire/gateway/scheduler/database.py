@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from jobwire.gateway._db import AWAY, OUR_FAULT, brief, open_schema
 from jobwire.gateway._errors import UnavailableError
-from jobwire.gateway.scheduler.models import SCHEMA_VERSION, Base, SchemaVersion
+from jobwire.gateway.scheduler.models import MIGRATIONS, SCHEMA_VERSION, Base, SchemaVersion
 
 # Key of the PostgreSQL advisory lock that serializes table creation when
 # several gateways start at once.
@@ -40,6 +40,7 @@ class StoreBase:
             SCHEMA_VERSION,
             lock_key=_SCHEMA_LOCK,
             what="scheduler",
+            migrations=MIGRATIONS,
         )
 
     async def close(self) -> None:

@@ -37,6 +37,7 @@ def new_held(new: NewJob, now: datetime) -> ScheduledJob:
         create_time=now,
         update_time=now,
         last_error="",
+        priority=new.priority,
     )
 
 
@@ -64,6 +65,7 @@ def held_record(row: ScheduledJob) -> JobRecord:
             if cancelled
             else None
         ),
+        priority=row.priority,
     )
 
 
@@ -81,6 +83,7 @@ def held_job(row: ScheduledJob) -> NewJob:
         schedule_time=None,
         request_id=f"jobwire-scheduler:{row.id}",
         id=row.id,
+        priority=row.priority,
     )
 
 
@@ -94,6 +97,7 @@ def template_of(row: Schedule) -> JobTemplate:
         attributes=dict(row.attributes),
         max_retries=row.max_retries,
         timeout=row.timeout,
+        priority=row.priority,
     )
 
 
@@ -122,6 +126,7 @@ def write_spec(row: Schedule, spec: ScheduleSpec) -> None:
     row.attributes = dict(template.attributes)
     row.max_retries = template.max_retries
     row.timeout = template.timeout
+    row.priority = template.priority
     row.cron = spec.cron
     row.interval_seconds = spec.interval.total_seconds() if spec.interval else None
     row.time_zone = spec.time_zone

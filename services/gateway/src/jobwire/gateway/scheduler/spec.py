@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from jobwire.gateway._models import NewJob
+from jobwire.gateway._models import DEFAULT_PRIORITY, NewJob
 from jobwire.gateway.scheduler.timetable import (
     IntervalTimetable,
     MisfirePolicy,
@@ -42,6 +42,7 @@ class JobTemplate:
     max_retries: int = 3
     timeout: float | None = None
     """Seconds one attempt may run; None means the gateway's default."""
+    priority: int = DEFAULT_PRIORITY
 
     def new_job(self, job_id: str, schedule: str, occurrence: datetime) -> NewJob:
         """Return the job of ``occurrence`` to enqueue now, with ``job_id`` preassigned.
@@ -65,6 +66,7 @@ class JobTemplate:
             },
             max_retries=self.max_retries,
             timeout=self.timeout,
+            priority=self.priority,
             deduplication_key="",
             # Never in the future, so the job is ready at once.
             schedule_time=_utc(occurrence).timestamp(),

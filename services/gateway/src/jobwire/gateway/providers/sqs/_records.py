@@ -60,7 +60,10 @@ from jobwire.gateway.providers.sqs._tables import (
     UPDATE,
     Base,
     DedupKey,
+    PurgedJob,
+    ReplayRequest,
     SchemaVersion,
+    SharedWorker,
     StoredJob,
     failure_json,
     insert_params,
@@ -137,6 +140,10 @@ class JobRecords:
         """Record that a receipt of the job's message was not an attempt; then run ``then``."""
         self._buffer.count_uncounted(job_id, then)
 
+    def forget(self, job_id: str) -> None:
+        """Drop what is buffered for a job about to be deleted."""
+        self._buffer.forget(job_id)
+
     async def flush(self) -> None:
         """Wait until everything saved before this call is committed (see ``WriteBuffer``)."""
         await self._buffer.flush()
@@ -166,6 +173,13 @@ class JobRecords:
                     delete(StoredJob).where(_J.state.in_(TERMINAL), _J.end_time < before)
                 )
                 await conn.execute(delete(DedupKey).where(DedupKey.job_id.not_in(select(_J.id))))
+                # Operators' leftovers: tombstones of purged jobs and RetryJobs
+                # request ids live as long as finished jobs; streams of
+                # gateways that stopped without clearing them, an hour.
+                await conn.execute(delete(PurgedJob).where(PurgedJob.purge_time < before))
+                await conn.execute(delete(ReplayRequest).where(ReplayRequest.create_time < before))
+                stale = to_datetime(now - _PRUNE_EVERY)
+                await conn.execute(delete(SharedWorker).where(SharedWorker.seen_time < stale))
         except UnavailableError as error:
             logger.warning("job records: pruning failed (%s); next try in an hour", error)
             return
