@@ -1,11 +1,15 @@
 """The dashboard in a real browser (Debian's Chromium through Playwright).
 
 Each test waits on selectors and events, never on fixed sleeps. The page tour
-also writes the README's screenshots into docs/screenshots/.
+takes a screenshot of every page; with ``JOBWIRE_SCREENSHOTS=docs/screenshots``
+it writes them there, for the README (``hatch run test:screenshots``), and
+otherwise into the test's temporary directory, so a test run changes no file
+of the repository.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +19,8 @@ from jobwire.client import JobState
 
 from dashboard_support import XSS, ConsoleErrors, Seeded, Served, served_dashboard, wait_state
 
-SCREENSHOTS = Path(__file__).resolve().parents[3] / "docs" / "screenshots"
+SCREENSHOTS = os.environ.get("JOBWIRE_SCREENSHOTS")
+"""Where the page tour writes its screenshots; unset: the test's temporary directory."""
 
 
 def pages(seeded: Seeded) -> dict[str, str]:
@@ -31,7 +36,7 @@ def pages(seeded: Seeded) -> dict[str, str]:
 
 @pytest.mark.parametrize("name", ["overview", "jobs", "job", "dead", "schedules", "workers"])
 def test_each_page_loads_without_console_errors(
-    page: Page, console: ConsoleErrors, served: Served, seeded: Seeded, name: str
+    page: Page, console: ConsoleErrors, served: Served, seeded: Seeded, name: str, tmp_path: Path
 ) -> None:
     response = page.goto(served.url + pages(seeded)[name])
     assert response is not None
@@ -41,8 +46,10 @@ def test_each_page_loads_without_console_errors(
         # The live pages render their first event before the picture is taken.
         page.wait_for_selector("body[data-live='1']")
         page.wait_for_function("document.querySelector('[data-live] *') !== null")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+    folder = Path(SCREENSHOTS) if SCREENSHOTS else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / f"{name}.png", full_page=True)
+    assert (folder / f"{name}.png").stat().st_size > 0
     assert console == []
 
 
