@@ -10,6 +10,7 @@ of the repository.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from playwright.sync_api import Browser, Page, expect
 from jobwire.client import JobState
 
 from dashboard_support import XSS, ConsoleErrors, Seeded, Served, served_dashboard, wait_state
+from timing import QUIET
 
 SCREENSHOTS = os.environ.get("JOBWIRE_SCREENSHOTS")
 """Where the page tour writes its screenshots; unset: the test's temporary directory."""
@@ -124,3 +126,38 @@ def test_the_overview_shows_a_new_queue_live(page: Page, served: Served, seeded:
     seeded.client.enqueue("report:build", {}, queue="appears-live")
     expect(page.locator("tr[data-queue=appears-live]")).to_be_visible()
     assert page.evaluate("window.__same_page") is True
+
+
+def test_replaying_a_dead_job_from_its_page_completes_it_live(
+    page: Page, served: Served, seeded: Seeded
+) -> None:
+    job = seeded.client.enqueue("fixable:run", {"key": "replay-live"})
+    wait_state(seeded.client, job.id, JobState.DEAD)
+    page.goto(served.url + f"/jobs/{job.id}")
+    expect(page.locator("[data-job-state=dead]")).to_be_visible()
+    seeded.gates.fixed.add("replay-live")  # the bug is fixed; the job waits on its gate
+    page.click("form[action$='/retry'] button")
+    expect(page.locator("[data-job-state=processing]")).to_be_visible()
+    page.evaluate("window.__same_page = true")
+    seeded.gates.gate("replay-live").set()
+    expect(page.locator("[data-job-state=completed]")).to_be_visible()
+    expect(page.locator("#result")).to_have_text('"fixed"')
+    expect(page.locator(".timeline")).to_contain_text("bug replay-live")
+    assert page.evaluate("window.__same_page") is True
+
+
+def test_pausing_a_queue_from_the_ui_stops_deliveries(
+    page: Page, served: Served, seeded: Seeded
+) -> None:
+    # A job makes the queue exist, so the overview has its row.
+    seeded.client.enqueue("email:send", {"to": "warm-up"}, queue="pausable")
+    page.goto(served.url + "/")
+    row = page.locator("tr[data-queue=pausable]")
+    row.locator("form[action$='/pause'] button").click()  # the confirmation is accepted
+    expect(row.locator(".paused")).to_have_text("paused")
+    job = seeded.client.enqueue("email:send", {"to": "held"}, queue="pausable")
+    time.sleep(QUIET)  # watching for a delivery that must not happen
+    assert seeded.client.get_job(job.id).state is JobState.PENDING
+    row.locator("form[action$='/resume'] button").click()
+    expect(row.locator(".paused")).to_have_text("")
+    wait_state(seeded.client, job.id, JobState.COMPLETED)
