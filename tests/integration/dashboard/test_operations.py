@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 from jobwire.client import JobNotFoundError, JobState
 from jobwire.worker import Worker
 
-from dashboard_support import Seeded, csrf_of, registry, wait_state, wait_until
+from dashboard_support import DashboardFactory, Seeded, csrf_of, registry, wait_state, wait_until
 
 
 def dead_fixable(seeded: Seeded, key: str, count: int = 1) -> list[str]:
@@ -128,3 +128,20 @@ def test_workers_are_listed_and_one_is_drained(dashboard: TestClient, seeded: Se
         wait_until(lambda: 'data-worker="w-drain"' not in dashboard.get("/workers").text)
     finally:
         worker.stop(timeout=10)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/jobs/x/retry", "/dead/replay", "/jobs/purge", "/queues/default/pause", "/workers/w/drain"],
+)
+def test_read_only_refuses_every_operation(
+    dashboard_factory: DashboardFactory, seeded: Seeded, path: str
+) -> None:
+    dashboard = dashboard_factory(read_only=True)
+    page = dashboard.get("/workers").text
+    assert "Drain" not in page
+    assert 'method="post"' not in page
+    refused = dashboard.post(path, data={"confirmed": "yes", "type": "t", "queue": "q"})
+    assert refused.status_code == 403
+    assert "read-only" in refused.text
+    assert not seeded.client.stats("default")[0].paused
