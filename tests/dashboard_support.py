@@ -34,7 +34,7 @@ from timing import FRAME_TIMEOUT
 XSS = "<script>window.__xss = 1</script>"
 CHROMIUM = "/usr/bin/chromium"
 INSTALL_CHROMIUM = "apt-get update && apt-get install -y chromium chromium-driver"
-WORKED_QUEUE = "default"
+WORKED_QUEUES = ("default", "pausable")
 #: Opens a TestClient on a dashboard of the seeded gateway, with settings overrides.
 DashboardFactory = Callable[..., TestClient]
 
@@ -72,8 +72,11 @@ class Gates:
     """Handlers that block until a test lets them go on."""
 
     slow: threading.Event = field(default_factory=threading.Event)
-    # Per-id gates of "gated:*" jobs, so a test sees a job processing, then finishing.
+    # Per-key gates of "gated:run" and "fixable:run" jobs, so a test sees a job
+    # processing, then finishing.
     by_key: dict[str, threading.Event] = field(default_factory=dict)
+    # Keys of "fixable:run" jobs whose bug is fixed: they wait on their gate, then succeed.
+    fixed: set[str] = field(default_factory=set)
 
     def gate(self, key: str) -> threading.Event:
         return self.by_key.setdefault(key, threading.Event())
@@ -112,6 +115,14 @@ def registry(gates: Gates) -> HandlerRegistry:
     async def gated(ctx: JobContext) -> str:
         await asyncio.to_thread(gates.gate(str(ctx.payload.get("key"))).wait)
         return "done"
+
+    @handlers.handler("fixable:run")
+    async def fixable(ctx: JobContext) -> str:
+        key = str(ctx.payload.get("key"))
+        if key not in gates.fixed:
+            raise NonRetryableError(f"bug {key}")
+        await asyncio.to_thread(gates.gate(key).wait)
+        return "fixed"
 
     return handlers
 
@@ -169,7 +180,7 @@ def seeded_gateway() -> Iterator[Seeded]:
     gates = Gates()
     with EmbeddedGateway(settings_for_tests()) as gateway, Client(gateway.address) as client:
         worker = Worker(
-            gateway.address, registry=registry(gates), queues=[WORKED_QUEUE], concurrency=4
+            gateway.address, registry=registry(gates), queues=WORKED_QUEUES, concurrency=4
         )
         worker.start()
         try:

@@ -10,17 +10,22 @@ of the repository.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from jobwire.client import JobState
+from jobwire.dashboard._charts import HEIGHT, PAD
 
 from dashboard_support import XSS, ConsoleErrors, Seeded, Served, served_dashboard, wait_state
+from timing import QUIET
 
 SCREENSHOTS = os.environ.get("JOBWIRE_SCREENSHOTS")
 """Where the page tour writes its screenshots; unset: the test's temporary directory."""
+# The y of a zero on the overview's charts (SVG units).
+BASELINE = HEIGHT - PAD
 
 
 def pages(seeded: Seeded) -> dict[str, str]:
@@ -42,6 +47,14 @@ def test_each_page_loads_without_console_errors(
     assert response is not None
     assert response.status == 200
     expect(page.locator("h1")).to_be_visible()
+    if name == "overview":
+        # Some traffic once the dashboard samples, so the chart has a line to show.
+        for n in range(8):
+            seeded.client.enqueue("email:send", {"to": f"reader-{n}"})
+        page.wait_for_function(
+            "document.querySelector('polyline.series-completed').getAttribute('points')"
+            f".split(' ').some(p => parseFloat(p.split(',')[1]) < {BASELINE})"
+        )
     if name in ("overview", "job"):
         # The live pages render their first event before the picture is taken.
         page.wait_for_selector("body[data-live='1']")
@@ -124,3 +137,38 @@ def test_the_overview_shows_a_new_queue_live(page: Page, served: Served, seeded:
     seeded.client.enqueue("report:build", {}, queue="appears-live")
     expect(page.locator("tr[data-queue=appears-live]")).to_be_visible()
     assert page.evaluate("window.__same_page") is True
+
+
+def test_replaying_a_dead_job_from_its_page_completes_it_live(
+    page: Page, served: Served, seeded: Seeded
+) -> None:
+    job = seeded.client.enqueue("fixable:run", {"key": "replay-live"})
+    wait_state(seeded.client, job.id, JobState.DEAD)
+    page.goto(served.url + f"/jobs/{job.id}")
+    expect(page.locator("[data-job-state=dead]")).to_be_visible()
+    seeded.gates.fixed.add("replay-live")  # the bug is fixed; the job waits on its gate
+    page.click("form[action$='/retry'] button")
+    expect(page.locator("[data-job-state=processing]")).to_be_visible()
+    page.evaluate("window.__same_page = true")
+    seeded.gates.gate("replay-live").set()
+    expect(page.locator("[data-job-state=completed]")).to_be_visible()
+    expect(page.locator("#result")).to_have_text('"fixed"')
+    expect(page.locator(".timeline")).to_contain_text("bug replay-live")
+    assert page.evaluate("window.__same_page") is True
+
+
+def test_pausing_a_queue_from_the_ui_stops_deliveries(
+    page: Page, served: Served, seeded: Seeded
+) -> None:
+    # A job makes the queue exist, so the overview has its row.
+    seeded.client.enqueue("email:send", {"to": "warm-up"}, queue="pausable")
+    page.goto(served.url + "/")
+    row = page.locator("tr[data-queue=pausable]")
+    row.locator("form[action$='/pause'] button").click()  # the confirmation is accepted
+    expect(row.locator(".paused")).to_have_text("paused")
+    job = seeded.client.enqueue("email:send", {"to": "held"}, queue="pausable")
+    time.sleep(QUIET)  # watching for a delivery that must not happen
+    assert seeded.client.get_job(job.id).state is JobState.PENDING
+    row.locator("form[action$='/resume'] button").click()
+    expect(row.locator(".paused")).to_have_text("")
+    wait_state(seeded.client, job.id, JobState.COMPLETED)

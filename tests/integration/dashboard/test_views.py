@@ -78,6 +78,7 @@ def test_job_detail_shows_payload_result_and_error(dashboard: TestClient, seeded
     dead = dashboard.get(f"/jobs/{seeded.dead_ids[0]}").text
     assert "image too large: 9000x9000" in dead
     assert "(not retryable)" in dead
+    assert "<dt>Priority</dt><dd>5</dd>" in dead
 
 
 def test_an_unknown_job_is_a_404_page(dashboard: TestClient) -> None:

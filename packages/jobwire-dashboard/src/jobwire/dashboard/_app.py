@@ -16,9 +16,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jobwire.client import AsyncClient, JobwireError, StatusCode
-from jobwire.dashboard import _dead, _job, _jobs, _live, _login, _overview, _schedules, _workers
+from jobwire.dashboard import (
+    _dead,
+    _job,
+    _jobs,
+    _live,
+    _login,
+    _operations,
+    _overview,
+    _schedules,
+    _workers,
+)
 from jobwire.dashboard._monitor import Monitor
-from jobwire.dashboard._render import Capabilities, Dashboard, dashboard, environment
+from jobwire.dashboard._render import Dashboard, dashboard, environment
 from jobwire.dashboard._security import LoginRequired
 from jobwire.dashboard._settings import DashboardSettings
 
@@ -60,14 +70,19 @@ def _routes() -> list[Route | Mount]:
         Route("/events/overview", _live.overview_events),
         Route("/jobs", _jobs.jobs_page),
         Route("/jobs/bulk", _jobs.bulk_action, methods=["POST"]),
+        Route("/jobs/purge", _operations.purge, methods=["POST"]),
         Route("/jobs/{job_id}", _job.job_page),
         Route("/jobs/{job_id}/events", _live.job_events),
         Route("/jobs/{job_id}/cancel", _job.cancel, methods=["POST"]),
         Route("/jobs/{job_id}/copy", _job.enqueue_copy, methods=["POST"]),
+        Route("/jobs/{job_id}/retry", _operations.retry, methods=["POST"]),
         Route("/dead", _dead.dead_page),
+        Route("/dead/replay", _operations.replay_group, methods=["POST"]),
+        Route("/queues/{queue}/{action}", _operations.queue_action, methods=["POST"]),
         Route("/schedules", _schedules.schedules_page),
         Route("/schedules/{name}/{action}", _schedules.schedule_action, methods=["POST"]),
         Route("/workers", _workers.workers_page),
+        Route("/workers/{worker_id}/drain", _operations.drain, methods=["POST"]),
         Route("/login", _login.login_page),
         Route("/login", _login.login, methods=["POST"]),
         Route("/logout", _login.logout, methods=["POST"]),
@@ -86,7 +101,7 @@ def create_app(settings: DashboardSettings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = AsyncClient(settings.gateway, token=settings.token)
         monitor = Monitor(client, settings.poll_interval)
-        app.state.dashboard = Dashboard(settings, client, monitor, environment(), Capabilities.of())
+        app.state.dashboard = Dashboard(settings, client, monitor, environment())
         poller = asyncio.create_task(monitor.run(), name="jobwire-dashboard-poller")
         try:
             yield

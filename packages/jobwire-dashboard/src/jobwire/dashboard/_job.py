@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from jobwire.client import Job
+from jobwire.client import Job, JobFailure
 from jobwire.dashboard._format import body
 from jobwire.dashboard._render import dashboard, flash
 from jobwire.dashboard._security import ensure_writable, verified_form
@@ -20,11 +20,10 @@ def _job_id(request: Request) -> str:
     return job_id
 
 
-def attempts(job: Job) -> list[Any]:
-    """Every failed attempt the SDK knows of, oldest first."""
-    history = getattr(job, "errors", None)
-    if history:
-        return list(history)
+def attempts(job: Job) -> list[JobFailure]:
+    """Every failed attempt the gateway keeps, oldest first."""
+    if job.errors:
+        return list(job.errors)
     return [job.last_error] if job.last_error is not None else []
 
 

@@ -15,7 +15,8 @@ from jobwire.dashboard._render import dashboard, flash
 from jobwire.dashboard._security import ensure_writable, verified_form
 
 PAGE_SIZE = 50
-_BULK = {"cancel": "Cancel", "retry": "Retry", "purge": "Purge"}
+#: What the listing does with the selected jobs.
+BULK = {"cancel": "Cancel", "retry": "Retry"}
 
 
 @dataclass(frozen=True)
@@ -99,40 +100,45 @@ async def jobs_page(request: Request) -> Response:
         truncated=len(found) >= board.settings.scan_limit,
         filter=selected,
         pages=pages,
-        bulk=_bulk_actions(request),
+        bulk=BULK,
     )
 
 
-def _bulk_actions(request: Request) -> dict[str, str]:
-    can = dashboard(request).capabilities
-    allowed = {"cancel": True, "retry": can.retry, "purge": can.purge}
-    return {name: label for name, label in _BULK.items() if allowed[name]}
-
-
 async def bulk_action(request: Request) -> Response:
-    """POST /jobs/bulk: asks for a confirmation, then acts on every selected job."""
+    """POST /jobs/bulk: asks for a confirmation, then cancels or retries every selected job."""
     board = dashboard(request)
     ensure_writable(board.settings)
     form = await verified_form(request)
     action = str(form.get("action", ""))
-    actions = _bulk_actions(request)
-    if action not in actions:
-        raise HTTPException(400, f"unknown action {action!r}; accepted: {', '.join(actions)}")
+    if action not in BULK:
+        raise HTTPException(400, f"unknown action {action!r}; accepted: {', '.join(BULK)}")
     ids = [str(value) for value in form.getlist("ids") if str(value)]
-    back = str(form.get("back", "/jobs"))
-    back = back if back.startswith("/jobs") else "/jobs"
+    back = local_jobs_url(str(form.get("back", "")))
     if not ids:
         flash(request, "Select at least one job first.")
         return RedirectResponse(back, status_code=303)
+    label = BULK[action]
     if form.get("confirmed") != "yes":
         return board.page(
-            request, "confirm.html", action=action, label=actions[action], ids=ids, back=back
+            request,
+            "confirm.html",
+            question=f"{label} {len(ids)} job{'' if len(ids) == 1 else 's'}?",
+            items=ids,
+            target="/jobs/bulk",
+            fields=[("action", action), ("back", back), *(("ids", i) for i in ids)],
+            button=f"{label} {len(ids)}",
+            back=back,
         )
     done, failures = await _apply(request, action, ids)
-    flash(request, f"{actions[action]}: {done} of {len(ids)} jobs.")
+    flash(request, f"{label}: {done} of {len(ids)} jobs.")
     for failure in failures[:5]:
         flash(request, failure)
     return RedirectResponse(back, status_code=303)
+
+
+def local_jobs_url(url: str) -> str:
+    """`url` when it is a listing of this dashboard, else the plain listing."""
+    return url if url.startswith("/jobs") and not url.startswith("//") else "/jobs"
 
 
 async def _apply(request: Request, action: str, ids: list[str]) -> tuple[int, list[str]]:
@@ -144,14 +150,9 @@ async def _apply(request: Request, action: str, ids: list[str]) -> tuple[int, li
             if action == "cancel":
                 await client.cancel_job(job_id, reason="cancelled from the dashboard")
             else:
-                await _operation(request, action, job_id)
+                await client.retry_job(job_id)
         except JobwireError as error:
             failures.append(f"{job_id}: {error}")
         else:
             done += 1
     return done, failures
-
-
-async def _operation(request: Request, action: str, job_id: str) -> None:
-    """The bulk actions that need the operations RPCs."""
-    raise HTTPException(400, f"{action} is not offered by this SDK")

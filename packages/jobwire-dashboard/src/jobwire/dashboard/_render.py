@@ -18,32 +18,6 @@ from jobwire.dashboard._settings import DashboardSettings
 _FLASH_KEY = "flash"
 
 
-@dataclass(frozen=True)
-class Capabilities:
-    """Which operations the SDK offers; the pages show only those actions.
-
-    The operations RPCs (retry, purge, queue pause, workers, drain) arrive in
-    the SDK as methods of `AsyncClient`; an action appears once its method does.
-    """
-
-    retry: bool
-    purge: bool
-    pause_queue: bool
-    workers: bool
-    drain: bool
-
-    @classmethod
-    def of(cls, client: type[AsyncClient] = AsyncClient) -> Capabilities:
-        """What `client` can do."""
-        return cls(
-            retry=hasattr(client, "retry_job") and hasattr(client, "retry_jobs"),
-            purge=hasattr(client, "purge_jobs"),
-            pause_queue=hasattr(client, "pause_queue") and hasattr(client, "resume_queue"),
-            workers=hasattr(client, "list_workers"),
-            drain=hasattr(client, "drain_worker"),
-        )
-
-
 def environment() -> Environment:
     """The Jinja2 environment of the templates: every value is HTML-escaped."""
     env = Environment(
@@ -65,7 +39,6 @@ class Dashboard:
     client: AsyncClient
     monitor: Monitor
     env: Environment
-    capabilities: Capabilities
 
     def context(self, request: Request, **values: Any) -> dict[str, Any]:
         """The values every template sees, plus `values`."""
@@ -73,7 +46,6 @@ class Dashboard:
             "request": request,
             "csrf": csrf_token(request),
             "read_only": self.settings.read_only,
-            "can": self.capabilities,
             "login_required": self.settings.login_required,
             "gateway": self.settings.gateway,
             **values,

@@ -1,4 +1,4 @@
-"""Workers: who is connected, to which queues, with how many credits."""
+"""Workers: every connected worker stream, and the workers of each queue."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from jobwire.dashboard._render import dashboard
 
 
 async def workers_page(request: Request) -> Response:
-    """GET /workers: connected workers per queue (every worker once the SDK lists them)."""
-    board = dashboard(request)
-    stats = await board.client.stats()
-    return board.page(request, "workers.html", queues=stats, workers=None)
+    """GET /workers."""
+    client = dashboard(request).client
+    workers = await client.list_workers()
+    workers.sort(key=lambda worker: (worker.worker_id, worker.session_id))
+    stats = await client.stats()
+    return dashboard(request).page(request, "workers.html", workers=workers, queues=stats)
