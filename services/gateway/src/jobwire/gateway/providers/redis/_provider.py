@@ -1,0 +1,503 @@
+"""Redis provider (``type = "redis"``), through redis-py's asyncio client: the storage hooks.
+
+Why this design. The Redis job queues people run each solve at-least-once
+in a way that fails somewhere jobwire's semantics table does not allow:
+
+* **Celery (kombu's Redis transport)** moves a delivered message to an
+  ``unacked`` sorted set scored by delivery time, and any worker puts back
+  every message older than one global ``visibility_timeout``. One timeout for
+  every job means long jobs (and ETA jobs, celery#2599, kombu#337) run twice
+  while their first worker is still busy, and a crash waits the whole timeout.
+* **Dramatiq** keeps each worker's unacked messages in a per-worker set with a
+  heartbeat, and requeues a dead worker's messages: a crash is detected by a
+  missed heartbeat, but there is no per-job lease or extension, and a
+  requeue is not counted as an attempt, so a crash loop never ends.
+* **BullMQ** (lists + Lua) takes a job into ``active`` with a lock key per job
+  that the worker renews, and a stalled-job checker moves jobs whose lock
+  lapsed back to wait. That is per-job leasing, but each worker renews its own
+  locks over Redis, and it loses jobs when Redis evicts lock or job keys
+  (bullmq#1827: anything but ``maxmemory-policy noeviction``).
+* **Redis Streams** consumer groups keep a pending-entries list per consumer
+  with an idle time; ``XAUTOCLAIM`` takes entries idle longer than a
+  threshold. Again one threshold per claim call rather than a lease per job,
+  and streams have no delay, priority, cancellation of an entry in place, or
+  lookup by state, which jobwire needs beside them anyway.
+
+Here the lease itself lives in the gateway's lease state machine (timers,
+extension, fencing; :mod:`.._leases`) as for every provider, and Redis holds
+what must survive the gateway: a hash per job, a ready sorted set per queue
+and type (score: priority, then order), a delayed sorted set by due time, and
+per gateway a leased sorted set by lease deadline. A gateway's liveness is a
+heartbeat key with a TTL (Dramatiq's idea, per gateway rather than per
+worker: a worker's crash is already seen at once as its stream dropping).
+When the key lapses, any other gateway takes that gateway's leases back,
+each counted as an attempt (``reap.lua``); a lease whose deadline passed
+without an ending (its gateway could not reach Redis then) is taken back the
+same way. Every transition is one Lua script (``lua/``), fenced on the job's
+state, attempt and owning gateway, so no step depends on a client staying
+connected between two commands, and a late answer from a gateway that lost a
+job changes nothing. Idle gateways wait on pub/sub (:mod:`._wake`), and claim
+as many jobs as the waiting stream has free credits in one script; the
+answers of one frame are one script call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Collection, Iterable, Sequence
+from typing import Any, cast
+
+from redis import exceptions
+
+from jobwire.gateway._dedup import DedupRule, lookups
+from jobwire.gateway._errors import InvalidPageTokenError
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._provider_config import RedisProviderSettings
+from jobwire.gateway.providers._retry import RetryPolicy
+from jobwire.gateway.providers._types import (
+    Claim,
+    Consumer,
+    Ending,
+    Lease,
+    QueueCounts,
+    RevokeReason,
+)
+from jobwire.gateway.providers.base import QueueProvider
+from jobwire.gateway.providers.redis import _codec as codec
+from jobwire.gateway.providers.redis._connection import check_server, describe, open_client
+from jobwire.gateway.providers.redis._errors import (
+    DISCONNECTED,
+    RedisUnavailableError,
+    translated,
+)
+from jobwire.gateway.providers.redis._keys import Keys
+from jobwire.gateway.providers.redis._scripts import Scripts
+from jobwire.gateway.providers.redis._upkeep import Upkeep
+from jobwire.gateway.providers.redis._wake import Wakeups
+
+logger = logging.getLogger("jobwire.gateway.redis")
+
+_RACES = 8
+"""Tries of an optimistic write (insert, cancel) that another gateway's write raced."""
+_LIST_CHUNK = 200
+
+
+class RedisProvider(QueueProvider[int]):
+    """Queues in Redis, shared by any number of gateways (``type = "redis"``).
+
+    A lease's handle is its attempt number: the scripts apply an ending only
+    while the job is in that attempt and leased by this gateway.
+    """
+
+    def __init__(self, settings: RedisProviderSettings, events: JobEvents) -> None:
+        super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
+        self._settings = settings
+        self._where = describe(settings)
+        self._keys = Keys.of(settings.key_prefix)
+        self._gateway = uuid.uuid4().hex
+        self._timeout = settings.gateway_timeout.total_seconds()
+        self._client = open_client(settings)
+        self._scripts = Scripts.register(self._client)
+        self._wake = Wakeups(self._client, self._keys, self._gateway, self._cancelled_elsewhere)
+        self._upkeep = Upkeep(
+            self._client,
+            self._scripts,
+            self._keys,
+            self._gateway,
+            timeout=self._timeout,
+            retention=settings.history_retention.total_seconds(),
+            take_back=self._take_back,
+            refresh=self._refresh,
+            presumed_dead=self._reconcile,
+        )
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def gateway_id(self) -> str:
+        """This gateway's id in Redis (its heartbeat key and leased set)."""
+        return self._gateway
+
+    async def open(self) -> None:
+        """Connect, check the server's settings, start listening and the timers."""
+        try:
+            with translated():
+                await check_server(self._client, self._where)
+                async with asyncio.timeout(self._settings.connect_timeout.total_seconds()):
+                    await self._wake.start()
+                await self._upkeep.start()
+        except BaseException:
+            await self._wake.stop()
+            await self._client.aclose()
+            raise
+        logger.info("Redis provider on %s, gateway %s", self._where, self._gateway)
+
+    async def aclose(self) -> None:
+        """Stop the timers and the listener, end the heartbeat, close the client."""
+        await self._upkeep.stop()
+        await self._wake.stop()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    # Jobs --------------------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Store jobs in one script, deduplicated by ``self.dedup`` on what Redis holds."""
+        # A client that gives up half-way must still get the script's answer read.
+        return await asyncio.shield(self._insert(jobs))
+
+    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        request_ids, keys = lookups(jobs)
+        with translated():
+            for _ in range(_RACES):
+                now = time.time()
+                by_request, seen_requests = await self._holders(self._keys.request, request_ids)
+                by_key, seen_keys = await self._holders(self._keys.dedup, keys)
+                results = self.dedup.admit(
+                    jobs,
+                    now,
+                    functools.partial(JobRecord.create, now=now),
+                    by_request=by_request,
+                    by_key=by_key,
+                )
+                args: list[Any] = [self._keys.prefix, self._request_ttl]
+                due: list[int] = []
+                for new, (job, duplicate) in zip(jobs, results, strict=True):
+                    if duplicate:
+                        continue
+                    delayed = job.state is JobState.SCHEDULED
+                    assert not delayed or job.schedule_time is not None
+                    if delayed and job.schedule_time is not None:
+                        due.append(codec.millis(job.schedule_time))
+                    args += [
+                        job.id,
+                        job.queue,
+                        job.type,
+                        job.state.value,
+                        codec.DEFAULT_PRIORITY,
+                        due[-1] if delayed else "",
+                        job.deduplication_key,
+                        seen_keys.get(job.deduplication_key, ""),
+                        new.request_id,
+                        codec.body(job),
+                        repr(now),
+                        codec.seconds(job.schedule_time),
+                        seen_requests.get(new.request_id, ""),
+                    ]
+                if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
+                    for due_at in due:
+                        self._upkeep.due(due_at)
+                    return results
+        raise RedisUnavailableError(
+            "enqueue kept racing other gateways' enqueues with the same keys; retry"
+        )
+
+    @property
+    def _request_ttl(self) -> int:
+        return max(1, int(self._settings.history_retention.total_seconds()))
+
+    async def _holders(
+        self, key_of: Any, names: Collection[str]
+    ) -> tuple[dict[str, JobRecord], dict[str, str]]:
+        """The stored jobs ``names`` (request ids or keys) map to, and the raw ids they map to."""
+        if not names:
+            return {}, {}
+        ordered = list(names)
+        ids = cast(list[bytes | None], await self._client.mget([key_of(name) for name in ordered]))
+        seen = {name: i.decode() for name, i in zip(ordered, ids, strict=True) if i is not None}
+        found = await self._get_many(set(seen.values()))
+        return {name: found[i] for name, i in seen.items() if i in found}, seen
+
+    async def _get_many(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
+        ids = list(job_ids)
+        if not ids:
+            return {}
+        async with self._client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(self._keys.job(job_id))
+            replies = await pipe.execute()
+        return {
+            job_id: codec.record(job_id, fields)
+            for job_id, fields in zip(ids, replies, strict=True)
+            if fields
+        }
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Return a job as Redis holds it now (any gateway's changes included)."""
+        with translated():
+            fields = cast(dict[bytes, bytes], await self._client.hgetall(self._keys.job(job_id)))
+        return codec.record(job_id, fields) if fields else None
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The jobs that hold these deduplication keys now."""
+        with translated():
+            held, _ = await self._holders(self._keys.dedup, keys)
+        now = time.time()
+        return {key: job for key, job in held.items() if self.dedup.holds(job, now)}
+
+    async def list_jobs(
+        self, where: JobFilter, limit: int, cursor: str | None
+    ) -> tuple[list[JobRecord], str | None]:
+        """List newest first; the cursor is the creation order of the last job returned."""
+        if cursor is not None and not cursor.isdigit():
+            raise InvalidPageTokenError("page_token", "not a token from this gateway")
+        before = "+inf" if cursor is None else f"({cursor}"
+        page: list[JobRecord] = []
+        with translated():
+            while True:
+                chunk = cast(
+                    list[tuple[bytes, float]],
+                    await self._client.zrevrangebyscore(
+                        self._keys.jobs, before, "-inf", start=0, num=_LIST_CHUNK, withscores=True
+                    ),
+                )
+                if not chunk:
+                    return page, None
+                found = await self._get_many(member.decode() for member, _ in chunk)
+                for member, order in chunk:
+                    job = found.get(member.decode())
+                    if job is None or not where.matches(job):
+                        continue
+                    if len(page) == limit:
+                        return page, cursor
+                    page.append(job)
+                    cursor = str(int(order))
+                before = f"({int(chunk[-1][1])}"
+
+    async def counts(self, queue: str | None) -> list[QueueCounts]:
+        """Counts kept by every script, for each queue, in one round trip."""
+        with translated():
+            reply = await self._scripts.counts(
+                keys=[self._keys.seq], args=[self._keys.prefix, *([queue] if queue else [])]
+            )
+        now = time.time()
+        rows = []
+        for i in range(0, len(reply), 4):
+            name, counts, ready, oldest = reply[i : i + 4]
+            by_state = dict.fromkeys(JobState, 0)
+            for state, n in codec.pairs(counts).items():
+                by_state[JobState(int(state))] = int(n)
+            rows.append(
+                QueueCounts(
+                    queue=name.decode(),
+                    by_state=by_state,
+                    oldest_pending_age=max(0.0, now - float(oldest)) if oldest else 0.0,
+                    pending_types=frozenset(t.decode() for t in ready),
+                )
+            )
+        return sorted(rows, key=lambda row: row.queue)
+
+    async def cancel(self, job_id: str, message: str, lease: Lease[int] | None) -> JobRecord | None:
+        """Cancel a job as read, unless it changed meanwhile (then read again).
+
+        A job leased by another gateway is cancelled here, and that gateway
+        is told on its cancel channel; it revokes the lease.
+        """
+        with translated():
+            for _ in range(_RACES):
+                job = await self.get(job_id)
+                if job is None or job.state.is_terminal:
+                    return job
+                state, attempt, now = job.state, job.attempt, time.time()
+                job.cancel(message, now)
+                args: list[Any] = [
+                    self._keys.prefix,
+                    job_id,
+                    state.value,
+                    attempt,
+                    repr(now),
+                    codec.millis(now),
+                    codec.failure(job.last_error),
+                    self._settings.max_history,
+                ]
+                if await self._scripts.cancel(keys=[self._keys.seq], args=args):
+                    return job
+        raise RedisUnavailableError("the job kept changing while being cancelled; retry")
+
+    # Leases ------------------------------------------------------------------
+
+    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
+        """Lease up to ``max_jobs`` jobs in one script; wait on pub/sub while there are none."""
+        delay = 0.05
+        while True:
+            with self._wake.waiting(consumer.queues) as woken:
+                try:
+                    claims = await self._claim_once(consumer, max_jobs)
+                except DISCONNECTED as error:
+                    # Redis restarting: the stream stays, and waits for it.
+                    logger.warning("Redis unreachable to claim jobs (%s); trying again", error)
+                    await asyncio.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
+                if claims:
+                    return claims
+                delay = 0.05
+                try:
+                    async with asyncio.timeout(self._timeout / 3):
+                        await woken
+                except TimeoutError:
+                    pass  # a wake-up lost while the listener reconnected: look again
+
+    async def _claim_once(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
+        now = time.time()
+        args: list[Any] = [
+            self._keys.prefix,
+            self._gateway,
+            consumer.worker_id,
+            repr(now),
+            codec.millis(now + consumer.lease_duration),
+            max_jobs,
+            len(consumer.queues),
+            *consumer.queues,
+            *sorted(consumer.job_types),
+        ]
+        call = asyncio.ensure_future(self._scripts.claim(keys=[self._keys.seq], args=args))
+        try:
+            replies = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The consumer left during the round trip: what the script leased goes back.
+            call.add_done_callback(self._give_back)
+            raise
+        return [Claim(job, job.attempt) for job in map(codec.from_flat, replies)]
+
+    def _give_back(self, call: asyncio.Future[Any]) -> None:
+        if call.cancelled() or call.exception() is not None or not call.result():
+            return
+        now = time.time()
+        items = []
+        for flat in call.result():
+            job = codec.from_flat(flat)
+            failure = Failure("its worker stream closed before delivery", "WORKER_LOST")
+            items.append((job, job.attempt, AttemptEnd(JobState.PENDING, now, failure)))
+        self._spawn(self._record(items))
+
+    async def settle(self, endings: Sequence[Ending[int]]) -> Sequence[bool]:
+        """Record the endings of one frame (or one expiry) in one script call."""
+        items = [(e.lease.job, e.lease.handle, e.end) for e in endings]
+        with translated():
+            return await self._record(items)
+
+    async def _record(self, items: Sequence[tuple[JobRecord, int, AttemptEnd]]) -> list[bool]:
+        args: list[Any] = [self._keys.prefix, self._gateway, self._settings.max_history]
+        due: list[int] = []
+        for job, attempt, end in items:
+            job.end_attempt(end)
+            when = ""
+            if end.state is JobState.FAILED and end.run_at is not None:
+                due.append(codec.millis(end.run_at))
+                when = str(due[-1])
+            args += [
+                job.id,
+                attempt,
+                end.state.value,
+                repr(job.update_time),
+                codec.seconds(job.end_time),
+                when,
+                codec.seconds(job.schedule_time),
+                codec.failure(end.failure),
+                "1" if end.result is not None else "0",
+                end.result or b"",
+                end.result_content_type,
+            ]
+        applied = await self._scripts.settle(keys=[self._keys.seq], args=args)
+        for due_at in due:
+            self._upkeep.due(due_at)
+        return [bool(flag) for flag in applied]
+
+    async def extend(self, leases: Sequence[Lease[int]]) -> Sequence[bool]:
+        """Move the leases' deadlines in Redis, so no other gateway takes them back."""
+        args: list[Any] = [self._keys.prefix, self._gateway]
+        for lease in leases:
+            args += [lease.job.id, lease.handle, codec.millis(lease.deadline)]
+        with translated():
+            held = await self._scripts.extend(keys=[self._keys.seq], args=args)
+        return [bool(flag) for flag in held]
+
+    async def save_progress(self, lease: Lease[int]) -> None:
+        """Store the progress, if the lease is still this gateway's."""
+        job = lease.job
+        assert job.progress is not None
+        args: list[Any] = [
+            self._keys.prefix,
+            self._gateway,
+            job.id,
+            lease.handle,
+            job.progress.SerializeToString(),
+            repr(job.update_time),
+        ]
+        with translated():
+            await self._scripts.progress(keys=[self._keys.seq], args=args)
+
+    # What other gateways did --------------------------------------------------
+
+    def _cancelled_elsewhere(self, job_id: str) -> None:
+        self.host.lost(job_id, RevokeReason.CANCELLED, "job cancelled")
+        self._spawn(self._refresh([job_id.encode()]))
+
+    async def _take_back(self, replies: Sequence[Any]) -> None:
+        """End the leases ``reap.lua`` took back, each as a lost attempt."""
+        now = time.time()
+        held = self.host.leased_job_ids()
+        items = []
+        for gateway, flat in zip(replies[::2], replies[1::2], strict=True):
+            job = codec.from_flat(flat)
+            if gateway.decode() == self._gateway:
+                if job.id in held:
+                    continue  # still leased here: its own timer ends it
+                message = "lease ended while Redis was unreachable"
+                kind = "LEASE_EXPIRED"
+            else:
+                message = f"gateway {gateway.decode()} stopped during the attempt"
+                kind = "GATEWAY_LOST"
+            failure = Failure(message, kind, attempt=job.attempt)
+            items.append((job, job.attempt, RetryPolicy.after_loss(job, failure, now)))
+        if items:
+            logger.warning("took back %d leases no live gateway would end", len(items))
+            applied = await self._record(items)
+            for (job, _, _), ok in zip(items, applied, strict=True):
+                if ok:
+                    self.events.publish(job)
+
+    async def _refresh(self, job_ids: Sequence[bytes]) -> None:
+        """Tell this gateway's watchers about jobs changed in Redis by anyone."""
+        watched = self.events.watched()
+        if not watched:
+            return
+        wanted = [i for i in (j.decode() for j in job_ids) if i in watched] if job_ids else watched
+        for job in (await self._get_many(list(wanted))).values():
+            self.events.publish_if_newer(job)
+
+    async def _reconcile(self) -> None:
+        """This gateway's heartbeat had lapsed: revoke the leases another gateway took back."""
+        held = list(self.host.leased_job_ids())
+        if not held:
+            return
+        async with self._client.pipeline(transaction=False) as pipe:
+            for job_id in held:
+                pipe.hmget(self._keys.job(job_id), ["gw"])
+            owners = await pipe.execute()
+        for job_id, (owner,) in zip(held, owners, strict=True):
+            if owner != self._gateway.encode():
+                self.host.lost(
+                    job_id,
+                    RevokeReason.EXPIRED,
+                    "taken back by another gateway while this one could not reach Redis",
+                )
+        logger.warning("this gateway's Redis heartbeat had lapsed; its leases were checked")
+
+    def _spawn(self, step: Any) -> None:
+        task = asyncio.get_running_loop().create_task(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            if not isinstance(error, exceptions.RedisError | OSError):
+                logger.error("Redis provider task failed: %r", error)
