@@ -311,7 +311,6 @@ class RedisProvider(QueueProvider[int]):
                     state.value,
                     attempt,
                     repr(now),
-                    codec.millis(now),
                     codec.failure(job.last_error),
                     self._settings.max_history,
                 ]
@@ -404,7 +403,7 @@ class RedisProvider(QueueProvider[int]):
                 end.result or b"",
                 end.result_content_type,
             ]
-        applied = await self._scripts.settle(keys=[self._keys.seq], args=args)
+        applied = await self._patiently(self._scripts.settle, args)
         for due_at in due:
             self._upkeep.due(due_at)
         return [bool(flag) for flag in applied]
@@ -415,8 +414,26 @@ class RedisProvider(QueueProvider[int]):
         for lease in leases:
             args += [lease.job.id, lease.handle, codec.millis(lease.deadline)]
         with translated():
-            held = await self._scripts.extend(keys=[self._keys.seq], args=args)
+            held = await self._patiently(self._scripts.extend, args)
         return [bool(flag) for flag in held]
+
+    async def _patiently(self, script: Any, args: list[Any]) -> Any:
+        """Run a script that records what a worker did, through a short Redis restart.
+
+        Up to ``gateway_timeout``: an answer that fails here ends the worker's
+        stream, and its jobs run again. If the connection broke after Redis ran
+        the script, the retry finds the leases ended and says so (fenced).
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.05
+        while True:
+            try:
+                return await script(keys=[self._keys.seq], args=args)
+            except DISCONNECTED:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
 
     async def save_progress(self, lease: Lease[int]) -> None:
         """Store the progress, if the lease is still this gateway's."""

@@ -129,7 +129,7 @@ class Upkeep:
             await self._take_back(replies)
         await self._scripts.trim(
             keys=[self._keys.seq],
-            args=[self._keys.prefix, millis(now - self._retention), _TRIM_BATCH],
+            args=[self._keys.prefix, repr(now - self._retention), _TRIM_BATCH],
         )
         await self._refresh(())
         # Another gateway's delayed jobs, should it have died before their time.

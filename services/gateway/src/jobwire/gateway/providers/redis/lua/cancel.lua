@@ -1,6 +1,6 @@
 -- Cancel a job that is as the caller read it (state and attempt); 0 if it changed.
--- ARGV: prefix, id, state read, attempt read, time, end time (ms), last error,
--- max history. The job leaves the ready, delayed or leased set it is in; the
+-- ARGV: prefix, id, state read, attempt read, time, last error, max history.
+-- The job leaves the ready, delayed or leased set it is in; the
 -- gateway that leased it is told on its channel (cancel:GATEWAY) with the job id.
 local id, state = ARGV[2], ARGV[3]
 local job = jkey(id)
@@ -14,7 +14,7 @@ elseif state == PROCESSING then
 else
   redis.call('ZREM', P .. 'delayed', id)
 end
-redis.call('HSET', job, 's', CANCELLED, 'u', ARGV[5], 'e', ARGV[5], 'err', ARGV[7], 'gw', '')
+redis.call('HSET', job, 's', CANCELLED, 'u', ARGV[5], 'e', ARGV[5], 'err', ARGV[6], 'gw', '')
 count(f[3], state, CANCELLED)
-finished(id, tonumber(ARGV[6]), tonumber(ARGV[8]))
+finished(id, tonumber(ARGV[7]))
 return 1

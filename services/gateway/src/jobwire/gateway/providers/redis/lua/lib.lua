@@ -11,7 +11,7 @@
 --   gateways          set: gateways that may hold leases
 --   alive:G           string with a TTL: gateway G's heartbeat
 --   counts:Q          hash: jobs of queue Q by state
---   history           zset: finished jobs by end time (ms)
+--   history           zset: finished jobs in the order they finished
 --   dedup:KEY, req:ID string: the job holding a deduplication key, a request id
 local P = ARGV[1]
 local PENDING, SCHEDULED, PROCESSING = '1', '2', '3'
@@ -57,10 +57,12 @@ local function forget(id)
   redis.call('ZREM', P .. 'jobs', id)
 end
 
--- A job reached a final state: into the history, the oldest beyond max_history forgotten.
-local function finished(id, end_ms, max_history)
+-- A job reached a final state: into the history (in the order jobs finish, which
+-- one settle call's shared end time would not give), the oldest beyond
+-- max_history forgotten.
+local function finished(id, max_history)
   local key = P .. 'history'
-  redis.call('ZADD', key, end_ms, id)
+  redis.call('ZADD', key, redis.call('INCR', P .. 'seq'), id)
   local excess = redis.call('ZCARD', key) - max_history
   if excess > 0 then
     local old = redis.call('ZPOPMIN', key, excess)

@@ -27,7 +27,7 @@ for i = 4, #ARGV - 10, 11 do
       if ARGV[i + 8] == '1' then
         redis.call('HSET', job, 'r', ARGV[i + 9], 'rct', ARGV[i + 10])
       end
-      finished(id, math.floor(tonumber(ARGV[i + 4]) * 1000), max_history)
+      finished(id, max_history)
     end
     applied[#applied + 1] = 1
   else

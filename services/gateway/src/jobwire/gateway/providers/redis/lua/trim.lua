@@ -1,8 +1,12 @@
--- Forget finished jobs that ended before a time.
--- ARGV: prefix, cutoff (ms), most jobs to forget. Answers how many were.
-local old = redis.call('ZRANGEBYSCORE', P .. 'history', '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(old) do
+-- Forget finished jobs that ended before a time, oldest first.
+-- ARGV: prefix, cutoff (s), most jobs to forget. Answers how many were.
+local key = P .. 'history'
+local cutoff, n = tonumber(ARGV[2]), 0
+for _, id in ipairs(redis.call('ZRANGE', key, 0, tonumber(ARGV[3]) - 1)) do
+  local ended = tonumber(redis.call('HGET', jkey(id), 'e'))
+  if ended and ended > cutoff then break end
   forget(id)
-  redis.call('ZREM', P .. 'history', id)
+  redis.call('ZREM', key, id)
+  n = n + 1
 end
-return #old
+return n
