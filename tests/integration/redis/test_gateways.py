@@ -31,8 +31,9 @@ def provider_of(gateway: Gateway) -> RedisProvider:
 async def test_producer_on_one_gateway_worker_on_the_other(
     redis_gateway: RedisGateway, connect: ClientFactory
 ) -> None:
-    a = await connect(await redis_gateway())
-    b = await connect(await redis_gateway())
+    # A's watchers see B's changes at A's next look, every third of gateway_timeout.
+    a = await connect(await redis_gateway(gateway_timeout=3))
+    b = await connect(await redis_gateway(gateway_timeout=3))
     worker = await b.worker(worker_id="on-b", max_in_flight=5)
 
     # Enqueued through A, done by B's worker; A's WatchJob follows B's changes.

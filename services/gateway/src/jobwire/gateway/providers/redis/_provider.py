@@ -324,7 +324,7 @@ class RedisProvider(QueueProvider[int]):
         """Lease up to ``max_jobs`` jobs in one script; wait on pub/sub while there are none."""
         delay = 0.05
         while True:
-            with self._wake.waiting(consumer.queues) as woken:
+            with self._wake.waiting(consumer.queues) as woken, translated():
                 try:
                     claims = await self._claim_once(consumer, max_jobs)
                 except DISCONNECTED as error:
@@ -371,7 +371,9 @@ class RedisProvider(QueueProvider[int]):
         items = []
         for flat in call.result():
             job = codec.from_flat(flat)
-            failure = Failure("its worker stream closed before delivery", "WORKER_LOST")
+            failure = Failure(
+                "its worker stream closed before delivery", "WORKER_LOST", attempt=job.attempt
+            )
             items.append((job, job.attempt, AttemptEnd(JobState.PENDING, now, failure)))
         self._spawn(self._record(items))
 
