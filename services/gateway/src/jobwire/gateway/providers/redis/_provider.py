@@ -392,19 +392,16 @@ class RedisProvider(QueueProvider[int]):
             if end.state is JobState.FAILED and end.run_at is not None:
                 due.append(codec.millis(end.run_at))
                 when = str(due[-1])
-            args += [
-                job.id,
-                attempt,
-                end.state.value,
-                repr(job.update_time),
-                codec.seconds(job.end_time),
-                when,
-                codec.seconds(job.schedule_time),
-                codec.failure(end.failure),
-                "1" if end.result is not None else "0",
-                end.result or b"",
-                end.result_content_type,
-            ]
+            error = codec.failure(end.failure)
+            args.append(
+                f"{job.id},{attempt},{end.state.value},{job.update_time!r},"
+                f"{codec.seconds(job.end_time)},{when},{codec.seconds(job.schedule_time)},"
+                f"{1 if error else 0},{0 if end.result is None else 1}"
+            )
+            if error:
+                args.append(error)
+            if end.result is not None:
+                args += [end.result, end.result_content_type]
         applied = await self._patiently(self._scripts.settle, args)
         for due_at in due:
             self._upkeep.due(due_at)
