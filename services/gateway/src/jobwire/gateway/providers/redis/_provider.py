@@ -48,34 +48,33 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Collection, Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Collection, Sequence
+from typing import Any
 
 from redis import exceptions
 
 from jobwire.gateway._dedup import DedupRule, lookups
-from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import RedisProviderSettings
-from jobwire.gateway.providers._retry import RetryPolicy
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
     Lease,
     QueueCounts,
-    RevokeReason,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.redis import _codec as codec
 from jobwire.gateway.providers.redis._connection import check_server, describe, open_client
+from jobwire.gateway.providers.redis._elsewhere import Elsewhere
 from jobwire.gateway.providers.redis._errors import (
     DISCONNECTED,
     RedisUnavailableError,
     translated,
 )
 from jobwire.gateway.providers.redis._keys import Keys
+from jobwire.gateway.providers.redis._reads import Reads
 from jobwire.gateway.providers.redis._scripts import Scripts
 from jobwire.gateway.providers.redis._upkeep import Upkeep
 from jobwire.gateway.providers.redis._wake import Wakeups
@@ -84,7 +83,6 @@ logger = logging.getLogger("jobwire.gateway.redis")
 
 _RACES = 8
 """Tries of an optimistic write (insert, cancel) that another gateway's write raced."""
-_LIST_CHUNK = 200
 
 
 class RedisProvider(QueueProvider[int]):
@@ -103,7 +101,19 @@ class RedisProvider(QueueProvider[int]):
         self._timeout = settings.gateway_timeout.total_seconds()
         self._client = open_client(settings)
         self._scripts = Scripts.register(self._client)
-        self._wake = Wakeups(self._client, self._keys, self._gateway, self._cancelled_elsewhere)
+        self._reads = Reads(self._client, self._scripts, self._keys)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        elsewhere = Elsewhere(
+            self._client,
+            self._keys,
+            self._gateway,
+            events,
+            lambda: self.host,
+            self._record,
+            self._reads.get_many,
+            self._spawn,
+        )
+        self._wake = Wakeups(self._client, self._keys, self._gateway, elsewhere.cancelled)
         self._upkeep = Upkeep(
             self._client,
             self._scripts,
@@ -111,11 +121,10 @@ class RedisProvider(QueueProvider[int]):
             self._gateway,
             timeout=self._timeout,
             retention=settings.history_retention.total_seconds(),
-            take_back=self._take_back,
-            refresh=self._refresh,
-            presumed_dead=self._reconcile,
+            take_back=elsewhere.take_back,
+            refresh=elsewhere.refresh,
+            presumed_dead=elsewhere.reconcile,
         )
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     @property
     def gateway_id(self) -> str:
@@ -153,11 +162,21 @@ class RedisProvider(QueueProvider[int]):
 
     async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         request_ids, keys = lookups(jobs)
+        by_request: dict[str, JobRecord] = {}
+        by_key: dict[str, JobRecord] = {}
+        seen_requests: dict[str, str] = {}
+        seen_keys: dict[str, str] = {}
         with translated():
-            for _ in range(_RACES):
+            for race in range(_RACES):
+                # First as if no request id or key were taken (one round trip: the
+                # script refuses if one is); then on what Redis holds.
+                if race and request_ids:
+                    by_request, seen_requests = await self._reads.holders(
+                        self._keys.request, request_ids
+                    )
+                if race and keys:
+                    by_key, seen_keys = await self._reads.holders(self._keys.dedup, keys)
                 now = time.time()
-                by_request, seen_requests = await self._holders(self._keys.request, request_ids)
-                by_key, seen_keys = await self._holders(self._keys.dedup, keys)
                 results = self.dedup.admit(
                     jobs,
                     now,
@@ -170,25 +189,23 @@ class RedisProvider(QueueProvider[int]):
                 for new, (job, duplicate) in zip(jobs, results, strict=True):
                     if duplicate:
                         continue
-                    delayed = job.state is JobState.SCHEDULED
-                    assert not delayed or job.schedule_time is not None
-                    if delayed and job.schedule_time is not None:
+                    when = ""
+                    if job.state is JobState.SCHEDULED and job.schedule_time is not None:
                         due.append(codec.millis(job.schedule_time))
+                        when = str(due[-1])
+                    key, request = job.deduplication_key, new.request_id
+                    flags = f"{1 if key else 0},{1 if request else 0}"
                     args += [
-                        job.id,
+                        f"{job.id},{job.state.value},{codec.DEFAULT_PRIORITY},{when},{now!r},"
+                        f"{codec.seconds(job.schedule_time)},{flags}",
                         job.queue,
                         job.type,
-                        job.state.value,
-                        codec.DEFAULT_PRIORITY,
-                        due[-1] if delayed else "",
-                        job.deduplication_key,
-                        seen_keys.get(job.deduplication_key, ""),
-                        new.request_id,
                         codec.body(job),
-                        repr(now),
-                        codec.seconds(job.schedule_time),
-                        seen_requests.get(new.request_id, ""),
                     ]
+                    if key:
+                        args += [key, seen_keys.get(key, "")]
+                    if request:
+                        args += [request, seen_requests.get(request, "")]
                 if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
                     for due_at in due:
                         self._upkeep.due(due_at)
@@ -201,42 +218,14 @@ class RedisProvider(QueueProvider[int]):
     def _request_ttl(self) -> int:
         return max(1, int(self._settings.history_retention.total_seconds()))
 
-    async def _holders(
-        self, key_of: Any, names: Collection[str]
-    ) -> tuple[dict[str, JobRecord], dict[str, str]]:
-        """The stored jobs ``names`` (request ids or keys) map to, and the raw ids they map to."""
-        if not names:
-            return {}, {}
-        ordered = list(names)
-        ids = cast(list[bytes | None], await self._client.mget([key_of(name) for name in ordered]))
-        seen = {name: i.decode() for name, i in zip(ordered, ids, strict=True) if i is not None}
-        found = await self._get_many(set(seen.values()))
-        return {name: found[i] for name, i in seen.items() if i in found}, seen
-
-    async def _get_many(self, job_ids: Iterable[str]) -> dict[str, JobRecord]:
-        ids = list(job_ids)
-        if not ids:
-            return {}
-        async with self._client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hgetall(self._keys.job(job_id))
-            replies = await pipe.execute()
-        return {
-            job_id: codec.record(job_id, fields)
-            for job_id, fields in zip(ids, replies, strict=True)
-            if fields
-        }
-
     async def get(self, job_id: str) -> JobRecord | None:
         """Return a job as Redis holds it now (any gateway's changes included)."""
-        with translated():
-            fields = cast(dict[bytes, bytes], await self._client.hgetall(self._keys.job(job_id)))
-        return codec.record(job_id, fields) if fields else None
+        return await self._reads.get(job_id)
 
     async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys now."""
         with translated():
-            held, _ = await self._holders(self._keys.dedup, keys)
+            held, _ = await self._reads.holders(self._keys.dedup, keys)
         now = time.time()
         return {key: job for key, job in held.items() if self.dedup.holds(job, now)}
 
@@ -244,53 +233,11 @@ class RedisProvider(QueueProvider[int]):
         self, where: JobFilter, limit: int, cursor: str | None
     ) -> tuple[list[JobRecord], str | None]:
         """List newest first; the cursor is the creation order of the last job returned."""
-        if cursor is not None and not cursor.isdigit():
-            raise InvalidPageTokenError("page_token", "not a token from this gateway")
-        before = "+inf" if cursor is None else f"({cursor}"
-        page: list[JobRecord] = []
-        with translated():
-            while True:
-                chunk = cast(
-                    list[tuple[bytes, float]],
-                    await self._client.zrevrangebyscore(
-                        self._keys.jobs, before, "-inf", start=0, num=_LIST_CHUNK, withscores=True
-                    ),
-                )
-                if not chunk:
-                    return page, None
-                found = await self._get_many(member.decode() for member, _ in chunk)
-                for member, order in chunk:
-                    job = found.get(member.decode())
-                    if job is None or not where.matches(job):
-                        continue
-                    if len(page) == limit:
-                        return page, cursor
-                    page.append(job)
-                    cursor = str(int(order))
-                before = f"({int(chunk[-1][1])}"
+        return await self._reads.list_jobs(where, limit, cursor)
 
     async def counts(self, queue: str | None) -> list[QueueCounts]:
         """Counts kept by every script, for each queue, in one round trip."""
-        with translated():
-            reply = await self._scripts.counts(
-                keys=[self._keys.seq], args=[self._keys.prefix, *([queue] if queue else [])]
-            )
-        now = time.time()
-        rows = []
-        for i in range(0, len(reply), 4):
-            name, counts, ready, oldest = reply[i : i + 4]
-            by_state = dict.fromkeys(JobState, 0)
-            for state, n in codec.pairs(counts).items():
-                by_state[JobState(int(state))] = int(n)
-            rows.append(
-                QueueCounts(
-                    queue=name.decode(),
-                    by_state=by_state,
-                    oldest_pending_age=max(0.0, now - float(oldest)) if oldest else 0.0,
-                    pending_types=frozenset(t.decode() for t in ready),
-                )
-            )
-        return sorted(rows, key=lambda row: row.queue)
+        return await self._reads.counts(queue)
 
     async def cancel(self, job_id: str, message: str, lease: Lease[int] | None) -> JobRecord | None:
         """Cancel a job as read, unless it changed meanwhile (then read again).
@@ -448,63 +395,6 @@ class RedisProvider(QueueProvider[int]):
         ]
         with translated():
             await self._scripts.progress(keys=[self._keys.seq], args=args)
-
-    # What other gateways did --------------------------------------------------
-
-    def _cancelled_elsewhere(self, job_id: str) -> None:
-        self.host.lost(job_id, RevokeReason.CANCELLED, "job cancelled")
-        self._spawn(self._refresh([job_id.encode()]))
-
-    async def _take_back(self, replies: Sequence[Any]) -> None:
-        """End the leases ``reap.lua`` took back, each as a lost attempt."""
-        now = time.time()
-        held = self.host.leased_job_ids()
-        items = []
-        for gateway, flat in zip(replies[::2], replies[1::2], strict=True):
-            job = codec.from_flat(flat)
-            if gateway.decode() == self._gateway:
-                if job.id in held:
-                    continue  # still leased here: its own timer ends it
-                message = "lease ended while Redis was unreachable"
-                kind = "LEASE_EXPIRED"
-            else:
-                message = f"gateway {gateway.decode()} stopped during the attempt"
-                kind = "GATEWAY_LOST"
-            failure = Failure(message, kind, attempt=job.attempt)
-            items.append((job, job.attempt, RetryPolicy.after_loss(job, failure, now)))
-        if items:
-            logger.warning("took back %d leases no live gateway would end", len(items))
-            applied = await self._record(items)
-            for (job, _, _), ok in zip(items, applied, strict=True):
-                if ok:
-                    self.events.publish(job)
-
-    async def _refresh(self, job_ids: Sequence[bytes]) -> None:
-        """Tell this gateway's watchers about jobs changed in Redis by anyone."""
-        watched = self.events.watched()
-        if not watched:
-            return
-        wanted = [i for i in (j.decode() for j in job_ids) if i in watched] if job_ids else watched
-        for job in (await self._get_many(list(wanted))).values():
-            self.events.publish_if_newer(job)
-
-    async def _reconcile(self) -> None:
-        """This gateway's heartbeat had lapsed: revoke the leases another gateway took back."""
-        held = list(self.host.leased_job_ids())
-        if not held:
-            return
-        async with self._client.pipeline(transaction=False) as pipe:
-            for job_id in held:
-                pipe.hmget(self._keys.job(job_id), ["gw"])
-            owners = await pipe.execute()
-        for job_id, (owner,) in zip(held, owners, strict=True):
-            if owner != self._gateway.encode():
-                self.host.lost(
-                    job_id,
-                    RevokeReason.EXPIRED,
-                    "taken back by another gateway while this one could not reach Redis",
-                )
-        logger.warning("this gateway's Redis heartbeat had lapsed; its leases were checked")
 
     def _spawn(self, step: Any) -> None:
         task = asyncio.get_running_loop().create_task(step)
