@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from jobwire.client import AsyncClient, JobRequest
+from jobwire.gateway.providers.redis._keys import Keys
 
 from fleet import Fleet, Outcome, StartGateway, settle
 from redis_support import RedisServer
@@ -28,7 +29,8 @@ from timing import GATEWAY_DOWN as DOWN
 
 LAPSE = 2.0
 """``gateway_timeout`` of the scenarios' gateways (``PROVIDER_DEFAULTS``)."""
-GATEWAYS = "{jobwire}:gateways"
+GATEWAYS = Keys.of("jobwire").gateways
+"""The set of gateways that may hold leases (default ``key_prefix``)."""
 
 
 def jobs(count: int, seconds: float) -> list[JobRequest]:
