@@ -56,6 +56,10 @@ class RedisServer:
             "--daemonize", "no",
             "--logfile", str(self.directory / "redis.log"),
         ]  # fmt: skip
+        # A test process that dies without its teardown (SIGKILL, a fatal error)
+        # takes its Redis with it: the kernel kills the server when it is orphaned.
+        if shutil.which("setpriv") is not None:
+            command = ["setpriv", "--pdeathsig", "KILL", *command]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
         wait_listening(self.port)
 
