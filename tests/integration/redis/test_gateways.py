@@ -176,3 +176,17 @@ async def test_a_sigkilled_redis_with_aof_keeps_its_jobs_and_the_worker_stream(
         assert again.job.id == second.id
     finally:
         server.stop()
+
+
+async def test_a_job_due_in_a_day_waits_in_redis_for_every_gateway(
+    redis_gateway: RedisGateway, connect: ClientFactory
+) -> None:
+    # Not in the enqueueing gateway's scheduler database: that one stops here.
+    first = await redis_gateway()
+    job = await (await connect(first)).producer.enqueue(delay=seconds(86_400))
+    await first.stop()
+    other = await connect(await redis_gateway())
+    held = await other.producer.get(job.id)
+    assert (held.state, held.schedule_time) == (State.STATE_SCHEDULED, job.schedule_time)
+    await other.producer.stub.CancelJob(Q.CancelJobRequest(id=job.id))
+    assert (await other.producer.get(job.id)).state == State.STATE_CANCELLED

@@ -46,10 +46,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import math
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from redis import exceptions
 
@@ -91,6 +92,11 @@ class RedisProvider(QueueProvider[int]):
     A lease's handle is its attempt number: the scripts apply an ending only
     while the job is in that attempt and leased by this gateway.
     """
+
+    #: Redis holds any delay, durably and for every gateway: the scheduler then
+    #: holds none (its default SQLite file would tie a job to one gateway), unless
+    #: ``[scheduler] delay_threshold`` says otherwise.
+    max_native_delay: ClassVar[float | None] = math.inf
 
     def __init__(self, settings: RedisProviderSettings, events: JobEvents) -> None:
         super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
