@@ -16,9 +16,6 @@ from jobwire.v1 import job_pb2
 
 Fields = Mapping[bytes, bytes]
 
-DEFAULT_PRIORITY = 5
-"""Priority of every job until the API sets one (0-255, higher first)."""
-
 
 def body(job: JobRecord) -> bytes:
     """The part of a job that never changes, serialized."""
@@ -37,6 +34,14 @@ def body(job: JobRecord) -> bytes:
 def failure(error: Failure | None) -> bytes:
     """A failure serialized (``b""`` for none)."""
     return b"" if error is None else error.to_proto().SerializeToString()
+
+
+def errors(job: JobRecord) -> bytes:
+    """Every attempt's error a job keeps (``JobRecord.errors``), serialized."""
+    msg = job_pb2.Job()
+    for item in job.errors:
+        item.fill_proto(msg.errors.add())
+    return msg.SerializeToString()
 
 
 def seconds(value: float | None) -> str:
@@ -58,6 +63,7 @@ def record(job_id: str, fields: Fields) -> JobRecord:
     """The job stored in ``fields``."""
     msg = job_pb2.Job.FromString(fields[b"body"])
     error = fields.get(b"err")
+    history = fields.get(b"errs")
     progress = fields.get(b"pg")
     result = fields.get(b"r")
     return JobRecord(
@@ -82,6 +88,8 @@ def record(job_id: str, fields: Fields) -> JobRecord:
         progress=job_pb2.JobProgress.FromString(progress) if progress else None,
         worker_id=fields.get(b"w", b"").decode(),
         schedule=msg.schedule,
+        priority=int(fields[b"p"]),
+        errors=tuple(map(_failure, job_pb2.Job.FromString(history).errors)) if history else (),
     )
 
 
@@ -103,4 +111,5 @@ def _failure(msg: job_pb2.JobFailure) -> Failure:
         msg.retryable,
         msg.attempt,
         msg.time.ToNanoseconds() / 1e9,
+        msg.worker_id,
     )

@@ -202,7 +202,7 @@ class RedisProvider(QueueProvider[int]):
                     key, request = job.deduplication_key, new.request_id
                     flags = f"{1 if key else 0},{1 if request else 0}"
                     args += [
-                        f"{job.id},{job.state.value},{codec.DEFAULT_PRIORITY},{when},{now!r},"
+                        f"{job.id},{job.state.value},{job.priority},{when},{now!r},"
                         f"{codec.seconds(job.schedule_time)},{flags}",
                         job.queue,
                         job.type,
@@ -352,7 +352,7 @@ class RedisProvider(QueueProvider[int]):
                 f"{1 if error else 0},{0 if end.result is None else 1}"
             )
             if error:
-                args.append(error)
+                args += [error, codec.errors(job)]
             if end.result is not None:
                 args += [end.result, end.result_content_type]
         applied = await self._patiently(self._scripts.settle, args)
