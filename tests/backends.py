@@ -29,9 +29,15 @@ def _sqs(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str,
     return queues.provider_settings(**overrides)
 
 
+def _redis(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    url: str = request.getfixturevalue("redis_url")
+    return {"type": "redis", "url": url, **overrides}
+
+
 BACKENDS: dict[str, ProviderSettings] = {
     "memory": _memory,
     "sqs": _sqs,
+    "redis": _redis,
 }
 """Provider name -> the ``[provider]`` table of a gateway under test."""
 

@@ -33,8 +33,8 @@ from timing import SETTLE_WITHIN
 
 ROOT = Path(__file__).resolve().parents[1]
 HANDLERS = "tests.faults.handlers:registry"
-PROVIDERS = pytest.mark.parametrize("provider_kind", ["memory", "sqs"])
-"""Run a scenario on both providers (the ``start_gateway`` fixture follows it)."""
+PROVIDERS = pytest.mark.parametrize("provider_kind", ["memory", "sqs", "redis"])
+"""Run a scenario on every provider (the ``start_gateway`` fixture follows it)."""
 
 
 @dataclass(frozen=True)

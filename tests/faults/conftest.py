@@ -39,6 +39,8 @@ PROVIDER_DEFAULTS: PerProvider[dict[str, Any]] = PerProvider.of_each(
     {"max_history": 100_000},
     # SQS: short visibility and polls, so that a dead gateway's jobs come back soon.
     sqs={"visibility_timeout": 2, "wait_time": 1},
+    # Redis: a dead gateway's leases are taken back 2 s after its last heartbeat.
+    redis={"max_history": 100_000, "gateway_timeout": 2},
 )
 """Provider settings of the fault scenarios' gateways, by provider."""
 

@@ -339,7 +339,7 @@ async def test_enqueue_answers_the_job_as_stored_while_its_delivery_goes_first(
 
 
 @pytest.mark.providers(
-    "memory", reason="SQS keeps finished jobs for provider.history_retention, not a count"
+    "memory", "redis", reason="SQS keeps finished jobs for provider.history_retention, not a count"
 )
 @pytest.mark.gateway(provider={"max_history": 2})
 async def test_history_is_bounded_but_unfinished_jobs_are_kept(

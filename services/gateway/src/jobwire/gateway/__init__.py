@@ -27,6 +27,7 @@ from jobwire.gateway._embedded import EmbeddedGateway, embedded
 from jobwire.gateway._errors import StartError
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
+    RedisProviderSettings,
     RetrySettings,
     SqsProviderSettings,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Gateway",
     "GatewaySettings",
     "MemoryProviderSettings",
+    "RedisProviderSettings",
     "RetrySettings",
     "SchedulerSettings",
     "ServerSettings",

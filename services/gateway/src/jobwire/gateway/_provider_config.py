@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator
+from pydantic import Discriminator, Field, SecretStr, Tag, field_validator
 
 from jobwire.gateway._config_types import MiB, Section, Span, check_database_url
 
@@ -106,6 +108,59 @@ class SqsProviderSettings(_ProviderBase):
         return value if value is None else check_database_url(value)
 
 
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_KEY_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RedisProviderSettings(_ProviderBase):
+    """``type = "redis"``: queues in Redis through redis-py (the gateway's ``redis`` extra).
+
+    Any number of gateways may share one Redis (and one ``key_prefix``); each
+    state change is one Lua script. Run Redis with ``maxmemory-policy
+    noeviction`` and, for durability, ``appendonly yes`` (README, "Redis").
+    """
+
+    type: Literal["redis"] = "redis"
+    url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    """``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]``, ``rediss://…`` for TLS, or
+    ``unix:///PATH?db=N``. A secret: it may hold a password, and is never logged."""
+    username: str | None = None
+    """ACL user name; overrides the URL's."""
+    password: SecretStr | None = None
+    """Password; overrides the URL's (e.g. from ``JOBWIRE_PROVIDER__PASSWORD``)."""
+    tls_ca_file: Path | None = None
+    """PEM bundle of the authorities a ``rediss://`` server's certificate is checked
+    against; None: the system's."""
+    key_prefix: str = "jobwire"
+    """Prefix of every key, so that deployments can share one Redis. Keys are
+    ``{PREFIX}:…``: one hash slot, as Lua scripts on a cluster need."""
+    max_history: int = Field(default=10_000, ge=0)
+    """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """Finished jobs older than this are forgotten, whatever their number."""
+    gateway_timeout: Span = Field(
+        default=timedelta(seconds=10), ge=timedelta(seconds=1), le=timedelta(minutes=10)
+    )
+    """How long a gateway may miss its heartbeats (sent every third of this)
+    before another gateway takes back the jobs it leased, each counted as an attempt."""
+    connect_timeout: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    """How long connecting to Redis may take."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(_REDIS_SCHEMES):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _check_key_prefix(cls, value: str) -> str:
+        if not _KEY_PREFIX.match(value):
+            raise ValueError("use 1-64 letters, digits, '.', '_', ':' or '-'")
+        return value
+
+
 def _provider_type(value: object) -> str:
     # A [provider] table without `type` means the embedded default.
     if isinstance(value, dict):
@@ -115,6 +170,8 @@ def _provider_type(value: object) -> str:
 
 # One entry per provider module; `type` picks the model (and, in the registry, the factory).
 ProviderSettings = Annotated[
-    Annotated[MemoryProviderSettings, Tag("memory")] | Annotated[SqsProviderSettings, Tag("sqs")],
+    Annotated[MemoryProviderSettings, Tag("memory")]
+    | Annotated[SqsProviderSettings, Tag("sqs")]
+    | Annotated[RedisProviderSettings, Tag("redis")],
     Discriminator(_provider_type),
 ]

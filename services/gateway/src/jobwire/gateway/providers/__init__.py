@@ -12,7 +12,11 @@ from jobwire.gateway._errors import StartError, install_hint
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobFilter
-from jobwire.gateway._provider_config import MemoryProviderSettings, SqsProviderSettings
+from jobwire.gateway._provider_config import (
+    MemoryProviderSettings,
+    RedisProviderSettings,
+    SqsProviderSettings,
+)
 from jobwire.gateway.providers._leases import Leases
 from jobwire.gateway.providers._retry import RetryPolicy, exhausted
 from jobwire.gateway.providers._types import (
@@ -59,11 +63,32 @@ def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
 
 _SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
 
+
+def _redis(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    try:
+        from jobwire.gateway.providers.redis import RedisProvider
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in _REDIS_SDK:
+            raise
+        raise StartError(
+            f'"redis" needs the gateway\'s redis extra ({error.name} is missing); '
+            + install_hint("'./services/gateway[redis]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
+        ) from None
+
+    assert isinstance(settings, RedisProviderSettings)
+    return RedisProvider(settings, events)
+
+
+_REDIS_SDK = frozenset({"redis", "hiredis"})
+
 ProviderFactory = Callable[[Any, JobEvents], QueueProvider[Any]]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
     "sqs": _sqs,
+    "redis": _redis,
 }
 
 
