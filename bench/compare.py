@@ -7,9 +7,11 @@ the worker runs; enqueue → handler-start latency on an idle worker, 300
 samples; peak RSS of the worker and of the broker (jobwire: the gateway).
 Each system runs ``--repeat`` times; cells are medians with the spread.
 jobwire also runs with the scheduler holding the delayed jobs of (a) (SQLite),
-and on the SQS provider against a moto server (``--sqs-jobs``: moto serves a
-few hundred calls a second); under the table, the transport's ceiling: a raw
-grpc.aio stream moving as many jobs with no queue logic (bench/ceiling.py).
+on the SQS provider against a moto server (``--sqs-jobs``: moto serves a
+few hundred calls a second), and on the Redis provider against the Redis the
+peers use (database 14, emptied before each run); under the table, the
+transport's ceiling: a raw grpc.aio stream moving as many jobs with no queue
+logic (bench/ceiling.py).
 Redis peers need Redis at 127.0.0.1:6379 (database 15 is emptied), procrastinate
 PostgreSQL at 127.0.0.1:5432 (a throwaway database is created and dropped);
 a peer whose server is missing is skipped with a note.
@@ -84,11 +86,21 @@ def table(results: list[tuple[str, str, list[dict[str, float]]]]) -> str:
     return "\n".join(lines)
 
 
+REDIS_DB = 14
+"""Database of the machine's Redis the Redis row uses (the peers use 15)."""
+
+
 def run_jobwire(
-    jobs: int, samples: int, repeat: int, *gateway_args: str, sqs: bool = False
+    jobs: int,
+    samples: int,
+    repeat: int,
+    *gateway_args: str,
+    sqs: bool = False,
+    before: Callable[[], None] = lambda: None,
 ) -> list[dict[str, float]]:
     runs = []
     for _ in range(repeat):
+        before()
         if sqs:
             figures = asyncio.run(sqs_bench.core_run(jobs, samples))
         else:
@@ -124,7 +136,7 @@ class Results:
 
 
 def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
-    """jobwire on the memory provider, with the scheduler, and on SQS (moto)."""
+    """jobwire on the memory provider, with the scheduler, on SQS (moto) and on Redis."""
     results.measure("jobwire", "memory", partial(run_jobwire, args.jobs, args.samples, args.repeat))
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "scheduler.toml"
@@ -142,6 +154,44 @@ def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
             f"SQS on moto ({args.sqs_jobs:,} jobs)",
             partial(run_jobwire, args.sqs_jobs, args.sqs_samples, args.repeat, sqs=True),
         )
+    if args.redis:
+        run_jobwire_on_redis(args, results)
+
+
+def run_jobwire_on_redis(args: argparse.Namespace, results: Results) -> None:
+    """jobwire on the Redis provider, on the Redis the Redis peers use."""
+    from peers.common import REDIS_URL
+    from peers.redis_records import reachable
+
+    reason = reachable()
+    if reason:
+        results.note(f"skipped jobwire on Redis: {reason}")
+        return
+    import redis
+
+    url = REDIS_URL.rsplit("/", 1)[0] + f"/{REDIS_DB}"
+
+    def empty() -> None:
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        config = Path(scratch) / "redis.toml"
+        config.write_text(f'[provider]\ntype = "redis"\nurl = "{url}"\n')
+        results.measure(
+            "jobwire",
+            "Redis (Lua scripts, pub/sub wake-ups)",
+            partial(
+                run_jobwire,
+                args.jobs,
+                args.samples,
+                args.repeat,
+                "--config",
+                str(config),
+                before=empty,
+            ),
+        )
+        empty()
 
 
 def run_peer(peer: Peer, jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:
@@ -182,6 +232,9 @@ def main() -> None:
         "--sqs-jobs", type=int, default=500, help="jobs of the SQS runs (0: no SQS row)"
     )
     parser.add_argument("--sqs-samples", type=int, default=100, help="latency samples on SQS")
+    parser.add_argument(
+        "--no-redis", dest="redis", action="store_false", help="no jobwire row on Redis"
+    )
     args = parser.parse_args()
 
     results = Results()

@@ -29,6 +29,11 @@ def _sqs(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str,
     return queues.provider_settings(**overrides)
 
 
+def _redis(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    url: str = request.getfixturevalue("redis_url")
+    return {"type": "redis", "url": url, **overrides}
+
+
 def _postgres(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
     url: str = request.getfixturevalue("queue_database_url")
     return {"type": "postgres", "database_url": url, **overrides}
@@ -42,6 +47,7 @@ def _sqlite(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[s
 BACKENDS: dict[str, ProviderSettings] = {
     "memory": _memory,
     "sqs": _sqs,
+    "redis": _redis,
     "postgres": _postgres,
     "sqlite": _sqlite,
 }

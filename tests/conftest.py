@@ -17,6 +17,7 @@ from jobwire.gateway.testing import running_gateway, settings_for_tests
 from backends import PROVIDERS, provider_settings
 from fleet import OUTCOME, Outcome
 from postgres import emptied_url, temporary_database
+from redis_support import RedisServer
 from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues
 from support import Producer, RawWorker
 from timing import resolve
@@ -76,6 +77,23 @@ def sqs_queues(moto_server: MotoServer) -> SqsQueues:
     moto_server.reset()
     with ThreadPoolExecutor(1) as thread:
         return thread.submit(asyncio.run, create_queues(moto_server.url)).result()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One ``redis-server`` for the session (one per xdist worker), stopped at its end."""
+    server = RedisServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The URL of the session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
 
 
 QUEUE_TABLES = ("jobwire_jobs", "jobwire_gateways")

@@ -77,13 +77,21 @@ class TcpProxy:
             self._server = None
         # Reset both ends of every connection; their pipes then end on their
         # own (cancelling a client_connected_cb task makes asyncio log an error).
-        self._flowing.set()
-        for end in list(self._ends):
-            end.transport.abort()
-        await asyncio.gather(*self._pipes, return_exceptions=True)
-        # Let the aborted transports' connection_lost callbacks run on this loop.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+        # A connection accepted just before the close starts its pipe only on a
+        # later turn of the loop: reset again until no pipe is left, so none is
+        # left connecting upstream when the loop closes. Bounded: the listener is
+        # closed, so no new pipe can start.
+        for _ in range(100):
+            self._flowing.set()
+            for end in list(self._ends):
+                end.transport.abort()
+            await asyncio.gather(*self._pipes, return_exceptions=True)
+            # Let aborted transports' callbacks and just-accepted pipes run.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if not self._pipes:
+                return
+        raise RuntimeError("the proxy's connections did not end")
 
     async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

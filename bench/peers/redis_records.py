@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
-from typing import Any, cast
+from typing import cast
 
 import redis
 import redis.asyncio
@@ -32,12 +31,12 @@ def record_stamp(connection: redis.Redis) -> None:
 
 async def record_done_async(connection: redis.asyncio.Redis) -> None:
     started = time.time()
-    if await cast("Awaitable[int]", connection.incr(DONE)) == 1:
+    if await connection.incr(DONE) == 1:
         await connection.set(FIRST, started)
 
 
 async def record_stamp_async(connection: redis.asyncio.Redis) -> None:
-    await cast("Awaitable[int]", connection.rpush(STAMPS, time.time()))
+    await connection.rpush(STAMPS, time.time())
 
 
 def reachable() -> str | None:
@@ -84,4 +83,4 @@ class RedisPeer(Peer):
         raise NotImplementedError
 
     def broker_pid(self) -> int | None:
-        return int(cast("dict[str, Any]", self.redis.info("server"))["process_id"])
+        return int(self.redis.info("server")["process_id"])

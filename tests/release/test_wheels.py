@@ -15,6 +15,7 @@ DISTRIBUTIONS = {
     "jobwire-protos": ROOT / "packages/jobwire-protos",
     "jobwire-client": ROOT / "packages/jobwire-client",
     "jobwire-worker": ROOT / "packages/jobwire-worker",
+    "jobwire-dashboard": ROOT / "packages/jobwire-dashboard",
     "jobwire-gateway": ROOT / "services/gateway",
 }
 
@@ -73,6 +74,7 @@ def fresh_venv(path: Path) -> Path:
         ("jobwire-protos", "jobwire.v1.queue_service_pb2_grpc"),
         ("jobwire-client", "jobwire.client"),
         ("jobwire-worker", "jobwire.worker"),
+        ("jobwire-dashboard", "jobwire.dashboard"),
         ("jobwire-gateway", "jobwire.gateway"),
     ],
 )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jobwire.worker import HandlerRegistry, JobContext
+from jobwire.worker import HandlerRegistry, JobContext, NonRetryableError
 
 registry = HandlerRegistry()
 not_a_registry = object()
@@ -33,3 +33,9 @@ def stuck(ctx: JobContext) -> None:
 @registry.handler("e2e:echo")
 def echo(ctx: JobContext) -> Any:
     return ctx.payload
+
+
+@registry.handler("e2e:fail")
+def fail(ctx: JobContext) -> None:
+    """Fails for good at once: the job ends dead with this message."""
+    raise NonRetryableError(f"cannot do {ctx.payload!r}")

@@ -217,9 +217,31 @@ def test_unreachable_gateway_is_retried_not_fatal(spawn_worker: Spawn, tmp_path:
     log = tmp_path / "worker-0.log"
     deadline = time.monotonic() + 30
     # Failed, and still running: then SIGTERM, once its handler is surely installed.
-    while "stream to the gateway failed" not in _read(log):
+    while "no gateway answers at 127.0.0.1:1" not in _read(log):
         assert worker.poll() is None, _read(log)
         assert time.monotonic() < deadline, _read(log)
         time.sleep(0.05)
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(timeout=30) == 0
+
+
+def test_an_unreachable_gateway_is_named_once_then_retried_quietly(
+    spawn_worker: Spawn, tmp_path: Path
+) -> None:
+    worker = spawn_worker(APP, "--gateway", "127.0.0.1:1", "--log-level", "DEBUG")
+    log = tmp_path / "worker-0.log"
+    deadline = time.monotonic() + 60
+    while _read(log).count("reconnecting to 127.0.0.1:1") < 4:
+        assert worker.poll() is None, _read(log)
+        assert time.monotonic() < deadline, _read(log)
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    text = _read(log)
+    [said] = [line for line in text.splitlines() if "no gateway answers" in line]
+    assert "WARNING" in said
+    assert "start one with `jobwire-gateway`" in said
+    assert "--gateway HOST:PORT" in said
+    # Every retry after that is DEBUG: nothing else at WARNING or above.
+    loud = [line for line in text.splitlines() if "WARNING" in line or "ERROR" in line]
+    assert loud == [said], loud

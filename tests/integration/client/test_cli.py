@@ -18,7 +18,8 @@ def run(
     embedded_gateway: EmbeddedGateway, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str]:
     code = main(["--gateway", embedded_gateway.address, *args])
-    return code, capsys.readouterr().out
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
 
 
 def test_schedules_lifecycle(

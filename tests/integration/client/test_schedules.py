@@ -81,8 +81,18 @@ async def test_invalid_schedules_name_the_field(client: AsyncClient) -> None:
     with pytest.raises(InvalidArgumentError) as caught:
         await client.register_recurring("bad", "t", schedule="0 9 * * *", time_zone="Mars/Base")
     assert caught.value.metadata.get("field") == "schedule.time_zone"
-    with pytest.raises(ValueError, match="not an interval"):
+    # The same typed error for a bad interval (read by the SDK) as for a bad cron.
+    with pytest.raises(InvalidArgumentError, match="not an interval") as caught:
         await client.register_recurring("bad", "t", schedule="every fortnight")
+    assert caught.value.metadata.get("field") == "schedule.interval"
+    assert caught.value.reason == "INVALID_INTERVAL"
+
+
+async def test_cron_nicknames(client: AsyncClient) -> None:
+    for nickname in ("@hourly", "@daily", "@weekly"):
+        schedule = await client.register_recurring(nickname[1:], "t", schedule=nickname)
+        assert (schedule.cron, schedule.interval) == (nickname, None)
+        assert schedule.next_run_time is not None
 
 
 def test_sync_twin(sync_client: Client) -> None:

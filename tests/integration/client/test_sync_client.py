@@ -81,6 +81,15 @@ def test_errors(sync_client: Client) -> None:
         sync_client.list_jobs(page_token="garbage")
 
 
+def test_a_payload_the_serializer_cannot_encode_names_it(sync_client: Client) -> None:
+    with pytest.raises(InvalidArgumentError) as caught:
+        sync_client.enqueue("t", {"when": datetime(2026, 12, 24, tzinfo=UTC)})
+    message = str(caught.value)
+    assert message.startswith("payload: JsonSerializer cannot encode it (")
+    assert "serializer=" in message
+    assert caught.value.metadata["field"] == "payload"
+
+
 def test_watch_job_until_cancelled(sync_client: Client) -> None:
     job = sync_client.enqueue("t")
     updates = sync_client.watch_job(job.id)

@@ -67,25 +67,32 @@ def test_each_transition_is_one_line_with_the_jobs_fields(
 def test_gateway_json_logs(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JOBWIRE_")}
     command = [sys.executable, "-m", "jobwire.gateway", "--listen", "127.0.0.1:0"]
-    with subprocess.Popen(
-        [*command, "--json-logs", "--log-level", "DEBUG"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-    ) as process:
+    # stderr to a file: at DEBUG the start alone logs more than a pipe holds,
+    # and an unread pipe would block the gateway.
+    log = tmp_path / "gateway.log"
+    with (
+        log.open("w") as stderr,
+        subprocess.Popen(
+            [*command, "--json-logs", "--log-level", "DEBUG"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        ) as process,
+    ):
         try:
             assert process.stdout is not None
             address = process.stdout.readline().split()[-1]
             with Client(address) as client:
                 job = client.enqueue("json")
             process.terminate()
-            _, err = process.communicate(timeout=20)
+            process.communicate(timeout=20)
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait(10)
+    err = log.read_text()
     records = [json.loads(line) for line in err.splitlines()]
     [enqueued] = [r for r in records if r.get("job_id") == job.id]
     assert enqueued["logger"] == "jobwire.gateway.jobs"

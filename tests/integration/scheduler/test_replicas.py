@@ -21,7 +21,7 @@ from jobwire.v1 import (
 )
 
 from postgres import psql
-from support import Producer, seconds
+from support import Producer, eventually, seconds
 
 S = schedule_service_pb2
 RUN_SECONDS = 10
@@ -53,7 +53,7 @@ def gateway_process(config: Path) -> Iterator[subprocess.Popen[str]]:
 
 async def address_of(process: subprocess.Popen[str]) -> str:
     assert process.stdout is not None
-    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 30)
+    line = await asyncio.wait_for(asyncio.to_thread(process.stdout.readline), 60)
     assert "listening on" in line, line
     return line.split()[-1]
 
@@ -104,7 +104,16 @@ async def test_three_gateways_fire_each_occurrence_exactly_once(
             held_ids = {result.job.id for result in enqueued.results}
             await asyncio.sleep(RUN_SECONDS)
             await stub.PauseSchedule(S.PauseScheduleRequest(name="tick"))
-            await asyncio.sleep(0.5)  # let a hand-over in flight be confirmed
+            # A hand-over in flight when the schedule paused is confirmed soon after.
+            await eventually(
+                lambda: (
+                    psql(
+                        "SELECT count(*) FROM schedule_fires WHERE status <> 'enqueued'",
+                        postgres_database,
+                    )
+                    == "0"
+                )
+            )
             per_gateway = [await all_jobs(channel) for channel in channels]
         finally:
             for channel in channels:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from integration.scheduler.helpers import FakeClock
@@ -113,6 +113,30 @@ async def test_held_job_moves_at_its_time_with_its_id(
         return await scheduler.get_job(held.id) is None  # the provider answers for it now
 
     await eventually(confirmed)
+
+
+async def test_a_fired_job_carries_its_schedule_and_occurrence(
+    database_url: str, scheduler_factory: StartScheduler, provider: FlakyProvider
+) -> None:
+    clock = FakeClock()  # 2026-06-01 12:00:00 UTC
+    scheduler: Scheduler = await scheduler_factory(database_url, clock)
+    await scheduler.create_schedule(every("tick", 10))
+    clock.advance(seconds=13)  # found 3 s late: the job still names 12:00:10
+    scheduler.wake()
+
+    async def fired() -> bool:
+        return bool((await provider.list_jobs(ANY_JOB, 10, None))[0])
+
+    await eventually(fired)
+    [job] = (await provider.list_jobs(ANY_JOB, 10, None))[0]
+    assert job.attributes == {
+        "jobwire.schedule": "tick",
+        "jobwire.occurrence_time": "2026-06-01T12:00:10Z",
+    }
+    assert job.schedule_time == datetime(2026, 6, 1, 12, 0, 10, tzinfo=UTC).timestamp()
+    assert job.state is JobState.PENDING
+    triggered = await scheduler.trigger_schedule("tick")
+    assert triggered.attributes["jobwire.occurrence_time"] == "2026-06-01T12:00:13Z"
 
 
 async def test_new_nearer_schedule_wakes_a_sleeping_runner(

@@ -12,14 +12,16 @@ from sqlalchemy import func, insert, select, text, update
 from jobwire.gateway._errors import ScheduleExistsError, ScheduleNotFoundError
 from jobwire.gateway._models import NewJob
 from jobwire.gateway.scheduler import JobTemplate, MisfirePolicy, ScheduleSpec
+from jobwire.gateway.scheduler.firing import Handoff
 from jobwire.gateway.scheduler.models import (
+    SCHEMA_VERSION,
     FireStatus,
     HeldStatus,
     ScheduledJob,
     ScheduleFire,
     SchemaVersion,
 )
-from jobwire.gateway.scheduler.store import Handoff, SchedulerStore
+from jobwire.gateway.scheduler.store import SchedulerStore
 from jobwire.gateway.scheduler.timetable import fire_job_id
 
 LEASE = timedelta(seconds=30)
@@ -294,7 +296,26 @@ async def test_unknown_schema_version_refuses_to_start(store: SchedulerStore) ->
     with pytest.raises(RuntimeError, match="schema version 99"):
         await other.open()
     async with store.engine.begin() as conn:
+        await conn.execute(update(SchemaVersion).values(version=SCHEMA_VERSION))
+
+
+async def test_a_version_1_database_is_upgraded_and_keeps_its_held_jobs(
+    store: SchedulerStore,
+) -> None:
+    clock = FakeClock()
+    [(held, _)] = await store.hold([new_job(clock.now + timedelta(days=1))], clock.now)
+    # Version 1 had no priority column.
+    async with store.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE scheduled_jobs DROP COLUMN priority"))
+        await conn.execute(text("ALTER TABLE schedules DROP COLUMN priority"))
         await conn.execute(update(SchemaVersion).values(version=1))
+    upgraded = SchedulerStore(store.engine)
+    await upgraded.open()
+    async with store.engine.begin() as conn:
+        assert await conn.scalar(select(SchemaVersion.version)) == SCHEMA_VERSION
+    row = await upgraded.get_held(held.id)
+    assert row is not None
+    assert row.priority == 5
 
 
 async def test_times_round_trip_as_aware_utc(store: SchedulerStore) -> None:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import grpc
+import pytest
 
 from jobwire.gateway import Gateway, GatewaySettings, testing
 from jobwire.gateway.testing import running_gateway
@@ -84,3 +85,38 @@ async def test_jobs_and_schedules_survive_a_gateway_restart(database_url: str) -
         [item] = await worker.jobs(1, timeout=3)
         assert item.job.id == job.id
         assert time.time() >= job.schedule_time.ToNanoseconds() / 1e9
+
+
+async def test_a_held_job_keeps_its_priority_through_the_hand_off(database_url: str) -> None:
+    async with running_gateway(settings(database_url)) as gateway:
+        assert gateway.scheduler is not None
+        async with connected(gateway) as (channel, worker):
+            job = await Producer(channel).enqueue(delay=seconds(1), priority=8)
+            assert await gateway.scheduler.get_job(job.id) is not None  # held, not queued
+            assert (await Producer(channel).get(job.id)).priority == 8
+            [item] = await worker.jobs(1, timeout=5)
+            assert (item.job.id, item.job.priority) == (job.id, 8)
+
+
+async def test_a_schedules_jobs_have_its_priority(database_url: str) -> None:
+    async with (
+        running_gateway(settings(database_url)) as gateway,
+        grpc.aio.insecure_channel(gateway.address) as channel,
+    ):
+        stub = schedule_service_pb2_grpc.ScheduleServiceStub(channel)
+        urgent = S.Schedule(
+            name="urgent",
+            job_template=S.JobTemplate(type="t", priority=8),
+            interval=seconds(3600),
+        )
+        created = await stub.CreateSchedule(S.CreateScheduleRequest(schedule=urgent))
+        assert created.schedule.job_template.priority == 8
+        fired = await stub.TriggerSchedule(S.TriggerScheduleRequest(name="urgent"))
+        assert fired.job.priority == 8
+        bad = S.Schedule(
+            name="bad", job_template=S.JobTemplate(type="t", priority=10), interval=seconds(60)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stub.CreateSchedule(S.CreateScheduleRequest(schedule=bad))
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "schedule.job_template.priority" in (raised.value.details() or "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from typing import Any
 
 import grpc
@@ -23,6 +22,7 @@ from jobwire.v1 import (
     queue_service_pb2_grpc,
     schedule_service_pb2,
     schedule_service_pb2_grpc,
+    worker_service_pb2,
     worker_service_pb2_grpc,
 )
 from jobwire.worker import ConnectionFailedError, HandlerRegistry, Worker
@@ -64,11 +64,20 @@ async def expect_refused(call: Any, code: grpc.StatusCode) -> None:
 
 
 async def stream_jobs(channel: grpc.aio.Channel, metadata: Any) -> None:
-    """Open a worker stream and read its first answer."""
+    """Open a worker stream and read its first answer (``opened``)."""
     call = worker_service_pb2_grpc.WorkerServiceStub(channel).StreamJobs(metadata=metadata)
-    # Refused before the frame left, the write fails; the read has the status.
-    with contextlib.suppress(grpc.aio.AioRpcError):
-        await call.write(Request(open=Request.Open(worker_id="w", max_in_flight=1)))
+    await call.write(Request(open=Request.Open(worker_id="w", max_in_flight=1)))
+    await call.read()
+
+
+async def refused_stream(channel: grpc.aio.Channel, metadata: Any) -> None:
+    """Open a worker stream the gateway refuses on its metadata, and read the refusal.
+
+    No frame is written: grpc.aio reports a write that fails after the server
+    ended the call as INTERNAL "Internal error from Core", overwriting the
+    server's status (grpc/grpc#36066), so a test that writes sees that by chance.
+    """
+    call = worker_service_pb2_grpc.WorkerServiceStub(channel).StreamJobs(metadata=metadata)
     await call.read()
 
 
@@ -90,7 +99,7 @@ async def test_every_service_refuses_a_missing_or_invalid_token(
         await expect_refused(watch.read(), unauthenticated)
         listing = schedule_service_pb2.ListSchedulesRequest()
         await expect_refused(schedules.ListSchedules(listing, metadata=metadata), unauthenticated)
-        await expect_refused(stream_jobs(channel, metadata), unauthenticated)
+        await expect_refused(refused_stream(channel, metadata), unauthenticated)
 
 
 async def test_roles_reach_only_their_services(gateway: Gateway) -> None:
@@ -99,11 +108,37 @@ async def test_roles_reach_only_their_services(gateway: Gateway) -> None:
         request = queue_service_pb2.EnqueueJobRequest(type="t")
         denied = grpc.StatusCode.PERMISSION_DENIED
         await expect_refused(queues.EnqueueJob(request, metadata=bearer(TOKENS["worker"])), denied)
-        await expect_refused(stream_jobs(channel, bearer(TOKENS["producer"])), denied)
+        await expect_refused(refused_stream(channel, bearer(TOKENS["producer"])), denied)
         for role in ("producer", "admin"):
             await queues.EnqueueJob(request, metadata=bearer(TOKENS[role]))
         for role in ("worker", "admin"):
             await stream_jobs(channel, bearer(TOKENS[role]))
+
+
+async def test_operators_rpcs_need_the_admin_role_except_list_workers(gateway: Gateway) -> None:
+    async with grpc.aio.insecure_channel(gateway.address) as channel:
+        queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+        workers = worker_service_pb2_grpc.WorkerServiceStub(channel)
+        denied = grpc.StatusCode.PERMISSION_DENIED
+        pause = queue_service_pb2.PauseQueueRequest(queue="q")
+        purge = queue_service_pb2.PurgeJobsRequest(all=True, validate_only=True)
+        drain = worker_service_pb2.DrainWorkerRequest(worker_id="nobody")
+        for role in ("producer", "worker"):
+            metadata = bearer(TOKENS[role])
+            await expect_refused(queues.PauseQueue(pause, metadata=metadata), denied)
+            await expect_refused(queues.PurgeJobs(purge, metadata=metadata), denied)
+            retry = queue_service_pb2.RetryJobsRequest()
+            await expect_refused(queues.RetryJobs(retry, metadata=metadata), denied)
+            await expect_refused(workers.DrainWorker(drain, metadata=metadata), denied)
+        listing = worker_service_pb2.ListWorkersRequest()
+        await expect_refused(
+            workers.ListWorkers(listing, metadata=bearer(TOKENS["worker"])), denied
+        )
+        admin = bearer(TOKENS["admin"])
+        assert (await queues.PauseQueue(pause, metadata=admin)).stats.paused
+        assert (await queues.PurgeJobs(purge, metadata=admin)).count == 0
+        for role in ("producer", "admin"):
+            await workers.ListWorkers(listing, metadata=bearer(TOKENS[role]))
 
 
 async def test_health_is_open_and_reflection_needs_a_token(gateway: Gateway) -> None:

@@ -47,7 +47,9 @@ METHODS = [
     for service in module.DESCRIPTOR.services_by_name.values()
     for method in service.methods
     # Health.Watch streams until cancelled by design; worker streams have their own test.
-    if not method.client_streaming and method.full_name != "grpc.health.v1.Health.Watch"
+    # PurgeJobs deletes accepted jobs on purpose: it is fuzzed with validate_only.
+    if not method.client_streaming
+    and method.full_name not in ("grpc.health.v1.Health.Watch", "jobwire.v1.QueueService.PurgeJobs")
 ]
 
 _INT_RANGES = {
@@ -209,6 +211,30 @@ def test_random_requests(
                     accepted.update((r.job.id, r.job.state) for r in response.results)
         except grpc.RpcError as error:
             expect_client_mistake(error, following=method.server_streaming)
+
+    fuzz()
+    if method.name == "PauseQueue":
+        # The worker-frame fuzzing below wants deliveries from the default queue.
+        queues = queue_service_pb2_grpc.QueueServiceStub(channel)
+        queues.ResumeQueue(queue_service_pb2.ResumeQueueRequest(queue="default"), timeout=5)
+
+
+def test_random_purges_preview_only(channel: grpc.Channel, accepted: dict[str, int]) -> None:
+    purge = channel.unary_unary(
+        "/jobwire.v1.QueueService/PurgeJobs",
+        request_serializer=queue_service_pb2.PurgeJobsRequest.SerializeToString,
+        response_deserializer=queue_service_pb2.PurgeJobsResponse.FromString,
+    )
+
+    @FUZZ
+    @given(messages(queue_service_pb2.PurgeJobsRequest.DESCRIPTOR))
+    def fuzz(request: Message) -> None:
+        assert isinstance(request, queue_service_pb2.PurgeJobsRequest)
+        request.validate_only = True
+        try:
+            purge(request, timeout=10)
+        except grpc.RpcError as error:
+            expect_client_mistake(error)
 
     fuzz()
 

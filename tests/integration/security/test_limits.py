@@ -10,7 +10,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from jobwire.gateway import Gateway
-from jobwire.gateway.servicers.worker import OUTBOX_LIMIT
+from jobwire.gateway.servicers._session import OUTBOX_LIMIT
 from jobwire.v1 import queue_service_pb2, queue_service_pb2_grpc
 
 from conftest import GatewayFactory

@@ -24,6 +24,10 @@ from support import Producer, RawWorker
 TABLES = (
     "jobwire_sqs_jobs",
     "jobwire_sqs_dedup_keys",
+    "jobwire_sqs_paused_queues",
+    "jobwire_sqs_replay_requests",
+    "jobwire_sqs_purged_jobs",
+    "jobwire_sqs_workers",
     "schedules",
     "schedule_fires",
     "scheduled_jobs",

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import threading
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -113,6 +115,12 @@ class FakeGateway(worker_service_pb2_grpc.WorkerServiceServicer):
         finally:
             reader.cancel()
 
+    async def ListWorkers(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
+    async def DrainWorker(self, request: Any, context: Any) -> Any:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "not faked")
+
     async def next_session(self, timeout: float = 5.0) -> FakeSession:
         async with asyncio.timeout(timeout):
             return await self.sessions.get()
@@ -174,6 +182,8 @@ async def test_open_frame_and_token(fake: tuple[FakeGateway, str]) -> None:
         labels = dict(frame.labels)
         assert labels["team"] == "data"
         assert {"hostname", "pid", "sdk", "sdk_version"} <= labels.keys()
+        assert (frame.host, frame.pid) == (socket.gethostname(), os.getpid())
+        assert frame.sdk.startswith("jobwire-worker-python/")
         session.end()
 
 

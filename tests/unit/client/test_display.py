@@ -20,7 +20,8 @@ from jobwire.client import (
     Schedule,
     ScheduleList,
 )
-from jobwire.client._display import MAX_ROWS, STATE_COLOURS, duration_text
+from jobwire.client._display import MAX_ROWS, STATE_COLOURS
+from jobwire.client._text import duration_text
 
 EVIL = '<script>alert("x")</script>&'
 ESCAPED = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;"
@@ -233,5 +234,10 @@ class TestPandas:
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         monkeypatch.setitem(sys.modules, "pandas", None)  # `import pandas` now fails
-        with pytest.raises(ImportError, match=r"pip install 'jobwire-client\[pandas\]'"):
+        # Commands that work from a clone, where the distributions are not on an index.
+        hint = (
+            r"pip install pandas \(from the repository root: "
+            r"pip install './packages/jobwire-client\[pandas\]'\)"
+        )
+        with pytest.raises(ImportError, match=hint):
             JobList(()).to_pandas()

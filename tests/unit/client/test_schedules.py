@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from jobwire.client import parse_interval
+from jobwire.client import InvalidArgumentError, parse_interval
 
 
 @pytest.mark.parametrize(
@@ -42,5 +42,5 @@ def test_parse_interval(text: str, expected: timedelta) -> None:
     ],
 )
 def test_parse_interval_rejects(text: str, words: str) -> None:
-    with pytest.raises(ValueError, match=words):
+    with pytest.raises(InvalidArgumentError, match=words):
         parse_interval(text)

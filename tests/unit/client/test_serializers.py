@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from jobwire.client import JsonSerializer, RawSerializer, Serializer
+from jobwire.client import InvalidArgumentError, JsonSerializer, RawSerializer, Serializer
 from jobwire.client._serializers import decode_payload, encode_payload
 
 
@@ -49,6 +49,11 @@ def test_serializers_satisfy_the_protocol() -> None:
 def test_bytes_payload_is_sent_raw() -> None:
     assert encode_payload(b"\x00", JsonSerializer(), None) == (b"\x00", "application/octet-stream")
     assert encode_payload(memoryview(b"ab"), JsonSerializer(), "image/png") == (b"ab", "image/png")
+
+
+def test_a_payload_the_serializer_cannot_encode_is_an_invalid_argument() -> None:
+    with pytest.raises(InvalidArgumentError, match=r"RawSerializer cannot encode it .*serializer="):
+        encode_payload("text", RawSerializer(), None)
 
 
 def test_other_payloads_go_through_the_serializer() -> None:

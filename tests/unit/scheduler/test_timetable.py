@@ -103,6 +103,20 @@ def test_cron_defaults_to_utc_and_is_normalized() -> None:
     assert timetable.next_after(utc(2026, 3, 7, 12, 0)) == utc(2026, 3, 9, 9, 0)
 
 
+@pytest.mark.parametrize(
+    ("nickname", "after", "expected"),
+    [
+        ("@hourly", utc(2026, 3, 7, 12, 30), utc(2026, 3, 7, 13, 0)),
+        ("@daily", utc(2026, 3, 7, 12, 30), utc(2026, 3, 8, 0, 0)),
+        ("@WEEKLY", utc(2026, 3, 7, 12, 30), utc(2026, 3, 8, 0, 0)),  # Sunday midnight
+    ],
+)
+def test_cron_nicknames(nickname: str, after: datetime, expected: datetime) -> None:
+    timetable = parse_cron(nickname)
+    assert timetable.expression == nickname.lower()
+    assert timetable.next_after(after) == expected
+
+
 def test_next_after_is_strictly_after() -> None:
     daily = parse_cron("0 9 * * *")
     assert daily.next_after(utc(2026, 1, 1, 9, 0)) == utc(2026, 1, 2, 9, 0)
@@ -112,7 +126,7 @@ def test_next_after_is_strictly_after() -> None:
     ("expression", "words"),
     [
         ("0 9 * * * *", "expected 5 fields"),
-        ("@daily", "expected 5 fields"),
+        ("@fortnightly", "or one of @hourly, @daily"),
         ("61 * * * *", "invalid cron"),
         ("0 25 * * *", "invalid cron"),
         ("H * * * *", "invalid cron"),

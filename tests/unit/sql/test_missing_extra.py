@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-INSTALL = "pip install 'jobwire-gateway[postgres]'"
+INSTALL = "pip install './services/gateway[postgres]'"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-INSTALL = "pip install 'jobwire-gateway[sqs]'"
+INSTALL = "install it from the repository root with: pip install './services/gateway[sqs]'"
 
 
 @pytest.fixture
@@ -31,13 +31,13 @@ def test_the_gateway_imports_and_builds_without_it(
     script = """
 import sys
 import jobwire.gateway
-from jobwire.gateway import Gateway, GatewaySettings
+from jobwire.gateway import Gateway, GatewaySettings, StartError
 Gateway(GatewaySettings.model_validate({}))
 assert "aiobotocore" not in sys.modules or sys.modules["aiobotocore"] is None
 sqs = {"provider": {"type": "sqs", "queue_urls": {"default": "https://sqs.example/1/q"}}}
 try:
     Gateway(GatewaySettings.model_validate(sqs))
-except RuntimeError as error:
+except StartError as error:
     print(error)
 """
     result = subprocess.run(
@@ -66,7 +66,7 @@ def test_the_command_fails_at_start_with_the_install_command(
             "-m",
             "jobwire.gateway",
             "--config",
-            str(config),
+            "jobwire.toml",
             "--listen",
             "127.0.0.1:0",
         ],
@@ -77,5 +77,7 @@ def test_the_command_fails_at_start_with_the_install_command(
         timeout=60,
         check=False,
     )
-    assert result.returncode != 0
-    assert INSTALL in result.stderr
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith('jobwire-gateway: jobwire.toml:2: provider.type: "sqs" needs the')
+    assert INSTALL in line

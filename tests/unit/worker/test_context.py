@@ -56,6 +56,18 @@ async def test_job_fields() -> None:
     assert repr(ctx) == "<JobContext id='job-1' type='email:send' attempt=2>"
 
 
+async def test_a_fired_job_says_its_schedule_and_occurrence() -> None:
+    attributes = {
+        "jobwire.schedule": "daily-report",
+        "jobwire.occurrence_time": "2026-12-07T09:00:00Z",
+    }
+    ctx = JobContext(make_job(attributes=attributes))
+    assert ctx.schedule == "daily-report"
+    assert ctx.occurrence_time == datetime(2026, 12, 7, 9, tzinfo=UTC)
+    plain = JobContext(make_job())
+    assert (plain.schedule, plain.occurrence_time) == (None, None)
+
+
 async def test_attempt_defaults_to_the_jobs() -> None:
     assert JobContext(make_job(attempt=3)).attempt == 3
     assert JobContext(make_job()).attempt == 1

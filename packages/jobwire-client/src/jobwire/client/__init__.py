@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 
+from jobwire.client import _display  # noqa: F401  # registers how models render (see _rich)
 from jobwire.client.__about__ import __version__
 from jobwire.client._async_client import AsyncClient
 from jobwire.client._client import Client
@@ -28,17 +29,20 @@ from jobwire.client._errors import (
     JobCancelledError,
     JobDeadError,
     JobNotFoundError,
+    JobNotRetryableError,
     JobTerminalError,
     JobwireError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
+    PriorityUnsupportedError,
     ResourceExhaustedError,
     ScheduleNotFoundError,
     StatusCode,
     UnauthenticatedError,
     UnimplementedError,
     WaitTimeoutError,
+    WorkerNotFoundError,
 )
 from jobwire.client._models import (
     Job,
@@ -46,11 +50,12 @@ from jobwire.client._models import (
     JobList,
     JobPage,
     JobProgress,
-    JobRequest,
     JobState,
     QueueStats,
     QueueStatsList,
 )
+from jobwire.client._operations import WorkerInfo
+from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
 
@@ -70,6 +75,7 @@ __all__ = [
     "JobFailure",
     "JobList",
     "JobNotFoundError",
+    "JobNotRetryableError",
     "JobPage",
     "JobProgress",
     "JobRequest",
@@ -81,6 +87,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PriorityUnsupportedError",
     "QueueStats",
     "QueueStatsList",
     "RawSerializer",
@@ -95,6 +102,8 @@ __all__ = [
     "UnauthenticatedError",
     "UnimplementedError",
     "WaitTimeoutError",
+    "WorkerInfo",
+    "WorkerNotFoundError",
     "__version__",
     "parse_interval",
 ]

@@ -1,6 +1,19 @@
 """What `Client` and `AsyncClient` share: settings, request building, conversions, errors.
 
-The twins only do the I/O; everything else lives here, once.
+The twins only do the I/O; everything else lives here, once. Each twin is
+assembled from one mixin per service area, side by side:
+
+=============  ======================  =======================
+area           `Client`                `AsyncClient`
+=============  ======================  =======================
+jobs           ``_sync_jobs.py``       ``_async_jobs.py``
+schedules      ``_sync_schedules.py``  ``_async_schedules.py``
+calls, stubs   ``_sync_calls.py``      ``_async_calls.py``
+lifecycle      ``_client.py``          ``_async_client.py``
+=============  ======================  =======================
+
+A new RPC gets its request building and result conversion here, and one
+method in each twin's mixin for its area.
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from grpc_health.v1 import health_pb2
 from jobwire.client import _tracing
 from jobwire.client.__about__ import __version__
 from jobwire.client._config import CONNECT_TIMEOUT, DEFAULT_ADDRESS, RetryConfig, TLSConfig
+from jobwire.client._convert import to_timedelta
 from jobwire.client._errors import (
     DeadlineExceededError,
     GatewayUnavailableError,
@@ -28,7 +42,8 @@ from jobwire.client._errors import (
     from_rpc_error,
     unreachable_message,
 )
-from jobwire.client._models import Job, JobPage, JobRequest, JobState, JobWaiter, to_timedelta
+from jobwire.client._models import Job, JobPage, JobState, JobWaiter
+from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import RecurringOptions, Schedule, register_request
 from jobwire.client._serializers import JsonSerializer, Serializer
 from jobwire.v1 import job_pb2, queue_service_pb2, schedule_service_pb2

@@ -1,120 +1,161 @@
-"""``jobwire``: operate a gateway from the shell (jobs, stats, schedules)."""
+"""``jobwire``: operate a gateway from the shell (jobs, stats, schedules, queues, workers).
+
+One function per subcommand, each taking the client and the parsed options
+and returning an :class:`Output`; ``--json`` (on every command) prints its
+document instead of its table. A job id may be shortened to a unique prefix
+of at least 8 characters: the gateway resolves it (``GetJob``, ``CancelJob``,
+``WatchJob``), so every client of the contract gets the same rule.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
+from jobwire.client import _cli_operations
+from jobwire.client.__about__ import __version__
+from jobwire.client._cli_output import (
+    Output,
+    job_view,
+    jobs_table,
+    schedules_table,
+    stats_table,
+)
 from jobwire.client._client import Client
 from jobwire.client._config import DEFAULT_ADDRESS, TLSConfig
-from jobwire.client._errors import JobwireError
-from jobwire.client._models import Job, JobState, QueueStats
-from jobwire.client._schedules import MisfirePolicy, Schedule
+from jobwire.client._errors import JobCancelledError, JobDeadError, JobwireError
+from jobwire.client._models import Job, JobState
+from jobwire.client._schedules import MisfirePolicy
+
+Command = Callable[[Client, argparse.Namespace, Console], Output]
+
+# Exit codes: 0 done, 1 the gateway refused or the job did not complete (argparse: 2, usage).
+_REFUSED = 1
 
 
-def _when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else "-"
+def _json_payload(text: str) -> Any:
+    """An argparse type: the payload, parsed; a clear message when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(
+            f"the payload is not valid JSON ({error.msg} at line {error.lineno} column "
+            f'{error.colno}); quote it for the shell, e.g. \'{{"to": "ada@example.com"}}\''
+        ) from None
 
 
-def _schedules_table(schedules: Iterable[Schedule]) -> Table:
-    table = Table(
-        "name", "type", "queue", "timetable", "time zone", "next run", "last run", "state"
+def _aware_time(text: str) -> datetime:
+    """An argparse type: an ISO 8601 time with its offset (``2026-12-24T09:00:00Z``)."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 time with its offset, e.g. 2026-12-24T09:00:00Z or "
+            f"2026-12-24T10:00:00+01:00; got {text!r}"
+        )
+    return value
+
+
+# Commands -----------------------------------------------------------------------
+
+
+def _stats(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    rows = client.stats(args.queue)
+    return Output(list(rows), stats_table(rows, console.width))
+
+
+def _enqueue(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    job = client.enqueue(
+        args.type,
+        args.payload,
+        queue=args.queue,
+        delay=args.delay,
+        at=args.at,
+        max_retries=args.max_retries,
+        timeout=args.timeout,
+        deduplication_key=args.dedup_key,
     )
-    for s in schedules:
-        state = "paused" if s.paused else ("error: " + s.last_error if s.last_error else "active")
-        table.add_row(
-            s.name,
-            s.type,
-            s.queue,
-            s.every,
-            s.time_zone,
-            _when(s.next_run_time),
-            _when(s.last_run_time),
-            state,
-        )
-    return table
+    if not args.wait:
+        return Output(job, job_view(job))
+    if not args.json:
+        console.print(f"enqueued {job.id}; waiting for it to finish", highlight=False)
+    # A job that did not complete is shown below, and the exit code says so.
+    with contextlib.suppress(JobDeadError, JobCancelledError):
+        client.wait(job)
+    done = client.get_job(job.id)
+    return Output(done, job_view(done))
 
 
-def _jobs_table(jobs: Iterable[Job]) -> Table:
-    table = Table("id", "type", "queue", "state", "attempt", "created", "last error")
-    for job in jobs:
-        error = job.last_error.message if job.last_error else ""
-        table.add_row(
-            job.id,
-            job.type,
-            job.queue,
-            job.state.value,
-            str(job.attempt),
-            _when(job.create_time),
-            error,
-        )
-    return table
+def _jobs(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    states = [JobState(s) for s in args.state] or None
+    page = client.list_jobs(queue=args.queue, type=args.type, state=states, page_size=args.limit)
+    return Output(list(page), jobs_table(page, console.width))
 
 
-def _stats_table(rows: Iterable[QueueStats]) -> Table:
-    columns = ("pending", "scheduled", "processing", "completed", "failed", "dead", "cancelled")
-    table = Table("queue", *columns, "oldest pending", "workers")
-    for row in rows:
-        counts = [str(getattr(row, column)) for column in columns]
-        table.add_row(row.queue, *counts, str(row.oldest_pending_age), str(row.workers))
-    return table
+def _job(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    job = client.get_job(args.id)
+    return Output(job, job_view(job))
 
 
-def _payload(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
+def _cancel(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    job = client.cancel_job(args.id, reason=args.reason)
+    return Output(job, job_view(job))
 
 
-def _run(client: Client, args: argparse.Namespace) -> Any:
-    command = args.command
-    if command == "stats":
-        return _stats_table(client.stats(args.queue))
-    if command == "enqueue":
-        return client.enqueue(args.type, _payload(args.payload), queue=args.queue, delay=args.delay)
-    if command == "jobs":
-        states = [JobState(s) for s in args.state] or None
-        page = client.list_jobs(
-            queue=args.queue, type=args.type, state=states, page_size=args.limit
-        )
-        return _jobs_table(page)
-    if command == "job":
-        return client.get_job(args.id)
-    if command == "cancel":
-        return client.cancel_job(args.id, reason=args.reason)
-    action = args.action
-    if action == "list":
-        return _schedules_table(client.list_schedules())
-    if action == "register":
-        return client.register_recurring(
-            args.name,
-            args.type,
-            _payload(args.payload),
-            schedule=args.schedule,
-            time_zone=args.time_zone,
-            queue=args.queue,
-            misfire_policy=args.misfire,
-            description=args.description,
-        )
-    if action == "delete":
-        client.delete_schedule(args.name, missing_ok=args.missing_ok)
-        return f"deleted {args.name}"
-    methods = {
-        "show": client.get_schedule,
-        "pause": client.pause_schedule,
-        "resume": client.resume_schedule,
-        "trigger": client.trigger_schedule,
-    }
-    return methods[action](args.name)
+def _schedules_list(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    schedules = client.list_schedules()
+    return Output(list(schedules), schedules_table(schedules))
+
+
+def _schedules_register(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    schedule = client.register_recurring(
+        args.name,
+        args.type,
+        args.payload,
+        schedule=args.schedule,
+        time_zone=args.time_zone,
+        queue=args.queue,
+        misfire_policy=args.misfire,
+        description=args.description,
+    )
+    return Output(schedule, schedules_table([schedule]))
+
+
+def _schedule_action(method: str) -> Command:
+    """``show``, ``pause``, ``resume``: one schedule by name."""
+
+    def run(client: Client, args: argparse.Namespace, console: Console) -> Output:
+        schedule = getattr(client, method)(args.name)
+        return Output(schedule, schedules_table([schedule]))
+
+    return run
+
+
+def _schedules_trigger(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    job = client.trigger_schedule(args.name)
+    return Output(job, job_view(job))
+
+
+def _schedules_delete(client: Client, args: argparse.Namespace, console: Console) -> Output:
+    client.delete_schedule(args.name, missing_ok=args.missing_ok)
+    return Output({"deleted": args.name}, f"deleted {args.name}")
+
+
+# Parser -------------------------------------------------------------------------
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jobwire", description=__doc__)
+    parser = argparse.ArgumentParser(prog="jobwire", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--gateway",
         help=f"gateway address, host:port (default: $JOBWIRE_GATEWAY or {DEFAULT_ADDRESS})",
@@ -126,41 +167,72 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tls-ca", metavar="PEM", help="CA that signed the gateway's certificate")
     parser.add_argument("--tls-cert", metavar="PEM", help="client certificate, for mutual TLS")
     parser.add_argument("--tls-key", metavar="PEM", help="private key of --tls-cert")
+    # Every command takes --json: one JSON document on stdout, for scripts and jq.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    stats = commands.add_parser("stats", help="job counts per queue")
+    def command(group: Any, name: str, run: Command, help: str) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = group.add_parser(name, help=help, parents=[common])
+        sub.set_defaults(run=run)
+        return sub
+
+    stats = command(commands, "stats", _stats, "job counts per queue")
     stats.add_argument("queue", nargs="?")
-    enqueue = commands.add_parser("enqueue", help="enqueue one job")
+    enqueue = command(commands, "enqueue", _enqueue, "enqueue one job")
     enqueue.add_argument("type")
-    enqueue.add_argument("payload", nargs="?", help="JSON payload")
+    enqueue.add_argument("payload", nargs="?", type=_json_payload, help="JSON payload")
     enqueue.add_argument("--queue", default="default")
-    enqueue.add_argument("--delay", type=float, help="seconds")
-    jobs = commands.add_parser("jobs", help="list jobs, newest first")
+    enqueue.add_argument("--delay", type=float, metavar="SECONDS", help="run no sooner than this")
+    enqueue.add_argument("--at", type=_aware_time, metavar="TIME", help="ISO 8601 with offset")
+    enqueue.add_argument(
+        "--max-retries", type=int, metavar="N", help="retries after a failure (default: 3)"
+    )
+    enqueue.add_argument("--timeout", type=float, metavar="SECONDS", help="longest one attempt")
+    enqueue.add_argument("--dedup-key", metavar="KEY", help="deduplication key")
+    enqueue.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the job finishes, print it; exit 1 unless it completed",
+    )
+    jobs = command(commands, "jobs", _jobs, "list jobs, newest first")
     jobs.add_argument("--queue")
     jobs.add_argument("--type")
     jobs.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
     jobs.add_argument("--limit", type=int, default=50)
-    job = commands.add_parser("job", help="show one job")
-    job.add_argument("id")
-    cancel = commands.add_parser("cancel", help="cancel one job")
-    cancel.add_argument("id")
+    job = command(commands, "job", _job, "show every field of one job")
+    job.add_argument("id", help="job id, or a unique prefix of at least 8 characters")
+    cancel = command(commands, "cancel", _cancel, "cancel one job")
+    cancel.add_argument("id", help="job id, or a unique prefix of at least 8 characters")
     cancel.add_argument("--reason", default="cancelled from the jobwire CLI")
+    _cli_operations.add_commands(commands, command)
 
     schedules = commands.add_parser("schedules", help="recurring jobs")
     actions = schedules.add_subparsers(dest="action", required=True)
-    actions.add_parser("list", help="every schedule")
-    register = actions.add_parser("register", help="create or update a schedule")
+    command(actions, "list", _schedules_list, "every schedule")
+    register = command(actions, "register", _schedules_register, "create or update a schedule")
     register.add_argument("name")
     register.add_argument("type")
-    register.add_argument("schedule", help='cron ("0 9 * * *") or interval ("every 30 minutes")')
-    register.add_argument("--payload", help="JSON payload")
+    register.add_argument(
+        "schedule", help='cron ("0 9 * * *", "@daily") or interval ("every 30 minutes")'
+    )
+    register.add_argument("--payload", type=_json_payload, help="JSON payload")
     register.add_argument("--time-zone", default="UTC")
     register.add_argument("--queue", default="default")
     register.add_argument("--misfire", default="skip", choices=[p.value for p in MisfirePolicy])
     register.add_argument("--description", default="")
-    for action in ("show", "pause", "resume", "trigger"):
-        actions.add_parser(action, help=f"{action} a schedule").add_argument("name")
-    delete = actions.add_parser("delete", help="delete a schedule")
+    for action, method in (
+        ("show", "get_schedule"),
+        ("pause", "pause_schedule"),
+        ("resume", "resume_schedule"),
+    ):
+        command(actions, action, _schedule_action(method), f"{action} a schedule").add_argument(
+            "name"
+        )
+    command(actions, "trigger", _schedules_trigger, "enqueue a schedule's job now").add_argument(
+        "name"
+    )
+    delete = command(actions, "delete", _schedules_delete, "delete a schedule")
     delete.add_argument("name")
     delete.add_argument("--missing-ok", action="store_true")
     return parser
@@ -177,13 +249,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``jobwire`` command."""
     args = _parser().parse_args(argv)
     console = Console()
+    errors = Console(stderr=True)
     try:
         with Client(args.gateway, token=args.token, tls=_tls(args)) as client:
-            output = _run(client, args)
+            output = args.run(client, args, console)
     except (JobwireError, ValueError) as error:
-        console.print(f"[red]error:[/red] {error}", highlight=False)
-        return 1
-    console.print(output)
+        errors.print(f"[red]error:[/red] {error}", highlight=False)
+        return _REFUSED
+    if args.json:
+        print(output.json())
+    else:
+        console.print(output.view)
+    waited = getattr(args, "wait", False)
+    if waited and isinstance(output.data, Job) and output.data.state is not JobState.COMPLETED:
+        return _REFUSED
     return 0
 
 

@@ -11,15 +11,17 @@ from __future__ import annotations
 import html
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from jobwire.client import _rich
+from jobwire.client._models import Job, JobList, JobPage, JobProgress, QueueStats, QueueStatsList
+from jobwire.client._schedules import Schedule, ScheduleList
+from jobwire.client._text import count_text, duration_text, shorten, state_summary
+
 if TYPE_CHECKING:
     import pandas as pd
-
-    from jobwire.client._models import Job, JobProgress, QueueStats
-    from jobwire.client._schedules import Schedule
 
 #: Background colour of each job state's badge (white text reads on all of them).
 STATE_COLOURS: Mapping[str, str] = {
@@ -31,26 +33,19 @@ STATE_COLOURS: Mapping[str, str] = {
     "dead": "#b91c1c",
     "cancelled": "#374151",
 }
-#: States in lifecycle order, for summaries.
-STATE_ORDER = tuple(STATE_COLOURS)
 #: Rows an HTML table shows; the rest are counted in its last row.
 MAX_ROWS = 50
-#: Characters of a payload, result or message shown before "…".
-MAX_TEXT = 120
 
 _CELL = "padding:2px 8px;text-align:left;vertical-align:top;white-space:nowrap"
 _WRAP = "padding:2px 8px;text-align:left;vertical-align:top"
 _BADGE = "color:#fff;border-radius:3px;padding:0 5px;background:{}"
 _TABLE = "border-collapse:collapse;font-size:12px;margin:2px 0"
-_PANDAS_HINT = "pip install 'jobwire-client[pandas]'"
+_PANDAS_HINT = (
+    "pip install pandas (from the repository root: pip install './packages/jobwire-client[pandas]')"
+)
 
 
-# Text pieces, shared by the HTML, the reprs and the progress bar.
-
-
-def state_summary(counts: Mapping[str, int]) -> str:
-    """Counts by state in lifecycle order, e.g. "2 completed, 1 dead"; zeros left out."""
-    return ", ".join(f"{counts[state]} {state}" for state in STATE_ORDER if counts.get(state))
+# Text pieces, shared by the HTML and the progress bar.
 
 
 def progress_text(progress: JobProgress) -> str:
@@ -59,31 +54,6 @@ def progress_text(progress: JobProgress) -> str:
     amount = f"{fraction:.0%}" if fraction is not None else f"{progress.current:g}/?"
     # Short: it follows the counts on the progress bar's single line.
     return f"{amount} {shorten(progress.message, 60)}".rstrip()
-
-
-def count_text(count: int, noun: str) -> str:
-    """Counts a noun: "1 job", "2 jobs"."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
-def shorten(text: str, limit: int = MAX_TEXT) -> str:
-    """`text` on one line, cut to `limit` characters."""
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def duration_text(span: timedelta) -> str:
-    """A span as "1h30m", "45s" or "0.25s" (what `parse_interval` reads back)."""
-    seconds = span.total_seconds()
-    if seconds < 60:
-        return f"{seconds:g}s"
-    whole = round(seconds)
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
 
 
 def _when(value: datetime | None, zone: str = "UTC") -> str:
@@ -345,3 +315,26 @@ def schedules_frame(schedules: Iterable[Schedule]) -> pd.DataFrame:
         for schedule in schedules
     ]
     return _frame(records, SCHEDULE_FRAME_COLUMNS)
+
+
+# What the models' `_repr_html_` and `to_pandas` return (see `_rich`).
+
+_rich.html.register(Job, job_html)
+_rich.html.register(QueueStats, lambda stats: stats_html([stats]))
+_rich.html.register(Schedule, lambda schedule: schedules_html([schedule]))
+_rich.html.register(QueueStatsList, stats_html)
+_rich.html.register(ScheduleList, schedules_html)
+_rich.frame.register(JobList, lambda jobs: jobs_frame(jobs.jobs))
+_rich.frame.register(QueueStatsList, stats_frame)
+_rich.frame.register(ScheduleList, schedules_frame)
+
+
+@_rich.html.register
+def _job_list_html(jobs: JobList) -> str:
+    return jobs_html(jobs.jobs)
+
+
+@_rich.html.register
+def _job_page_html(page: JobPage) -> str:
+    notes = [f"more pages: list_jobs(page_token={page.next_page_token!r})"]
+    return jobs_html(page.jobs, notes=notes if page.next_page_token else ())

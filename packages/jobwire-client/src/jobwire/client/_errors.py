@@ -111,6 +111,12 @@ class ScheduleNotFoundError(NotFoundError):
     reason = "SCHEDULE_NOT_FOUND"
 
 
+class WorkerNotFoundError(NotFoundError):
+    """No connected worker stream has this id (see `list_workers`)."""
+
+    reason = "WORKER_NOT_FOUND"
+
+
 class AlreadyExistsError(JobwireError):
     """The resource already exists."""
 
@@ -127,6 +133,18 @@ class JobTerminalError(FailedPreconditionError):
     """The job already reached a terminal state."""
 
     reason = "JOB_TERMINAL"
+
+
+class JobNotRetryableError(FailedPreconditionError):
+    """Only dead, failed and cancelled jobs can be retried (SQS: dead and cancelled)."""
+
+    reason = "JOB_NOT_RETRYABLE"
+
+
+class PriorityUnsupportedError(FailedPreconditionError):
+    """The gateway's provider has no priorities (SQS): leave `priority` unset."""
+
+    reason = "PRIORITY_UNSUPPORTED"
 
 
 # Access errors
@@ -223,7 +241,15 @@ class WaitTimeoutError(DeadlineExceededError):
 
 _BY_REASON: dict[str, type[JobwireError]] = {
     cls.reason: cls
-    for cls in (PayloadTooLargeError, JobNotFoundError, ScheduleNotFoundError, JobTerminalError)
+    for cls in (
+        PayloadTooLargeError,
+        JobNotFoundError,
+        ScheduleNotFoundError,
+        WorkerNotFoundError,
+        JobTerminalError,
+        JobNotRetryableError,
+        PriorityUnsupportedError,
+    )
     if cls.reason is not None
 }
 

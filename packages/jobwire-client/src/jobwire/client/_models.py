@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, overload
 
-from google.protobuf import duration_pb2, timestamp_pb2
-
-from jobwire.client import _display
-from jobwire.client._errors import InvalidArgumentError
-from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
+from jobwire.client import _text
+from jobwire.client._convert import to_datetime
+from jobwire.client._rich import Rich, frame
+from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload
 from jobwire.v1 import job_pb2, queue_service_pb2
 
 if TYPE_CHECKING:
@@ -81,6 +80,8 @@ class JobFailure:
     retryable: bool = True
     attempt: int = 0
     time: datetime | None = None
+    #: Worker that ran the attempt, if one did.
+    worker_id: str = ""
 
     @classmethod
     def from_proto(cls, proto: job_pb2.JobFailure) -> JobFailure:
@@ -91,7 +92,8 @@ class JobFailure:
             details=proto.details,
             retryable=proto.retryable,
             attempt=proto.attempt,
-            time=_datetime(proto.time) if proto.HasField("time") else None,
+            time=to_datetime(proto.time) if proto.HasField("time") else None,
+            worker_id=proto.worker_id,
         )
 
 
@@ -146,7 +148,7 @@ _JSON_ORIGIN = _Origin(_JSON)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True, repr=False)
-class Job:
+class Job(Rich):
     """A job as the gateway stored it.
 
     `payload` and `result` are decoded with the client's serializer when the job's
@@ -183,6 +185,10 @@ class Job:
     worker_id: str | None = None
     #: Name of the schedule that produced the job, if any.
     schedule: str | None = None
+    #: 0 to 9, higher runs first.
+    priority: int = 5
+    #: Every failed attempt's error, oldest first (the last 20; `get_job` only).
+    errors: tuple[JobFailure, ...] = ()
     _origin: _Origin = field(default=_JSON_ORIGIN, compare=False)
 
     @classmethod
@@ -225,18 +231,20 @@ class Job:
             raw_result=proto.result if proto.HasField("result") else None,
             result_content_type=proto.result_content_type,
             attributes=dict(proto.attributes) if proto.attributes else {},
-            create_time=_datetime(proto.create_time) if proto.HasField("create_time") else None,
+            create_time=to_datetime(proto.create_time) if proto.HasField("create_time") else None,
             schedule_time=(
-                _datetime(proto.schedule_time) if proto.HasField("schedule_time") else None
+                to_datetime(proto.schedule_time) if proto.HasField("schedule_time") else None
             ),
-            update_time=_datetime(proto.update_time) if proto.HasField("update_time") else None,
-            end_time=_datetime(proto.end_time) if proto.HasField("end_time") else None,
+            update_time=to_datetime(proto.update_time) if proto.HasField("update_time") else None,
+            end_time=to_datetime(proto.end_time) if proto.HasField("end_time") else None,
             last_error=(
                 JobFailure.from_proto(proto.last_error) if proto.HasField("last_error") else None
             ),
             progress=JobProgress.from_proto(proto.progress) if proto.HasField("progress") else None,
             worker_id=proto.worker_id or None,
             schedule=proto.schedule or None,
+            priority=proto.priority,
+            errors=tuple(map(JobFailure.from_proto, proto.errors)),
             _origin=_Origin(serializer, client),
         )
 
@@ -276,12 +284,9 @@ class Job:
             f"state={self.state.value}, attempt={self.attempt})"
         )
 
-    def _repr_html_(self) -> str:
-        return _display.job_html(self)
-
 
 @dataclass(frozen=True, slots=True)
-class JobList(Sequence[Job]):
+class JobList(Sequence[Job], Rich):
     """An immutable sequence of jobs that displays as a table in notebooks.
 
     `client.jobs(...)` and `client.watch(...)` return one; `to_pandas()` turns it
@@ -307,19 +312,16 @@ class JobList(Sequence[Job]):
         """Returns a data frame with one row per job (needs the `pandas` extra).
 
         Raises:
-            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
         """
-        return _display.jobs_frame(self.jobs)
+        return frame(self)
 
     def _summary(self) -> str:
-        states = _display.state_summary(Counter(job.state.value for job in self.jobs))
-        return _display.count_text(len(self.jobs), "job") + (f": {states}" if states else "")
+        states = _text.state_summary(Counter(job.state.value for job in self.jobs))
+        return _text.count_text(len(self.jobs), "job") + (f": {states}" if states else "")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._summary()})"
-
-    def _repr_html_(self) -> str:
-        return _display.jobs_html(self.jobs)
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -332,13 +334,9 @@ class JobPage(JobList):
     def __repr__(self) -> str:
         return f"JobPage({self._summary()}, next_page_token={self.next_page_token!r})"
 
-    def _repr_html_(self) -> str:
-        notes = [f"more pages: list_jobs(page_token={self.next_page_token!r})"]
-        return _display.jobs_html(self.jobs, notes=notes if self.next_page_token else ())
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class QueueStats:
+class QueueStats(Rich):
     """Job counts of one queue.
 
     Counts of terminal states cover the jobs still in the gateway's history.
@@ -363,6 +361,8 @@ class QueueStats:
     #: Types of pending jobs no worker connected to the gateway takes: such
     #: jobs wait until a worker that handles them connects.
     unserved_types: tuple[str, ...] = ()
+    #: Whether deliveries are paused (`pause_queue`).
+    paused: bool = False
 
     @classmethod
     def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
@@ -379,6 +379,7 @@ class QueueStats:
             oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
             workers=proto.workers,
             unserved_types=tuple(proto.unserved_types),
+            paused=proto.paused,
             backend=(
                 (proto.backend.visible, proto.backend.in_flight, proto.backend.delayed)
                 if proto.HasField("backend")
@@ -389,101 +390,21 @@ class QueueStats:
     def __repr__(self) -> str:
         counts = [
             f"{name}={getattr(self, name)}"
-            for name in (*_display.STATE_ORDER, "workers")
+            for name in (*_text.STATE_ORDER, "workers")
             if getattr(self, name)
         ]
         if self.oldest_pending_age:
-            counts.append(f"oldest_pending_age={_display.duration_text(self.oldest_pending_age)}")
+            counts.append(f"oldest_pending_age={_text.duration_text(self.oldest_pending_age)}")
         return f"QueueStats({', '.join([f'queue={self.queue!r}', *counts])})"
 
-    def _repr_html_(self) -> str:
-        return _display.stats_html([self])
 
-
-class QueueStatsList(list[QueueStats]):
+class QueueStatsList(list[QueueStats], Rich):
     """What `stats()` returns: a plain list of `QueueStats` that also displays as a table."""
 
     def to_pandas(self) -> pd.DataFrame:
         """Returns a data frame with one row per queue (needs the `pandas` extra).
 
         Raises:
-            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
         """
-        return _display.stats_frame(self)
-
-    def _repr_html_(self) -> str:
-        return _display.stats_html(self)
-
-
-@dataclass(frozen=True, slots=True)
-class JobRequest:
-    """A job to enqueue with `enqueue_many`; the fields are those of `Client.enqueue`.
-
-    Raises:
-        InvalidArgumentError: `at` is a naive datetime, or both `delay` and `at` are set.
-    """
-
-    type: str
-    payload: Any = None
-    _: KW_ONLY
-    queue: str = "default"
-    delay: float | timedelta | None = None
-    at: datetime | None = None
-    max_retries: int | None = None
-    timeout: float | timedelta | None = None
-    deduplication_key: str | None = None
-    attributes: Mapping[str, str] | None = field(default=None, hash=False)
-    content_type: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.at is not None and self.at.utcoffset() is None:
-            raise InvalidArgumentError(
-                "`at` must be timezone-aware, e.g. datetime.now(UTC) + timedelta(hours=1)",
-                metadata={"field": "at"},
-            )
-        if self.at is not None and self.delay is not None:
-            raise InvalidArgumentError("give `delay` or `at`, not both", metadata={"field": "at"})
-
-    def to_proto(
-        self, serializer: Serializer, request_id: str
-    ) -> queue_service_pb2.EnqueueJobRequest:
-        """Builds the `jobwire.v1.EnqueueJobRequest`.
-
-        Args:
-            serializer: Encodes a payload that is not bytes.
-            request_id: Idempotency key; a retried request with it enqueues nothing new.
-        """
-        payload, content_type = encode_payload(self.payload, serializer, self.content_type)
-        request = queue_service_pb2.EnqueueJobRequest(
-            queue=self.queue,
-            type=self.type,
-            payload=payload,
-            content_type=content_type,
-            attributes=self.attributes,
-            deduplication_key=self.deduplication_key or "",
-            request_id=request_id,
-        )
-        if self.delay is not None:
-            request.delay.CopyFrom(_duration(self.delay))
-        if self.at is not None:
-            request.schedule_time.FromDatetime(self.at)
-        if self.max_retries is not None:
-            request.max_retries = self.max_retries
-        if self.timeout is not None:
-            request.timeout.CopyFrom(_duration(self.timeout))
-        return request
-
-
-def to_timedelta(value: float | timedelta) -> timedelta:
-    """Reads a number of seconds or a timedelta."""
-    return value if isinstance(value, timedelta) else timedelta(seconds=value)
-
-
-def _duration(value: float | timedelta) -> duration_pb2.Duration:
-    duration = duration_pb2.Duration()
-    duration.FromTimedelta(to_timedelta(value))
-    return duration
-
-
-def _datetime(timestamp: timestamp_pb2.Timestamp) -> datetime:
-    return timestamp.ToDatetime(tzinfo=UTC)
+        return frame(self)

@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
-from jobwire.client import _display
+from jobwire.client import _display, _text
 from jobwire.client._models import Job, JobList, JobState
 from jobwire.v1 import job_pb2, queue_service_pb2
 
@@ -174,7 +174,7 @@ class JobsProgress:
         return self._finished() + sum(self._fractions.values())
 
     def _postfix(self) -> str:
-        counts = _display.state_summary(self._states)
+        counts = _text.state_summary(self._states)
         text = f"{self._finished()}/{len(self._jobs)} done: {counts}"
         return f"{text}; {self._note}" if self._note else text
 

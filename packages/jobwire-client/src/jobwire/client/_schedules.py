@@ -11,8 +11,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from google.protobuf import field_mask_pb2
 
-from jobwire.client import _display
-from jobwire.client._models import _datetime, _duration
+from jobwire.client import _text
+from jobwire.client._convert import to_datetime, to_duration
+from jobwire.client._errors import InvalidArgumentError
+from jobwire.client._rich import Rich, frame
 from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload, encode_payload
 from jobwire.v1 import schedule_service_pb2 as S
 
@@ -43,17 +45,19 @@ def parse_interval(text: str) -> timedelta:
     bounds (1 second to 366 days).
 
     Raises:
-        ValueError: The text is not an interval.
+        InvalidArgumentError: The text is not an interval (reason
+            `INVALID_INTERVAL`; the gateway answers an invalid cron expression
+            with the same error, reason `INVALID_CRON`).
     """
     rest = text.strip().lower().removeprefix("every").strip()
     if not rest:
-        raise ValueError(f"not an interval: {text!r}; try 'every 30 minutes'")
+        raise _invalid_interval(f"not an interval: {text!r}; try 'every 30 minutes'")
     seconds = 0.0
     position = 0
     while position < len(rest):
         match = _PART.match(rest, position)
         if match is None or match[2] not in _UNITS:
-            raise ValueError(
+            raise _invalid_interval(
                 f"not an interval: {text!r}; try 'every 30 minutes' or '1h30m' "
                 "(units: seconds, minutes, hours, days, weeks)"
             )
@@ -61,10 +65,18 @@ def parse_interval(text: str) -> timedelta:
         separator = _SEPARATORS.match(rest, match.end())
         position = separator.end() if separator else match.end()
     if seconds <= 0:
-        raise ValueError(f"an interval must be longer than zero, got {text!r}")
+        raise _invalid_interval(f"an interval must be longer than zero, got {text!r}")
     if seconds > _TOO_LONG:
-        raise ValueError(f"interval {text!r} is too long; use a cron expression")
+        raise _invalid_interval(f"interval {text!r} is too long; use a cron expression")
     return timedelta(seconds=seconds)
+
+
+def _invalid_interval(message: str) -> InvalidArgumentError:
+    return InvalidArgumentError(
+        f"schedule.interval: {message}",
+        reason="INVALID_INTERVAL",
+        metadata={"field": "schedule.interval"},
+    )
 
 
 class MisfirePolicy(StrEnum):
@@ -88,7 +100,7 @@ class MisfirePolicy(StrEnum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Schedule:
+class Schedule(Rich):
     """A recurring job as the gateway stores it."""
 
     name: str
@@ -112,6 +124,8 @@ class Schedule:
     attributes: Mapping[str, str] = field(default_factory=dict, hash=False)
     max_retries: int | None = None
     timeout: timedelta | None = None
+    #: Priority of each job (0 to 9, higher first).
+    priority: int = 5
     create_time: datetime | None = None
     update_time: datetime | None = None
     _serializer: Serializer | None = field(default=None, compare=False, repr=False)
@@ -124,7 +138,7 @@ class Schedule:
         def when(
             name: Literal["next_run_time", "last_run_time", "create_time", "update_time"],
         ) -> datetime | None:
-            return _datetime(getattr(proto, name)) if proto.HasField(name) else None
+            return to_datetime(getattr(proto, name)) if proto.HasField(name) else None
 
         return cls(
             name=proto.name,
@@ -147,6 +161,7 @@ class Schedule:
             attributes=dict(template.attributes),
             max_retries=template.max_retries if template.HasField("max_retries") else None,
             timeout=template.timeout.ToTimedelta() if template.HasField("timeout") else None,
+            priority=template.priority if template.HasField("priority") else 5,
             create_time=when("create_time"),
             update_time=when("update_time"),
             _serializer=serializer,
@@ -163,29 +178,23 @@ class Schedule:
         """The timetable in words: the cron expression or the interval."""
         if self.cron is not None:
             return self.cron
-        return f"every {_display.duration_text(self.interval or timedelta(0))}"
+        return f"every {_text.duration_text(self.interval or timedelta(0))}"
 
     def __repr__(self) -> str:
         state = "paused" if self.paused else f"next={self.next_run_time}"
         return f"<Schedule {self.name!r} {self.type!r} {self.every} {self.time_zone} {state}>"
 
-    def _repr_html_(self) -> str:
-        return _display.schedules_html([self])
 
-
-class ScheduleList(list[Schedule]):
+class ScheduleList(list[Schedule], Rich):
     """What `list_schedules()` returns: a plain list of schedules that displays as a table."""
 
     def to_pandas(self) -> pd.DataFrame:
         """Returns a data frame with one row per schedule (needs the `pandas` extra).
 
         Raises:
-            ImportError: pandas is not installed; `pip install 'jobwire-client[pandas]'`.
+            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
         """
-        return _display.schedules_frame(self)
-
-    def _repr_html_(self) -> str:
-        return _display.schedules_html(self)
+        return frame(self)
 
 
 # Everything register_recurring sets; `paused` is left out so a redeploy that
@@ -205,6 +214,7 @@ class RecurringOptions(TypedDict):
     content_type: str | None
     misfire_policy: MisfirePolicy | str
     description: str
+    priority: int | None
 
 
 def register_request(
@@ -222,6 +232,7 @@ def register_request(
     content_type: str | None,
     misfire_policy: MisfirePolicy | str,
     description: str,
+    priority: int | None = None,
 ) -> S.UpdateScheduleRequest:
     """Builds the register-or-update request of `register_recurring`.
 
@@ -239,7 +250,9 @@ def register_request(
     if max_retries is not None:
         template.max_retries = max_retries
     if timeout is not None:
-        template.timeout.CopyFrom(_duration(timeout))
+        template.timeout.CopyFrom(to_duration(timeout))
+    if priority is not None:
+        template.priority = priority
     proto = S.Schedule(
         name=name,
         job_template=template,
@@ -248,10 +261,13 @@ def register_request(
         description=description,
     )
     if isinstance(schedule, timedelta):
-        proto.interval.CopyFrom(_duration(schedule))
-    elif schedule.strip().lower().startswith("every") or not any(c in schedule for c in " *"):
-        # "every 5 minutes", "90s", "1h30m": cron always has spaces or stars.
-        proto.interval.CopyFrom(_duration(parse_interval(schedule)))
+        proto.interval.CopyFrom(to_duration(schedule))
+    elif not schedule.strip().startswith("@") and (
+        schedule.strip().lower().startswith("every") or not any(c in schedule for c in " *")
+    ):
+        # "every 5 minutes", "90s", "1h30m": cron always has spaces or stars,
+        # or is a nickname such as "@daily".
+        proto.interval.CopyFrom(to_duration(parse_interval(schedule)))
     else:
         proto.cron = schedule
     return S.UpdateScheduleRequest(

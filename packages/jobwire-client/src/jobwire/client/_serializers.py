@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from jobwire.client._errors import InvalidArgumentError
+
 OCTET_STREAM = "application/octet-stream"
 
 
@@ -85,10 +87,23 @@ def encode_payload(
 
     Returns:
         The bytes and the content type to label them with (`content_type` when given).
+
+    Raises:
+        InvalidArgumentError: The serializer cannot encode `payload`; the message
+            names the serializer and how to pass another.
     """
     if isinstance(payload, bytes | bytearray | memoryview):
         return bytes(payload), content_type or OCTET_STREAM
-    return serializer.dumps(payload), content_type or serializer.content_type
+    try:
+        data = serializer.dumps(payload)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgumentError(
+            f"payload: {type(serializer).__name__} cannot encode it ({error}); pass bytes, "
+            "or give the client a serializer that can: Client(..., serializer=...), e.g. "
+            "serializer=JsonSerializer(default=str)",
+            metadata={"field": "payload"},
+        ) from error
+    return data, content_type or serializer.content_type
 
 
 def decode_payload(data: bytes, content_type: str, serializer: Serializer) -> Any:

@@ -137,6 +137,8 @@ class Job(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     SCHEDULE_FIELD_NUMBER: _builtins.int
     RESULT_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
+    ERRORS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-generated identifier, unique across all queues."""
     queue: _builtins.str
@@ -165,6 +167,10 @@ class Job(_message.Message):
     """Output only. Name of the schedule that produced the job, if any."""
     result_content_type: _builtins.str
     """Output only. Media type of `result`, as the worker reported it."""
+    priority: _builtins.int
+    """Delivery order within the queue: 0 to 9, higher first, FIFO among equals.
+    Defaults to 5.
+    """
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form metadata (tracing context, tenant, ...). Not interpreted by the queue."""
@@ -201,6 +207,13 @@ class Job(_message.Message):
     def progress(self) -> Global___JobProgress:
         """Output only. Progress the handler last reported, if any."""
 
+    @_builtins.property
+    def errors(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobFailure]:
+        """Output only. Every failed attempt's error, oldest first (the gateway
+        keeps the most recent 20); `last_error` is the last of them. A job
+        replayed with `RetryJob` keeps the errors of its earlier attempts.
+        """
+
     def __init__(
         self,
         *,
@@ -225,10 +238,12 @@ class Job(_message.Message):
         worker_id: _builtins.str = ...,
         schedule: _builtins.str = ...,
         result_content_type: _builtins.str = ...,
+        priority: _builtins.int = ...,
+        errors: _abc.Iterable[Global___JobFailure] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "create_time", b"create_time", "end_time", b"end_time", "last_error", b"last_error", "progress", b"progress", "result", b"result", "schedule_time", b"schedule_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "attempt", b"attempt", "attributes", b"attributes", "content_type", b"content_type", "create_time", b"create_time", "deduplication_key", b"deduplication_key", "end_time", b"end_time", "id", b"id", "last_error", b"last_error", "max_retries", b"max_retries", "payload", b"payload", "progress", b"progress", "queue", b"queue", "result", b"result", "result_content_type", b"result_content_type", "schedule", b"schedule", "schedule_time", b"schedule_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "attempt", b"attempt", "attributes", b"attributes", "content_type", b"content_type", "create_time", b"create_time", "deduplication_key", b"deduplication_key", "end_time", b"end_time", "errors", b"errors", "id", b"id", "last_error", b"last_error", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "progress", b"progress", "queue", b"queue", "result", b"result", "result_content_type", b"result_content_type", "schedule", b"schedule", "schedule_time", b"schedule_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__result: _TypeAlias = _typing.Literal["result"]  # noqa: Y015
     _WhichOneofArgType__result: _TypeAlias = _typing.Literal["_result", b"_result"]  # noqa: Y015
@@ -248,6 +263,7 @@ class JobFailure(_message.Message):
     RETRYABLE_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
     message: _builtins.str
     """Human-readable error message."""
     type: _builtins.str
@@ -258,6 +274,8 @@ class JobFailure(_message.Message):
     """Whether the failure allowed a retry."""
     attempt: _builtins.int
     """Attempt number that failed."""
+    worker_id: _builtins.str
+    """Worker that ran the attempt, if one did."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the failure was recorded."""
@@ -271,10 +289,11 @@ class JobFailure(_message.Message):
         retryable: _builtins.bool = ...,
         attempt: _builtins.int = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        worker_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "details", b"details", "message", b"message", "retryable", b"retryable", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "details", b"details", "message", b"message", "retryable", b"retryable", "time", b"time", "type", b"type", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

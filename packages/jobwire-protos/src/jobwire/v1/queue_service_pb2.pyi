@@ -22,6 +22,319 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class JobSelector(_message.Message):
+    """Which jobs a bulk operation applies to; empty fields match every job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    ERROR_CONTAINS_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_AFTER_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_BEFORE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Only jobs in this queue."""
+    type: _builtins.str
+    """Only jobs of this type."""
+    error_contains: _builtins.str
+    """Only jobs whose last error's message contains this text."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_job_pb2.Job.State.ValueType]:
+        """Only jobs in one of these states."""
+
+    @_builtins.property
+    def create_time_after(self) -> _timestamp_pb2.Timestamp:
+        """Only jobs created at or after this time."""
+
+    @_builtins.property
+    def create_time_before(self) -> _timestamp_pb2.Timestamp:
+        """Only jobs created before this time."""
+
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+        type: _builtins.str = ...,
+        states: _abc.Iterable[_job_pb2.Job.State.ValueType] | None = ...,
+        error_contains: _builtins.str = ...,
+        create_time_after: _timestamp_pb2.Timestamp | None = ...,
+        create_time_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "error_contains", b"error_contains", "queue", b"queue", "states", b"states", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobSelector: _TypeAlias = JobSelector  # noqa: Y015
+
+@_typing.final
+class RetryJobRequest(_message.Message):
+    """Which job to replay, and what to change."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    MAX_RETRIES_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Required. The job's id."""
+    payload: _builtins.bytes
+    """A new payload for the replay; unset keeps the job's."""
+    max_retries: _builtins.int
+    """New `max_retries` for the replay; unset keeps the job's."""
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        payload: _builtins.bytes | None = ...,
+        max_retries: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_payload", b"_payload", "max_retries", b"max_retries", "payload", b"payload"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_payload", b"_payload", "id", b"id", "max_retries", b"max_retries", "payload", b"payload"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
+    _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__payload: _TypeAlias = _typing.Literal["payload"]  # noqa: Y015
+    _WhichOneofArgType__payload: _TypeAlias = _typing.Literal["_payload", b"_payload"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__payload) -> _WhichOneofReturnType__payload | None: ...
+
+Global___RetryJobRequest: _TypeAlias = RetryJobRequest  # noqa: Y015
+
+@_typing.final
+class RetryJobResponse(_message.Message):
+    """The replayed job."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def job(self) -> _job_pb2.Job:
+        """The job, pending again."""
+
+    def __init__(
+        self,
+        *,
+        job: _job_pb2.Job | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobResponse: _TypeAlias = RetryJobResponse  # noqa: Y015
+
+@_typing.final
+class RetryJobsRequest(_message.Message):
+    """Which jobs to replay."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SELECTOR_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional idempotency key: a retried request with the same id returns the
+    first one's count and replays nothing more.
+    """
+    @_builtins.property
+    def selector(self) -> Global___JobSelector:
+        """Which jobs; only dead, failed and cancelled ones are replayed. With no
+        states given it means dead jobs.
+        """
+
+    def __init__(
+        self,
+        *,
+        selector: Global___JobSelector | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["selector", b"selector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "selector", b"selector"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobsRequest: _TypeAlias = RetryJobsRequest  # noqa: Y015
+
+@_typing.final
+class RetryJobsResponse(_message.Message):
+    """How many jobs were replayed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Jobs now pending again."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryJobsResponse: _TypeAlias = RetryJobsResponse  # noqa: Y015
+
+@_typing.final
+class PurgeJobsRequest(_message.Message):
+    """Which jobs to delete."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SELECTOR_FIELD_NUMBER: _builtins.int
+    ALL_FIELD_NUMBER: _builtins.int
+    INCLUDE_PROCESSING_FIELD_NUMBER: _builtins.int
+    VALIDATE_ONLY_FIELD_NUMBER: _builtins.int
+    all: _builtins.bool
+    """Required to purge with an empty selector: every job of every queue."""
+    include_processing: _builtins.bool
+    """Also delete processing jobs, revoking their leases."""
+    validate_only: _builtins.bool
+    """Count the jobs that would be deleted, delete nothing."""
+    @_builtins.property
+    def selector(self) -> Global___JobSelector:
+        """Which jobs. An empty selector is refused unless `all` is set."""
+
+    def __init__(
+        self,
+        *,
+        selector: Global___JobSelector | None = ...,
+        all: _builtins.bool = ...,
+        include_processing: _builtins.bool = ...,
+        validate_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["selector", b"selector"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all", b"all", "include_processing", b"include_processing", "selector", b"selector", "validate_only", b"validate_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeJobsRequest: _TypeAlias = PurgeJobsRequest  # noqa: Y015
+
+@_typing.final
+class PurgeJobsResponse(_message.Message):
+    """How many jobs were (or would be) deleted."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """Jobs deleted, or that would be with `validate_only`."""
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeJobsResponse: _TypeAlias = PurgeJobsResponse  # noqa: Y015
+
+@_typing.final
+class PauseQueueRequest(_message.Message):
+    """Which queue to pause."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Required. The queue."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseQueueRequest: _TypeAlias = PauseQueueRequest  # noqa: Y015
+
+@_typing.final
+class PauseQueueResponse(_message.Message):
+    """The paused queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> Global___QueueStats:
+        """The queue's counts, `paused` set."""
+
+    def __init__(
+        self,
+        *,
+        stats: Global___QueueStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PauseQueueResponse: _TypeAlias = PauseQueueResponse  # noqa: Y015
+
+@_typing.final
+class ResumeQueueRequest(_message.Message):
+    """Which queue to resume."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Required. The queue."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeQueueRequest: _TypeAlias = ResumeQueueRequest  # noqa: Y015
+
+@_typing.final
+class ResumeQueueResponse(_message.Message):
+    """The resumed queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def stats(self) -> Global___QueueStats:
+        """The queue's counts."""
+
+    def __init__(
+        self,
+        *,
+        stats: Global___QueueStats | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResumeQueueResponse: _TypeAlias = ResumeQueueResponse  # noqa: Y015
+
+@_typing.final
 class EnqueueJobRequest(_message.Message):
     """A job to enqueue."""
 
@@ -58,6 +371,7 @@ class EnqueueJobRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     DEDUPLICATION_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue to put the job in. Empty means "default"."""
     type: _builtins.str
@@ -73,6 +387,11 @@ class EnqueueJobRequest(_message.Message):
     request_id: _builtins.str
     """Optional idempotency key (UUID). Retrying a request with the same id
     returns the job the first request created.
+    """
+    priority: _builtins.int
+    """Delivery order within the queue: 0 to 9, higher first. Unset means 5.
+    Providers without priorities (SQS) refuse other values with
+    FAILED_PRECONDITION.
     """
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -104,17 +423,22 @@ class EnqueueJobRequest(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         deduplication_key: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        priority: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "delay", b"delay", "max_retries", b"max_retries", "schedule_time", b"schedule_time", "timeout", b"timeout", "when", b"when"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "delay", b"delay", "max_retries", b"max_retries", "priority", b"priority", "schedule_time", b"schedule_time", "timeout", b"timeout", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "attributes", b"attributes", "content_type", b"content_type", "deduplication_key", b"deduplication_key", "delay", b"delay", "max_retries", b"max_retries", "payload", b"payload", "queue", b"queue", "request_id", b"request_id", "schedule_time", b"schedule_time", "timeout", b"timeout", "type", b"type", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "attributes", b"attributes", "content_type", b"content_type", "deduplication_key", b"deduplication_key", "delay", b"delay", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "queue", b"queue", "request_id", b"request_id", "schedule_time", b"schedule_time", "timeout", b"timeout", "type", b"type", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
     _WhichOneofReturnType_when: _TypeAlias = _typing.Literal["delay", "schedule_time"]  # noqa: Y015
     _WhichOneofArgType_when: _TypeAlias = _typing.Literal["when", b"when"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType_when) -> _WhichOneofReturnType_when | None: ...
 
@@ -207,7 +531,10 @@ class GetJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The job's id."""
+    """Required. The job's id, or a unique prefix of it of at least 8 characters
+    (an exact id always wins; a prefix several ids start with is
+    INVALID_ARGUMENT).
+    """
     view: _job_pb2.JobView.ValueType
     """How much of the job to return; defaults to FULL."""
     def __init__(
@@ -329,7 +656,10 @@ class CancelJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The job's id."""
+    """Required. The job's id, or a unique prefix of it of at least 8 characters
+    (an exact id always wins; a prefix several ids start with is
+    INVALID_ARGUMENT).
+    """
     reason: _builtins.str
     """Why, recorded in the job's `last_error`."""
     def __init__(
@@ -436,6 +766,7 @@ class QueueStats(_message.Message):
     WORKERS_FIELD_NUMBER: _builtins.int
     BACKEND_FIELD_NUMBER: _builtins.int
     UNSERVED_TYPES_FIELD_NUMBER: _builtins.int
+    PAUSED_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue name."""
     pending: _builtins.int
@@ -454,6 +785,8 @@ class QueueStats(_message.Message):
     """Jobs cancelled."""
     workers: _builtins.int
     """Workers currently streaming from this queue."""
+    paused: _builtins.bool
+    """Whether deliveries from the queue are paused (`PauseQueue`)."""
     @_builtins.property
     def oldest_pending_age(self) -> _duration_pb2.Duration:
         """How long the oldest pending job has waited; zero when none is pending."""
@@ -485,10 +818,11 @@ class QueueStats(_message.Message):
         workers: _builtins.int = ...,
         backend: Global___BackendCounts | None = ...,
         unserved_types: _abc.Iterable[_builtins.str] | None = ...,
+        paused: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "oldest_pending_age", b"oldest_pending_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "unserved_types", b"unserved_types", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "paused", b"paused", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "unserved_types", b"unserved_types", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -533,7 +867,10 @@ class WatchJobRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """Required. The job's id."""
+    """Required. The job's id, or a unique prefix of it of at least 8 characters
+    (an exact id always wins; a prefix several ids start with is
+    INVALID_ARGUMENT).
+    """
     view: _job_pb2.JobView.ValueType
     """How much of the job each update carries; defaults to BASIC."""
     def __init__(

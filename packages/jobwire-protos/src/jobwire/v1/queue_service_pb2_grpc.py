@@ -31,8 +31,9 @@ class QueueServiceStub:
     Errors use canonical gRPC codes. The `grpc-status-details-bin` trailer
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
-    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, INVALID_PAGE_TOKEN,
-    RESOURCE_EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
+    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
     def __init__(self, channel):
@@ -76,6 +77,31 @@ class QueueServiceStub:
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.RetryJob = channel.unary_unary(
+                '/jobwire.v1.QueueService/RetryJob',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobResponse.FromString,
+                _registered_method=True)
+        self.RetryJobs = channel.unary_unary(
+                '/jobwire.v1.QueueService/RetryJobs',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobsRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobsResponse.FromString,
+                _registered_method=True)
+        self.PurgeJobs = channel.unary_unary(
+                '/jobwire.v1.QueueService/PurgeJobs',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.PurgeJobsRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.PurgeJobsResponse.FromString,
+                _registered_method=True)
+        self.PauseQueue = channel.unary_unary(
+                '/jobwire.v1.QueueService/PauseQueue',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.PauseQueueRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.PauseQueueResponse.FromString,
+                _registered_method=True)
+        self.ResumeQueue = channel.unary_unary(
+                '/jobwire.v1.QueueService/ResumeQueue',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -84,8 +110,9 @@ class QueueServiceServicer:
     Errors use canonical gRPC codes. The `grpc-status-details-bin` trailer
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
-    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, INVALID_PAGE_TOKEN,
-    RESOURCE_EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
+    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
     def EnqueueJob(self, request, context):
@@ -142,6 +169,53 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RetryJob(self, request, context):
+        """Replays a dead, failed or cancelled job: it is pending again as a new
+        series of attempts (attempt 0, `max_retries` anew), keeping its id and the
+        errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
+        JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
+        completed (on SQS also failed: its message still waits for its backoff).
+        Requires the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryJobs(self, request, context):
+        """Replays every dead, failed or cancelled job the selector matches, in one
+        server-side operation, and returns how many. Idempotent by `request_id`.
+        Requires the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeJobs(self, request, context):
+        """Deletes the jobs the selector matches (pending, scheduled, failed, dead,
+        cancelled, completed; processing ones only with `include_processing`,
+        whose leases are then revoked) and returns how many; `validate_only`
+        counts them without deleting. Requires the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseQueue(self, request, context):
+        """Stops deliveries from a queue on every gateway: it still accepts jobs,
+        and jobs already delivered finish. Persisted where the provider is
+        durable. Requires the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeQueue(self, request, context):
+        """Resumes deliveries from a paused queue at once. Requires the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -180,6 +254,31 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobResponse.SerializeToString,
             ),
+            'RetryJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryJob,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobResponse.SerializeToString,
+            ),
+            'RetryJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryJobs,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobsRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobsResponse.SerializeToString,
+            ),
+            'PurgeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeJobs,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.PurgeJobsRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.PurgeJobsResponse.SerializeToString,
+            ),
+            'PauseQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseQueue,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.PauseQueueRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.PauseQueueResponse.SerializeToString,
+            ),
+            'ResumeQueue': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeQueue,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jobwire.v1.QueueService', rpc_method_handlers)
@@ -194,8 +293,9 @@ class QueueService:
     Errors use canonical gRPC codes. The `grpc-status-details-bin` trailer
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
-    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, INVALID_PAGE_TOKEN,
-    RESOURCE_EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
+    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
     @staticmethod
@@ -377,6 +477,141 @@ class QueueService:
             '/jobwire.v1.QueueService/WatchJob',
             jobwire_dot_v1_dot_queue__service__pb2.WatchJobRequest.SerializeToString,
             jobwire_dot_v1_dot_queue__service__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/RetryJob',
+            jobwire_dot_v1_dot_queue__service__pb2.RetryJobRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.RetryJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/RetryJobs',
+            jobwire_dot_v1_dot_queue__service__pb2.RetryJobsRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.RetryJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/PurgeJobs',
+            jobwire_dot_v1_dot_queue__service__pb2.PurgeJobsRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.PurgeJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/PauseQueue',
+            jobwire_dot_v1_dot_queue__service__pb2.PauseQueueRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.PauseQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeQueue(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/ResumeQueue',
+            jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,8 +32,9 @@ class QueueServiceStub:
     Errors use canonical gRPC codes. The `grpc-status-details-bin` trailer
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
-    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, INVALID_PAGE_TOKEN,
-    RESOURCE_EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
+    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
     @_typing.overload
@@ -62,6 +63,32 @@ class QueueServiceStub:
     """Streams the job's current state, then every change, and ends after the
     job reaches a terminal state.
     """
+    RetryJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobRequest, _queue_service_pb2.RetryJobResponse]
+    """Replays a dead, failed or cancelled job: it is pending again as a new
+    series of attempts (attempt 0, `max_retries` anew), keeping its id and the
+    errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
+    JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
+    completed (on SQS also failed: its message still waits for its backoff).
+    Requires the admin role.
+    """
+    RetryJobs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobsRequest, _queue_service_pb2.RetryJobsResponse]
+    """Replays every dead, failed or cancelled job the selector matches, in one
+    server-side operation, and returns how many. Idempotent by `request_id`.
+    Requires the admin role.
+    """
+    PurgeJobs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.PurgeJobsRequest, _queue_service_pb2.PurgeJobsResponse]
+    """Deletes the jobs the selector matches (pending, scheduled, failed, dead,
+    cancelled, completed; processing ones only with `include_processing`,
+    whose leases are then revoked) and returns how many; `validate_only`
+    counts them without deleting. Requires the admin role.
+    """
+    PauseQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.PauseQueueRequest, _queue_service_pb2.PauseQueueResponse]
+    """Stops deliveries from a queue on every gateway: it still accepts jobs,
+    and jobs already delivered finish. Persisted where the provider is
+    durable. Requires the admin role.
+    """
+    ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
+    """Resumes deliveries from a paused queue at once. Requires the admin role."""
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -70,8 +97,9 @@ class QueueServiceAsyncStub(QueueServiceStub):
     Errors use canonical gRPC codes. The `grpc-status-details-bin` trailer
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
-    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, INVALID_PAGE_TOKEN,
-    RESOURCE_EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
+    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -97,6 +125,32 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """Streams the job's current state, then every change, and ends after the
     job reaches a terminal state.
     """
+    RetryJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobRequest, _queue_service_pb2.RetryJobResponse]  # type: ignore[assignment]
+    """Replays a dead, failed or cancelled job: it is pending again as a new
+    series of attempts (attempt 0, `max_retries` anew), keeping its id and the
+    errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
+    JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
+    completed (on SQS also failed: its message still waits for its backoff).
+    Requires the admin role.
+    """
+    RetryJobs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobsRequest, _queue_service_pb2.RetryJobsResponse]  # type: ignore[assignment]
+    """Replays every dead, failed or cancelled job the selector matches, in one
+    server-side operation, and returns how many. Idempotent by `request_id`.
+    Requires the admin role.
+    """
+    PurgeJobs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.PurgeJobsRequest, _queue_service_pb2.PurgeJobsResponse]  # type: ignore[assignment]
+    """Deletes the jobs the selector matches (pending, scheduled, failed, dead,
+    cancelled, completed; processing ones only with `include_processing`,
+    whose leases are then revoked) and returns how many; `validate_only`
+    counts them without deleting. Requires the admin role.
+    """
+    PauseQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.PauseQueueRequest, _queue_service_pb2.PauseQueueResponse]  # type: ignore[assignment]
+    """Stops deliveries from a queue on every gateway: it still accepts jobs,
+    and jobs already delivered finish. Persisted where the provider is
+    durable. Requires the admin role.
+    """
+    ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
+    """Resumes deliveries from a paused queue at once. Requires the admin role."""
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Producers enqueue jobs and follow them through their lifecycle.
@@ -104,8 +158,9 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     Errors use canonical gRPC codes. The `grpc-status-details-bin` trailer
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
-    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, INVALID_PAGE_TOKEN,
-    RESOURCE_EXHAUSTED, UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
+    PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
+    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
     @_abc_1.abstractmethod
@@ -171,5 +226,61 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the job's current state, then every change, and ends after the
         job reaches a terminal state.
         """
+
+    @_abc_1.abstractmethod
+    def RetryJob(
+        self,
+        request: _queue_service_pb2.RetryJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.RetryJobResponse, _abc.Awaitable[_queue_service_pb2.RetryJobResponse]]:
+        """Replays a dead, failed or cancelled job: it is pending again as a new
+        series of attempts (attempt 0, `max_retries` anew), keeping its id and the
+        errors of its earlier attempts. Fails with FAILED_PRECONDITION (reason
+        JOB_NOT_RETRYABLE) for a job that is pending, scheduled, processing or
+        completed (on SQS also failed: its message still waits for its backoff).
+        Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def RetryJobs(
+        self,
+        request: _queue_service_pb2.RetryJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.RetryJobsResponse, _abc.Awaitable[_queue_service_pb2.RetryJobsResponse]]:
+        """Replays every dead, failed or cancelled job the selector matches, in one
+        server-side operation, and returns how many. Idempotent by `request_id`.
+        Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeJobs(
+        self,
+        request: _queue_service_pb2.PurgeJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.PurgeJobsResponse, _abc.Awaitable[_queue_service_pb2.PurgeJobsResponse]]:
+        """Deletes the jobs the selector matches (pending, scheduled, failed, dead,
+        cancelled, completed; processing ones only with `include_processing`,
+        whose leases are then revoked) and returns how many; `validate_only`
+        counts them without deleting. Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def PauseQueue(
+        self,
+        request: _queue_service_pb2.PauseQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.PauseQueueResponse, _abc.Awaitable[_queue_service_pb2.PauseQueueResponse]]:
+        """Stops deliveries from a queue on every gateway: it still accepts jobs,
+        and jobs already delivered finish. Persisted where the provider is
+        durable. Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeQueue(
+        self,
+        request: _queue_service_pb2.ResumeQueueRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ResumeQueueResponse, _abc.Awaitable[_queue_service_pb2.ResumeQueueResponse]]:
+        """Resumes deliveries from a paused queue at once. Requires the admin role."""
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

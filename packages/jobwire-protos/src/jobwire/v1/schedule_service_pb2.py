@@ -28,7 +28,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jobwire.v1 import job_pb2 as jobwire_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!jobwire/v1/schedule_service.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14jobwire/v1/job.proto\"\x97\x02\n\x0bJobTemplate\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12;\n\nattributes\x18\x05 \x03(\x0b\x32\'.jobwire.v1.JobTemplate.AttributesEntry\x12\x18\n\x0bmax_retries\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_max_retries\"\xea\x03\n\x08Schedule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x0cjob_template\x18\x02 \x01(\x0b\x32\x17.jobwire.v1.JobTemplate\x12\x0e\n\x04\x63ron\x18\x03 \x01(\tH\x00\x12-\n\x08interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x31\n\x0emisfire_policy\x18\x06 \x01(\x0e\x32\x19.jobwire.v1.MisfirePolicy\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12\x31\n\rnext_run_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_run_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x13\n\x0blast_job_id\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x0e \x01(\tB\x06\n\x04spec\"?\n\x15\x43reateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"@\n\x16\x43reateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"\x87\x01\n\x15UpdateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rallow_missing\x18\x03 \x01(\x08\"Q\n\x16UpdateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x12GetScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13GetScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x15ListSchedulesResponse\x12\'\n\tschedules\x18\x01 \x03(\x0b\x32\x14.jobwire.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x15\x44\x65leteScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"\x18\n\x16\x44\x65leteScheduleResponse\"$\n\x14PauseScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x15PauseScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"%\n\x15ResumeScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x16ResumeScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"&\n\x16TriggerScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x17TriggerScheduleResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.jobwire.v1.Job*e\n\rMisfirePolicy\x12\x1e\n\x1aMISFIRE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13MISFIRE_POLICY_SKIP\x10\x01\x12\x1b\n\x17MISFIRE_POLICY_RUN_ONCE\x10\x02\x32\xcd\x05\n\x0fScheduleService\x12W\n\x0e\x43reateSchedule\x12!.jobwire.v1.CreateScheduleRequest\x1a\".jobwire.v1.CreateScheduleResponse\x12W\n\x0eUpdateSchedule\x12!.jobwire.v1.UpdateScheduleRequest\x1a\".jobwire.v1.UpdateScheduleResponse\x12N\n\x0bGetSchedule\x12\x1e.jobwire.v1.GetScheduleRequest\x1a\x1f.jobwire.v1.GetScheduleResponse\x12T\n\rListSchedules\x12 .jobwire.v1.ListSchedulesRequest\x1a!.jobwire.v1.ListSchedulesResponse\x12W\n\x0e\x44\x65leteSchedule\x12!.jobwire.v1.DeleteScheduleRequest\x1a\".jobwire.v1.DeleteScheduleResponse\x12T\n\rPauseSchedule\x12 .jobwire.v1.PauseScheduleRequest\x1a!.jobwire.v1.PauseScheduleResponse\x12W\n\x0eResumeSchedule\x12!.jobwire.v1.ResumeScheduleRequest\x1a\".jobwire.v1.ResumeScheduleResponse\x12Z\n\x0fTriggerSchedule\x12\".jobwire.v1.TriggerScheduleRequest\x1a#.jobwire.v1.TriggerScheduleResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!jobwire/v1/schedule_service.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14jobwire/v1/job.proto\"\xbb\x02\n\x0bJobTemplate\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12;\n\nattributes\x18\x05 \x03(\x0b\x32\'.jobwire.v1.JobTemplate.AttributesEntry\x12\x18\n\x0bmax_retries\x18\x06 \x01(\x05H\x00\x88\x01\x01\x12*\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\x08priority\x18\x08 \x01(\x05H\x01\x88\x01\x01\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x0e\n\x0c_max_retriesB\x0b\n\t_priority\"\xea\x03\n\x08Schedule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12-\n\x0cjob_template\x18\x02 \x01(\x0b\x32\x17.jobwire.v1.JobTemplate\x12\x0e\n\x04\x63ron\x18\x03 \x01(\tH\x00\x12-\n\x08interval\x18\x04 \x01(\x0b\x32\x19.google.protobuf.DurationH\x00\x12\x11\n\ttime_zone\x18\x05 \x01(\t\x12\x31\n\x0emisfire_policy\x18\x06 \x01(\x0e\x32\x19.jobwire.v1.MisfirePolicy\x12\x0e\n\x06paused\x18\x07 \x01(\x08\x12\x31\n\rnext_run_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_run_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x13\n\x0blast_job_id\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x0e \x01(\tB\x06\n\x04spec\"?\n\x15\x43reateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"@\n\x16\x43reateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"\x87\x01\n\x15UpdateScheduleRequest\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x15\n\rallow_missing\x18\x03 \x01(\x08\"Q\n\x16UpdateScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\x12\x0f\n\x07\x63reated\x18\x02 \x01(\x08\"\"\n\x12GetScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"=\n\x13GetScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"=\n\x14ListSchedulesRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"Y\n\x15ListSchedulesResponse\x12\'\n\tschedules\x18\x01 \x03(\x0b\x32\x14.jobwire.v1.Schedule\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"<\n\x15\x44\x65leteScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rallow_missing\x18\x02 \x01(\x08\"\x18\n\x16\x44\x65leteScheduleResponse\"$\n\x14PauseScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"?\n\x15PauseScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"%\n\x15ResumeScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"@\n\x16ResumeScheduleResponse\x12&\n\x08schedule\x18\x01 \x01(\x0b\x32\x14.jobwire.v1.Schedule\"&\n\x16TriggerScheduleRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"7\n\x17TriggerScheduleResponse\x12\x1c\n\x03job\x18\x01 \x01(\x0b\x32\x0f.jobwire.v1.Job*e\n\rMisfirePolicy\x12\x1e\n\x1aMISFIRE_POLICY_UNSPECIFIED\x10\x00\x12\x17\n\x13MISFIRE_POLICY_SKIP\x10\x01\x12\x1b\n\x17MISFIRE_POLICY_RUN_ONCE\x10\x02\x32\xcd\x05\n\x0fScheduleService\x12W\n\x0e\x43reateSchedule\x12!.jobwire.v1.CreateScheduleRequest\x1a\".jobwire.v1.CreateScheduleResponse\x12W\n\x0eUpdateSchedule\x12!.jobwire.v1.UpdateScheduleRequest\x1a\".jobwire.v1.UpdateScheduleResponse\x12N\n\x0bGetSchedule\x12\x1e.jobwire.v1.GetScheduleRequest\x1a\x1f.jobwire.v1.GetScheduleResponse\x12T\n\rListSchedules\x12 .jobwire.v1.ListSchedulesRequest\x1a!.jobwire.v1.ListSchedulesResponse\x12W\n\x0e\x44\x65leteSchedule\x12!.jobwire.v1.DeleteScheduleRequest\x1a\".jobwire.v1.DeleteScheduleResponse\x12T\n\rPauseSchedule\x12 .jobwire.v1.PauseScheduleRequest\x1a!.jobwire.v1.PauseScheduleResponse\x12W\n\x0eResumeSchedule\x12!.jobwire.v1.ResumeScheduleRequest\x1a\".jobwire.v1.ResumeScheduleResponse\x12Z\n\x0fTriggerSchedule\x12\".jobwire.v1.TriggerScheduleRequest\x1a#.jobwire.v1.TriggerScheduleResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,46 +37,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBTEMPLATE_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_JOBTEMPLATE_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_MISFIREPOLICY']._serialized_start=1943
-  _globals['_MISFIREPOLICY']._serialized_end=2044
+  _globals['_MISFIREPOLICY']._serialized_start=1979
+  _globals['_MISFIREPOLICY']._serialized_end=2080
   _globals['_JOBTEMPLATE']._serialized_start=171
-  _globals['_JOBTEMPLATE']._serialized_end=450
-  _globals['_JOBTEMPLATE_ATTRIBUTESENTRY']._serialized_start=385
-  _globals['_JOBTEMPLATE_ATTRIBUTESENTRY']._serialized_end=434
-  _globals['_SCHEDULE']._serialized_start=453
-  _globals['_SCHEDULE']._serialized_end=943
-  _globals['_CREATESCHEDULEREQUEST']._serialized_start=945
-  _globals['_CREATESCHEDULEREQUEST']._serialized_end=1008
-  _globals['_CREATESCHEDULERESPONSE']._serialized_start=1010
-  _globals['_CREATESCHEDULERESPONSE']._serialized_end=1074
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=1077
-  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=1212
-  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=1214
-  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=1295
-  _globals['_GETSCHEDULEREQUEST']._serialized_start=1297
-  _globals['_GETSCHEDULEREQUEST']._serialized_end=1331
-  _globals['_GETSCHEDULERESPONSE']._serialized_start=1333
-  _globals['_GETSCHEDULERESPONSE']._serialized_end=1394
-  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1396
-  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1457
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1459
-  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1548
-  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1550
-  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1610
-  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1612
-  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1636
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1638
-  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1674
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1676
-  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1739
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1741
-  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1778
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1780
-  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1844
-  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=1846
-  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=1884
-  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=1886
-  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=1941
-  _globals['_SCHEDULESERVICE']._serialized_start=2047
-  _globals['_SCHEDULESERVICE']._serialized_end=2764
+  _globals['_JOBTEMPLATE']._serialized_end=486
+  _globals['_JOBTEMPLATE_ATTRIBUTESENTRY']._serialized_start=408
+  _globals['_JOBTEMPLATE_ATTRIBUTESENTRY']._serialized_end=457
+  _globals['_SCHEDULE']._serialized_start=489
+  _globals['_SCHEDULE']._serialized_end=979
+  _globals['_CREATESCHEDULEREQUEST']._serialized_start=981
+  _globals['_CREATESCHEDULEREQUEST']._serialized_end=1044
+  _globals['_CREATESCHEDULERESPONSE']._serialized_start=1046
+  _globals['_CREATESCHEDULERESPONSE']._serialized_end=1110
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_start=1113
+  _globals['_UPDATESCHEDULEREQUEST']._serialized_end=1248
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_start=1250
+  _globals['_UPDATESCHEDULERESPONSE']._serialized_end=1331
+  _globals['_GETSCHEDULEREQUEST']._serialized_start=1333
+  _globals['_GETSCHEDULEREQUEST']._serialized_end=1367
+  _globals['_GETSCHEDULERESPONSE']._serialized_start=1369
+  _globals['_GETSCHEDULERESPONSE']._serialized_end=1430
+  _globals['_LISTSCHEDULESREQUEST']._serialized_start=1432
+  _globals['_LISTSCHEDULESREQUEST']._serialized_end=1493
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_start=1495
+  _globals['_LISTSCHEDULESRESPONSE']._serialized_end=1584
+  _globals['_DELETESCHEDULEREQUEST']._serialized_start=1586
+  _globals['_DELETESCHEDULEREQUEST']._serialized_end=1646
+  _globals['_DELETESCHEDULERESPONSE']._serialized_start=1648
+  _globals['_DELETESCHEDULERESPONSE']._serialized_end=1672
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_start=1674
+  _globals['_PAUSESCHEDULEREQUEST']._serialized_end=1710
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_start=1712
+  _globals['_PAUSESCHEDULERESPONSE']._serialized_end=1775
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_start=1777
+  _globals['_RESUMESCHEDULEREQUEST']._serialized_end=1814
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_start=1816
+  _globals['_RESUMESCHEDULERESPONSE']._serialized_end=1880
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_start=1882
+  _globals['_TRIGGERSCHEDULEREQUEST']._serialized_end=1920
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_start=1922
+  _globals['_TRIGGERSCHEDULERESPONSE']._serialized_end=1977
+  _globals['_SCHEDULESERVICE']._serialized_start=2083
+  _globals['_SCHEDULESERVICE']._serialized_end=2800
 # @@protoc_insertion_point(module_scope)

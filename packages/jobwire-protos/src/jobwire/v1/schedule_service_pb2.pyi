@@ -80,6 +80,7 @@ class JobTemplate(_message.Message):
     ATTRIBUTES_FIELD_NUMBER: _builtins.int
     MAX_RETRIES_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
+    PRIORITY_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue; empty means "default"."""
     type: _builtins.str
@@ -90,6 +91,8 @@ class JobTemplate(_message.Message):
     """Media type of `payload`."""
     max_retries: _builtins.int
     """Retries per job; unset means 3."""
+    priority: _builtins.int
+    """Delivery order of each job, 0 to 9, higher first; unset means 5."""
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Metadata copied onto each job."""
@@ -108,14 +111,20 @@ class JobTemplate(_message.Message):
         attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         max_retries: _builtins.int | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
+        priority: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "max_retries", b"max_retries", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "max_retries", b"max_retries", "priority", b"priority", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "attributes", b"attributes", "content_type", b"content_type", "max_retries", b"max_retries", "payload", b"payload", "queue", b"queue", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "attributes", b"attributes", "content_type", b"content_type", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "queue", b"queue", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
+    _WhichOneofReturnType__priority: _TypeAlias = _typing.Literal["priority"]  # noqa: Y015
+    _WhichOneofArgType__priority: _TypeAlias = _typing.Literal["_priority", b"_priority"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__max_retries) -> _WhichOneofReturnType__max_retries | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__priority) -> _WhichOneofReturnType__priority | None: ...
 
 Global___JobTemplate: _TypeAlias = JobTemplate  # noqa: Y015
 

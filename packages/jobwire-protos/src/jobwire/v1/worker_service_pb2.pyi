@@ -23,6 +23,212 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListWorkersRequest(_message.Message):
+    """Which workers to list."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Only workers taking jobs from this queue."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    """The connected workers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerInfo]:
+        """One entry per worker stream."""
+
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[Global___WorkerInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
+class WorkerInfo(_message.Message):
+    """One connected worker stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    HOST_FIELD_NUMBER: _builtins.int
+    PID_FIELD_NUMBER: _builtins.int
+    SDK_FIELD_NUMBER: _builtins.int
+    QUEUES_FIELD_NUMBER: _builtins.int
+    JOB_TYPES_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    IN_FLIGHT_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    CONNECT_TIME_FIELD_NUMBER: _builtins.int
+    LAST_SEEN_TIME_FIELD_NUMBER: _builtins.int
+    GATEWAY_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """The worker's id (`open.worker_id`)."""
+    session_id: _builtins.str
+    """The stream's session id."""
+    host: _builtins.str
+    """Host, process and SDK the worker reported in `open`."""
+    pid: _builtins.int
+    """Process id the worker reported."""
+    sdk: _builtins.str
+    """SDK and version, for example "jobwire-worker-python/0.4.0"."""
+    credits: _builtins.int
+    """Credits granted."""
+    in_flight: _builtins.int
+    """Credits in use: jobs delivered and not answered yet."""
+    completed: _builtins.int
+    """Jobs it completed since it connected."""
+    failed: _builtins.int
+    """Attempts it failed since it connected."""
+    gateway: _builtins.str
+    """Address of the gateway the stream is connected to."""
+    draining: _builtins.bool
+    """Whether the worker was asked to drain."""
+    @_builtins.property
+    def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Queues it takes jobs from."""
+
+    @_builtins.property
+    def job_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Job types it handles; empty means all."""
+
+    @_builtins.property
+    def connect_time(self) -> _timestamp_pb2.Timestamp:
+        """When the stream opened."""
+
+    @_builtins.property
+    def last_seen_time(self) -> _timestamp_pb2.Timestamp:
+        """Last frame received from the worker."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels from `open.labels`."""
+
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+        host: _builtins.str = ...,
+        pid: _builtins.int = ...,
+        sdk: _builtins.str = ...,
+        queues: _abc.Iterable[_builtins.str] | None = ...,
+        job_types: _abc.Iterable[_builtins.str] | None = ...,
+        credits: _builtins.int = ...,
+        in_flight: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        connect_time: _timestamp_pb2.Timestamp | None = ...,
+        last_seen_time: _timestamp_pb2.Timestamp | None = ...,
+        gateway: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        draining: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connect_time", b"connect_time", "last_seen_time", b"last_seen_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "connect_time", b"connect_time", "credits", b"credits", "draining", b"draining", "failed", b"failed", "gateway", b"gateway", "host", b"host", "in_flight", b"in_flight", "job_types", b"job_types", "labels", b"labels", "last_seen_time", b"last_seen_time", "pid", b"pid", "queues", b"queues", "sdk", b"sdk", "session_id", b"session_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WorkerInfo: _TypeAlias = WorkerInfo  # noqa: Y015
+
+@_typing.final
+class DrainWorkerRequest(_message.Message):
+    """Which worker to drain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    worker_id: _builtins.str
+    """Required. The worker's id: every stream it has open is drained."""
+    session_id: _builtins.str
+    """Only this stream of the worker, when set."""
+    def __init__(
+        self,
+        *,
+        worker_id: _builtins.str = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id", "worker_id", b"worker_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainWorkerRequest: _TypeAlias = DrainWorkerRequest  # noqa: Y015
+
+@_typing.final
+class DrainWorkerResponse(_message.Message):
+    """How many streams were asked to drain."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DRAINED_FIELD_NUMBER: _builtins.int
+    drained: _builtins.int
+    """Streams asked to drain."""
+    def __init__(
+        self,
+        *,
+        drained: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["drained", b"drained"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DrainWorkerResponse: _TypeAlias = DrainWorkerResponse  # noqa: Y015
+
+@_typing.final
 class StreamJobsRequest(_message.Message):
     """A frame from the worker to the gateway."""
 
@@ -60,12 +266,21 @@ class StreamJobsRequest(_message.Message):
         MAX_IN_FLIGHT_FIELD_NUMBER: _builtins.int
         LEASE_DURATION_FIELD_NUMBER: _builtins.int
         LABELS_FIELD_NUMBER: _builtins.int
+        HOST_FIELD_NUMBER: _builtins.int
+        PID_FIELD_NUMBER: _builtins.int
+        SDK_FIELD_NUMBER: _builtins.int
         worker_id: _builtins.str
         """Required. Identifies the worker; stable across reconnects."""
         max_in_flight: _builtins.int
         """Required. Initial credits: most deliveries unfinished at once (1 to the
         gateway's `max_in_flight_limit`).
         """
+        host: _builtins.str
+        """Host the worker runs on, shown by `ListWorkers`."""
+        pid: _builtins.int
+        """Process id of the worker, shown by `ListWorkers`."""
+        sdk: _builtins.str
+        """SDK and version, for example "jobwire-worker-python/0.4.0"."""
         @_builtins.property
         def queues(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
             """Queues to take jobs from. Empty means ["default"]."""
@@ -91,10 +306,13 @@ class StreamJobsRequest(_message.Message):
             max_in_flight: _builtins.int = ...,
             lease_duration: _duration_pb2.Duration | None = ...,
             labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+            host: _builtins.str = ...,
+            pid: _builtins.int = ...,
+            sdk: _builtins.str = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["lease_duration", b"lease_duration"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["job_types", b"job_types", "labels", b"labels", "lease_duration", b"lease_duration", "max_in_flight", b"max_in_flight", "queues", b"queues", "worker_id", b"worker_id"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["host", b"host", "job_types", b"job_types", "labels", b"labels", "lease_duration", b"lease_duration", "max_in_flight", b"max_in_flight", "pid", b"pid", "queues", b"queues", "sdk", b"sdk", "worker_id", b"worker_id"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -634,7 +852,37 @@ class StreamJobsResponse(_message.Message):
 
         DESCRIPTOR: _descriptor.Descriptor
 
+        class _Reason:
+            ValueType = _typing.NewType("ValueType", _builtins.int)
+            V: _TypeAlias = ValueType  # noqa: Y015
+
+        class _ReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[StreamJobsResponse.Drain._Reason.ValueType], _builtins.type):
+            DESCRIPTOR: _descriptor.EnumDescriptor
+            REASON_UNSPECIFIED: StreamJobsResponse.Drain._Reason.ValueType  # 0
+            """Unknown; treat as SHUTDOWN."""
+            REASON_SHUTDOWN: StreamJobsResponse.Drain._Reason.ValueType  # 1
+            """The gateway shuts down: reconnect, possibly to another gateway."""
+            REASON_OPERATOR: StreamJobsResponse.Drain._Reason.ValueType  # 2
+            """An operator drained this worker (`DrainWorker`): stop, do not
+            reconnect.
+            """
+
+        class Reason(_Reason, metaclass=_ReasonEnumTypeWrapper):
+            """Why the gateway asks."""
+
+        REASON_UNSPECIFIED: StreamJobsResponse.Drain.Reason.ValueType  # 0
+        """Unknown; treat as SHUTDOWN."""
+        REASON_SHUTDOWN: StreamJobsResponse.Drain.Reason.ValueType  # 1
+        """The gateway shuts down: reconnect, possibly to another gateway."""
+        REASON_OPERATOR: StreamJobsResponse.Drain.Reason.ValueType  # 2
+        """An operator drained this worker (`DrainWorker`): stop, do not
+        reconnect.
+        """
+
         GRACE_PERIOD_FIELD_NUMBER: _builtins.int
+        REASON_FIELD_NUMBER: _builtins.int
+        reason: Global___StreamJobsResponse.Drain.Reason.ValueType
+        """Why the gateway asks."""
         @_builtins.property
         def grace_period(self) -> _duration_pb2.Duration:
             """Time left to finish in-flight jobs before their leases are released."""
@@ -643,10 +891,11 @@ class StreamJobsResponse(_message.Message):
             self,
             *,
             grace_period: _duration_pb2.Duration | None = ...,
+            reason: Global___StreamJobsResponse.Drain.Reason.ValueType = ...,
         ) -> None: ...
         _HasFieldArgType: _TypeAlias = _typing.Literal["grace_period", b"grace_period"]  # noqa: Y015
         def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["grace_period", b"grace_period"]  # noqa: Y015
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["grace_period", b"grace_period", "reason", b"reason"]  # noqa: Y015
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -47,7 +47,8 @@ class WorkerServiceStub:
     5. When the stream ends for any reason, the worker's unfinished leases are
     released and their jobs are available again at once.
     6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
-    its side of the stream. The gateway sends `drain` when it shuts down.
+    its side of the stream. The gateway sends `drain` when it shuts down,
+    and when an operator drains the worker (`DrainWorker`).
     """
 
     def __init__(self, channel):
@@ -60,6 +61,16 @@ class WorkerServiceStub:
                 '/jobwire.v1.WorkerService/StreamJobs',
                 request_serializer=jobwire_dot_v1_dot_worker__service__pb2.StreamJobsRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_worker__service__pb2.StreamJobsResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/jobwire.v1.WorkerService/ListWorkers',
+                request_serializer=jobwire_dot_v1_dot_worker__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_worker__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.DrainWorker = channel.unary_unary(
+                '/jobwire.v1.WorkerService/DrainWorker',
+                request_serializer=jobwire_dot_v1_dot_worker__service__pb2.DrainWorkerRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_worker__service__pb2.DrainWorkerResponse.FromString,
                 _registered_method=True)
 
 
@@ -85,11 +96,28 @@ class WorkerServiceServicer:
     5. When the stream ends for any reason, the worker's unfinished leases are
     released and their jobs are available again at once.
     6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
-    its side of the stream. The gateway sends `drain` when it shuts down.
+    its side of the stream. The gateway sends `drain` when it shuts down,
+    and when an operator drains the worker (`DrainWorker`).
     """
 
     def StreamJobs(self, request_iterator, context):
         """Opens a worker session. See the service comment for the protocol.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListWorkers(self, request, context):
+        """Lists the worker streams connected to every gateway that shares this
+        gateway's provider. Requires the admin or producer role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DrainWorker(self, request, context):
+        """Asks a worker to finish its jobs and disconnect (the gateway sends it
+        `drain`), on whichever gateway it is connected to. Requires the admin role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +130,16 @@ def add_WorkerServiceServicer_to_server(servicer, server):
                     servicer.StreamJobs,
                     request_deserializer=jobwire_dot_v1_dot_worker__service__pb2.StreamJobsRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_worker__service__pb2.StreamJobsResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=jobwire_dot_v1_dot_worker__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_worker__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'DrainWorker': grpc.unary_unary_rpc_method_handler(
+                    servicer.DrainWorker,
+                    request_deserializer=jobwire_dot_v1_dot_worker__service__pb2.DrainWorkerRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_worker__service__pb2.DrainWorkerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,7 +171,8 @@ class WorkerService:
     5. When the stream ends for any reason, the worker's unfinished leases are
     released and their jobs are available again at once.
     6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
-    its side of the stream. The gateway sends `drain` when it shuts down.
+    its side of the stream. The gateway sends `drain` when it shuts down,
+    and when an operator drains the worker (`DrainWorker`).
     """
 
     @staticmethod
@@ -153,6 +192,60 @@ class WorkerService:
             '/jobwire.v1.WorkerService/StreamJobs',
             jobwire_dot_v1_dot_worker__service__pb2.StreamJobsRequest.SerializeToString,
             jobwire_dot_v1_dot_worker__service__pb2.StreamJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.WorkerService/ListWorkers',
+            jobwire_dot_v1_dot_worker__service__pb2.ListWorkersRequest.SerializeToString,
+            jobwire_dot_v1_dot_worker__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DrainWorker(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.WorkerService/DrainWorker',
+            jobwire_dot_v1_dot_worker__service__pb2.DrainWorkerRequest.SerializeToString,
+            jobwire_dot_v1_dot_worker__service__pb2.DrainWorkerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -48,7 +48,8 @@ class WorkerServiceStub:
     5. When the stream ends for any reason, the worker's unfinished leases are
        released and their jobs are available again at once.
     6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
-       its side of the stream. The gateway sends `drain` when it shuts down.
+       its side of the stream. The gateway sends `drain` when it shuts down,
+       and when an operator drains the worker (`DrainWorker`).
     """
 
     @_typing.overload
@@ -57,6 +58,14 @@ class WorkerServiceStub:
     def __new__(cls, channel: _aio.Channel) -> WorkerServiceAsyncStub: ...
     StreamJobs: _grpc.StreamStreamMultiCallable[_worker_service_pb2.StreamJobsRequest, _worker_service_pb2.StreamJobsResponse]
     """Opens a worker session. See the service comment for the protocol."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.ListWorkersRequest, _worker_service_pb2.ListWorkersResponse]
+    """Lists the worker streams connected to every gateway that shares this
+    gateway's provider. Requires the admin or producer role.
+    """
+    DrainWorker: _grpc.UnaryUnaryMultiCallable[_worker_service_pb2.DrainWorkerRequest, _worker_service_pb2.DrainWorkerResponse]
+    """Asks a worker to finish its jobs and disconnect (the gateway sends it
+    `drain`), on whichever gateway it is connected to. Requires the admin role.
+    """
 
 @_typing.type_check_only
 class WorkerServiceAsyncStub(WorkerServiceStub):
@@ -81,12 +90,21 @@ class WorkerServiceAsyncStub(WorkerServiceStub):
     5. When the stream ends for any reason, the worker's unfinished leases are
        released and their jobs are available again at once.
     6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
-       its side of the stream. The gateway sends `drain` when it shuts down.
+       its side of the stream. The gateway sends `drain` when it shuts down,
+       and when an operator drains the worker (`DrainWorker`).
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     StreamJobs: _aio.StreamStreamMultiCallable[_worker_service_pb2.StreamJobsRequest, _worker_service_pb2.StreamJobsResponse]  # type: ignore[assignment]
     """Opens a worker session. See the service comment for the protocol."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.ListWorkersRequest, _worker_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Lists the worker streams connected to every gateway that shares this
+    gateway's provider. Requires the admin or producer role.
+    """
+    DrainWorker: _aio.UnaryUnaryMultiCallable[_worker_service_pb2.DrainWorkerRequest, _worker_service_pb2.DrainWorkerResponse]  # type: ignore[assignment]
+    """Asks a worker to finish its jobs and disconnect (the gateway sends it
+    `drain`), on whichever gateway it is connected to. Requires the admin role.
+    """
 
 class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     """Workers receive jobs over one bidirectional stream.
@@ -110,7 +128,8 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
     5. When the stream ends for any reason, the worker's unfinished leases are
        released and their jobs are available again at once.
     6. To stop, a worker sends `drain`, finishes and acks its jobs, then closes
-       its side of the stream. The gateway sends `drain` when it shuts down.
+       its side of the stream. The gateway sends `drain` when it shuts down,
+       and when an operator drains the worker (`DrainWorker`).
     """
 
     @_abc_1.abstractmethod
@@ -120,5 +139,25 @@ class WorkerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_worker_service_pb2.StreamJobsResponse], _abc.AsyncIterator[_worker_service_pb2.StreamJobsResponse]]:
         """Opens a worker session. See the service comment for the protocol."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _worker_service_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.ListWorkersResponse, _abc.Awaitable[_worker_service_pb2.ListWorkersResponse]]:
+        """Lists the worker streams connected to every gateway that shares this
+        gateway's provider. Requires the admin or producer role.
+        """
+
+    @_abc_1.abstractmethod
+    def DrainWorker(
+        self,
+        request: _worker_service_pb2.DrainWorkerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_worker_service_pb2.DrainWorkerResponse, _abc.Awaitable[_worker_service_pb2.DrainWorkerResponse]]:
+        """Asks a worker to finish its jobs and disconnect (the gateway sends it
+        `drain`), on whichever gateway it is connected to. Requires the admin role.
+        """
 
 def add_WorkerServiceServicer_to_server(servicer: WorkerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

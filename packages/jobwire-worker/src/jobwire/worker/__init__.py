@@ -39,8 +39,9 @@ from jobwire.worker._registry import (
     load_registry,
 )
 from jobwire.worker._serializer import JsonSerializer, Serializer
+from jobwire.worker._serving import Backoff
 from jobwire.worker._tls import TLSConfig
-from jobwire.worker._worker import Backoff, Worker
+from jobwire.worker._worker import Worker
 
 __all__ = [  # noqa: RUF022  # grouped by purpose, not sorted
     # Running a worker

@@ -20,8 +20,9 @@ from jobwire.worker import _metrics
 from jobwire.worker.__about__ import __version__
 from jobwire.worker._errors import ConnectionFailedError
 from jobwire.worker._registry import TargetError, load_registry
+from jobwire.worker._serving import HANDLER_THREAD_PREFIX
 from jobwire.worker._tls import TLSConfig
-from jobwire.worker._worker import HANDLER_THREAD_PREFIX, Worker
+from jobwire.worker._worker import Worker
 
 _logger = logging.getLogger("jobwire.worker")
 

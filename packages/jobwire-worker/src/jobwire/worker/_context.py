@@ -30,6 +30,10 @@ PROGRESS_INTERVAL = 0.5
 # sides are rare, so one lock for every context is enough.
 _CANCEL_LOCK = threading.Lock()
 
+#: Attributes the gateway sets on a job a schedule fired.
+SCHEDULE_ATTRIBUTE = "jobwire.schedule"
+OCCURRENCE_ATTRIBUTE = "jobwire.occurrence_time"
+
 _UNDECODED: Any = object()
 _DEFAULT_SERIALIZER = JsonSerializer()
 
@@ -194,6 +198,27 @@ class JobContext:
         return self._job.attributes
 
     @property
+    def schedule(self) -> str | None:
+        """Name of the schedule that fired this job, or None for an enqueued job."""
+        return self._job.attributes.get(SCHEDULE_ATTRIBUTE)
+
+    @property
+    def occurrence_time(self) -> datetime | None:
+        """The occurrence this job is for (UTC), or None unless a schedule fired it.
+
+        The nominal time of the timetable ("0 9 * * *" fires for 09:00 even
+        when the job runs at 09:03 or is retried tomorrow), so a daily report
+        knows its date; for a schedule triggered by hand, the time of the call.
+        """
+        text = self._job.attributes.get(OCCURRENCE_ATTRIBUTE)
+        if not text:
+            return None
+        try:
+            return datetime.fromisoformat(text).astimezone(UTC)
+        except ValueError:
+            return None  # not set by a gateway; the raw text stays in `attributes`
+
+    @property
     def timeout(self) -> timedelta | None:
         """Longest this attempt may run, or None without a limit."""
         return None if self._timeout is None else timedelta(seconds=self._timeout)
@@ -329,6 +354,31 @@ class JobContext:
         self._progress_timer = None
         self._pending_progress = None
         self._finished = True
+
+
+# The worker's side of a context ----------------------------------------------
+# The session drives an attempt through these four calls only; everything else
+# on JobContext is the handler's view.
+
+
+def enter_attempt(ctx: JobContext) -> None:
+    """Make ``ctx`` what :func:`current_context` returns in the running task."""
+    _CURRENT.set(ctx)
+
+
+def attempt_timeout(ctx: JobContext) -> float | None:
+    """Seconds the attempt may run, or None without a limit."""
+    return ctx._timeout
+
+
+def cancel_attempt(ctx: JobContext, reason: str) -> None:
+    """Mark the attempt cancelled (the first reason wins) and set its cancel event."""
+    ctx._cancel(reason)
+
+
+def end_attempt(ctx: JobContext, *, flush: bool) -> None:
+    """End the attempt: send (``flush``) or drop its pending progress, ignore later updates."""
+    ctx._finish(flush=flush)
 
 
 def current_context() -> JobContext:

@@ -70,6 +70,9 @@ def serve(listen: str) -> None:
         RuntimeError: ``prometheus-client`` (the ``metrics`` extra) is not installed.
     """
     if ATTEMPTS is None:
-        raise RuntimeError("metrics need prometheus-client: pip install 'jobwire-worker[metrics]'")
+        raise RuntimeError(
+            "metrics need prometheus-client; from the repository root: "
+            "pip install './packages/jobwire-worker[metrics]'"
+        )
     host, _, port = listen.rpartition(":")
     start_http_server(int(port), host)

@@ -3,72 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import random
 import secrets
 import signal
 import socket
 import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
 from typing import Self
 
-import grpc
-import grpc.aio
-
 from jobwire.worker.__about__ import __version__
+from jobwire.worker._framing import SessionSettings
 from jobwire.worker._registry import HandlerRegistry
 from jobwire.worker._serializer import JsonSerializer, Serializer
-from jobwire.worker._session import Session, SessionEnd, SessionSettings, Slots
+from jobwire.worker._serving import DEFAULT_BACKOFF, Backoff, Gateway, Run, Sessions
+from jobwire.worker._thread import LoopThread
 from jobwire.worker._tls import TLSConfig
 
 _logger = logging.getLogger("jobwire.worker")
 
-#: Name prefix of the threads that run sync handlers.
-HANDLER_THREAD_PREFIX = "jobwire-handler"
 # Default credits per handler slot, as Celery's prefetch multiplier. The waiting
 # jobs arrive together, in fewer and fuller frames: on no-op jobs 4 drains
 # 25-35 % more than 2 (bench/README.md, "Where the time goes").
 PREFETCH_MULTIPLIER = 4
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delays between reconnection attempts: exponential, capped, jittered.
-
-    The n-th consecutive failure waits ``min(maximum, initial * multiplier**n)``
-    shortened by up to ``jitter`` of itself at random, so a fleet of workers
-    does not reconnect in lockstep after a gateway restart. A session that
-    opened resets the count.
-    """
-
-    initial: timedelta = timedelta(seconds=0.1)
-    """Delay after the first failure."""
-    maximum: timedelta = timedelta(seconds=10)
-    """Longest delay."""
-    multiplier: float = 2.0
-    """Growth per consecutive failure."""
-    jitter: float = 0.2
-    """Fraction of each delay drawn at random (0 to 1)."""
-
-    def __post_init__(self) -> None:
-        if self.initial <= timedelta(0) or self.maximum < self.initial:
-            raise ValueError("backoff needs 0 < initial <= maximum")
-        if self.multiplier < 1 or not 0 <= self.jitter <= 1:
-            raise ValueError("backoff needs multiplier >= 1 and 0 <= jitter <= 1")
-
-    def delay(self, failures: int) -> float:
-        """Seconds to wait after ``failures`` consecutive failed attempts (from 0)."""
-        base = min(
-            self.maximum.total_seconds(),
-            self.initial.total_seconds() * self.multiplier ** min(failures, 64),
-        )
-        return base * (1 - self.jitter * random.random())  # not security
 
 
 def _seconds(value: timedelta | float) -> float:
@@ -77,19 +36,6 @@ def _seconds(value: timedelta | float) -> float:
 
 def _default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-
-
-@dataclass(slots=True, eq=False)
-class _Run:
-    """State of one call to :meth:`Worker.run`, bound to its event loop."""
-
-    loop: asyncio.AbstractEventLoop
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    session: Session | None = None
-    session_task: asyncio.Task[SessionEnd] | None = None
-    forced: bool = False
 
 
 class Worker:
@@ -158,7 +104,7 @@ class Worker:
         token: str | None = None,
         tls: TLSConfig | None = None,
         shutdown_timeout: timedelta | float = timedelta(seconds=30),
-        reconnect: Backoff = Backoff(),  # frozen, so sharing is safe
+        reconnect: Backoff = DEFAULT_BACKOFF,
         serializer: Serializer | None = None,
         labels: Mapping[str, str] | None = None,
         channel_options: Sequence[tuple[str, str | int]] = (),
@@ -209,13 +155,11 @@ class Worker:
         self._credentials = None if tls is None else tls.credentials()
         if tls is not None and tls.server_name:
             self._channel_options.append(("grpc.ssl_target_name_override", tls.server_name))
-        self._run: _Run | None = None
+        self._run: Run | None = None
         self._owner: asyncio.Task[object] | None = None
         self._background: asyncio.Task[None] | None = None
         self._failed_owner = False
-        self._thread: threading.Thread | None = None
-        self._thread_loop: asyncio.AbstractEventLoop | None = None
-        self._thread_error: BaseException | None = None
+        self._thread: LoopThread[Run] = LoopThread(self._worker_id)
 
     def __repr__(self) -> str:
         return f"<Worker id={self._worker_id!r} target={self._target!r} queues={self._queues!r}>"
@@ -335,7 +279,7 @@ class Worker:
             self._failed_owner = True
             owner.cancel()
 
-    def _prepare(self) -> _Run:
+    def _prepare(self) -> Run:
         if self._run is not None:
             raise RuntimeError("worker is already running")
         job_types = self._job_types if self._job_types is not None else self._registry.types
@@ -346,10 +290,10 @@ class Worker:
         missing = [t for t in job_types if t not in self._registry]
         if missing:
             raise ValueError(f"job_types without a handler in the registry: {missing}")
-        self._run = _Run(loop=asyncio.get_running_loop())
+        self._run = Run(loop=asyncio.get_running_loop())
         return self._run
 
-    def _request_stop(self, run: _Run) -> None:
+    def _request_stop(self, run: Run) -> None:
         if run.stop.is_set():
             return
         run.stop.set()
@@ -360,12 +304,12 @@ class Worker:
             # Still connecting: nothing to finish, so do not wait for the gateway.
             session_task.cancel()
 
-    def _force_stop(self, run: _Run) -> None:
+    def _force_stop(self, run: Run) -> None:
         run.forced = True
         if run.task is not None:
             run.task.cancel()
 
-    async def _serve(self, run: _Run) -> None:
+    async def _serve(self, run: Run) -> None:
         job_types = self._job_types if self._job_types is not None else self._registry.types
         settings = SessionSettings(
             worker_id=self._worker_id,
@@ -377,91 +321,20 @@ class Worker:
             metadata=self._metadata,
             shutdown_timeout=self._shutdown_timeout,
         )
-        has_sync = any(not self._registry[t].is_async for t in job_types)
-        executor = (
-            ThreadPoolExecutor(self._concurrency, thread_name_prefix=HANDLER_THREAD_PREFIX)
-            if has_sync
-            else None
-        )
-        slots = Slots(self._concurrency)
-        failures = 0
-        _logger.info(
-            "worker %s starting: gateway %s, queues %s, %d job types, concurrency %d",
-            self._worker_id,
-            self._target,
-            ",".join(self._queues),
-            len(job_types),
-            self._concurrency,
+        sessions = Sessions(
+            gateway=Gateway(self._target, self._credentials, self._channel_options),
+            settings=settings,
+            registry=self._registry,
+            serializer=self._serializer,
+            concurrency=self._concurrency,
+            reconnect=self._reconnect,
         )
         try:
-            while not run.stop.is_set():
-                end = await self._session(run, settings, slots, executor)
-                if end is SessionEnd.STOPPED or run.stop.is_set():
-                    break
-                if run.session is not None and run.session.opened:
-                    failures = 0
-                delay = self._reconnect.delay(failures)
-                failures += 1
-                _logger.info("reconnecting to %s in %.2fs", self._target, delay)
-                # TimeoutError is the normal way out: nobody stopped us meanwhile.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await run.stop.wait()
+            await sessions.serve(run)
         finally:
-            run.session = run.session_task = None
-            if executor is not None:
-                # Threads of abandoned sync handlers cannot be stopped; do
-                # not wait for them here.
-                executor.shutdown(wait=False, cancel_futures=True)
             self._run = None
             run.done.set()
             _logger.info("worker %s stopped", self._worker_id)
-
-    async def _session(
-        self,
-        run: _Run,
-        settings: SessionSettings,
-        slots: Slots,
-        executor: ThreadPoolExecutor | None,
-    ) -> SessionEnd:
-        channel = (
-            grpc.aio.insecure_channel(self._target, options=self._channel_options)
-            if self._credentials is None
-            else grpc.aio.secure_channel(
-                self._target, self._credentials, options=self._channel_options
-            )
-        )
-        try:
-            session = Session(
-                channel,
-                settings,
-                registry=self._registry,
-                serializer=self._serializer,
-                slots=slots,
-                executor=executor,
-                on_opened=self._on_opened,
-            )
-            run.session = session
-            run.session_task = asyncio.create_task(session.run(), name="jobwire-session")
-            try:
-                return await run.session_task
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if run.stop.is_set() and task is not None and not task.cancelling():
-                    return SessionEnd.STOPPED  # shutdown() while connecting
-                raise
-        finally:
-            await channel.close()
-
-    def _on_opened(self, session: Session) -> None:
-        _logger.info(
-            "connected to %s: session %s, lease %gs, heartbeat %gs, %d credits",
-            self._target,
-            session.session_id,
-            session.lease_duration,
-            session.heartbeat_interval,
-            session.max_in_flight,
-        )
 
     # Sync lifecycle -----------------------------------------------------------------
 
@@ -517,41 +390,9 @@ class Worker:
         Raises:
             RuntimeError: The worker was already started.
         """
-        if self._thread is not None and self._thread.is_alive():
+        if self._thread.alive:
             raise RuntimeError("worker is already started")
-        started = threading.Event()
-        self._thread_error = None
-
-        async def main() -> None:
-            self._thread_loop = asyncio.get_running_loop()
-            try:
-                run = self._prepare()
-            except BaseException as exc:
-                self._thread_error = exc
-                return
-            finally:
-                started.set()
-            run.task = asyncio.current_task()
-            await self._serve(run)
-
-        def target() -> None:
-            try:
-                asyncio.run(main())
-            except BaseException as exc:
-                self._thread_error = exc
-                _logger.error("worker %s stopped: %s", self._worker_id, exc)
-
-        self._thread = threading.Thread(
-            target=target, name=f"jobwire-worker-{self._worker_id}", daemon=True
-        )
-        self._thread.start()
-        started.wait()
-        # Configuration errors surface here rather than only in the log.
-        if self._thread_error is not None:
-            self._thread.join()
-            self._thread = None
-            error, self._thread_error = self._thread_error, None
-            raise error
+        self._thread.start(self._prepare, self._serve_here)
 
     def stop(self, timeout: float | None = None) -> None:
         """Shut down a worker started with :meth:`start` and wait for its thread.
@@ -565,20 +406,11 @@ class Worker:
             TimeoutError: The thread did not finish within ``timeout``.
             RuntimeError: The worker was not started with :meth:`start`.
         """
-        thread, loop = self._thread, self._thread_loop
-        if thread is None or loop is None:
-            raise RuntimeError("worker was not started with start()")
-        if thread.is_alive():
-            # RuntimeError: the loop already closed, the thread is about to end.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._stop_from_thread)
-            thread.join(timeout)
-            if thread.is_alive():
-                raise TimeoutError(f"worker did not stop within {timeout}s")
-        self._thread = None
-        error, self._thread_error = self._thread_error, None
-        if error is not None:
-            raise error
+        self._thread.stop(timeout, self._stop_from_thread)
+
+    async def _serve_here(self, run: Run) -> None:
+        run.task = asyncio.current_task()
+        await self._serve(run)
 
     def _stop_from_thread(self) -> None:
         if self._run is not None:

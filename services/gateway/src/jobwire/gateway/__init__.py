@@ -18,17 +18,21 @@ import logging
 from jobwire.gateway.__about__ import __version__
 from jobwire.gateway._config import (
     GatewaySettings,
-    MemoryProviderSettings,
-    PostgresProviderSettings,
-    RetrySettings,
     SchedulerSettings,
     ServerSettings,
-    SqliteProviderSettings,
-    SqsProviderSettings,
     WorkerSettings,
     load_settings,
 )
 from jobwire.gateway._embedded import EmbeddedGateway, embedded
+from jobwire.gateway._errors import StartError
+from jobwire.gateway._provider_config import (
+    MemoryProviderSettings,
+    PostgresProviderSettings,
+    RedisProviderSettings,
+    RetrySettings,
+    SqliteProviderSettings,
+    SqsProviderSettings,
+)
 from jobwire.gateway._server import Gateway
 
 __all__ = [
@@ -37,11 +41,13 @@ __all__ = [
     "GatewaySettings",
     "MemoryProviderSettings",
     "PostgresProviderSettings",
+    "RedisProviderSettings",
     "RetrySettings",
     "SchedulerSettings",
     "ServerSettings",
     "SqliteProviderSettings",
     "SqsProviderSettings",
+    "StartError",
     "WorkerSettings",
     "__version__",
     "embedded",

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from contextvars import ContextVar
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Literal, Self
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    SecretStr,
-    Tag,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,29 +17,15 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from jobwire.gateway._config_types import MiB, Section, Span, check_database_url
+from jobwire.gateway._provider_config import (
+    MemoryProviderSettings,
+    PostgresProviderSettings,
+    ProviderSettings,
+    SqsProviderSettings,
+)
+
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("jobwire_config_file", default=None)
-
-MiB = 1024 * 1024
-_SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-
-
-def _span(value: object) -> object:
-    # Environment variables arrive as text: accept "30", "30s", "250ms", "5m",
-    # "1h", "1d" as well as what pydantic takes (numbers, ISO 8601 "PT30S").
-    if isinstance(value, str) and (match := _SPAN.match(value)):
-        return timedelta(seconds=float(match[1]) * _UNIT_SECONDS[match[2]])
-    return value
-
-
-Span = Annotated[timedelta, BeforeValidator(_span)]
-"""A duration: seconds as a number, "30s", "250ms", "5m", "1h", "1d" or ISO 8601."""
-
-
-class _Section(BaseModel):
-    # A typo in a key must fail at start, naming the key.
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
-
 
 Role = Literal["producer", "worker", "admin"]
 """What a token may call: producer (QueueService, ScheduleService), worker
@@ -57,7 +34,7 @@ Role = Literal["producer", "worker", "admin"]
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
-class TokenSettings(_Section):
+class TokenSettings(Section):
     """One accepted bearer token, stored as the SHA-256 of the token, never the token."""
 
     role: Role
@@ -76,7 +53,7 @@ class TokenSettings(_Section):
         return value
 
 
-class AuthSettings(_Section):
+class AuthSettings(Section):
     """The ``[server.auth]`` table: bearer-token authentication with roles."""
 
     enabled: bool = False
@@ -92,7 +69,7 @@ class AuthSettings(_Section):
         return self
 
 
-class TLSSettings(_Section):
+class TLSSettings(Section):
     """The ``[server.tls]`` table: TLS, and mutual TLS with ``client_ca``."""
 
     cert: Path
@@ -111,7 +88,7 @@ class TLSSettings(_Section):
         return self
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     """The ``[server]`` table: listening address, limits, leases and shutdown."""
 
     listen: str = "127.0.0.1:50051"
@@ -152,216 +129,59 @@ class ServerSettings(_Section):
     @field_validator("listen", "metrics_listen")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        return _check_address(value)
+
+
+def _check_address(value: str | None) -> str | None:
+    if value is None:
         return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
 
 
-class RetrySettings(_Section):
-    """Backoff between attempts of a failed job: ``initial * multiplier**(n-1)``, jittered."""
-
-    initial_backoff: Span = timedelta(seconds=1)
-    """Wait after the first failed attempt."""
-    max_backoff: Span = timedelta(minutes=5)
-    """Longest wait between attempts."""
-    multiplier: float = Field(default=2.0, ge=1.0)
-    """Growth of the wait per failed attempt."""
-    jitter: float = Field(default=0.2, ge=0.0, le=1.0)
-    """Fraction of the delay drawn at random, so failed jobs do not retry in lockstep."""
+def _is_loopback(host: str) -> bool:
+    host = host.removeprefix("[").removesuffix("]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-class _ProviderBase(_Section):
-    retry: RetrySettings = RetrySettings()
-    """Backoff between attempts (``[provider.retry]``)."""
-    dedup_window: Span = timedelta(0)
-    """How long a deduplication key stays taken after its job finished."""
+class DashboardSettings(Section):
+    """The ``[dashboard]`` table: the web dashboard served by the gateway process.
 
-
-class MemoryProviderSettings(_ProviderBase):
-    """``type = "memory"``: in-process queues; jobs do not survive a restart."""
-
-    type: Literal["memory"] = "memory"
-    max_history: int = Field(default=10_000, ge=0)
-    """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
-
-
-_SQS_MAX_VISIBILITY = timedelta(hours=12)
-
-
-class SqsProviderSettings(_ProviderBase):
-    """``type = "sqs"``: AWS SQS queues through aiobotocore (the gateway's ``sqs`` extra).
-
-    Credentials come from the standard AWS chain (environment variables, the
-    shared config and credentials files, instance or task roles); this table
-    holds none. Job records (state, attempts, results) live in ``database_url``;
-    give every gateway on the same queues the same PostgreSQL database.
+    Needs the ``dashboard`` extra (``pip install 'jobwire-gateway[dashboard]'``).
     """
 
-    type: Literal["sqs"] = "sqs"
-    region: str | None = None
-    """AWS region, e.g. ``eu-west-1``; None: from the AWS chain (``AWS_REGION``, profile)."""
-    profile: str | None = None
-    """Named profile of the shared AWS config files; None: the chain's default."""
-    endpoint_url: str | None = None
-    """SQS endpoint for LocalStack, moto or ElasticMQ; None: AWS's own."""
-    queue_urls: dict[str, str]
-    """SQS queue URL of each jobwire queue name; must name ``default``. A URL
-    ending in ``.fifo`` is a FIFO queue."""
-    dead_letter_queue_url: str | None = None
-    """Where dead jobs' messages go (sent there, then deleted); None: deleted."""
-    visibility_timeout: Span = Field(
-        default=timedelta(seconds=30), ge=timedelta(seconds=1), le=_SQS_MAX_VISIBILITY
-    )
-    """Longest SQS visibility the gateway sets at a time. A lease this long or
-    shorter is one visibility; a longer lease is renewed by the gateway while it
-    lasts, so the messages of a gateway that died come back within this time."""
-    wait_time: Span = Field(
-        default=timedelta(seconds=20), ge=timedelta(seconds=1), le=timedelta(seconds=20)
-    )
-    """Long-polling wait of one ``ReceiveMessage`` (whole seconds, at most 20)."""
-    max_message_bytes: int = Field(default=MiB, gt=0, le=MiB)
-    """Largest SQS message (body and attributes); larger jobs are refused at enqueue.
-    SQS allows 1 MiB; some emulators and older setups 256 KiB."""
-    database_url: str | None = None
-    """Database of the job records; None: the scheduler's ``database_url``."""
-    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
-    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``."""
-    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
-    """How often the gateway looks for changes other gateways made to jobs it
-    leases (cancellation) or that clients watch; bounds how late those are seen."""
+    listen: str | None = None
+    """``HOST:PORT`` of the dashboard (port 0: a free port); None: off."""
+    read_only: bool = False
+    """Hide every action of the dashboard and refuse every change."""
+    password: SecretStr | None = None
+    """Login password, required when ``listen`` is beyond loopback."""
 
-    @field_validator("queue_urls")
+    @field_validator("listen")
     @classmethod
-    def _check_queue_urls(cls, value: dict[str, str]) -> dict[str, str]:
-        if "default" not in value:
-            raise ValueError('must name the `default` queue, e.g. {default = "https://…"}')
-        for name, url in value.items():
-            if not url.startswith(("https://", "http://")):
-                raise ValueError(f"queue {name!r}: expected an SQS queue URL, got {url!r}")
-        return value
-
-    @field_validator("dead_letter_queue_url", "endpoint_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("https://", "http://")):
-            raise ValueError(f"expected an http(s) URL, got {value!r}")
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        return value if value is None else _check_database_url(value)
-
-
-_TABLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,30}$")
-
-
-class _SqlProviderBase(_ProviderBase):
-    """Settings shared by the SQL providers (``postgres`` and ``sqlite``)."""
-
-    table_prefix: str = "jobwire_"
-    """Prefix of the provider's table names (``<prefix>jobs``, ``<prefix>gateways``,
-    ``<prefix>queue_schema``), so that jobwire can share a database."""
-    pool_size: int = Field(default=10, gt=0, le=1000)
-    """Connections the gateway keeps open to the database (PostgreSQL)."""
-    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
-    """How long finished jobs stay for ``GetJob`` and ``ListJobs``."""
-    max_history: int = Field(default=100_000, ge=0)
-    """Most finished jobs kept; the oldest are pruned first."""
-    prune_interval: Span = Field(default=timedelta(minutes=1), gt=timedelta(0))
-    """How often finished jobs beyond the retention are pruned (in batches)."""
-    poll_interval: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
-    """Longest an idle worker stream waits before looking at the table again;
-    wake-ups (an enqueue here, a NOTIFY from another gateway, the next due
-    job) come sooner, so this only bounds a missed notification."""
-    heartbeat_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
-    """How often the gateway records that it is alive."""
-    heartbeat_timeout: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
-    """A gateway silent this long is dead: another gateway releases its leases
-    (each counted as an attempt)."""
-
-    @field_validator("table_prefix")
-    @classmethod
-    def _check_prefix(cls, value: str) -> str:
-        if not _TABLE_PREFIX.match(value):
-            raise ValueError(
-                "expected lower-case letters, digits and underscores "
-                f"(at most 31, not starting with a digit), got {value!r}"
-            )
-        return value
+    def _check_listen(cls, value: str | None) -> str | None:
+        return _check_address(value)
 
     @model_validator(mode="after")
-    def _check_spans(self) -> Self:
-        if self.heartbeat_timeout <= self.heartbeat_interval:
-            raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
-        if self.history_retention < self.dedup_window:
-            raise ValueError(
-                "history_retention must be at least dedup_window "
-                "(a pruned job no longer holds its deduplication key)"
-            )
+    def _login_beyond_loopback(self) -> DashboardSettings:
+        if self.listen is not None and self.password is None:
+            host = self.listen.rpartition(":")[0]
+            if not _is_loopback(host):
+                raise ValueError(
+                    f"listen {self.listen!r} is beyond loopback, so the dashboard needs "
+                    "a login: set password (or JOBWIRE_DASHBOARD__PASSWORD)"
+                )
         return self
 
 
-class PostgresProviderSettings(_SqlProviderBase):
-    """``type = "postgres"``: jobs in PostgreSQL; any number of gateways on one database.
-
-    Needs the gateway's ``postgres`` extra (asyncpg).
-    """
-
-    type: Literal["postgres"] = "postgres"
-    database_url: str | None = None
-    """``postgresql+asyncpg://USER@HOST/DB``; None: the scheduler's ``database_url``
-    when that is PostgreSQL."""
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("postgresql+asyncpg://"):
-            raise ValueError(
-                f"expected postgresql+asyncpg://USER@HOST/DB, got {value.split('://')[0]!r}://…"
-            )
-        return value
-
-
-class SqliteProviderSettings(_SqlProviderBase):
-    """``type = "sqlite"``: jobs in a SQLite file (WAL); one gateway per file."""
-
-    type: Literal["sqlite"] = "sqlite"
-    database_url: str = "sqlite+aiosqlite:///jobwire-queue.db"
-    """``sqlite+aiosqlite:///PATH`` of the queue's file (a second gateway on the
-    same file refuses to start)."""
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str) -> str:
-        if not value.startswith("sqlite+aiosqlite:///") or value.endswith(":memory:"):
-            raise ValueError(
-                f"expected sqlite+aiosqlite:///PATH (a file), got {value.split('://')[0]!r}://…"
-            )
-        return value
-
-
-def _provider_type(value: object) -> str:
-    # A [provider] table without `type` means the embedded default.
-    if isinstance(value, dict):
-        return str(value.get("type", "memory"))
-    return str(getattr(value, "type", "memory"))
-
-
-# One entry per provider module; `type` picks the model (and, in the registry, the factory).
-ProviderSettings = Annotated[
-    Annotated[MemoryProviderSettings, Tag("memory")]
-    | Annotated[SqsProviderSettings, Tag("sqs")]
-    | Annotated[PostgresProviderSettings, Tag("postgres")]
-    | Annotated[SqliteProviderSettings, Tag("sqlite")],
-    Discriminator(_provider_type),
-]
-
-
-class WorkerSettings(_Section):
+class WorkerSettings(Section):
     """The ``[worker]`` table: whether the gateway runs handlers itself."""
 
     mode: Literal["standalone", "in-process"] = "standalone"
@@ -384,10 +204,7 @@ class WorkerSettings(_Section):
         return self
 
 
-_DATABASE_URL = re.compile(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://")
-
-
-class SchedulerSettings(_Section):
+class SchedulerSettings(Section):
     """The ``[scheduler]`` table (database-backed one-time and recurring jobs)."""
 
     enabled: bool = True
@@ -416,16 +233,7 @@ class SchedulerSettings(_Section):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        return _check_database_url(value)
-
-
-def _check_database_url(value: str) -> str:
-    if not _DATABASE_URL.match(value):
-        raise ValueError(
-            "expected sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB, "
-            f"got {value.split('://')[0]!r}://…"
-        )
-    return value
+        return check_database_url(value)
 
 
 class GatewaySettings(BaseSettings):
@@ -449,6 +257,7 @@ class GatewaySettings(BaseSettings):
     provider: ProviderSettings = MemoryProviderSettings()
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _in_process_worker_without_tls(self) -> Self:
@@ -458,6 +267,17 @@ class GatewaySettings(BaseSettings):
             raise ValueError(
                 'worker.mode = "in-process" cannot be combined with [server.tls]; '
                 "run standalone workers (jobwire-worker --tls-ca ...) instead"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _dashboard_without_tls(self) -> Self:
+        # Like the in-process worker, the dashboard dials the gateway's own
+        # address and has no certificate to pass (mutual) TLS with.
+        if self.dashboard.listen is not None and self.server.tls is not None:
+            raise ValueError(
+                "[dashboard] listen cannot be combined with [server.tls]; "
+                "run jobwire-dashboard next to the gateway instead"
             )
         return self
 

@@ -8,7 +8,7 @@ and one translation of a database that is away into ``UNAVAILABLE``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy import (
     insert,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import (
@@ -37,7 +38,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway._errors import StartError, UnavailableError, install_hint
 
 # Errors that are the gateway's (or the caller's) doing, not the database
 # being away; they propagate as they are.
@@ -114,9 +115,10 @@ def create_engine(
         # pg_terminate_backend) is replaced on checkout instead of failing a query.
         return _create_async_engine(url, **options)
     except ModuleNotFoundError as error:
-        raise RuntimeError(
-            f"{what} needs the {error.name} driver; install it from the repository root "
-            "with: pip install './services/gateway[postgres]'"
+        raise StartError(
+            f"{what} needs the {error.name} driver; "
+            + install_hint("'./services/gateway[postgres]'"),
+            key=what if "." in what else None,
         ) from None
 
 
@@ -137,12 +139,15 @@ async def open_schema(
     *,
     lock_key: int,
     what: str,
+    migrations: Mapping[int, Sequence[str]] | None = None,
 ) -> None:
     """Create missing tables and check (or record) the schema version.
 
     ``version_table`` is a mapped class (or a ``Table``) with an integer
     primary key ``version``; it holds one row. Several gateways starting at once on
-    PostgreSQL take turns through an advisory lock.
+    PostgreSQL take turns through an advisory lock. ``migrations[n]`` are the
+    SQL statements that take version ``n`` to ``n + 1``: an older database is
+    upgraded in the same transaction (forward only).
 
     Raises:
         RuntimeError: the database is unreachable or holds another schema version.
@@ -158,8 +163,14 @@ async def open_schema(
                 else version_table.version
             )
             stored = await conn.scalar(select(column))
+            steps = migrations or {}
             if stored is None:
                 await conn.execute(insert(version_table).values(version=version))
+            elif stored < version and all(n in steps for n in range(stored, version)):
+                for n in range(stored, version):
+                    for statement in steps[n]:
+                        await conn.execute(text(statement))
+                await conn.execute(update(version_table).values(version=version))
             elif stored != version:
                 raise RuntimeError(
                     f"the {what} database has schema version {stored}; this gateway "

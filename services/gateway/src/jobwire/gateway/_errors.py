@@ -41,6 +41,27 @@ class GatewayError(Exception):
         return rpc_status.to_status(status)
 
 
+class StartError(GatewayError):
+    """The gateway cannot start: a configuration or environment problem.
+
+    Args:
+        message: One line saying what is wrong and how to fix it.
+        key: The configuration key at fault (``provider.type``), if one is.
+    """
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "CANNOT_START"
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def install_hint(requirement: str) -> str:
+    """The command that installs ``requirement`` (``'./services/gateway[sqs]'``) from a clone."""
+    return f"install it from the repository root with: pip install {requirement}"
+
+
 class InvalidArgumentError(GatewayError):
     """A request field is invalid."""
 
@@ -145,3 +166,62 @@ class PermissionDeniedError(GatewayError):
 
     code = grpc.StatusCode.PERMISSION_DENIED
     reason = "PERMISSION_DENIED"
+
+
+class JobNotRetryableError(GatewayError):
+    """Only dead, failed and cancelled jobs can be replayed."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "JOB_NOT_RETRYABLE"
+
+    def __init__(
+        self, job_id: str, state: str, replayable: str = "dead, failed and cancelled"
+    ) -> None:
+        super().__init__(
+            f"job {job_id!r} is {state.lower()}; only {replayable} jobs can be retried"
+            if job_id
+            else f"only {replayable} jobs can be retried on this provider",
+            job_id=job_id,
+            state=state,
+        )
+
+
+class PriorityUnsupportedError(GatewayError):
+    """The provider cannot order jobs by priority."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "PRIORITY_UNSUPPORTED"
+
+    def __init__(self, field: str, provider: str) -> None:
+        super().__init__(
+            f"{field}: the {provider} provider has no priorities; leave priority unset (5)",
+            field=field,
+            provider=provider,
+        )
+
+
+class WorkerNotFoundError(GatewayError):
+    """No connected worker stream has this id."""
+
+    code = grpc.StatusCode.NOT_FOUND
+    reason = "WORKER_NOT_FOUND"
+
+    def __init__(self, worker_id: str) -> None:
+        super().__init__(
+            f"no worker {worker_id!r} is connected to any gateway (see ListWorkers)",
+            worker_id=worker_id,
+        )
+
+
+class ProviderUnsupportedError(GatewayError):
+    """The configured provider does not implement this operation."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    reason = "PROVIDER_UNSUPPORTED"
+
+    def __init__(self, provider: str, hook: str) -> None:
+        super().__init__(
+            f"{provider} does not implement {hook} yet (see services/gateway/PROVIDERS.md)",
+            provider=provider,
+            hook=hook,
+        )

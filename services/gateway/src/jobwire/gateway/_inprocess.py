@@ -12,13 +12,12 @@ import logging
 from typing import TYPE_CHECKING
 
 from jobwire.gateway._config import WorkerSettings
+from jobwire.gateway._errors import StartError, install_hint
 
 if TYPE_CHECKING:
     from jobwire.worker import Worker
 
 logger = logging.getLogger("jobwire.gateway")
-
-_INSTALL = "pip install 'jobwire-gateway[worker]'"
 
 
 class InProcessWorker:
@@ -34,14 +33,16 @@ class InProcessWorker:
         try:
             from jobwire.worker import HandlerRegistry, Worker, load_registry
         except ImportError as error:
-            raise RuntimeError(
-                f'worker.mode = "in-process" needs the jobwire-worker package: {_INSTALL}'
+            raise StartError(
+                '"in-process" needs the jobwire-worker package; '
+                + install_hint("./packages/jobwire-worker"),
+                key="worker.mode",
             ) from error
         registry = HandlerRegistry()
         for target in settings.handlers:
             registry.include(load_registry(target))
         self._worker: Worker = Worker(
-            _loopback(address),
+            loopback(address),
             registry=registry,
             queues=settings.queues,
             concurrency=settings.concurrency,
@@ -63,7 +64,8 @@ class InProcessWorker:
         await self._task
 
 
-def _loopback(address: str) -> str:
+def loopback(address: str) -> str:
+    """The address to reach the gateway on from inside its own process."""
     # A gateway listening on every interface is reached on loopback from inside.
     host, _, port = address.rpartition(":")
     if host in ("0.0.0.0", "[::]", "::", ""):

@@ -21,6 +21,11 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from jobwire.v1 import job_pb2
 
+DEFAULT_PRIORITY = 5
+"""Priority of a job enqueued without one (0 to 9, higher first)."""
+MAX_ERRORS = 20
+"""Errors of earlier attempts a job keeps."""
+
 
 class JobState(IntEnum):
     """``jobwire.v1.Job.State``, as a Python enum."""
@@ -40,6 +45,16 @@ class JobState(IntEnum):
 
 
 _TERMINAL = frozenset({JobState.COMPLETED, JobState.DEAD, JobState.CANCELLED})
+REPLAYABLE = frozenset({JobState.DEAD, JobState.FAILED, JobState.CANCELLED})
+"""States of the jobs ``RetryJob`` may replay."""
+
+
+def states_text(states: frozenset[JobState]) -> str:
+    """``"dead, failed and cancelled"``: the states named in a message, in a fixed order."""
+    names = [
+        s.name.lower() for s in (JobState.DEAD, JobState.FAILED, JobState.CANCELLED) if s in states
+    ]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 @dataclass(slots=True)
@@ -52,11 +67,14 @@ class Failure:
     retryable: bool = True
     attempt: int = 0
     time: float = field(default_factory=time.time)
+    worker_id: str = ""
 
     @classmethod
-    def from_proto(cls, msg: job_pb2.JobFailure, *, attempt: int, retryable: bool) -> Failure:
-        """Build from a worker's nack, stamping attempt and time on the gateway."""
-        return cls(msg.message, msg.type, msg.details, retryable, attempt)
+    def from_proto(
+        cls, msg: job_pb2.JobFailure, *, attempt: int, retryable: bool, worker_id: str = ""
+    ) -> Failure:
+        """Build from a worker's nack, stamping attempt, time and worker on the gateway."""
+        return cls(msg.message, msg.type, msg.details, retryable, attempt, worker_id=worker_id)
 
     def to_proto(self) -> job_pb2.JobFailure:
         """Return the message form."""
@@ -72,6 +90,8 @@ class Failure:
         msg.retryable = self.retryable
         msg.attempt = self.attempt
         set_time(msg.time, self.time)
+        if self.worker_id:
+            msg.worker_id = self.worker_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +125,7 @@ class NewJob:
     schedule: str = ""
     id: str = ""
     """Preassigned id (jobs the scheduler held keep theirs); empty means a new one."""
+    priority: int = DEFAULT_PRIORITY
 
 
 @dataclass(slots=True, eq=False)
@@ -132,6 +153,9 @@ class JobRecord:
     progress: job_pb2.JobProgress | None = None
     worker_id: str = ""
     schedule: str = ""
+    priority: int = DEFAULT_PRIORITY
+    errors: tuple[Failure, ...] = ()
+    """Every failed attempt's error, oldest first, at most :data:`MAX_ERRORS`."""
 
     @classmethod
     def create(cls, new: NewJob, now: float) -> Self:
@@ -154,6 +178,7 @@ class JobRecord:
             state=JobState.SCHEDULED if delayed else JobState.PENDING,
             schedule_time=new.schedule_time,
             schedule=new.schedule,
+            priority=new.priority,
         )
 
     def begin_attempt(self, attempt: int, worker_id: str, now: float) -> None:
@@ -170,6 +195,7 @@ class JobRecord:
         self.update_time = end.time
         if end.failure is not None:
             self.last_error = end.failure
+            self.errors = (*self.errors[-(MAX_ERRORS - 1) :], end.failure)
         if end.state is JobState.COMPLETED:
             self.result = end.result
             self.result_content_type = end.result_content_type
@@ -177,6 +203,26 @@ class JobRecord:
             self.schedule_time = end.run_at
         if end.state.is_terminal:
             self.end_time = end.time
+
+    def replay(self, now: float, payload: bytes | None, max_retries: int | None) -> None:
+        """Make a finished or failed job pending again, as a new series of attempts.
+
+        Its id, errors and last error stay; ``payload`` and ``max_retries``
+        replace the job's when given.
+        """
+        self.state = JobState.PENDING
+        self.attempt = 0
+        self.update_time = now
+        self.schedule_time = None
+        self.end_time = None
+        self.result = None
+        self.result_content_type = ""
+        self.progress = None
+        self.worker_id = ""
+        if payload is not None:
+            self.payload = payload
+        if max_retries is not None:
+            self.max_retries = max_retries
 
     def cancel(self, message: str, now: float) -> None:
         """Record a cancellation; ``message`` says why."""
@@ -209,6 +255,7 @@ class JobRecord:
         msg.state = self.state.value
         msg.attempt = self.attempt
         msg.max_retries = self.max_retries
+        msg.priority = self.priority
         if self.deduplication_key:
             msg.deduplication_key = self.deduplication_key
         set_time(msg.create_time, self.create_time)
@@ -231,6 +278,8 @@ class JobRecord:
             set_time(msg.end_time, self.end_time)
         if self.last_error is not None:
             self.last_error.fill_proto(msg.last_error)
+        for failure in self.errors:
+            failure.fill_proto(msg.errors.add())
         if self.progress is not None:
             msg.progress.CopyFrom(self.progress)
 
@@ -242,11 +291,14 @@ class JobFilter:
     queue: str = ""
     type: str = ""
     states: frozenset[JobState] = frozenset()
+    id_prefix: str = ""
+    """Only jobs whose id starts with this (resolving a shortened id)."""
 
     def matches(self, job: JobRecord) -> bool:
         """Whether ``job`` passes the filter."""
         return (
-            (not self.queue or job.queue == self.queue)
+            job.id.startswith(self.id_prefix)
+            and (not self.queue or job.queue == self.queue)
             and (not self.type or job.type == self.type)
             and (not self.states or job.state in self.states)
         )

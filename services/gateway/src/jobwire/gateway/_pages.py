@@ -80,7 +80,7 @@ async def merged_page(
 
 def fingerprint(where: JobFilter) -> str:
     """What a page token was made for."""
-    key = f"{where.queue}\0{where.type}\0{sorted(where.states)}"
+    key = f"{where.queue}\0{where.type}\0{sorted(where.states)}\0{where.id_prefix}"
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 

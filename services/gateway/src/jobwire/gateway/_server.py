@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import secrets
+import socket
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlalchemy.engine import make_url
 
 from jobwire.gateway._config import GatewaySettings, TLSSettings
+from jobwire.gateway._dashboard import InProcessDashboard
+from jobwire.gateway._errors import StartError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._inprocess import InProcessWorker
 from jobwire.gateway._malformed import MalformedRequestInterceptor
@@ -61,10 +68,14 @@ class Gateway:
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._in_process: InProcessWorker | None = None
+        self._dashboard: InProcessDashboard | None = None
         self._stopped = asyncio.Event()
+        self._hurry = asyncio.Event()
         self.address = ""
         #: ``HOST:PORT`` of the Prometheus endpoint once started; empty when off.
         self.metrics_address = ""
+        #: ``HOST:PORT`` of the in-process dashboard once started; empty when off.
+        self.dashboard_address = ""
 
     async def start(self) -> Self:
         """Open the provider and start serving.
@@ -81,6 +92,9 @@ class Gateway:
 
     async def _start(self) -> None:
         server_settings = self.settings.server
+        # Before anything else opens: a second gateway on a taken port must
+        # leave the first one's files and queues alone.
+        _check_port_free(server_settings.listen)
         await self.service.open()
         if server_settings.metrics_listen is not None:
             self.metrics_address = self.metrics.serve(
@@ -89,12 +103,17 @@ class Gateway:
         size = server_settings.max_message_bytes
         auth = server_settings.auth
         in_process = self.settings.worker.mode == "in-process"
-        # The in-process worker authenticates with a token that lives only in this process.
+        dashboard = self.settings.dashboard
+        # The in-process worker and dashboard authenticate with tokens that live
+        # only in this process.
         worker_token = secrets.token_urlsafe(32) if auth.enabled and in_process else None
+        dashboard_token = (
+            secrets.token_urlsafe(32) if auth.enabled and dashboard.listen is not None else None
+        )
         server = grpc.aio.server(
             # Authentication first, so an unknown caller's bytes are never parsed.
             interceptors=[
-                *([AuthInterceptor(auth, worker_token)] if auth.enabled else []),
+                *([AuthInterceptor(auth, worker_token, dashboard_token)] if auth.enabled else []),
                 MalformedRequestInterceptor(),
             ],
             options=[
@@ -105,6 +124,10 @@ class Gateway:
                 ("grpc.keepalive_timeout_ms", 10_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # gRPC sets SO_REUSEPORT by default: a second gateway on the
+                # same port would then serve half the connections and drop
+                # their jobs when it stops. One port, one gateway.
+                ("grpc.so_reuseport", 0),
             ],
         )
         queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
@@ -121,19 +144,30 @@ class Gateway:
             reflection.enable_server_reflection((*names, reflection.SERVICE_NAME), server)
         host, _, _ = server_settings.listen.rpartition(":")
         tls = server_settings.tls
-        port = (
-            server.add_insecure_port(server_settings.listen)
-            if tls is None
-            else server.add_secure_port(server_settings.listen, _server_credentials(tls))
-        )
+        try:
+            port = (
+                server.add_insecure_port(server_settings.listen)
+                if tls is None
+                else server.add_secure_port(server_settings.listen, _server_credentials(tls))
+            )
+        except RuntimeError:
+            _check_port_free(server_settings.listen)  # taken since the first look?
+            raise StartError(
+                f"cannot listen on {server_settings.listen}", key="server.listen"
+            ) from None
         await server.start()
         self._server = server
         self.address = f"{host}:{port}"
+        self.service.workers.start(self.address)
         for name in ("", *SERVICE_NAMES):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if in_process:
             self._in_process = InProcessWorker(self.settings.worker, self.address, worker_token)
             self._in_process.start()
+        if dashboard.listen is not None:
+            self._dashboard = InProcessDashboard(dashboard, self.address, dashboard_token)
+            await self._dashboard.start()
+            self.dashboard_address = self._dashboard.address
         logger.info(
             "jobwire gateway serving on %s (provider %s, %s, auth %s)",
             self.address,
@@ -141,6 +175,8 @@ class Gateway:
             "plaintext" if tls is None else "mutual TLS" if tls.require_client_cert else "TLS",
             "on" if auth.enabled else "off",
         )
+        if self.scheduler is not None:
+            logger.info("scheduler database: %s", _describe_database(self.settings))
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain workers, wait up to ``grace`` seconds for their leases, then stop.
@@ -153,15 +189,43 @@ class Gateway:
         if grace is None:
             grace = self.settings.server.shutdown_grace.total_seconds()
         await self._health.enter_graceful_shutdown()
+        if self._dashboard is not None:
+            await self._dashboard.stop()
+        draining = asyncio.ensure_future(self._drain(grace))
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait((draining, hurried), return_when=asyncio.FIRST_COMPLETED)
+        for task in (draining, hurried):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._hurry.is_set():
+            logger.warning("stopping now: %d jobs in flight released", self.in_flight)
+        await self._close(grace=0 if self._hurry.is_set() else min(1.0, grace))
+        logger.info("jobwire gateway on %s stopped", self.address)
+
+    def stop_now(self) -> None:
+        """Make a running :meth:`stop` end at once, without waiting for in-flight jobs.
+
+        Their leases are released: a durable provider hands the jobs out again;
+        the memory provider drops them (and logs how many).
+        """
+        self._hurry.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs delivered to workers and not yet answered."""
+        return self._workers.leases_held
+
+    async def _drain(self, grace: float) -> None:
         if self._in_process is not None:
             await self._in_process.stop()
         self._workers.drain(grace)
         await self._workers.wait_drained(grace)
-        await self._close(grace=min(1.0, grace))
-        logger.info("jobwire gateway on %s stopped", self.address)
 
     async def _close(self, grace: float) -> None:
         """Stop the server, then the scheduler and the provider, whatever started."""
+        if self._dashboard is not None:
+            await self._dashboard.stop()
         if self._server is not None:
             await self._server.stop(grace=grace)
         await self.service.aclose()
@@ -191,3 +255,31 @@ def _server_credentials(tls: TLSSettings) -> grpc.ServerCredentials:
         root_certificates=None if tls.client_ca is None else tls.client_ca.read_bytes(),
         require_client_auth=tls.require_client_cert,
     )
+
+
+def _check_port_free(listen: str) -> None:
+    """Raise :class:`StartError` when another process listens on ``listen``."""
+    host, _, port = listen.rpartition(":")
+    if int(port) == 0:
+        return
+    try:
+        addresses = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+    except OSError:
+        return  # gRPC reports an unknown host in its own words
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC binds: SO_REUSEADDR, so a port in TIME_WAIT is not "in use".
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno == errno.EADDRINUSE:
+                    raise StartError(f"{listen} is already in use") from None
+
+
+def _describe_database(settings: GatewaySettings) -> str:
+    """The scheduler's database: the absolute path of a SQLite file, else the URL sans password."""
+    url = make_url(settings.scheduler.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return str(Path(url.database).resolve())
+    return url.render_as_string(hide_password=True)

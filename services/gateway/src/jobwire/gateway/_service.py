@@ -12,15 +12,36 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from jobwire.gateway._config import GatewaySettings
-from jobwire.gateway._errors import InvalidArgumentError, JobNotFoundError
+from jobwire.gateway._errors import (
+    InvalidArgumentError,
+    JobNotFoundError,
+    JobNotRetryableError,
+    PriorityUnsupportedError,
+)
 from jobwire.gateway._events import JobEvents, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import (
+    DEFAULT_PRIORITY,
+    REPLAYABLE,
+    JobFilter,
+    JobRecord,
+    JobState,
+    NewJob,
+    states_text,
+)
 from jobwire.gateway._pages import Cursor, decode_token, encode_token, merged_page
-from jobwire.gateway._validation import Validator, require_id, validate_queue_name
+from jobwire.gateway._validation import (
+    MAX_RETRIES_LIMIT,
+    Validator,
+    job_selector,
+    require_id,
+    validate_queue_name,
+)
+from jobwire.gateway._workers import WorkerDirectory
 from jobwire.gateway.providers import (
     AckRequest,
     Consumer,
@@ -31,9 +52,13 @@ from jobwire.gateway.providers import (
     QueueCounts,
     QueueProvider,
     RetryPolicy,
+    WorkerInfo,
 )
 from jobwire.gateway.scheduler import Scheduler
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
+
+MIN_ID_PREFIX = 8
+"""Shortest id prefix that names a job where an id is expected."""
 
 
 class JobService:
@@ -57,6 +82,8 @@ class JobService:
         self.metrics = metrics or GatewayMetrics()
         self.validate = Validator(settings.server)
         self.leases = Leases(provider, RetryPolicy(settings.provider.retry), events)
+        self.workers = WorkerDirectory(provider, self.leases)
+        self._provider_type = settings.provider.type
         self.scheduler = (
             Scheduler(settings.scheduler, self, metrics=self.metrics)
             if settings.scheduler.enabled
@@ -78,6 +105,7 @@ class JobService:
         """Stop the scheduler, the lease timers and the provider."""
         if self.scheduler is not None:
             await self.scheduler.stop()
+        await self.workers.stop()
         await self.leases.aclose()
         await self.provider.aclose()
 
@@ -93,6 +121,8 @@ class JobService:
             self.validate.new_job(req, now, f"requests[{i}]." if batch else "")
             for i, req in enumerate(requests)
         ]
+        for i, job in enumerate(jobs):
+            self._check_priority(job, f"requests[{i}]." if batch else "")
         if self.scheduler is None:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
@@ -151,17 +181,48 @@ class JobService:
         self, request: queue_service_pb2.EnqueueJobRequest, *, field_prefix: str = ""
     ) -> NewJob:
         """Validate ``request`` as an enqueue would; errors name ``field_prefix + field``."""
-        return self.validate.new_job(request, time.time(), field_prefix)
+        job = self.validate.new_job(request, time.time(), field_prefix)
+        self._check_priority(job, field_prefix)
+        return job
+
+    def _check_priority(self, job: NewJob, field_prefix: str) -> None:
+        """Refuse a priority the provider would ignore."""
+        if job.priority != DEFAULT_PRIORITY and not self.provider.supports_priority:
+            raise PriorityUnsupportedError(field_prefix + "priority", self._provider_type)
 
     async def get_job(self, job_id: str) -> JobRecord:
-        """Return one job, from the provider or, while it waits, from the scheduler."""
+        """Return one job, from the provider or, while it waits, from the scheduler.
+
+        ``job_id`` may also be a unique prefix of at least
+        :data:`MIN_ID_PREFIX` characters of the id (what an operator copies
+        from a narrow table); an exact id always wins.
+        """
         job = await self.leases.get(require_id(job_id))
-        if job is not None:
-            return job
-        held = await self.scheduler.get_job(job_id) if self.scheduler else None
-        if held is None:
-            raise JobNotFoundError(job_id)
-        return held
+        if job is None and self.scheduler is not None:
+            job = await self.scheduler.get_job(job_id)
+        return job if job is not None else await self._by_prefix(job_id)
+
+    async def resolve_id(self, job_id: str) -> str:
+        """The full id of the job ``job_id`` names (an id or a unique prefix of one)."""
+        return (await self.get_job(job_id)).id
+
+    async def _by_prefix(self, prefix: str) -> JobRecord:
+        if len(prefix) < MIN_ID_PREFIX:
+            raise JobNotFoundError(prefix)
+        where = JobFilter(id_prefix=prefix)
+        found = {job.id: job for job in (await self.leases.list_jobs(where, 2, None))[0]}
+        if self.scheduler is not None:
+            found.update((job.id, job) for job in await self.scheduler.list_jobs(where, 2, None))
+        if not found:
+            raise JobNotFoundError(prefix)
+        if len(found) > 1:
+            raise InvalidArgumentError(
+                "id",
+                f"{prefix!r} starts several job ids ({', '.join(sorted(found))}); "
+                "give more characters",
+            )
+        [job] = found.values()
+        return job
 
     async def list_jobs(
         self, request: queue_service_pb2.ListJobsRequest
@@ -187,6 +248,7 @@ class JobService:
         """Cancel one job."""
         if len(reason) > 1024:
             raise InvalidArgumentError("reason", "at most 1024 characters")
+        job_id = await self.resolve_id(job_id)
         try:
             return await self.leases.cancel(require_id(job_id), reason)
         except JobNotFoundError:
@@ -211,9 +273,78 @@ class JobService:
                 row.by_state[state] = row.by_state.get(state, 0) + count
         return [rows[key] for key in sorted(rows)]
 
+    # Operators ---------------------------------------------------------------
+
+    async def retry_job(self, request: queue_service_pb2.RetryJobRequest) -> JobRecord:
+        """Replay one dead, failed or cancelled job, optionally with a new payload."""
+        job_id = require_id(request.id)
+        payload = request.payload if request.HasField("payload") else None
+        if payload is not None:
+            self.validate.payload(payload, "payload")
+        max_retries = request.max_retries if request.HasField("max_retries") else None
+        if max_retries is not None and not 0 <= max_retries <= MAX_RETRIES_LIMIT:
+            raise InvalidArgumentError("max_retries", f"must be between 0 and {MAX_RETRIES_LIMIT}")
+        return await self.leases.replay(job_id, payload, max_retries)
+
+    async def retry_jobs(self, request: queue_service_pb2.RetryJobsRequest) -> int:
+        """Replay every selected dead, failed or cancelled job (dead ones by default)."""
+        selector = job_selector(request.selector)
+        if not selector.states:
+            selector = replace(selector, states=frozenset({JobState.DEAD}))
+        elif not selector.states <= REPLAYABLE:
+            raise InvalidArgumentError(
+                "selector.states", "only dead, failed and cancelled jobs can be retried"
+            )
+        elif not selector.states <= self.provider.replayable:
+            names = states_text(self.provider.replayable)
+            raise JobNotRetryableError("", "", names)
+        if len(request.request_id) > 256:
+            raise InvalidArgumentError("request_id", "at most 256 characters")
+        return await self.provider.replay_jobs(selector, request.request_id)
+
+    async def purge_jobs(self, request: queue_service_pb2.PurgeJobsRequest) -> int:
+        """Delete the selected jobs, or count them with ``validate_only``."""
+        selector = job_selector(request.selector)
+        if selector.empty and not request.all:
+            raise InvalidArgumentError(
+                "selector", "is empty: name a queue, type, state, error or time range, or set all"
+            )
+        if JobState.PROCESSING in selector.states and not request.include_processing:
+            raise InvalidArgumentError(
+                "selector.states",
+                "processing jobs are purged only with include_processing (their leases are"
+                " revoked)",
+            )
+        return await self.leases.purge(
+            selector,
+            include_processing=request.include_processing,
+            validate_only=request.validate_only,
+        )
+
+    async def pause_queue(self, queue: str, paused: bool) -> QueueCounts:
+        """Pause or resume deliveries from one queue; return its counts."""
+        if not queue:
+            raise InvalidArgumentError("queue", "is required")
+        name = validate_queue_name(queue, "queue")
+        await self.provider.set_paused(name, paused)
+        [row] = await self.stats(name)
+        return row
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        """Worker streams of every gateway sharing the provider."""
+        name = validate_queue_name(queue, "queue") if queue else ""
+        return await self.workers.list(name)
+
+    async def drain_worker(self, worker_id: str, session_id: str) -> int:
+        """Ask a worker's streams to finish their jobs and disconnect, on any gateway."""
+        if not worker_id:
+            raise InvalidArgumentError("worker_id", "is required (see ListWorkers)")
+        return await self.workers.drain(worker_id, session_id)
+
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[tuple[JobRecord, JobWatch]]:
         """The job as it is now, and a watch of its later changes."""
+        job_id = await self.resolve_id(job_id)
         # Watch before reading, so that no change between the two is missed.
         with self.events.watch(job_id) as watch:
             job = await self.get_job(job_id)

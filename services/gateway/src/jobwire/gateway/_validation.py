@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Literal
 
 from google.protobuf import duration_pb2
 
 from jobwire.gateway._config import ServerSettings
 from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
-from jobwire.gateway._models import JobFilter, JobState, NewJob
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import DEFAULT_PRIORITY, JobFilter, JobState, NewJob
 from jobwire.gateway.providers import Consumer, Revocation
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
 
@@ -29,6 +31,7 @@ MAX_SCHEDULE_AHEAD = 10 * 365 * 86400.0
 MAX_TIMEOUT = 7 * 86400.0
 MAX_QUEUES = 64
 MAX_JOB_TYPES = 1024
+MAX_PRIORITY = 9
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _Invalid = Callable[[str, str], InvalidArgumentError]
 
@@ -61,6 +64,48 @@ def job_state(value: int, field: str) -> JobState:
     except ValueError:
         names = ", ".join(job_pb2.Job.State.keys()[1:])
         raise InvalidArgumentError(field, f"unknown state {value}; use one of {names}") from None
+
+
+def priority(value: int, field: str) -> int:
+    """Return ``value`` if it is a priority (0 to 9)."""
+    if not 0 <= value <= MAX_PRIORITY:
+        raise InvalidArgumentError(
+            field, f"must be 0 to {MAX_PRIORITY} (higher runs first; default 5), got {value}"
+        )
+    return value
+
+
+def job_selector(msg: queue_service_pb2.JobSelector, field: str = "selector") -> JobSelector:
+    """The selector of a bulk operation (``RetryJobs``, ``PurgeJobs``)."""
+    after = _time(msg, "create_time_after", field)
+    before = _time(msg, "create_time_before", field)
+    if after is not None and before is not None and after >= before:
+        raise InvalidArgumentError(
+            f"{field}.create_time_after", "must be before selector.create_time_before"
+        )
+    if len(msg.type) > MAX_TYPE_LENGTH or len(msg.error_contains) > 1024:
+        raise InvalidArgumentError(field, "type or error_contains too long")
+    return JobSelector(
+        queue=validate_queue_name(msg.queue, f"{field}.queue") if msg.queue else "",
+        type=msg.type,
+        states=frozenset(job_state(s, f"{field}.states") for s in msg.states),
+        error_contains=msg.error_contains,
+        created_after=after,
+        created_before=before,
+    )
+
+
+def _time(
+    msg: queue_service_pb2.JobSelector,
+    name: Literal["create_time_after", "create_time_before"],
+    field: str,
+) -> float | None:
+    if not msg.HasField(name):
+        return None
+    value = getattr(msg, name)
+    if not 0 <= value.nanos < 1_000_000_000 or not 0 <= value.seconds <= 253402300799:
+        raise InvalidArgumentError(f"{field}.{name}", "is not a valid time (years 1970-9999)")
+    return float(value.seconds + value.nanos / 1e9)
 
 
 def _ignore(revocation: Revocation) -> None:
@@ -101,6 +146,14 @@ class Validator:
             states=frozenset(job_state(s, "states") for s in request.states),
         )
 
+    def payload(self, payload: bytes, field: str) -> None:
+        """Check a payload's size."""
+        limit = self._settings.max_payload_bytes
+        if len(payload) > limit:
+            raise PayloadTooLargeError(
+                field, f"is {len(payload)} bytes; the gateway accepts at most {limit} bytes"
+            )
+
     def new_job(
         self, req: queue_service_pb2.EnqueueJobRequest, now: float, prefix: str = ""
     ) -> NewJob:
@@ -114,12 +167,7 @@ class Validator:
         if len(req.type) > MAX_TYPE_LENGTH or not req.type.isprintable():
             raise invalid("type", f"must be 1-{MAX_TYPE_LENGTH} printable characters")
         queue = validate_queue_name(req.queue, prefix + "queue")
-        limit = self._settings.max_payload_bytes
-        if len(req.payload) > limit:
-            raise PayloadTooLargeError(
-                prefix + "payload",
-                f"is {len(req.payload)} bytes; the gateway accepts at most {limit} bytes",
-            )
+        self.payload(req.payload, prefix + "payload")
         # Most jobs have none: an empty map skips the checks and the copy.
         attributes: dict[str, str] = {}
         if req.attributes:
@@ -148,6 +196,9 @@ class Validator:
             deduplication_key=req.deduplication_key,
             schedule_time=_schedule_time(req, now, invalid),
             request_id=req.request_id,
+            priority=priority(req.priority, prefix + "priority")
+            if req.HasField("priority")
+            else DEFAULT_PRIORITY,
         )
 
     def _timeout(self, req: queue_service_pb2.EnqueueJobRequest, invalid: _Invalid) -> float | None:
@@ -189,12 +240,20 @@ class Validator:
         lease = self._settings.lease_duration.total_seconds()
         if req.HasField("lease_duration"):
             lease = self.lease_duration(req.lease_duration)
+        if len(req.host) > MAX_KEY_LENGTH or len(req.sdk) > MAX_KEY_LENGTH or req.pid < 0:
+            raise InvalidArgumentError(
+                "open.host", f"host and sdk at most {MAX_KEY_LENGTH} chars, pid not negative"
+            )
         return Consumer(
             worker_id=req.worker_id,
             queues=queues,
             job_types=frozenset(req.job_types),
             lease_duration=lease,
             on_revoke=_ignore,  # replaced by the stream's session
+            host=req.host,
+            pid=req.pid,
+            sdk=req.sdk,
+            labels=dict(req.labels),
         )
 
     def lease_duration(self, value: duration_pb2.Duration) -> float:

@@ -9,14 +9,17 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from jobwire.gateway._config import (
+from jobwire.gateway._errors import StartError, install_hint
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import JobFilter
+from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     PostgresProviderSettings,
+    RedisProviderSettings,
     SqliteProviderSettings,
     SqsProviderSettings,
 )
-from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobFilter
 from jobwire.gateway.providers._leases import Leases
 from jobwire.gateway.providers._retry import RetryPolicy, exhausted
 from jobwire.gateway.providers._types import (
@@ -28,9 +31,11 @@ from jobwire.gateway.providers._types import (
     Lease,
     LeaseOutcome,
     NackRequest,
+    Purged,
     QueueCounts,
     Revocation,
     RevokeReason,
+    WorkerInfo,
 )
 from jobwire.gateway.providers.base import ProviderHost, QueueProvider
 
@@ -48,9 +53,11 @@ def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] not in _SQS_SDK:
             raise
-        raise RuntimeError(
-            f'provider.type = "sqs" needs the gateway\'s sqs extra ({error.name} is missing); '
-            "install it with: pip install 'jobwire-gateway[sqs]'"
+        raise StartError(
+            f'"sqs" needs the gateway\'s sqs extra ({error.name} is missing); '
+            + install_hint("'./services/gateway[sqs]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
         ) from None
 
     assert isinstance(settings, SqsProviderSettings)
@@ -60,15 +67,37 @@ def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
 _SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
 
 
+def _redis(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    try:
+        from jobwire.gateway.providers.redis import RedisProvider
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in _REDIS_SDK:
+            raise
+        raise StartError(
+            f'"redis" needs the gateway\'s redis extra ({error.name} is missing); '
+            + install_hint("'./services/gateway[redis]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
+        ) from None
+
+    assert isinstance(settings, RedisProviderSettings)
+    return RedisProvider(settings, events)
+
+
+_REDIS_SDK = frozenset({"redis", "hiredis"})
+
+
 def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     try:  # the driver SQLAlchemy loads for postgresql+asyncpg URLs
         importlib.import_module("asyncpg")
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] != "asyncpg":
             raise
-        raise RuntimeError(
-            'provider.type = "postgres" needs the gateway\'s postgres extra (asyncpg is '
-            "missing); install it with: pip install 'jobwire-gateway[postgres]'"
+        raise StartError(
+            '"postgres" needs the gateway\'s postgres extra (asyncpg is missing); '
+            + install_hint("'./services/gateway[postgres]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
         ) from None
     from jobwire.gateway.providers.sql import SqlProvider
 
@@ -88,6 +117,7 @@ ProviderFactory = Callable[[Any, JobEvents], QueueProvider[Any]]
 PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
     "sqs": _sqs,
+    "redis": _redis,
     "postgres": _postgres,
     "sqlite": _sqlite,
 }
@@ -111,16 +141,19 @@ __all__ = [
     "Delivery",
     "Ending",
     "JobFilter",
+    "JobSelector",
     "Lease",
     "LeaseOutcome",
     "Leases",
     "NackRequest",
     "ProviderHost",
+    "Purged",
     "QueueCounts",
     "QueueProvider",
     "RetryPolicy",
     "Revocation",
     "RevokeReason",
+    "WorkerInfo",
     "create_provider",
     "exhausted",
 ]

@@ -27,9 +27,15 @@ from collections.abc import Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic
 
-from jobwire.gateway._errors import JobNotFoundError, JobTerminalError, UnavailableError
+from jobwire.gateway._errors import (
+    JobNotFoundError,
+    JobNotRetryableError,
+    JobTerminalError,
+    UnavailableError,
+)
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, states_text
 from jobwire.gateway.providers._retry import RetryPolicy
 from jobwire.gateway.providers._types import (
     AckRequest,
@@ -105,6 +111,10 @@ class Leases(Generic[H]):
         holder = self._holders[consumer]
         return len(holder.leases) + len(holder.unanswered)
 
+    def consumers(self) -> Collection[Consumer]:
+        """The consumers connected now."""
+        return self._holders.keys()
+
     @property
     def leased(self) -> int:
         """Leases held on this gateway now."""
@@ -121,7 +131,9 @@ class Leases(Generic[H]):
             self._unindex(lease)
             job = lease.job
             message = f"worker {consumer.worker_id} disconnected during the attempt"
-            failure = Failure(message, "WORKER_LOST", attempt=job.attempt)
+            failure = Failure(
+                message, "WORKER_LOST", attempt=job.attempt, worker_id=consumer.worker_id
+            )
             endings.append(Ending(lease, self.retry.after_loss(job, failure, now)))
         holder.leases.clear()
         if endings:
@@ -175,7 +187,10 @@ class Leases(Generic[H]):
         def end(lease: Lease[H], i: int) -> AttemptEnd:
             item, job = items[i], lease.job
             failure = Failure.from_proto(
-                item.failure, attempt=job.attempt, retryable=item.retryable
+                item.failure,
+                attempt=job.attempt,
+                retryable=item.retryable,
+                worker_id=consumer.worker_id,
             )
             return self.retry.after_failure(job, failure, now, item.retry_delay)
 
@@ -242,6 +257,36 @@ class Leases(Generic[H]):
             raise JobTerminalError(job_id, record.state.name)
         self.events.publish(record)
         return record
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> JobRecord:
+        """Replay one dead, failed or cancelled job.
+
+        Raises ``JobNotFoundError``, or ``JobNotRetryableError`` for a job in
+        another state.
+        """
+        replayed = await self.provider.replay(job_id, payload, max_retries)
+        if replayed is None:
+            raise JobNotFoundError(job_id)
+        record, done = replayed
+        if not done:
+            names = states_text(self.provider.replayable)
+            raise JobNotRetryableError(job_id, record.state.name, names)
+        self.events.publish(record)
+        return record
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> int:
+        """Delete the selected jobs; revoke this gateway's leases on those processing."""
+        purged = await self.provider.purge(
+            selector, include_processing=include_processing, validate_only=validate_only
+        )
+        if not validate_only:
+            for job_id in purged.processing:
+                self.lost(job_id, RevokeReason.CANCELLED, "job purged")
+        return purged.count
 
     async def stats(self, queue: str | None) -> list[QueueCounts]:
         """The provider's counts, with this gateway's workers on each queue."""
@@ -349,18 +394,17 @@ class Leases(Generic[H]):
         if holder is None or holder.leases.get(lease.id) is not lease:
             return
         self._forget(lease)
-        job, now = lease.job, time.time()
+        job, now, worker = lease.job, time.time(), lease.consumer.worker_id
         if lease.times_out:
             reason = RevokeReason.TIMED_OUT
             message = f"attempt {job.attempt} ran past the job's timeout of {job.timeout:g}s"
-            failure = Failure(message, "TIMEOUT", attempt=job.attempt)
+            failure = Failure(message, "TIMEOUT", attempt=job.attempt, worker_id=worker)
             end = self.retry.after_failure(job, failure, now)
         else:
             reason = RevokeReason.EXPIRED
             message = f"lease expired after {lease.consumer.lease_duration:g}s without extension"
-            end = self.retry.after_loss(
-                job, Failure(message, "LEASE_EXPIRED", attempt=job.attempt), now
-            )
+            failure = Failure(message, "LEASE_EXPIRED", attempt=job.attempt, worker_id=worker)
+            end = self.retry.after_loss(job, failure, now)
             holder.unanswered.add(lease.id)
         self._revoke(lease, reason, message)
         self._spawn(self._settle_quietly([Ending(lease, end)]))

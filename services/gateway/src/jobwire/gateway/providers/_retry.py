@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import random
 
-from jobwire.gateway._config import RetrySettings
 from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
+from jobwire.gateway._provider_config import RetrySettings
 
 
 def exhausted(attempt: int, max_retries: int) -> bool:

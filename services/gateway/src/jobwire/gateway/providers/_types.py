@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class Revocation:
     """When the lease was delivered (``time.monotonic()``)."""
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(eq=False)
 class Consumer:
     """One open worker stream. Compared by identity."""
@@ -49,6 +54,23 @@ class Consumer:
     lease_duration: float
     on_revoke: Callable[[Revocation], None]
     session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    host: str = ""
+    pid: int = 0
+    sdk: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+    connect_time: float = field(default_factory=time.time)
+    on_drain: Callable[[], None] = _nothing
+    """Ask the stream's worker to finish its jobs and disconnect (the session sets it)."""
+    credits: int = 0
+    """Credits granted (the session keeps it up to date)."""
+    completed: int = 0
+    """Jobs completed since the stream opened."""
+    failed: int = 0
+    """Attempts failed since the stream opened."""
+    last_seen_time: float = field(default_factory=time.time)
+    """When the worker's last frame arrived."""
+    draining: bool = False
+    """Whether the worker was asked to drain."""
 
     def accepts(self, job_type: str) -> bool:
         """Whether this consumer handles jobs of ``job_type``."""
@@ -157,3 +179,42 @@ class QueueCounts:
     """Types of the queue's pending jobs (the provider fills it in)."""
     unserved_types: tuple[str, ...] = ()
     """Pending types no consumer of this gateway takes (the state machine fills it in)."""
+    paused: bool = False
+    """Whether deliveries from the queue are paused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    """What a purge deleted (or would delete, when only validated)."""
+
+    count: int
+    processing: tuple[str, ...] = ()
+    """Ids of the deleted jobs that were processing, whose leases are revoked."""
+
+
+WORKER_SHARE_INTERVAL = 2.0
+"""Seconds between two publications of a gateway's worker streams (``share_workers``)."""
+WORKER_FRESHNESS = 5 * WORKER_SHARE_INTERVAL
+"""A published stream is shown while its gateway refreshed it this recently."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker stream, as ``ListWorkers`` shows it (``jobwire.v1.WorkerInfo``)."""
+
+    worker_id: str
+    session_id: str
+    gateway: str
+    host: str = ""
+    pid: int = 0
+    sdk: str = ""
+    queues: tuple[str, ...] = ()
+    job_types: tuple[str, ...] = ()
+    credits: int = 0
+    in_flight: int = 0
+    completed: int = 0
+    failed: int = 0
+    connect_time: float = 0.0
+    last_seen_time: float = 0.0
+    labels: dict[str, str] = field(default_factory=dict)
+    draining: bool = False

@@ -16,16 +16,20 @@ from collections.abc import Collection, Sequence
 from typing import ClassVar, Generic, Protocol
 
 from jobwire.gateway._dedup import DedupRule
+from jobwire.gateway._errors import ProviderUnsupportedError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobFilter, JobRecord, NewJob
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import REPLAYABLE, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
     H,
     Lease,
+    Purged,
     QueueCounts,
     RevokeReason,
+    WorkerInfo,
 )
 
 
@@ -61,6 +65,11 @@ class QueueProvider(ABC, Generic[H]):
     #: Longest delay the backend holds natively, in seconds; None means any.
     #: Longer delays go through the scheduler.
     max_native_delay: ClassVar[float | None] = None
+    #: Whether ``claim`` honours ``JobRecord.priority``. When False the service
+    #: refuses a non-default priority (FAILED_PRECONDITION) rather than ignore it.
+    supports_priority: ClassVar[bool] = True
+    #: The states ``replay`` replays; the service refuses others before asking.
+    replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
 
     def __init__(self, events: JobEvents, dedup: DedupRule) -> None:
         self.events = events
@@ -132,16 +141,86 @@ class QueueProvider(ABC, Generic[H]):
         job is unknown.
         """
 
+    # Operations (the defaults refuse: PROVIDERS.md says what to implement) ----
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> tuple[JobRecord, bool] | None:
+        """Make one dead, failed or cancelled job pending again (``JobRecord.replay``).
+
+        Returns the job as it is after and whether it was replayed (a job in
+        another state is returned unchanged with False); None when unknown.
+        """
+        raise ProviderUnsupportedError(type(self).__name__, "replay")
+
+    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
+        """Replay every dead, failed or cancelled job ``selector`` matches; return how many.
+
+        One operation however many jobs match. With a ``request_id`` already
+        recorded, return the count recorded with it and replay nothing; else
+        record the id with the count (durable providers: in the same
+        transaction as the replay).
+        """
+        raise ProviderUnsupportedError(type(self).__name__, "replay_jobs")
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> Purged:
+        """Delete the jobs ``selector`` matches (``PROCESSING`` ones only when asked).
+
+        ``validate_only`` counts them and deletes nothing. A purged job is
+        gone: ``get`` returns None and its deduplication key is free. The
+        service revokes this gateway's leases on the processing jobs returned;
+        a job leased on another gateway is revoked there as a cancellation is.
+        """
+        raise ProviderUnsupportedError(type(self).__name__, "purge")
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume deliveries from ``queue`` for every gateway of this backend.
+
+        A paused queue still takes jobs, and ``claim`` takes none from it;
+        resuming wakes the claims waiting on it at once. Durable providers
+        persist it; ``counts`` reports it (``QueueCounts.paused``), listing a
+        paused queue even when it holds no job.
+        """
+        raise ProviderUnsupportedError(type(self).__name__, "set_paused")
+
+    # Workers of other gateways ---------------------------------------------
+
+    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+        """Publish this gateway's worker streams; return session ids to drain.
+
+        Called every few seconds with every stream open on ``gateway`` (the
+        previous list is replaced). Returns the session ids of these streams
+        another gateway asked to drain (``request_drain``). Providers that one
+        gateway alone uses keep the default.
+        """
+        return set()
+
+    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
+        """Worker streams other gateways published and still refresh (not ``gateway``'s)."""
+        return []
+
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Ask the gateways other than ``gateway`` to drain these streams.
+
+        ``session_id`` empty means all of the worker's. Returns how many shared
+        streams were marked.
+        """
+        return 0
+
     # Leases ------------------------------------------------------------------
 
     @abstractmethod
     async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[H]]:
         """Take up to ``max_jobs`` ready jobs for ``consumer``, waiting until one is ready.
 
-        Jobs come from the consumer's queues, of types it accepts, oldest
-        first. Each is recorded as leased before it is returned
-        (``JobRecord.begin_attempt`` with the next attempt number). Cancelling
-        the wait must lose nothing: a job taken is returned or put back.
+        Jobs come from the consumer's queues that are not paused, of types it
+        accepts, highest ``priority`` first (when :attr:`supports_priority`),
+        oldest first among equals. Each is recorded as leased before it is
+        returned (``JobRecord.begin_attempt`` with the next attempt number).
+        Cancelling the wait must lose nothing: a job taken is returned or put
+        back.
         """
 
     @abstractmethod

@@ -11,24 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
-from jobwire.gateway._config import MemoryProviderSettings
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import REPLAYABLE, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._provider_config import MemoryProviderSettings
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
     Lease,
+    Purged,
     QueueCounts,
 )
 from jobwire.gateway.providers.base import QueueProvider
+
+logger = logging.getLogger("jobwire.gateway")
 
 # Idempotency keys remembered; older ones are forgotten first.
 _MAX_REQUEST_IDS = 100_000
@@ -46,9 +51,9 @@ class _Job(JobRecord):
 
 @dataclass(slots=True)
 class _Queue:
-    # Ready jobs by type, in ready order. Cancelled jobs stay until popped and
-    # are skipped then.
-    ready: dict[str, deque[_Job]] = field(default_factory=dict)
+    # Ready jobs by type and priority, in ready order. Cancelled and purged
+    # jobs stay until popped and are skipped then.
+    ready: dict[tuple[str, int], deque[_Job]] = field(default_factory=dict)
     waiters: dict[asyncio.Future[None], Consumer] = field(default_factory=dict)
     counts: Counter[JobState] = field(default_factory=Counter)
 
@@ -69,6 +74,13 @@ class MemoryProvider(QueueProvider[None]):
         self._request_order: deque[str] = deque()
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._order = itertools.count()
+        self._paused: set[str] = set()
+        # RetryJobs request id -> count, oldest first.
+        self._replays: dict[str, int] = {}
+        # History entries of replayed jobs that no longer mean "finished": a
+        # replayed job that finishes again is appended again, and its older
+        # entry must not forget it early.
+        self._stale_history: Counter[str] = Counter()
 
     # Jobs --------------------------------------------------------------------
 
@@ -152,15 +164,99 @@ class MemoryProvider(QueueProvider[None]):
 
     async def counts(self, queue: str | None) -> list[QueueCounts]:
         """Counts from the per-queue counters kept on every transition."""
-        names = sorted(self._queues) if queue is None else [queue]
+        names = sorted({*self._queues, *self._paused}) if queue is None else [queue]
         now = time.time()
         return [self._counts(name, now) for name in names]
 
     async def aclose(self) -> None:
-        """Stop every timer; the jobs are gone with the process."""
+        """Stop every timer; the jobs are gone with the process (and the log says how many)."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        unfinished = sum(
+            count
+            for queue in self._queues.values()
+            for state, count in queue.counts.items()
+            if not state.is_terminal
+        )
+        if unfinished:
+            logger.warning(
+                "memory provider: %d unfinished jobs dropped (jobs live only while the gateway "
+                "runs; a durable provider such as sqs keeps them)",
+                unfinished,
+            )
+
+    # Operations --------------------------------------------------------------
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> tuple[JobRecord, bool] | None:
+        """Make a dead, failed or cancelled job pending again; others come back unchanged."""
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        if job.state not in REPLAYABLE:
+            return job, False
+        self._replay(job, time.time(), payload, max_retries)
+        return job, True
+
+    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
+        """Replay every selected dead, failed or cancelled job, once per request id."""
+        if request_id in self._replays:
+            return self._replays[request_id]
+        now = time.time()
+        chosen = [
+            job for job in self._jobs.values() if job.state in REPLAYABLE and selector.matches(job)
+        ]
+        for job in chosen:
+            self._replay(job, now, None, None)
+            self.events.publish(job)
+        if request_id:
+            self._replays[request_id] = len(chosen)
+            while len(self._replays) > _MAX_REQUEST_IDS:
+                del self._replays[next(iter(self._replays))]
+        return len(chosen)
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> Purged:
+        """Delete the selected jobs; say which of them were processing."""
+        chosen = [
+            job
+            for job in self._jobs.values()
+            if selector.matches(job)
+            and (include_processing or job.state is not JobState.PROCESSING)
+        ]
+        processing = tuple(job.id for job in chosen if job.state is JobState.PROCESSING)
+        if not validate_only:
+            for job in chosen:
+                self._remove(job)
+        return Purged(len(chosen), processing)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume deliveries from a queue; a resume wakes its waiting claims."""
+        if paused:
+            self._paused.add(queue)
+            return
+        self._paused.discard(queue)
+        for wake in self._queue(queue).waiters:
+            if not wake.done():
+                wake.set_result(None)
+
+    def _replay(
+        self, job: _Job, now: float, payload: bytes | None, max_retries: int | None
+    ) -> None:
+        if job.state.is_terminal:
+            self._stale_history[job.id] += 1
+        timer = self._timers.pop(job.id, None)
+        if timer is not None:
+            timer.cancel()
+        old = job.state
+        job.replay(now, payload, max_retries)
+        self._moved(job, old)
+        if job.deduplication_key:
+            self._dedup_keys.setdefault(job.deduplication_key, job.id)
+        self._push_ready(job)
 
     # Leases ------------------------------------------------------------------
 
@@ -213,9 +309,10 @@ class MemoryProvider(QueueProvider[None]):
 
     def _push_ready(self, job: _Job, order: int | None = None) -> None:
         queue = self._queue(job.queue)
-        ready = queue.ready.get(job.type)
+        key = (job.type, job.priority)
+        ready = queue.ready.get(key)
         if ready is None:
-            ready = queue.ready[job.type] = deque()
+            ready = queue.ready[key] = deque()
         job.ready_order = next(self._order) if order is None else order
         ready.append(job)
         for wake, consumer in queue.waiters.items():
@@ -241,14 +338,16 @@ class MemoryProvider(QueueProvider[None]):
         candidates = [
             ready
             for name in consumer.queues
-            for job_type, ready in self._queue(name).ready.items()
+            if name not in self._paused
+            for (job_type, _), ready in self._queue(name).ready.items()
             if ready and consumer.accepts(job_type)
         ]
         taken: list[_Job] = []
         while candidates and len(taken) < max_jobs:
-            # Oldest head first across queues and types, so order is kept.
+            # Highest priority first, then the oldest head across queues and
+            # types, so order is kept (strict priority: see the README).
             ready = (
-                min(candidates, key=lambda r: r[0].ready_order)
+                min(candidates, key=lambda r: (-r[0].priority, r[0].ready_order))
                 if len(candidates) > 1
                 else candidates[0]
             )
@@ -267,9 +366,25 @@ class MemoryProvider(QueueProvider[None]):
             self._forget(self._history.popleft())
 
     def _forget(self, job_id: str) -> None:
-        job = self._jobs.pop(job_id)
+        if self._stale_history[job_id]:
+            self._stale_history[job_id] -= 1
+            if not self._stale_history[job_id]:
+                del self._stale_history[job_id]
+            return
+        job = self._jobs.get(job_id)
+        if job is None or not job.state.is_terminal:
+            return  # purged already, or replayed since it finished
+        self._remove(job)
+
+    def _remove(self, job: _Job) -> None:
+        """Delete a job; its entry in a ready queue or the history is skipped later."""
+        del self._jobs[job.id]
         self._queue(job.queue).counts[job.state] -= 1
         self._release_dedup(job)
+        timer = self._timers.pop(job.id, None)
+        if timer is not None:
+            timer.cancel()
+        job.state = JobState.CANCELLED  # not pending: ready queues drop it
 
     def _release_dedup(self, job: JobRecord) -> None:
         if self._dedup_keys.get(job.deduplication_key) == job.id:
@@ -302,7 +417,7 @@ class MemoryProvider(QueueProvider[None]):
         queue = self._queues.get(name) or _Queue()
         oldest: float | None = None
         types: list[str] = []
-        for job_type, ready in queue.ready.items():
+        for (job_type, _), ready in queue.ready.items():
             while ready and ready[0].state is not JobState.PENDING:
                 ready.popleft()  # drop cancelled entries so the head is live
             if ready:
@@ -315,4 +430,5 @@ class MemoryProvider(QueueProvider[None]):
             by_state={state: queue.counts[state] for state in JobState},
             oldest_pending_age=0.0 if oldest is None else max(0.0, now - oldest),
             pending_types=frozenset(types),
+            paused=name in self._paused,
         )

@@ -8,7 +8,8 @@ once). :class:`Scheduler` is the gateway's entry point.
 from __future__ import annotations
 
 from jobwire.gateway.scheduler.runner import Clock, utc_now
-from jobwire.gateway.scheduler.service import DEFAULT_DELAY_THRESHOLD, JobSink, Scheduler
+from jobwire.gateway.scheduler.service import DEFAULT_DELAY_THRESHOLD, Scheduler
+from jobwire.gateway.scheduler.sink import JobSink
 from jobwire.gateway.scheduler.spec import JobTemplate, ScheduleSpec
 from jobwire.gateway.scheduler.timetable import (
     MIN_INTERVAL,

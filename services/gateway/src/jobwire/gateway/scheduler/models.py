@@ -10,10 +10,10 @@ Three tables hold everything:
 
 Schema changes: ``jobwire_schema`` holds one row, the schema version the
 tables were created with (:data:`SCHEMA_VERSION`). The gateway creates
-missing tables at start-up and refuses to start on a database whose version
-it does not know. A future change will bump the version and ship a
-forward-only migration step (plain SQL run in one transaction at start-up);
-there are no down-migrations, so back up the database before upgrading.
+missing tables at start-up, upgrades an older database with the forward-only
+steps of :data:`MIGRATIONS` (plain SQL run in one transaction at start-up),
+and refuses to start on a database whose version it does not know. There are
+no down-migrations, so back up the database before upgrading.
 """
 
 from __future__ import annotations
@@ -35,8 +35,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from jobwire.gateway._db import TYPE_ANNOTATIONS
 from jobwire.gateway.scheduler.timetable import MisfirePolicy
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the tables below; see the module docstring."""
+MIGRATIONS: dict[int, list[str]] = {
+    # 1 -> 2: held jobs and schedules' jobs keep their priority.
+    1: [
+        "ALTER TABLE scheduled_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 5",
+        "ALTER TABLE schedules ADD COLUMN priority INTEGER NOT NULL DEFAULT 5",
+    ],
+}
+"""SQL taking the tables from each version to the next (see ``_db.open_schema``)."""
 
 
 class HeldStatus(StrEnum):
@@ -99,6 +107,8 @@ class _JobFields:
     max_retries: Mapped[int]
     timeout: Mapped[float | None]
     """Seconds one attempt may run; None means the gateway's default."""
+    priority: Mapped[int] = mapped_column(default=5, server_default="5")
+    """0 to 9, higher first (schema version 2)."""
 
 
 class ScheduledJob(_JobFields, Base):

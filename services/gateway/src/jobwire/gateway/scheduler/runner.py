@@ -15,15 +15,13 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._errors import GatewayError
 from jobwire.gateway._metrics import GatewayMetrics
-from jobwire.gateway.scheduler.store import Handoff, SchedulerStore
-
-if TYPE_CHECKING:
-    from jobwire.gateway.scheduler.service import JobSink
+from jobwire.gateway.scheduler.firing import Handoff
+from jobwire.gateway.scheduler.sink import JobSink
+from jobwire.gateway.scheduler.store import SchedulerStore
 
 logger = logging.getLogger("jobwire.gateway.scheduler")
 

@@ -5,36 +5,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
 
 from jobwire.gateway._config import SchedulerSettings
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.models import HeldStatus, Schedule
+from jobwire.gateway.scheduler.rows import held_record, spec_of
 from jobwire.gateway.scheduler.runner import Clock, Runner, utc_now
+from jobwire.gateway.scheduler.sink import JobSink
 from jobwire.gateway.scheduler.spec import ScheduleSpec
-from jobwire.gateway.scheduler.store import SchedulerStore, held_record, spec_of
+from jobwire.gateway.scheduler.store import SchedulerStore
 
 DEFAULT_DELAY_THRESHOLD = 15 * 60.0
 """Seconds ahead beyond which jobs are held by the scheduler when the provider
 has no native limit: such jobs then survive a gateway restart."""
-
-
-class JobSink(Protocol):
-    """Where due jobs go: the gateway's enqueue path (``JobService``)."""
-
-    @property
-    def max_native_delay(self) -> float | None:
-        """Longest delay the queue provider holds itself; None means any."""
-        ...
-
-    async def submit(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
-        """Enqueue validated jobs that are due now."""
-        ...
-
-    async def cancel_job(self, job_id: str, reason: str) -> JobRecord:
-        """Cancel a job wherever it is."""
-        ...
 
 
 class Scheduler:
@@ -174,7 +158,7 @@ class Scheduler:
     async def trigger_schedule(self, name: str) -> JobRecord:
         """Enqueue the schedule's job now, outside its timetable and with a new id."""
         row = await self.store.get_schedule(name)
-        job = spec_of(row).template.new_job(uuid.uuid4().hex, row.name)
+        job = spec_of(row).template.new_job(uuid.uuid4().hex, row.name, self.clock())
         [(record, _)] = await self.sink.submit([job])
         return record
 

@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
-from jobwire.gateway._models import NewJob
+from jobwire.gateway._models import DEFAULT_PRIORITY, NewJob
 from jobwire.gateway.scheduler.timetable import (
     IntervalTimetable,
     MisfirePolicy,
     Timetable,
     parse_cron,
 )
+
+SCHEDULE_ATTRIBUTE = "jobwire.schedule"
+"""Attribute of a fired job: the name of the schedule that fired it."""
+OCCURRENCE_ATTRIBUTE = "jobwire.occurrence_time"
+"""Attribute of a fired job: its nominal occurrence (RFC 3339, UTC); the
+time of the call for ``TriggerSchedule``."""
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2026-12-07T09:00:00Z``: ``moment`` in UTC, as RFC 3339."""
+    return _utc(moment).isoformat().replace("+00:00", "Z")
+
+
+def _utc(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; every time the scheduler stores is UTC.
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,23 +42,34 @@ class JobTemplate:
     max_retries: int = 3
     timeout: float | None = None
     """Seconds one attempt may run; None means the gateway's default."""
+    priority: int = DEFAULT_PRIORITY
 
-    def new_job(self, job_id: str, schedule: str) -> NewJob:
-        """Return the job to enqueue now, with ``job_id`` preassigned.
+    def new_job(self, job_id: str, schedule: str, occurrence: datetime) -> NewJob:
+        """Return the job of ``occurrence`` to enqueue now, with ``job_id`` preassigned.
 
-        The request id is derived from the job id: a provider that remembers
-        request ids then ignores a retried hand-over of the same job.
+        The job says which occurrence it is, so a handler knows the period it
+        processes (a daily report needs its date): the attributes
+        ``jobwire.schedule`` and ``jobwire.occurrence_time`` (RFC 3339, UTC)
+        and ``schedule_time`` = the occurrence. The request id is derived from
+        the job id: a provider that remembers request ids then ignores a
+        retried hand-over of the same job.
         """
         return NewJob(
             queue=self.queue,
             type=self.type,
             payload=self.payload,
             content_type=self.content_type,
-            attributes=dict(self.attributes),
+            attributes={
+                **self.attributes,
+                SCHEDULE_ATTRIBUTE: schedule,
+                OCCURRENCE_ATTRIBUTE: rfc3339(occurrence),
+            },
             max_retries=self.max_retries,
             timeout=self.timeout,
+            priority=self.priority,
             deduplication_key="",
-            schedule_time=None,
+            # Never in the future, so the job is ready at once.
+            schedule_time=_utc(occurrence).timestamp(),
             request_id=f"jobwire-scheduler:{job_id}",
             schedule=schedule,
             id=job_id,

@@ -161,19 +161,28 @@ def parse_time_zone(name: str) -> ZoneInfo:
         ) from None
 
 
+NICKNAMES = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
+"""Cron nicknames accepted in place of five fields (croniter's: "@daily" is "0 0 * * *")."""
+
+
 def parse_cron(expression: str, time_zone: str = "") -> CronTimetable:
-    """Validate a five-field cron expression and return its timetable.
+    """Validate a five-field cron expression (or a nickname) and return its timetable.
 
     Raises:
         ValueError: the expression is not five valid fields, never matches,
             or the time zone is unknown.
     """
     zone = parse_time_zone(time_zone)
+    nickname = expression.strip().lower()
+    if nickname in NICKNAMES:
+        # Kept as written, so the schedule reads back as the user wrote it;
+        # croniter reads these itself.
+        return CronTimetable(nickname, zone)
     fields = expression.split()
     if len(fields) != 5:
         raise ValueError(
-            f"expected 5 fields (minute hour day-of-month month day-of-week), "
-            f"got {len(fields)} in {expression[:64]!r}"
+            f"expected 5 fields (minute hour day-of-month month day-of-week) or one of "
+            f"{', '.join(NICKNAMES)}, got {len(fields)} fields in {expression[:64]!r}"
         )
     normalized = " ".join(fields)
     try:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Callable
 
 from jobwire.gateway._models import JobRecord, duration
 from jobwire.gateway._service import JobService
+from jobwire.gateway.providers import QueueCounts
 from jobwire.gateway.servicers._rpc import Context, abort, unary
 from jobwire.gateway.servicers._streams import StreamSlots
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
@@ -129,19 +130,45 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     ) -> queue_service_pb2.GetQueueStatsResponse:
         """Return per-queue counts."""
         rows = await self._service.stats(request.queue)
-        stats = []
-        for row in rows:
-            stat = queue_service_pb2.QueueStats(
-                queue=row.queue,
-                oldest_pending_age=duration(row.oldest_pending_age),
-                workers=row.workers,
-                backend=_backend(row.backend),
-                unserved_types=row.unserved_types,
-            )
-            for state, count in row.by_state.items():
-                setattr(stat, state.name.lower(), count)
-            stats.append(stat)
-        return queue_service_pb2.GetQueueStatsResponse(queues=stats)
+        return queue_service_pb2.GetQueueStatsResponse(queues=[_stats(row) for row in rows])
+
+    @unary
+    async def RetryJob(
+        self, request: queue_service_pb2.RetryJobRequest, context: Context
+    ) -> queue_service_pb2.RetryJobResponse:
+        """Replay one dead, failed or cancelled job."""
+        job = await self._service.retry_job(request)
+        return queue_service_pb2.RetryJobResponse(job=job.to_proto(full=False))
+
+    @unary
+    async def RetryJobs(
+        self, request: queue_service_pb2.RetryJobsRequest, context: Context
+    ) -> queue_service_pb2.RetryJobsResponse:
+        """Replay every selected job in one operation."""
+        return queue_service_pb2.RetryJobsResponse(count=await self._service.retry_jobs(request))
+
+    @unary
+    async def PurgeJobs(
+        self, request: queue_service_pb2.PurgeJobsRequest, context: Context
+    ) -> queue_service_pb2.PurgeJobsResponse:
+        """Delete (or count) the selected jobs."""
+        return queue_service_pb2.PurgeJobsResponse(count=await self._service.purge_jobs(request))
+
+    @unary
+    async def PauseQueue(
+        self, request: queue_service_pb2.PauseQueueRequest, context: Context
+    ) -> queue_service_pb2.PauseQueueResponse:
+        """Stop deliveries from a queue."""
+        row = await self._service.pause_queue(request.queue, paused=True)
+        return queue_service_pb2.PauseQueueResponse(stats=_stats(row))
+
+    @unary
+    async def ResumeQueue(
+        self, request: queue_service_pb2.ResumeQueueRequest, context: Context
+    ) -> queue_service_pb2.ResumeQueueResponse:
+        """Resume deliveries from a queue."""
+        row = await self._service.pause_queue(request.queue, paused=False)
+        return queue_service_pb2.ResumeQueueResponse(stats=_stats(row))
 
     async def WatchJob(
         self, request: queue_service_pb2.WatchJobRequest, context: Context
@@ -174,6 +201,20 @@ def _basic(snapshot: job_pb2.Job) -> job_pb2.Job:
     basic.ClearField("payload")
     basic.ClearField("result")
     return basic
+
+
+def _stats(row: QueueCounts) -> queue_service_pb2.QueueStats:
+    stat = queue_service_pb2.QueueStats(
+        queue=row.queue,
+        oldest_pending_age=duration(row.oldest_pending_age),
+        workers=row.workers,
+        backend=_backend(row.backend),
+        unserved_types=row.unserved_types,
+        paused=row.paused,
+    )
+    for state, count in row.by_state.items():
+        setattr(stat, state.name.lower(), count)
+    return stat
 
 
 def _backend(counts: tuple[int, int, int] | None) -> queue_service_pb2.BackendCounts | None:

@@ -34,7 +34,7 @@ from jobwire.gateway.scheduler import (
     parse_time_zone,
 )
 from jobwire.gateway.scheduler.models import Schedule
-from jobwire.gateway.scheduler.store import spec_of
+from jobwire.gateway.scheduler.rows import spec_of
 from jobwire.gateway.scheduler.timetable import MAX_INTERVAL, check_interval
 from jobwire.gateway.servicers._rpc import Context, unary
 from jobwire.v1 import queue_service_pb2, schedule_service_pb2, schedule_service_pb2_grpc
@@ -224,6 +224,8 @@ class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
             request.max_retries = msg.max_retries
         if msg.HasField("timeout"):
             request.timeout.CopyFrom(msg.timeout)
+        if msg.HasField("priority"):
+            request.priority = msg.priority
         job = self._jobs.new_job(request, field_prefix="schedule.job_template.")
         return JobTemplate(
             type=job.type,
@@ -233,6 +235,7 @@ class ScheduleServicer(schedule_service_pb2_grpc.ScheduleServiceServicer):
             attributes=job.attributes,
             max_retries=job.max_retries,
             timeout=job.timeout,
+            priority=job.priority,
         )
 
 
@@ -330,6 +333,7 @@ def spec_proto(spec: ScheduleSpec) -> S.Schedule:
             content_type=template.content_type,
             attributes=template.attributes,
             max_retries=template.max_retries,
+            priority=template.priority,
         ),
         time_zone=spec.time_zone,
         misfire_policy=_MISFIRE_PROTO[spec.misfire_policy],

@@ -28,12 +28,12 @@ from typing import IO, Any, ClassVar, TypeVar
 
 from sqlalchemy import text
 
-from jobwire.gateway._config import PostgresProviderSettings, SqliteProviderSettings
 from jobwire.gateway._db import create_engine, open_schema
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobFilter, JobRecord, NewJob
+from jobwire.gateway._provider_config import PostgresProviderSettings, SqliteProviderSettings
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,

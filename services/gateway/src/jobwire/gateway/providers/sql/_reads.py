@@ -59,6 +59,8 @@ class Reads:
             query = query.where(c.queue == where.queue)
         if where.type:
             query = query.where(c.type == where.type)
+        if where.id_prefix:
+            query = query.where(c.id.startswith(where.id_prefix, autoescape=True))
         if where.states:
             query = query.where(effective_state(jobs, now).in_([s.value for s in where.states]))
         if cursor is not None:

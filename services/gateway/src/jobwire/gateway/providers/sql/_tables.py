@@ -39,13 +39,11 @@ from sqlalchemy import (
     text,
 )
 
-from jobwire.gateway._models import JobState
+from jobwire.gateway._models import DEFAULT_PRIORITY, JobState
 
 SCHEMA_VERSION = 1
 """Version of the tables below; see the module docstring."""
 
-DEFAULT_PRIORITY = 5
-"""Priority of a job enqueued without one (higher runs first)."""
 
 WAITING = (JobState.PENDING.value, JobState.SCHEDULED.value, JobState.FAILED.value)
 """States of a job that waits for its ``run_at``: a claim takes it once that has come."""

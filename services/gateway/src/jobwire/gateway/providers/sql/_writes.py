@@ -39,7 +39,7 @@ from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway.providers.sql._dialect import Sql
-from jobwire.gateway.providers.sql._rows import failure_json, insert_row, record_of
+from jobwire.gateway.providers.sql._rows import error_json, insert_row, record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
 
 # Concurrent enqueues of one deduplication key on two gateways: the loser of
@@ -145,7 +145,7 @@ class Writes:
                 "k_run_at": r.schedule_time
                 if r.state is JobState.FAILED and r.schedule_time is not None
                 else r.update_time,
-                "k_last_error": failure_json(r.last_error),
+                "k_last_error": error_json(r),
                 "k_result": r.result,
                 "k_result_content_type": r.result_content_type,
             }
@@ -227,7 +227,7 @@ class Writes:
                     state=record.state.value,
                     update_time=now,
                     end_time=now,
-                    last_error=failure_json(record.last_error),
+                    last_error=error_json(record),
                     gateway_id=None,
                 )
             )

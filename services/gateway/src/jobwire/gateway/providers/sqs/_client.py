@@ -16,7 +16,7 @@ from botocore.exceptions import (
     ProfileNotFound,
 )
 
-from jobwire.gateway._config import SqsProviderSettings
+from jobwire.gateway._provider_config import SqsProviderSettings
 from jobwire.gateway.providers.sqs._dispatcher import MAX_POLLS
 from jobwire.gateway.providers.sqs._errors import sqs_error
 
@@ -56,7 +56,7 @@ async def open_client(
         )
     except NoRegionError:
         raise RuntimeError(
-            "provider.region: no AWS region configured (set it, or AWS_REGION)"
+            "provider.region: no AWS region configured (set it, or AWS_DEFAULT_REGION)"
         ) from None
     except ProfileNotFound as error:
         raise RuntimeError(f"provider.profile: {error}") from None

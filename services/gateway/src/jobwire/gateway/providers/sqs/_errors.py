@@ -63,6 +63,7 @@ def sqs_error(error: BaseException, url: str) -> GatewayError:
         return SqsRefusedError(f"SQS refused the request for {url}: {code}: {message}")
     if isinstance(error, NoCredentialsError):
         return SqsRefusedError(
-            "no AWS credentials found (environment, shared config files or instance role)"
+            "no AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (any "
+            "values for a local endpoint such as moto or LocalStack), a profile, or a role"
         )
     return SqsUnavailableError(f"SQS endpoint unreachable: {error}; retry later")

@@ -33,17 +33,20 @@ from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
-from jobwire.gateway._config import SqsProviderSettings
 from jobwire.gateway._dedup import DedupRule
-from jobwire.gateway._errors import PayloadTooLargeError
+from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._provider_config import SqsProviderSettings
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
     Ending,
     Lease,
+    Purged,
     QueueCounts,
+    WorkerInfo,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sqs._calls import MessageCalls
@@ -56,8 +59,10 @@ from jobwire.gateway.providers.sqs._errors import (
     sqs_error,
 )
 from jobwire.gateway.providers.sqs._messages import Message
+from jobwire.gateway.providers.sqs._operations import Operations
 from jobwire.gateway.providers.sqs._receiving import Receiving
 from jobwire.gateway.providers.sqs._records import JobRecords
+from jobwire.gateway.providers.sqs._redrive import REPLAYABLE, Redrive
 from jobwire.gateway.providers.sqs._sync import RemoteChanges
 from jobwire.gateway.providers.sqs._tables import effective
 
@@ -77,6 +82,8 @@ class SqsProvider(QueueProvider[Message]):
     """Queues on AWS SQS, job records in the gateway's database (``type = "sqs"``)."""
 
     max_native_delay: ClassVar[float | None] = float(MAX_DELAY)
+    supports_priority: ClassVar[bool] = False
+    replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
 
     def __init__(self, settings: SqsProviderSettings, events: JobEvents) -> None:
         super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
@@ -99,12 +106,25 @@ class SqsProvider(QueueProvider[Message]):
             wait_time=math.ceil(settings.wait_time.total_seconds()),
         )
         self._receiving = Receiving(self._records, self._calls, events, self._url, self._cap)
+        self._operations = Operations(self._records)
+        self._receiving.purged_among = self._operations.purged_among
+        self._redrive = Redrive(
+            self._records,
+            self._operations,
+            self._calls,
+            lambda: self.client,
+            self._outgoing,
+            events,
+            settings.dead_letter_queue_url,
+        )
         self._sync = RemoteChanges(
             self._records,
             lambda: self.host,
             events,
             self._cancelled_elsewhere,
             settings.sync_interval.total_seconds(),
+            operations=self._operations,
+            paused=self._receiving.set_paused,
         )
 
     @property
@@ -112,6 +132,11 @@ class SqsProvider(QueueProvider[Message]):
         """Messages asked for by the receive calls in flight, per queue (for monitoring)."""
         dispatchers = self._receiving.dispatchers
         return {name: d.asked for name, d in dispatchers.items() if d.asked}
+
+    @property
+    def paused(self) -> frozenset[str]:
+        """Queues this gateway receives nothing from, as of its last sync."""
+        return self._receiving.paused
 
     @property
     def client(self) -> SQSClient:
@@ -125,6 +150,7 @@ class SqsProvider(QueueProvider[Message]):
         try:
             self._client = await open_client(self._settings, self._stack, self._calls.wait_time)
             await self._records.open()
+            self._receiving.set_paused(await self._operations.paused())
         except BaseException:
             await self._stack.aclose()
             raise
@@ -133,6 +159,7 @@ class SqsProvider(QueueProvider[Message]):
     async def aclose(self) -> None:
         """Stop receiving, commit the records, finish pending SQS calls, close the client."""
         await self._sync.stop()
+        await self._redrive.aclose()
         await self._receiving.close()
         await self._records.close()
         try:
@@ -250,10 +277,12 @@ class SqsProvider(QueueProvider[Message]):
     async def counts(self, queue: str | None) -> list[QueueCounts]:
         """Counts from the records, and SQS's own approximate ones."""
         counts = await self._records.counts(queue, time.time())
-        names = sorted(counts) if queue is None else [queue]
+        paused = await self._operations.paused()
+        names = sorted({*counts, *paused}) if queue is None else [queue]
         rows = []
         for name in names:
             row = counts.get(name) or QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
+            row.paused = name in paused
             url = self._urls.get(name)
             if url is not None:
                 row.backend = await approximate_counts(self.client, name, url)
@@ -263,6 +292,71 @@ class SqsProvider(QueueProvider[Message]):
     async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys, from the records."""
         return await self._records.key_holders(keys, time.time())
+
+    # Operations --------------------------------------------------------------
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> tuple[JobRecord, bool] | None:
+        """Redrive one dead or cancelled job (see :mod:`._redrive`)."""
+        return await self._redrive.replay(job_id, payload, max_retries)
+
+    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
+        """Redrive every selected dead or cancelled job, once per request id."""
+        return await self._redrive.replay_all(selector, request_id)
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> Purged:
+        """Delete the selected records; their messages are deleted when next received.
+
+        Messages of jobs leased here are deleted at once; other gateways
+        revoke their leases on purged jobs within their ``sync_interval``.
+        """
+        states = set(selector.states or JobState)
+        if not include_processing:
+            states.discard(JobState.PROCESSING)
+        now = time.time()
+        # Stored states: a due scheduled or failed job is stored as such.
+        stored = states | (
+            {JobState.SCHEDULED, JobState.FAILED} if JobState.PENDING in states else set()
+        )
+        jobs = [
+            job
+            for job in await self._operations.selected(selector, stored, now)
+            if job.state in states
+        ]
+        processing = tuple(job.id for job in jobs if job.state is JobState.PROCESSING)
+        if validate_only or not jobs:
+            return Purged(len(jobs), processing)
+        await self._operations.purge([job.id for job in jobs], now)
+        for job_id in processing:
+            message = self._receiving.release(job_id)
+            if message is not None:
+                self._calls.delete(message)
+        return Purged(len(jobs), processing)
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Record the pause for every gateway; this one follows at once, others on sync."""
+        if queue not in self._urls:
+            names = ", ".join(sorted(self._urls))
+            raise InvalidArgumentError(
+                "queue", f"unknown queue {queue!r}: this gateway's SQS queues are {names}"
+            )
+        await self._operations.set_paused(queue, paused)
+        self._receiving.set_paused(await self._operations.paused())
+
+    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+        """Publish this gateway's streams in the records database."""
+        return await self._operations.share_workers(gateway, workers)
+
+    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
+        """Streams other gateways published."""
+        return await self._operations.shared_workers(gateway)
+
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Mark other gateways' streams of the worker to drain."""
+        return await self._operations.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 

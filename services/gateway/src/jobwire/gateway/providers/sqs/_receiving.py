@@ -14,7 +14,7 @@ import asyncio
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from jobwire.gateway._events import JobEvents
@@ -64,17 +64,34 @@ class Receiving:
         self.held: dict[str, Message] = {}
         """Messages of the jobs leased on this gateway, by job id."""
         self._received: dict[str, Received] = {}
+        self.paused: frozenset[str] = frozenset()
+        """Queues nothing is received from (``PauseQueue``, on any gateway)."""
+        self._waiting: set[Waiter] = set()
+        self.purged_among: Callable[[Collection[str]], Awaitable[set[str]]] = _none_purged
+
+    def set_paused(self, queues: Collection[str]) -> None:
+        """Receive from these queues no more (and again from the others)."""
+        paused = frozenset(queues)
+        if paused == self.paused:
+            return
+        self.paused = paused
+        for waiter in list(self._waiting):
+            if not waiter.future.done():
+                waiter.future.set_result([])
 
     def visibility_for(self, seconds: float) -> int:
         """The SQS visibility covering ``seconds`` of lease: whole seconds, at most the cap."""
         return max(1, min(self._cap, math.ceil(seconds)))
 
     async def take(self, consumer: Consumer, max_jobs: int) -> list[Received]:
-        """Wait until the consumer's queues' dispatchers hand it jobs."""
-        dispatchers = [self._dispatcher(name) for name in consumer.queues]
+        """Wait until the dispatchers of the consumer's unpaused queues hand it jobs."""
+        every = [self._dispatcher(name) for name in consumer.queues]
         loop = asyncio.get_running_loop()
         while True:
+            # A pause or resume resolves the waiter with nothing: look again.
+            dispatchers = [d for d in every if d.queue not in self.paused]
             waiter = Waiter(consumer, max_jobs, loop.create_future())
+            self._waiting.add(waiter)
             for dispatcher in dispatchers:
                 dispatcher.add(waiter)
             try:
@@ -85,6 +102,7 @@ class Receiving:
                     self.hand_back(waiter.future.result(), 0)
                 raise
             finally:
+                self._waiting.discard(waiter)
                 for dispatcher in dispatchers:
                     dispatcher.remove(waiter)
             for item in taken:
@@ -189,9 +207,14 @@ class Receiving:
         if not decoded:
             return []
         views = await self._records.for_receipt([record.id for _, record in decoded])
+        missing = {record.id for _, record in decoded if record.id not in views}
+        purged = await self.purged_among(missing) if missing else set()
         received: list[Received] = []
         for message, carried in decoded:
             view = views.get(carried.id)
+            if carried.id in purged:
+                self._calls.delete(message)
+                continue
             if view is None:
                 await self._records.adopt(carried)
                 record, uncounted = carried, 0
@@ -265,6 +288,10 @@ class Receiving:
         message.visible_until = now + visibility
         message.visibility = visibility
         self._keep_hidden(message, deadline, now)
+
+
+async def _none_purged(job_ids: Collection[str]) -> set[str]:
+    return set()
 
 
 def _message_of(item: Received | None) -> Message | None:

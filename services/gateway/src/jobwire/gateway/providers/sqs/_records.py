@@ -33,12 +33,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    and_,
-    case,
+    Select,
     delete,
-    func,
     insert,
-    or_,
     select,
     tuple_,
     update,
@@ -49,29 +46,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from jobwire.gateway._db import create_engine, open_schema, transaction
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import UnavailableError
-from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._models import Failure, JobFilter, JobRecord, NewJob
 from jobwire.gateway.providers._types import QueueCounts
 from jobwire.gateway.providers.sqs._buffer import Write, WriteBuffer
+from jobwire.gateway.providers.sqs._reports import list_page, queue_counts
 from jobwire.gateway.providers.sqs._tables import (
     COLUMNS as _J,
 )
 from jobwire.gateway.providers.sqs._tables import (
     COUNT_UNCOUNTED,
-    PENDING,
     SCHEMA_VERSION,
     TERMINAL,
     UPDATE,
     Base,
     DedupKey,
+    PurgedJob,
+    ReplayRequest,
     SchemaVersion,
+    SharedWorker,
     StoredJob,
-    effective,
-    effective_state,
     failure_json,
-    from_db_time,
     insert_params,
-    micros,
-    parse_cursor,
     record_of,
     to_datetime,
     update_params,
@@ -145,6 +140,10 @@ class JobRecords:
         """Record that a receipt of the job's message was not an attempt; then run ``then``."""
         self._buffer.count_uncounted(job_id, then)
 
+    def forget(self, job_id: str) -> None:
+        """Drop what is buffered for a job about to be deleted."""
+        self._buffer.forget(job_id)
+
     async def flush(self) -> None:
         """Wait until everything saved before this call is committed (see ``WriteBuffer``)."""
         await self._buffer.flush()
@@ -174,6 +173,13 @@ class JobRecords:
                     delete(StoredJob).where(_J.state.in_(TERMINAL), _J.end_time < before)
                 )
                 await conn.execute(delete(DedupKey).where(DedupKey.job_id.not_in(select(_J.id))))
+                # Operators' leftovers: tombstones of purged jobs and RetryJobs
+                # request ids live as long as finished jobs; streams of
+                # gateways that stopped without clearing them, an hour.
+                await conn.execute(delete(PurgedJob).where(PurgedJob.purge_time < before))
+                await conn.execute(delete(ReplayRequest).where(ReplayRequest.create_time < before))
+                stale = to_datetime(now - _PRUNE_EVERY)
+                await conn.execute(delete(SharedWorker).where(SharedWorker.seen_time < stale))
         except UnavailableError as error:
             logger.warning("job records: pruning failed (%s); next try in an hour", error)
             return
@@ -248,11 +254,7 @@ class JobRecords:
             for row in rows.mappings():
                 by_request[row["request_id"]] = self._fresh(row)
         if keys:
-            held = (
-                select(DedupKey.key, StoredJob)
-                .join(StoredJob, StoredJob.id == DedupKey.job_id)
-                .where(DedupKey.key.in_(keys))
-            )
+            held = _holders(keys)
             if self._postgres:
                 # Two gateways taking over the same expired key take turns.
                 held = held.with_for_update(of=DedupKey)
@@ -344,74 +346,30 @@ class JobRecords:
     ) -> tuple[list[JobRecord], str | None]:
         """Return up to ``limit`` jobs newest first after ``cursor``, and the next cursor."""
         await self.flush()
-        stamp = to_datetime(now)
-        query = select(StoredJob).order_by(_J.create_time.desc(), _J.id.desc()).limit(limit + 1)
-        if where.queue:
-            query = query.where(_J.queue == where.queue)
-        if where.type:
-            query = query.where(_J.type == where.type)
-        if where.states:
-            names = [state.name.lower() for state in where.states]
-            query = query.where(effective_state(stamp).in_(names))
-        if cursor is not None:
-            created, job_id = parse_cursor(cursor)
-            query = query.where(
-                or_(
-                    _J.create_time < created,
-                    and_(_J.create_time == created, _J.id < job_id),
-                )
-            )
-        async with self._connection() as conn:
-            rows = list((await conn.execute(query)).mappings())
-        page = [effective(record_of(row), now) for row in rows[:limit]]
-        if len(rows) <= limit:
-            return page, None
-        last = rows[limit - 1]
-        return page, f"{micros(last['create_time'])}.{last['id']}"
+        return await list_page(self._connection, where, limit, cursor, now)
 
     async def counts(self, queue: str | None, now: float) -> dict[str, QueueCounts]:
         """Per queue: jobs by state, the oldest pending job's wait, the pending types."""
         await self.flush()
-        stamp = to_datetime(now)
-        state = effective_state(stamp)
-        by_state = select(_J.queue, state, func.count()).group_by(_J.queue, state)
-        since = case((_J.state == PENDING, _J.update_time), else_=_J.schedule_time)
-        oldest = select(_J.queue, func.min(since)).where(state == PENDING).group_by(_J.queue)
-        types = select(_J.queue, _J.type).where(state == PENDING).distinct()
-        if queue is not None:
-            by_state = by_state.where(_J.queue == queue)
-            oldest = oldest.where(_J.queue == queue)
-            types = types.where(_J.queue == queue)
-        rows: dict[str, QueueCounts] = {}
-        async with self._connection() as conn:
-            for name, state_name, count in await conn.execute(by_state):
-                row = rows.setdefault(name, QueueCounts(name, dict.fromkeys(JobState, 0), 0.0))
-                row.by_state[JobState[state_name.upper()]] = count
-            for name, first in await conn.execute(oldest):
-                if name in rows and first is not None:
-                    waited = now - from_db_time(first).timestamp()
-                    rows[name].oldest_pending_age = max(0.0, waited)
-            pending: dict[str, set[str]] = {}
-            for name, job_type in await conn.execute(types):
-                pending.setdefault(name, set()).add(job_type)
-        for name, names in pending.items():
-            if name in rows:
-                rows[name].pending_types = frozenset(names)
-        return rows
+        return await queue_counts(self._connection, queue, now)
 
     async def key_holders(self, keys: Collection[str], now: float) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys now."""
         await self.flush()
-        held = (
-            select(DedupKey.key, StoredJob)
-            .join(StoredJob, StoredJob.id == DedupKey.job_id)
-            .where(DedupKey.key.in_(keys))
-        )
         async with self._connection() as conn:
-            rows = list((await conn.execute(held)).mappings())
+            rows = list((await conn.execute(_holders(keys))).mappings())
         found = {row["key"]: record_of(row) for row in rows}
         return {key: job for key, job in found.items() if self._dedup.holds(job, now)}
 
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection in a transaction; a lost or refused database is UNAVAILABLE."""
         return transaction(self.engine, "job records")
+
+
+def _holders(keys: Collection[str]) -> Select[str, StoredJob]:
+    """Each of ``keys`` that is taken, with the job that took it."""
+    return (
+        select(DedupKey.key, StoredJob)
+        .join(StoredJob, StoredJob.id == DedupKey.job_id)
+        .where(DedupKey.key.in_(keys))
+    )

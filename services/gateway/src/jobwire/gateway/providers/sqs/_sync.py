@@ -1,9 +1,10 @@
 """Other gateways' changes, looked up: SQS cannot notify, so every gateway looks.
 
-Every ``sync_interval`` the provider asks its records which of the jobs leased
-here another gateway cancelled (their leases are revoked and their messages
-deleted), and reads back the jobs someone watches here that are processed
-elsewhere, so that ``WatchJob`` streams see their changes.
+Every ``sync_interval`` the provider reads which queues are paused, asks its
+records which of the jobs leased here another gateway cancelled or purged
+(their leases are revoked and their messages deleted), and reads back the
+jobs someone watches here that are processed elsewhere, so that ``WatchJob``
+streams see their changes.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from jobwire.gateway._errors import GatewayError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway.providers._types import RevokeReason
 from jobwire.gateway.providers.base import ProviderHost
+from jobwire.gateway.providers.sqs._operations import Operations
 from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._tables import effective
 
@@ -34,7 +36,12 @@ class RemoteChanges:
         events: JobEvents,
         cancelled: Callable[[str], None],
         interval: float,
+        *,
+        operations: Operations,
+        paused: Callable[[Collection[str]], None],
     ) -> None:
+        self._operations = operations
+        self._paused = paused
         self._records = records
         self._host = host
         self._events = events
@@ -68,6 +75,12 @@ class RemoteChanges:
     async def look(self) -> None:
         """Revoke leases of jobs cancelled elsewhere; tell watchers of changes made elsewhere."""
         host = self._host()
+        self._paused(await self._operations.paused())
+        leased = list(host.leased_job_ids())
+        for job_id in await self._operations.gone_among(leased) if leased else ():
+            if job_id in host.leased_job_ids():
+                host.lost(job_id, RevokeReason.CANCELLED, "job purged")
+                self._cancelled(job_id)
         leased = list(host.leased_job_ids())
         cancelled = await self._records.cancelled_among(leased) if leased else []
         if cancelled:

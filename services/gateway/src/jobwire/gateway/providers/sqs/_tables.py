@@ -101,6 +101,48 @@ class DedupKey(Base):
     job_id: Mapped[str] = mapped_column(String(64))
 
 
+class PausedQueue(Base):
+    """A queue whose deliveries are paused (``PauseQueue``), on every gateway."""
+
+    __tablename__ = "jobwire_sqs_paused_queues"
+
+    queue: Mapped[str] = mapped_column(String(128), primary_key=True)
+    pause_time: Mapped[datetime]
+
+
+class ReplayRequest(Base):
+    """A ``RetryJobs`` request id and how many jobs it replayed (idempotency)."""
+
+    __tablename__ = "jobwire_sqs_replay_requests"
+
+    request_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    count: Mapped[int]
+    create_time: Mapped[datetime]
+
+
+class PurgedJob(Base):
+    """A purged job whose message may still be in SQS: deleted when received."""
+
+    __tablename__ = "jobwire_sqs_purged_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    purge_time: Mapped[datetime]
+
+
+class SharedWorker(Base):
+    """A worker stream of one gateway, as ``ListWorkers`` on every gateway shows it."""
+
+    __tablename__ = "jobwire_sqs_workers"
+
+    session_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(256))
+    worker_id: Mapped[str] = mapped_column(String(256))
+    info: Mapped[dict[str, Any]]
+    seen_time: Mapped[datetime]
+    drain: Mapped[bool] = mapped_column(default=False)
+    """Another gateway asked this stream to drain (``DrainWorker``)."""
+
+
 COLUMNS = StoredJob.__table__.c
 
 
@@ -172,7 +214,7 @@ def update_params(record: JobRecord) -> dict[str, Any]:
         "b_schedule_time": optional_datetime(record.schedule_time),
         "b_end_time": optional_datetime(record.end_time),
         "b_worker_id": record.worker_id,
-        "b_last_error": failure_json(record.last_error),
+        "b_last_error": error_json(record),
         "b_result": record.result,
         "b_result_content_type": record.result_content_type,
         "b_progress": record.progress.SerializeToString() if record.progress else None,
@@ -200,7 +242,7 @@ def insert_params(record: JobRecord, request_id: str) -> dict[str, Any]:
         "schedule_time": optional_datetime(record.schedule_time),
         "end_time": optional_datetime(record.end_time),
         "worker_id": record.worker_id,
-        "last_error": failure_json(record.last_error),
+        "last_error": error_json(record),
         "result": record.result,
         "result_content_type": record.result_content_type,
         "progress": record.progress.SerializeToString() if record.progress else None,
@@ -211,7 +253,8 @@ def record_of(row: Any) -> JobRecord:
     progress = None
     if row["progress"] is not None:
         progress = job_pb2.JobProgress.FromString(row["progress"])
-    error = row["last_error"]
+    error = dict(row["last_error"]) if row["last_error"] is not None else None
+    history = error.pop("errors", []) if error is not None else []
     return JobRecord(
         id=row["id"],
         queue=row["queue"],
@@ -229,6 +272,7 @@ def record_of(row: Any) -> JobRecord:
         end_time=optional_epoch(row["end_time"]),
         attempt=row["attempt"],
         last_error=Failure(**error) if error is not None else None,
+        errors=tuple(Failure(**item) for item in history),
         result=row["result"],
         result_content_type=row["result_content_type"],
         progress=progress,
@@ -239,6 +283,14 @@ def record_of(row: Any) -> JobRecord:
 
 def failure_json(failure: Failure | None) -> dict[str, Any] | None:
     return None if failure is None else dataclasses.asdict(failure)
+
+
+def error_json(record: JobRecord) -> dict[str, Any] | None:
+    """The last error, with every attempt's error under ``errors`` (no schema change)."""
+    stored = failure_json(record.last_error)
+    if stored is not None and record.errors:
+        stored["errors"] = [dataclasses.asdict(failure) for failure in record.errors]
+    return stored
 
 
 def to_datetime(seconds: float) -> datetime:

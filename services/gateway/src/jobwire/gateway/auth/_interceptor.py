@@ -1,4 +1,4 @@
-"""Bearer-token authentication with roles, and ``python -m jobwire.gateway.auth``.
+"""Bearer-token authentication with roles: the server interceptor.
 
 The gateway keeps only the SHA-256 of each token, so its configuration and
 environment hold nothing a caller could present. Tokens are meant to be long
@@ -8,11 +8,8 @@ unsalted hash is then as strong as a slow one, and cheap on every call.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import hmac
-import secrets
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +31,15 @@ SERVICE_ROLES: dict[str, frozenset[Role]] = {
     "jobwire.v1.WorkerService": frozenset({"worker", "admin"}),
 }
 _ADMIN_ONLY: frozenset[Role] = frozenset({"admin"})
+#: Methods whose roles differ from their service's: operators' mutations.
+METHOD_ROLES: dict[str, frozenset[Role]] = {
+    **{
+        f"/jobwire.v1.QueueService/{name}": _ADMIN_ONLY
+        for name in ("RetryJob", "RetryJobs", "PurgeJobs", "PauseQueue", "ResumeQueue")
+    },
+    "/jobwire.v1.WorkerService/ListWorkers": frozenset({"producer", "admin"}),
+    "/jobwire.v1.WorkerService/DrainWorker": _ADMIN_ONLY,
+}
 _BEARER = "bearer "
 
 if TYPE_CHECKING:
@@ -54,15 +60,23 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         settings: The ``[server.auth]`` table; its tokens' hashes are accepted.
         worker_token: A token the gateway made for its own in-process worker,
             accepted with the ``worker`` role for this process's lifetime.
+        dashboard_token: Likewise for its in-process dashboard, with the ``admin`` role.
     """
 
-    def __init__(self, settings: AuthSettings, worker_token: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: AuthSettings,
+        worker_token: str | None = None,
+        dashboard_token: str | None = None,
+    ) -> None:
         self._tokens: list[tuple[bytes, Role]] = [
             (bytes.fromhex(token.sha256.get_secret_value()), token.role)
             for token in settings.tokens
         ]
         if worker_token is not None:
             self._tokens.append((hashlib.sha256(worker_token.encode()).digest(), "worker"))
+        if dashboard_token is not None:
+            self._tokens.append((hashlib.sha256(dashboard_token.encode()).digest(), "admin"))
 
     async def intercept_service(
         self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
@@ -77,11 +91,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             return _refusal(
                 handler, UnauthenticatedError("a valid `authorization: Bearer <token>` is required")
             )
-        if service in ANY_ROLE_SERVICES or role in SERVICE_ROLES.get(service, _ADMIN_ONLY):
+        if service in ANY_ROLE_SERVICES:
             return handler
+        method = handler_call_details.method
+        allowed = METHOD_ROLES.get(method) or SERVICE_ROLES.get(service, _ADMIN_ONLY)
+        if role in allowed:
+            return handler
+        name = method.strip("/").replace("/", ".") if method in METHOD_ROLES else service
         return _refusal(
             handler,
-            PermissionDeniedError(f"role {role!r} may not call {service}", role=role),
+            PermissionDeniedError(f"role {role!r} may not call {name}", role=role),
         )
 
     def _role(self, metadata: Sequence[tuple[str, str | bytes]]) -> Role | None:
@@ -113,34 +132,3 @@ def _refusal(handler: Handler, error: GatewayError) -> Handler:
     if handler.response_streaming:
         return grpc.unary_stream_rpc_method_handler(refuse)
     return grpc.unary_unary_rpc_method_handler(refuse)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m jobwire.gateway.auth``: print the SHA-256 to configure for a token.
-
-    The token is read from standard input, so it stays out of shell history
-    and the process list; ``--generate`` makes a new random token first.
-    """
-    parser = argparse.ArgumentParser(
-        prog="python -m jobwire.gateway.auth",
-        description="Hash a bearer token (read from stdin) for [server.auth] tokens.",
-    )
-    parser.add_argument(
-        "--generate", action="store_true", help="generate a random token and print it too"
-    )
-    args = parser.parse_args(argv)
-    if args.generate:
-        token = secrets.token_urlsafe(32)
-        sys.stdout.write(f"token:  {token}\nsha256: {hash_token(token)}\n")
-        return 0
-    token = sys.stdin.readline().strip()
-    if not token:
-        parser.error("no token on standard input")
-    sys.stdout.write(f"{hash_token(token)}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
-
-__all__ = ["AuthInterceptor", "hash_token", "main"]

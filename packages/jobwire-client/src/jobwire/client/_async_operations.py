@@ -1,0 +1,110 @@
+"""`AsyncClient`'s operator methods; see `_sync_operations.py`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from jobwire.client._async_calls import AsyncCalls
+from jobwire.client._models import Job, JobState, QueueStats
+from jobwire.client._operations import (
+    KEEP,
+    WorkerInfo,
+    job_selector,
+    purge_request,
+    retry_jobs_request,
+    retry_request,
+)
+from jobwire.v1 import queue_service_pb2 as Q
+from jobwire.v1 import worker_service_pb2 as W
+
+
+class AsyncOperations(AsyncCalls):
+    """The operator methods of `AsyncClient` (the gateway's admin role, except `list_workers`)."""
+
+    async def retry_job(
+        self, job_or_id: Job | str, *, payload: Any = KEEP, max_retries: int | None = None
+    ) -> Job:
+        """See `Client.retry_job`."""
+        request = retry_request(job_or_id, payload, self._serializer, max_retries)
+        return self._job((await self._call(self._connect().queue.RetryJob, request)).job)
+
+    async def retry_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        states: Iterable[JobState | str] = (JobState.DEAD,),
+        error_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        request_id: str | None = None,
+    ) -> int:
+        """See `Client.retry_jobs`."""
+        request = retry_jobs_request(
+            request_id,
+            job_selector(
+                queue=queue,
+                type=type,
+                states=states,
+                error_contains=error_contains,
+                created_after=created_after,
+                created_before=created_before,
+            ),
+        )
+        return (await self._call(self._connect().queue.RetryJobs, request)).count
+
+    async def purge_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        states: Iterable[JobState | str] | None = None,
+        error_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        all: bool = False,
+        include_processing: bool = False,
+        dry_run: bool = False,
+    ) -> int:
+        """See `Client.purge_jobs`."""
+        request = purge_request(
+            job_selector(
+                queue=queue,
+                type=type,
+                states=states,
+                error_contains=error_contains,
+                created_after=created_after,
+                created_before=created_before,
+            ),
+            all=all,
+            include_processing=include_processing,
+            dry_run=dry_run,
+        )
+        return (await self._call(self._connect().queue.PurgeJobs, request)).count
+
+    async def pause_queue(self, queue: str) -> QueueStats:
+        """See `Client.pause_queue`."""
+        request = Q.PauseQueueRequest(queue=queue)
+        return QueueStats.from_proto(
+            (await self._call(self._connect().queue.PauseQueue, request)).stats
+        )
+
+    async def resume_queue(self, queue: str) -> QueueStats:
+        """See `Client.resume_queue`."""
+        request = Q.ResumeQueueRequest(queue=queue)
+        return QueueStats.from_proto(
+            (await self._call(self._connect().queue.ResumeQueue, request)).stats
+        )
+
+    async def list_workers(self, queue: str | None = None) -> list[WorkerInfo]:
+        """See `Client.list_workers`."""
+        request = W.ListWorkersRequest(queue=queue or "")
+        response = await self._call(self._connect().workers.ListWorkers, request)
+        return [WorkerInfo.from_proto(worker) for worker in response.workers]
+
+    async def drain_worker(self, worker_id: str, *, session_id: str | None = None) -> int:
+        """See `Client.drain_worker`."""
+        request = W.DrainWorkerRequest(worker_id=worker_id, session_id=session_id or "")
+        return (await self._call(self._connect().workers.DrainWorker, request)).drained

@@ -1,0 +1,362 @@
+"""`Client`'s jobs: enqueue, look up, list, cancel, count, watch and wait."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from jobwire.client._base import batches, states_of
+from jobwire.client._models import (
+    Job,
+    JobList,
+    JobPage,
+    JobState,
+    QueueStats,
+    QueueStatsList,
+)
+from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
+from jobwire.client._requests import JobRequest
+from jobwire.client._sync_calls import SyncCalls
+from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
+
+if TYPE_CHECKING:
+    from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
+
+
+class SyncJobs(SyncCalls):
+    """The job methods of `Client`."""
+
+    def enqueue(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        queue: str = "default",
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        deduplication_key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+        priority: int | None = None,
+    ) -> Job:
+        """Enqueues a job.
+
+        Args:
+            type: What the job does, e.g. "email:send"; routes it to a handler.
+            payload: Handed to the handler. Bytes are sent as they are (labelled
+                "application/octet-stream"); anything else is encoded by the serializer.
+            queue: Queue to put the job in.
+            delay: Run no sooner than this long from now (seconds or timedelta).
+            at: Run no sooner than this timezone-aware time.
+            max_retries: Retries after the first failed attempt; None means the
+                gateway's default (3).
+            timeout: Longest one attempt may run; None means the gateway's default.
+            deduplication_key: While a job with this key is not finished, enqueueing
+                another with the same key returns the existing job.
+            attributes: Free-form string metadata copied onto the job.
+            content_type: Media type of the payload, overriding the default.
+            priority: 0 to 9, higher runs first; None means 5. Providers without
+                priorities (SQS) refuse other values with `PriorityUnsupportedError`.
+
+        Returns:
+            The job as stored.
+
+        Raises:
+            InvalidArgumentError: The job is invalid, e.g. `at` is naive.
+            PayloadTooLargeError: The payload is larger than the gateway accepts.
+            JobwireError: Any other failure.
+        """
+        request = JobRequest(
+            type,
+            payload,
+            queue=queue,
+            delay=delay,
+            at=at,
+            max_retries=max_retries,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
+            attributes=attributes,
+            content_type=content_type,
+            priority=priority,
+        )
+        proto = self._enqueue_request(request)
+        return self._enqueued(proto, self._call(self._queue.EnqueueJob, proto))
+
+    def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[Job]:
+        """Enqueues several jobs with as few calls as possible.
+
+        Each call carries up to 1000 jobs and is accepted or rejected as a whole;
+        when a call fails, the jobs of earlier calls stay enqueued.
+
+        Args:
+            jobs: The jobs to enqueue.
+
+        Returns:
+            The stored jobs, in the order of `jobs`.
+        """
+        requests = [self._enqueue_request(job) for job in jobs]
+        stored: list[Job] = []
+        for batch in batches(requests, queue_service_pb2.EnqueueJobRequest.ByteSize):
+            response = self._call(
+                self._queue.EnqueueJobs, queue_service_pb2.EnqueueJobsRequest(requests=batch)
+            )
+            results = self._enqueue_results(len(batch), response)
+            stored.extend(map(self._enqueued, batch, results))
+        return stored
+
+    def get_job(self, id: str) -> Job:
+        """Returns the job with this id, payload and result included.
+
+        Raises:
+            JobNotFoundError: No job has this id.
+        """
+        return self._job(self._call(self._queue.GetJob, self._get_request(id)).job)
+
+    def list_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        state: JobState | Iterable[JobState] | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+    ) -> JobPage:
+        """Returns one page of jobs, newest first, without payloads and results.
+
+        Args:
+            queue: Only jobs in this queue; None means all queues.
+            type: Only jobs of this type; None means all types.
+            state: Only jobs in this state or these states; None means any state.
+            page_size: Most jobs to return, 1 to 1000.
+            page_token: `next_page_token` of the previous page.
+        """
+        request = self._list_request(
+            queue=queue, type=type, state=state, page_size=page_size, page_token=page_token
+        )
+        return self._page(self._call(self._queue.ListJobs, request))
+
+    def iter_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        state: JobState | Iterable[JobState] | None = None,
+        page_size: int = 100,
+    ) -> Iterator[Job]:
+        """Yields every matching job, newest first, fetching pages as needed.
+
+        Takes the filters of `list_jobs`.
+        """
+        states = states_of(state)  # a generator would be spent by the first page
+        page_token: str | None = None
+        while True:
+            page = self.list_jobs(
+                queue=queue, type=type, state=states, page_size=page_size, page_token=page_token
+            )
+            yield from page
+            if page.next_page_token is None:
+                return
+            page_token = page.next_page_token
+
+    def jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        state: JobState | Iterable[JobState] | None = None,
+        limit: int | None = 1000,
+    ) -> JobList:
+        """Returns the matching jobs, newest first, fetching as many pages as needed.
+
+        The result displays as a table in notebooks and has `to_pandas()`.
+
+        Args:
+            queue: Only jobs in this queue; None means all queues.
+            type: Only jobs of this type; None means all types.
+            state: Only jobs in this state or these states; None means any state.
+            limit: Most jobs to return; None returns every match.
+        """
+        page_size = 1000 if limit is None else max(1, min(limit, 1000))
+        found = self.iter_jobs(queue=queue, type=type, state=state, page_size=page_size)
+        return JobList(tuple(islice(found, limit)))
+
+    def cancel_job(self, id: str, *, reason: str = "") -> Job:
+        """Cancels a job; one being processed has its worker's lease revoked.
+
+        Args:
+            id: The job's id.
+            reason: Why, recorded in the job's `last_error`.
+
+        Returns:
+            The cancelled job.
+
+        Raises:
+            JobNotFoundError: No job has this id.
+            JobTerminalError: The job already finished.
+        """
+        request = queue_service_pb2.CancelJobRequest(id=id, reason=reason)
+        return self._job(self._call(self._queue.CancelJob, request).job)
+
+    def stats(self, queue: str | None = None) -> QueueStatsList:
+        """Returns job counts per queue, sorted by queue name.
+
+        The result is a list that displays as a table in notebooks.
+
+        Args:
+            queue: Only this queue; None means every queue the gateway knows.
+        """
+        request = queue_service_pb2.GetQueueStatsRequest(queue=queue or "")
+        response = self._call(self._queue.GetQueueStats, request)
+        return QueueStatsList(QueueStats.from_proto(stats) for stats in response.queues)
+
+    def schedule(
+        self,
+        type: str,
+        payload: Any = None,
+        *,
+        at: datetime,
+        queue: str = "default",
+        max_retries: int | None = None,
+        timeout: float | timedelta | None = None,
+        deduplication_key: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Job:
+        """Enqueues a job to run once, no sooner than `at` (timezone-aware).
+
+        The gateway keeps jobs due further ahead than its queue can delay in its
+        scheduler database, so they survive a restart. Takes the options of `enqueue`.
+        """
+        return self.enqueue(
+            type,
+            payload,
+            at=at,
+            queue=queue,
+            max_retries=max_retries,
+            timeout=timeout,
+            deduplication_key=deduplication_key,
+            attributes=attributes,
+        )
+
+    def watch_job(self, job_or_id: Job | str) -> Iterator[Job]:
+        """Yields the job's current state, then every change, until it finishes.
+
+        The jobs carry no payload or result; `get_job` returns them.
+
+        Raises:
+            JobNotFoundError: No job has this id.
+        """
+        self._ensure_open()
+        call = self._queue.WatchJob(self._watch_request(job_or_id), metadata=self._metadata)
+        try:
+            for response in call:
+                yield self._job(response.job)
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        finally:
+            call.cancel()
+
+    def wait(self, job_or_id: Job | str, *, timeout: float | timedelta | None = None) -> Any:
+        """Waits until the job finishes and returns its decoded result.
+
+        Follows the job with `WatchJob`, so it learns of the end at once (no polling).
+
+        Args:
+            job_or_id: The job or its id.
+            timeout: Longest to wait; None waits as long as it takes.
+
+        Returns:
+            The job's result, decoded like its payload.
+
+        Raises:
+            JobDeadError: The job failed for good; `.last_error` says why.
+            JobCancelledError: The job was cancelled.
+            WaitTimeoutError: `timeout` passed first (a `TimeoutError`).
+            JobNotFoundError: No job has this id.
+        """
+        job = self._watch_until_terminal(job_or_id, timeout)
+        if job.state is JobState.COMPLETED:
+            job = self.get_job(job.id)
+        return self._outcome(job)
+
+    def watch(
+        self,
+        jobs: Job | Iterable[Job],
+        *,
+        timeout: float | timedelta | None = None,
+        desc: str = "jobs",
+        max_streams: int = MAX_STREAMS,
+    ) -> JobList:
+        """Shows a live progress bar of the jobs until every one has finished.
+
+        The bar counts finished jobs and moves with the progress handlers report
+        (`ctx.progress(...)`); after it come the counts by state and the latest
+        handler message. It is a widget in Jupyter and text on stderr elsewhere
+        (`tqdm.auto`). The gateway pushes every change over `WatchJob` streams,
+        no polling: at most `max_streams` are open at once, all on one background
+        thread, whatever the number of jobs.
+
+        Like `concurrent.futures.wait`, a timeout is not an error: the jobs come
+        back as last seen, so check `state` (dead jobs do not raise either; `wait`
+        and `job.wait()` do).
+
+        Args:
+            jobs: The jobs to follow, e.g. what `enqueue_many` returned, or one job.
+            timeout: Longest to follow them; None follows until all have finished.
+            desc: Label in front of the bar.
+            max_streams: Most `WatchJob` streams open at once.
+
+        Returns:
+            The jobs as last seen (without payload and result), in the order given.
+
+        Raises:
+            JobNotFoundError: A job does not exist (any more).
+        """
+        self._ensure_open()
+        watched = as_jobs(jobs)
+        ids = [job.id for job in watched]
+        seconds = self._wait_seconds(timeout)
+
+        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+            # The channel belongs to the StreamThread's private loop: opened on it.
+            async with self._aio_channel() as channel:
+                stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
+                await follow(
+                    stub,
+                    ids,
+                    lambda index, job: emit((index, job)),
+                    metadata=self._metadata,
+                    max_streams=max_streams,
+                    time_limit=seconds,
+                )
+
+        with JobsProgress(watched, desc=desc) as progress, StreamThread(stream) as updates:
+            try:
+                for index, proto in updates:
+                    progress.update(index, self._job(proto))
+            except grpc.RpcError as error:
+                raise self._error(error) from error
+        return progress.jobs
+
+    def _watch_until_terminal(self, job_or_id: Job | str, timeout: float | timedelta | None) -> Job:
+        self._ensure_open()
+        call = self._queue.WatchJob(
+            self._watch_request(job_or_id),
+            timeout=self._wait_seconds(timeout),
+            metadata=self._metadata,
+        )
+        try:
+            for response in call:
+                job = self._job(response.job)
+                if job.state.is_terminal:
+                    return job
+        except grpc.RpcError as error:
+            raise self._wait_error(error, job_or_id, timeout) from error
+        finally:
+            call.cancel()
+        raise self._watch_ended(job_or_id)

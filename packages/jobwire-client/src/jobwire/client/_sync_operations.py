@@ -1,0 +1,156 @@
+"""`Client`'s operator methods: replay, purge, pause and resume queues, see and drain workers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from jobwire.client._models import Job, JobState, QueueStats
+from jobwire.client._operations import (
+    KEEP,
+    WorkerInfo,
+    job_selector,
+    purge_request,
+    retry_jobs_request,
+    retry_request,
+)
+from jobwire.client._sync_calls import SyncCalls
+from jobwire.v1 import queue_service_pb2 as Q
+from jobwire.v1 import worker_service_pb2 as W
+
+
+class SyncOperations(SyncCalls):
+    """The operator methods of `Client` (the gateway's admin role, except `list_workers`)."""
+
+    def retry_job(
+        self, job_or_id: Job | str, *, payload: Any = KEEP, max_retries: int | None = None
+    ) -> Job:
+        """Runs a dead, failed or cancelled job again, as a new series of attempts.
+
+        The job keeps its id and the errors of its earlier attempts.
+
+        Args:
+            job_or_id: The job or its id.
+            payload: A new payload, encoded like `enqueue`'s; by default the job's.
+            max_retries: New retries for the replay; None keeps the job's.
+
+        Raises:
+            JobNotRetryableError: The job is pending, scheduled, processing or completed.
+            JobNotFoundError: No job has this id.
+        """
+        request = retry_request(job_or_id, payload, self._serializer, max_retries)
+        return self._job(self._call(self._queue.RetryJob, request).job)
+
+    def retry_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        states: Iterable[JobState | str] = (JobState.DEAD,),
+        error_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        request_id: str | None = None,
+    ) -> int:
+        """Runs every matching dead (or failed, cancelled) job again, in one gateway call.
+
+        Safe to retry: a second call with the same `request_id` replays nothing more.
+
+        Args:
+            queue: Only jobs of this queue.
+            type: Only jobs of this type.
+            states: Which of dead, failed and cancelled jobs to replay.
+            error_contains: Only jobs whose last error's message contains this.
+            created_after: Only jobs created at or after this aware time.
+            created_before: Only jobs created before this aware time.
+            request_id: Idempotency key; a new one by default.
+
+        Returns:
+            How many jobs are pending again.
+        """
+        request = retry_jobs_request(
+            request_id,
+            job_selector(
+                queue=queue,
+                type=type,
+                states=states,
+                error_contains=error_contains,
+                created_after=created_after,
+                created_before=created_before,
+            ),
+        )
+        return self._call(self._queue.RetryJobs, request).count
+
+    def purge_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        states: Iterable[JobState | str] | None = None,
+        error_contains: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        all: bool = False,
+        include_processing: bool = False,
+        dry_run: bool = False,
+    ) -> int:
+        """Deletes the matching jobs (never processing ones unless `include_processing`).
+
+        Args:
+            queue: Only jobs of this queue.
+            type: Only jobs of this type.
+            states: Only jobs in these states; None means pending, scheduled,
+                failed, dead, cancelled and completed.
+            error_contains: Only jobs whose last error's message contains this.
+            created_after: Only jobs created at or after this aware time.
+            created_before: Only jobs created before this aware time.
+            all: Required when no filter is given: every job of every queue.
+            include_processing: Also delete running jobs; their workers are told to stop.
+            dry_run: Count what would be deleted, delete nothing.
+
+        Returns:
+            How many jobs were (or would be) deleted.
+
+        Raises:
+            InvalidArgumentError: No filter and not `all`.
+        """
+        request = purge_request(
+            job_selector(
+                queue=queue,
+                type=type,
+                states=states,
+                error_contains=error_contains,
+                created_after=created_after,
+                created_before=created_before,
+            ),
+            all=all,
+            include_processing=include_processing,
+            dry_run=dry_run,
+        )
+        return self._call(self._queue.PurgeJobs, request).count
+
+    def pause_queue(self, queue: str) -> QueueStats:
+        """Stops deliveries from `queue` on every gateway; it still accepts jobs."""
+        request = Q.PauseQueueRequest(queue=queue)
+        return QueueStats.from_proto(self._call(self._queue.PauseQueue, request).stats)
+
+    def resume_queue(self, queue: str) -> QueueStats:
+        """Resumes deliveries from a paused queue."""
+        request = Q.ResumeQueueRequest(queue=queue)
+        return QueueStats.from_proto(self._call(self._queue.ResumeQueue, request).stats)
+
+    def list_workers(self, queue: str | None = None) -> list[WorkerInfo]:
+        """Returns the worker streams connected to every gateway (of `queue`, if given)."""
+        request = W.ListWorkersRequest(queue=queue or "")
+        response = self._call(self._workers.ListWorkers, request)
+        return [WorkerInfo.from_proto(worker) for worker in response.workers]
+
+    def drain_worker(self, worker_id: str, *, session_id: str | None = None) -> int:
+        """Asks a worker to finish its jobs and disconnect; returns how many streams.
+
+        Raises:
+            WorkerNotFoundError: No gateway has a stream of this worker.
+        """
+        request = W.DrainWorkerRequest(worker_id=worker_id, session_id=session_id or "")
+        return self._call(self._workers.DrainWorker, request).drained

@@ -1,0 +1,115 @@
+"""A job as a Redis hash, and back.
+
+The fields Lua scripts read or change are plain hash fields (state,
+attempt, queue, type, owner gateway, ...); what never changes after the
+enqueue (payload, content type, attributes, retries, timeout, schedule) is
+one serialized ``jobwire.v1.Job`` in ``body``. Times are epoch seconds as
+text (``repr`` of the float: exact both ways).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from jobwire.gateway._models import Failure, JobRecord, JobState, set_time
+from jobwire.v1 import job_pb2
+
+Fields = Mapping[bytes, bytes]
+
+
+def body(job: JobRecord) -> bytes:
+    """The part of a job that never changes, serialized."""
+    msg = job_pb2.Job(
+        payload=job.payload,
+        content_type=job.content_type,
+        attributes=job.attributes,
+        max_retries=job.max_retries,
+        schedule=job.schedule,
+    )
+    if job.timeout is not None:
+        set_time(msg.timeout, job.timeout)
+    return msg.SerializeToString()
+
+
+def failure(error: Failure | None) -> bytes:
+    """A failure serialized (``b""`` for none)."""
+    return b"" if error is None else error.to_proto().SerializeToString()
+
+
+def errors(job: JobRecord) -> bytes:
+    """Every attempt's error a job keeps (``JobRecord.errors``), serialized."""
+    msg = job_pb2.Job()
+    for item in job.errors:
+        item.fill_proto(msg.errors.add())
+    return msg.SerializeToString()
+
+
+def seconds(value: float | None) -> str:
+    """A time as hash text; ``""`` for none."""
+    return "" if value is None else repr(value)
+
+
+def millis(value: float) -> int:
+    """A time as the whole milliseconds sorted sets are scored by (rounded up: never early)."""
+    return -int(-value * 1000 // 1)
+
+
+def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    """An ``HGETALL`` reply (a flat list, as scripts return it) as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def record(job_id: str, fields: Fields) -> JobRecord:
+    """The job stored in ``fields``."""
+    msg = job_pb2.Job.FromString(fields[b"body"])
+    error = fields.get(b"err")
+    history = fields.get(b"errs")
+    progress = fields.get(b"pg")
+    result = fields.get(b"r")
+    return JobRecord(
+        id=job_id,
+        queue=fields[b"q"].decode(),
+        type=fields[b"t"].decode(),
+        payload=msg.payload,
+        content_type=msg.content_type,
+        attributes=dict(msg.attributes),
+        max_retries=msg.max_retries,
+        timeout=msg.timeout.ToNanoseconds() / 1e9 if msg.HasField("timeout") else None,
+        deduplication_key=fields[b"dk"].decode(),
+        create_time=float(fields[b"c"]),
+        state=JobState(int(fields[b"s"])),
+        schedule_time=_time(fields.get(b"st")),
+        update_time=float(fields[b"u"]),
+        end_time=_time(fields.get(b"e")),
+        attempt=int(fields[b"a"]),
+        last_error=_failure(job_pb2.JobFailure.FromString(error)) if error else None,
+        result=result,
+        result_content_type=fields.get(b"rct", b"").decode(),
+        progress=job_pb2.JobProgress.FromString(progress) if progress else None,
+        worker_id=fields.get(b"w", b"").decode(),
+        schedule=msg.schedule,
+        priority=int(fields[b"p"]),
+        errors=tuple(map(_failure, job_pb2.Job.FromString(history).errors)) if history else (),
+    )
+
+
+def from_flat(flat: Sequence[bytes]) -> JobRecord:
+    """The job of an ``HGETALL`` reply returned by a script (its ``id`` field included)."""
+    fields = pairs(flat)
+    return record(fields[b"id"].decode(), fields)
+
+
+def _time(value: bytes | None) -> float | None:
+    return float(value) if value else None
+
+
+def _failure(msg: job_pb2.JobFailure) -> Failure:
+    return Failure(
+        msg.message,
+        msg.type,
+        msg.details,
+        msg.retryable,
+        msg.attempt,
+        msg.time.ToNanoseconds() / 1e9,
+        msg.worker_id,
+    )

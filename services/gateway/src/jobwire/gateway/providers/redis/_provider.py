@@ -1,0 +1,415 @@
+"""Redis provider (``type = "redis"``), through redis-py's asyncio client: the storage hooks.
+
+Why this design. The Redis job queues people run each solve at-least-once
+in a way that fails somewhere jobwire's semantics table does not allow:
+
+* **Celery (kombu's Redis transport)** moves a delivered message to an
+  ``unacked`` sorted set scored by delivery time, and any worker puts back
+  every message older than one global ``visibility_timeout``. One timeout for
+  every job means long jobs (and ETA jobs, celery#2599, kombu#337) run twice
+  while their first worker is still busy, and a crash waits the whole timeout.
+* **Dramatiq** keeps each worker's unacked messages in a per-worker set with a
+  heartbeat, and requeues a dead worker's messages: a crash is detected by a
+  missed heartbeat, but there is no per-job lease or extension, and a
+  requeue is not counted as an attempt, so a crash loop never ends.
+* **BullMQ** (lists + Lua) takes a job into ``active`` with a lock key per job
+  that the worker renews, and a stalled-job checker moves jobs whose lock
+  lapsed back to wait. That is per-job leasing, but each worker renews its own
+  locks over Redis, and it loses jobs when Redis evicts lock or job keys
+  (bullmq#1827: anything but ``maxmemory-policy noeviction``).
+* **Redis Streams** consumer groups keep a pending-entries list per consumer
+  with an idle time; ``XAUTOCLAIM`` takes entries idle longer than a
+  threshold. Again one threshold per claim call rather than a lease per job,
+  and streams have no delay, priority, cancellation of an entry in place, or
+  lookup by state, which jobwire needs beside them anyway.
+
+Here the lease itself lives in the gateway's lease state machine (timers,
+extension, fencing; :mod:`.._leases`) as for every provider, and Redis holds
+what must survive the gateway: a hash per job, a ready sorted set per queue
+and type (score: priority, then order), a delayed sorted set by due time, and
+per gateway a leased sorted set by lease deadline. A gateway's liveness is a
+heartbeat key with a TTL (Dramatiq's idea, per gateway rather than per
+worker: a worker's crash is already seen at once as its stream dropping).
+When the key lapses, any other gateway takes that gateway's leases back,
+each counted as an attempt (``reap.lua``); a lease whose deadline passed
+without an ending (its gateway could not reach Redis then) is taken back the
+same way. Every transition is one Lua script (``lua/``), fenced on the job's
+state, attempt and owning gateway, so no step depends on a client staying
+connected between two commands, and a late answer from a gateway that lost a
+job changes nothing. Idle gateways wait on pub/sub (:mod:`._wake`), and claim
+as many jobs as the waiting stream has free credits in one script; the
+answers of one frame are one script call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from typing import Any, ClassVar
+
+from redis import exceptions
+
+from jobwire.gateway._dedup import DedupRule, lookups
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._provider_config import RedisProviderSettings
+from jobwire.gateway.providers._types import (
+    Claim,
+    Consumer,
+    Ending,
+    Lease,
+    QueueCounts,
+)
+from jobwire.gateway.providers.base import QueueProvider
+from jobwire.gateway.providers.redis import _codec as codec
+from jobwire.gateway.providers.redis._connection import check_server, describe, open_client
+from jobwire.gateway.providers.redis._elsewhere import Elsewhere
+from jobwire.gateway.providers.redis._errors import (
+    DISCONNECTED,
+    RedisUnavailableError,
+    translated,
+)
+from jobwire.gateway.providers.redis._keys import Keys
+from jobwire.gateway.providers.redis._reads import Reads
+from jobwire.gateway.providers.redis._scripts import Scripts
+from jobwire.gateway.providers.redis._upkeep import Upkeep
+from jobwire.gateway.providers.redis._wake import Wakeups
+
+logger = logging.getLogger("jobwire.gateway.redis")
+
+_RACES = 8
+"""Tries of an optimistic write (insert, cancel) that another gateway's write raced."""
+
+
+class RedisProvider(QueueProvider[int]):
+    """Queues in Redis, shared by any number of gateways (``type = "redis"``).
+
+    A lease's handle is its attempt number: the scripts apply an ending only
+    while the job is in that attempt and leased by this gateway.
+    """
+
+    #: Redis holds any delay, durably and for every gateway: the scheduler then
+    #: holds none (its default SQLite file would tie a job to one gateway), unless
+    #: ``[scheduler] delay_threshold`` says otherwise.
+    max_native_delay: ClassVar[float | None] = math.inf
+
+    def __init__(self, settings: RedisProviderSettings, events: JobEvents) -> None:
+        super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
+        self._settings = settings
+        self._where = describe(settings)
+        self._keys = Keys.of(settings.key_prefix)
+        self._gateway = uuid.uuid4().hex
+        self._timeout = settings.gateway_timeout.total_seconds()
+        self._client = open_client(settings)
+        self._scripts = Scripts.register(self._client)
+        self._reads = Reads(self._client, self._scripts, self._keys)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        elsewhere = Elsewhere(
+            self._client,
+            self._keys,
+            self._gateway,
+            events,
+            lambda: self.host,
+            self._record,
+            self._reads.get_many,
+            self._spawn,
+        )
+        self._wake = Wakeups(self._client, self._keys, self._gateway, elsewhere.cancelled)
+        self._upkeep = Upkeep(
+            self._client,
+            self._scripts,
+            self._keys,
+            self._gateway,
+            timeout=self._timeout,
+            retention=settings.history_retention.total_seconds(),
+            take_back=elsewhere.take_back,
+            refresh=elsewhere.refresh,
+            presumed_dead=elsewhere.reconcile,
+        )
+
+    @property
+    def gateway_id(self) -> str:
+        """This gateway's id in Redis (its heartbeat key and leased set)."""
+        return self._gateway
+
+    async def open(self) -> None:
+        """Connect, check the server's settings, start listening and the timers."""
+        try:
+            with translated():
+                await check_server(self._client, self._where)
+                async with asyncio.timeout(self._settings.connect_timeout.total_seconds()):
+                    await self._wake.start()
+                await self._upkeep.start()
+        except BaseException:
+            await self._wake.stop()
+            await self._client.aclose()
+            raise
+        logger.info("Redis provider on %s, gateway %s", self._where, self._gateway)
+
+    async def aclose(self) -> None:
+        """Stop the timers and the listener, end the heartbeat, close the client."""
+        await self._upkeep.stop()
+        await self._wake.stop()
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    # Jobs --------------------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Store jobs in one script, deduplicated by ``self.dedup`` on what Redis holds."""
+        # A client that gives up half-way must still get the script's answer read.
+        return await asyncio.shield(self._insert(jobs))
+
+    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
+        request_ids, keys = lookups(jobs)
+        by_request: dict[str, JobRecord] = {}
+        by_key: dict[str, JobRecord] = {}
+        seen_requests: dict[str, str] = {}
+        seen_keys: dict[str, str] = {}
+        with translated():
+            for race in range(_RACES):
+                # First as if no request id or key were taken (one round trip: the
+                # script refuses if one is); then on what Redis holds.
+                if race and request_ids:
+                    by_request, seen_requests = await self._reads.holders(
+                        self._keys.request, request_ids
+                    )
+                if race and keys:
+                    by_key, seen_keys = await self._reads.holders(self._keys.dedup, keys)
+                now = time.time()
+                results = self.dedup.admit(
+                    jobs,
+                    now,
+                    functools.partial(JobRecord.create, now=now),
+                    by_request=by_request,
+                    by_key=by_key,
+                )
+                args: list[Any] = [self._keys.prefix, self._request_ttl]
+                due: list[int] = []
+                for new, (job, duplicate) in zip(jobs, results, strict=True):
+                    if duplicate:
+                        continue
+                    when = ""
+                    if job.state is JobState.SCHEDULED and job.schedule_time is not None:
+                        due.append(codec.millis(job.schedule_time))
+                        when = str(due[-1])
+                    key, request = job.deduplication_key, new.request_id
+                    flags = f"{1 if key else 0},{1 if request else 0}"
+                    args += [
+                        f"{job.id},{job.state.value},{job.priority},{when},{now!r},"
+                        f"{codec.seconds(job.schedule_time)},{flags}",
+                        job.queue,
+                        job.type,
+                        codec.body(job),
+                    ]
+                    if key:
+                        args += [key, seen_keys.get(key, "")]
+                    if request:
+                        args += [request, seen_requests.get(request, "")]
+                if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
+                    for due_at in due:
+                        self._upkeep.due(due_at)
+                    return results
+        raise RedisUnavailableError(
+            "enqueue kept racing other gateways' enqueues with the same keys; retry"
+        )
+
+    @property
+    def _request_ttl(self) -> int:
+        return max(1, int(self._settings.history_retention.total_seconds()))
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """Return a job as Redis holds it now (any gateway's changes included)."""
+        return await self._reads.get(job_id)
+
+    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
+        """The jobs that hold these deduplication keys now."""
+        with translated():
+            held, _ = await self._reads.holders(self._keys.dedup, keys)
+        now = time.time()
+        return {key: job for key, job in held.items() if self.dedup.holds(job, now)}
+
+    async def list_jobs(
+        self, where: JobFilter, limit: int, cursor: str | None
+    ) -> tuple[list[JobRecord], str | None]:
+        """List newest first; the cursor is the creation order of the last job returned."""
+        return await self._reads.list_jobs(where, limit, cursor)
+
+    async def counts(self, queue: str | None) -> list[QueueCounts]:
+        """Counts kept by every script, for each queue, in one round trip."""
+        return await self._reads.counts(queue)
+
+    async def cancel(self, job_id: str, message: str, lease: Lease[int] | None) -> JobRecord | None:
+        """Cancel a job as read, unless it changed meanwhile (then read again).
+
+        A job leased by another gateway is cancelled here, and that gateway
+        is told on its cancel channel; it revokes the lease.
+        """
+        with translated():
+            for _ in range(_RACES):
+                job = await self.get(job_id)
+                if job is None or job.state.is_terminal:
+                    return job
+                state, attempt, now = job.state, job.attempt, time.time()
+                job.cancel(message, now)
+                args: list[Any] = [
+                    self._keys.prefix,
+                    job_id,
+                    state.value,
+                    attempt,
+                    repr(now),
+                    codec.failure(job.last_error),
+                    self._settings.max_history,
+                ]
+                if await self._scripts.cancel(keys=[self._keys.seq], args=args):
+                    return job
+        raise RedisUnavailableError("the job kept changing while being cancelled; retry")
+
+    # Leases ------------------------------------------------------------------
+
+    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
+        """Lease up to ``max_jobs`` jobs in one script; wait on pub/sub while there are none."""
+        delay = 0.05
+        while True:
+            with self._wake.waiting(consumer.queues) as woken, translated():
+                try:
+                    claims = await self._claim_once(consumer, max_jobs)
+                except DISCONNECTED as error:
+                    # Redis restarting: the stream stays, and waits for it.
+                    logger.warning("Redis unreachable to claim jobs (%s); trying again", error)
+                    await asyncio.sleep(delay)
+                    delay = min(2.0, delay * 2)
+                    continue
+                if claims:
+                    return claims
+                delay = 0.05
+                try:
+                    async with asyncio.timeout(self._timeout / 3):
+                        await woken
+                except TimeoutError:
+                    pass  # a wake-up lost while the listener reconnected: look again
+
+    async def _claim_once(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
+        now = time.time()
+        args: list[Any] = [
+            self._keys.prefix,
+            self._gateway,
+            consumer.worker_id,
+            repr(now),
+            codec.millis(now + consumer.lease_duration),
+            max_jobs,
+            len(consumer.queues),
+            *consumer.queues,
+            *sorted(consumer.job_types),
+        ]
+        call = asyncio.ensure_future(self._scripts.claim(keys=[self._keys.seq], args=args))
+        try:
+            replies = await asyncio.shield(call)
+        except asyncio.CancelledError:
+            # The consumer left during the round trip: what the script leased goes back.
+            call.add_done_callback(self._give_back)
+            raise
+        return [Claim(job, job.attempt) for job in map(codec.from_flat, replies)]
+
+    def _give_back(self, call: asyncio.Future[Any]) -> None:
+        if call.cancelled() or call.exception() is not None or not call.result():
+            return
+        now = time.time()
+        items = []
+        for flat in call.result():
+            job = codec.from_flat(flat)
+            failure = Failure(
+                "its worker stream closed before delivery", "WORKER_LOST", attempt=job.attempt
+            )
+            items.append((job, job.attempt, AttemptEnd(JobState.PENDING, now, failure)))
+        self._spawn(self._record(items))
+
+    async def settle(self, endings: Sequence[Ending[int]]) -> Sequence[bool]:
+        """Record the endings of one frame (or one expiry) in one script call."""
+        items = [(e.lease.job, e.lease.handle, e.end) for e in endings]
+        with translated():
+            return await self._record(items)
+
+    async def _record(self, items: Sequence[tuple[JobRecord, int, AttemptEnd]]) -> list[bool]:
+        args: list[Any] = [self._keys.prefix, self._gateway, self._settings.max_history]
+        due: list[int] = []
+        for job, attempt, end in items:
+            job.end_attempt(end)
+            when = ""
+            if end.state is JobState.FAILED and end.run_at is not None:
+                due.append(codec.millis(end.run_at))
+                when = str(due[-1])
+            error = codec.failure(end.failure)
+            args.append(
+                f"{job.id},{attempt},{end.state.value},{job.update_time!r},"
+                f"{codec.seconds(job.end_time)},{when},{codec.seconds(job.schedule_time)},"
+                f"{1 if error else 0},{0 if end.result is None else 1}"
+            )
+            if error:
+                args += [error, codec.errors(job)]
+            if end.result is not None:
+                args += [end.result, end.result_content_type]
+        applied = await self._patiently(self._scripts.settle, args)
+        for due_at in due:
+            self._upkeep.due(due_at)
+        return [bool(flag) for flag in applied]
+
+    async def extend(self, leases: Sequence[Lease[int]]) -> Sequence[bool]:
+        """Move the leases' deadlines in Redis, so no other gateway takes them back."""
+        args: list[Any] = [self._keys.prefix, self._gateway]
+        for lease in leases:
+            args += [lease.job.id, lease.handle, codec.millis(lease.deadline)]
+        with translated():
+            held = await self._patiently(self._scripts.extend, args)
+        return [bool(flag) for flag in held]
+
+    async def _patiently(self, script: Any, args: list[Any]) -> Any:
+        """Run a script that records what a worker did, through a short Redis restart.
+
+        Up to ``gateway_timeout``: an answer that fails here ends the worker's
+        stream, and its jobs run again. If the connection broke after Redis ran
+        the script, the retry finds the leases ended and says so (fenced).
+        """
+        deadline = time.monotonic() + self._timeout
+        delay = 0.05
+        while True:
+            try:
+                return await script(keys=[self._keys.seq], args=args)
+            except DISCONNECTED:
+                if time.monotonic() + delay > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
+
+    async def save_progress(self, lease: Lease[int]) -> None:
+        """Store the progress, if the lease is still this gateway's."""
+        job = lease.job
+        assert job.progress is not None
+        args: list[Any] = [
+            self._keys.prefix,
+            self._gateway,
+            job.id,
+            lease.handle,
+            job.progress.SerializeToString(),
+            repr(job.update_time),
+        ]
+        with translated():
+            await self._scripts.progress(keys=[self._keys.seq], args=args)
+
+    def _spawn(self, step: Any) -> None:
+        task = asyncio.get_running_loop().create_task(step)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            if not isinstance(error, exceptions.RedisError | OSError):
+                logger.error("Redis provider task failed: %r", error)
