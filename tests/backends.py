@@ -34,10 +34,22 @@ def _redis(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[st
     return {"type": "redis", "url": url, **overrides}
 
 
+def _postgres(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    url: str = request.getfixturevalue("queue_database_url")
+    return {"type": "postgres", "database_url": url, **overrides}
+
+
+def _sqlite(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    path = request.getfixturevalue("tmp_path") / "queue.db"
+    return {"type": "sqlite", "database_url": f"sqlite+aiosqlite:///{path}", **overrides}
+
+
 BACKENDS: dict[str, ProviderSettings] = {
     "memory": _memory,
     "sqs": _sqs,
     "redis": _redis,
+    "postgres": _postgres,
+    "sqlite": _sqlite,
 }
 """Provider name -> the ``[provider]`` table of a gateway under test."""
 

@@ -16,6 +16,7 @@ from jobwire.gateway.testing import running_gateway, settings_for_tests
 
 from backends import PROVIDERS, provider_settings
 from fleet import OUTCOME, Outcome
+from postgres import emptied_url, temporary_database
 from redis_support import RedisServer
 from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues
 from support import Producer, RawWorker
@@ -93,6 +94,23 @@ def redis_url(redis_server: RedisServer) -> str:
     """The URL of the session's Redis, emptied for this test."""
     redis_server.flush()
     return redis_server.url
+
+
+QUEUE_TABLES = ("jobwire_jobs", "jobwire_gateways")
+"""The postgres provider's tables (default prefix), emptied between tests."""
+
+
+@pytest.fixture(scope="session")
+def queue_database() -> Iterator[str]:
+    """A PostgreSQL database for the postgres provider, one per test session (process)."""
+    with temporary_database("jobwire_queue") as name:
+        yield name
+
+
+@pytest.fixture
+def queue_database_url(queue_database: str) -> str:
+    """The asyncpg URL of ``queue_database``, its queue tables emptied."""
+    return emptied_url(queue_database, QUEUE_TABLES)
 
 
 @pytest.fixture

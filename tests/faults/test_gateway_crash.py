@@ -1,9 +1,10 @@
 """The gateway SIGKILLed in the middle of a run and started again on the same port.
 
-With SQS the jobs live in SQS and the records database: nothing accepted is
-lost. The memory provider is volatile by design (README, "Providers"): what it
-held is gone, and the scenario shows that the same worker processes reconnect
-and jobs accepted after the restart flow again.
+With SQS the jobs live in SQS and the records database, with PostgreSQL and
+SQLite in their table: nothing accepted is lost. The memory provider is
+volatile by design (README, "Providers"): what it held is gone, and the
+scenario shows that the same worker processes reconnect and jobs accepted
+after the restart flow again.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from support import eventually
 from timing import GATEWAY_DOWN as DOWN
 
 
-@pytest.mark.parametrize("provider_kind", ["sqs"])
-async def test_sqs_gateway_killed_and_restarted_loses_no_job(
+@pytest.mark.parametrize("provider_kind", ["sqs", "postgres", "sqlite"])
+async def test_durable_gateway_killed_and_restarted_loses_no_job(
+    provider_kind: str,
     fleet: Fleet,
     start_gateway: StartGateway,
     connect: Callable[[str], AsyncClient],
@@ -50,7 +52,7 @@ async def test_sqs_gateway_killed_and_restarted_loses_no_job(
         fleet,
         [job.id for job in accepted],
         scenario="gateway SIGKILLed and restarted",
-        provider="sqs",
+        provider=provider_kind,
         in_flight_at_fault=lambda run: run.started < restarted_at,
     )
     report(outcome)

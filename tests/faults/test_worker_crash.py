@@ -11,7 +11,7 @@ from fleet import PROVIDERS, Fleet, Outcome, StartGateway, settle
 from support import eventually
 from timing import PerProvider
 
-BATCH = PerProvider.of_each(2000, sqs=200)
+BATCH = PerProvider.of_each(2000, sqs=200, postgres=500, sqlite=500)
 """Jobs per scenario: moto serves SQS calls at a few hundred a second."""
 SECONDS = PerProvider.of_each(0.01, sqs=0.05)
 """How long each job runs: a batch lasts a few seconds, long enough to crash in."""

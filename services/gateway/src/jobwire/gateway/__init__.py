@@ -27,8 +27,10 @@ from jobwire.gateway._embedded import EmbeddedGateway, embedded
 from jobwire.gateway._errors import StartError
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
+    PostgresProviderSettings,
     RedisProviderSettings,
     RetrySettings,
+    SqliteProviderSettings,
     SqsProviderSettings,
 )
 from jobwire.gateway._server import Gateway
@@ -38,10 +40,12 @@ __all__ = [
     "Gateway",
     "GatewaySettings",
     "MemoryProviderSettings",
+    "PostgresProviderSettings",
     "RedisProviderSettings",
     "RetrySettings",
     "SchedulerSettings",
     "ServerSettings",
+    "SqliteProviderSettings",
     "SqsProviderSettings",
     "StartError",
     "WorkerSettings",

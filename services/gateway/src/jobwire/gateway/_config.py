@@ -20,6 +20,7 @@ from pydantic_settings import (
 from jobwire.gateway._config_types import MiB, Section, Span, check_database_url
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
+    PostgresProviderSettings,
     ProviderSettings,
     SqsProviderSettings,
 )
@@ -287,6 +288,23 @@ class GatewaySettings(BaseSettings):
         provider = self.provider
         if isinstance(provider, SqsProviderSettings) and provider.database_url is None:
             update = {"database_url": self.scheduler.database_url}
+            object.__setattr__(self, "provider", provider.model_copy(update=update))
+        return self
+
+    @model_validator(mode="after")
+    def _postgres_queue_next_to_the_scheduler(self) -> Self:
+        # The postgres provider defaults to the scheduler's database when that
+        # is PostgreSQL: one database for both.
+        provider = self.provider
+        if isinstance(provider, PostgresProviderSettings) and provider.database_url is None:
+            url = self.scheduler.database_url
+            if not url.startswith("postgresql+asyncpg://"):
+                raise ValueError(
+                    'provider.database_url is required for type = "postgres" when the '
+                    "scheduler's database is not PostgreSQL, e.g. "
+                    'database_url = "postgresql+asyncpg://USER@HOST/DB"'
+                )
+            update = {"database_url": url}
             object.__setattr__(self, "provider", provider.model_copy(update=update))
         return self
 

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Dialect,
     LargeBinary,
     MetaData,
+    Table,
     TypeDecorator,
     insert,
     select,
@@ -36,7 +37,6 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
-from sqlalchemy.orm import Mapped
 
 from jobwire.gateway._errors import StartError, UnavailableError, install_hint
 
@@ -85,9 +85,15 @@ TYPE_ANNOTATIONS: dict[Any, Any] = {
 
 
 def create_engine(
-    url: str, *, what: str = "database_url", pool_size: int | None = None
+    url: str,
+    *,
+    what: str = "database_url",
+    pool_size: int | None = None,
+    server_settings: dict[str, str] | None = None,
 ) -> AsyncEngine:
     """Return an engine for ``url``: SQLite waits for its lock, PostgreSQL pings on checkout.
+
+    ``server_settings``: PostgreSQL session settings of every connection.
 
     Raises:
         RuntimeError: the URL names PostgreSQL but asyncpg is not installed.
@@ -102,6 +108,8 @@ def create_engine(
     options: dict[str, Any] = {"pool_pre_ping": True}
     if pool_size is not None:
         options["pool_size"] = pool_size
+    if server_settings:
+        options["connect_args"] = {"server_settings": server_settings}
     try:
         # pool_pre_ping: a connection the server dropped (restart, failover,
         # pg_terminate_backend) is replaced on checkout instead of failing a query.
@@ -126,7 +134,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 async def open_schema(
     engine: AsyncEngine,
     metadata: MetaData,
-    version_table: type[Any],
+    version_table: type[Any] | Table,
     version: int,
     *,
     lock_key: int,
@@ -135,8 +143,8 @@ async def open_schema(
 ) -> None:
     """Create missing tables and check (or record) the schema version.
 
-    ``version_table`` is a mapped class with an integer primary key
-    ``version``; it holds one row. Several gateways starting at once on
+    ``version_table`` is a mapped class (or a ``Table``) with an integer
+    primary key ``version``; it holds one row. Several gateways starting at once on
     PostgreSQL take turns through an advisory lock. ``migrations[n]`` are the
     SQL statements that take version ``n`` to ``n + 1``: an older database is
     upgraded in the same transaction (forward only).
@@ -149,7 +157,11 @@ async def open_schema(
             if engine.dialect.name == "postgresql":
                 await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": lock_key})
             await conn.run_sync(metadata.create_all)
-            column: Mapped[int] = version_table.version
+            column: Any = (
+                version_table.c.version
+                if isinstance(version_table, Table)
+                else version_table.version
+            )
             stored = await conn.scalar(select(column))
             steps = migrations or {}
             if stored is None:

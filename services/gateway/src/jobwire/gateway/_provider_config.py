@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Discriminator, Field, SecretStr, Tag, field_validator
+from pydantic import Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from jobwire.gateway._config_types import MiB, Section, Span, check_database_url
 
@@ -161,6 +161,94 @@ class RedisProviderSettings(_ProviderBase):
         return value
 
 
+_TABLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,30}$")
+
+
+class _SqlProviderBase(_ProviderBase):
+    """Settings shared by the SQL providers (``postgres`` and ``sqlite``)."""
+
+    table_prefix: str = "jobwire_"
+    """Prefix of the provider's table names (``<prefix>jobs``, ``<prefix>gateways``,
+    ``<prefix>queue_schema``), so that jobwire can share a database."""
+    pool_size: int = Field(default=10, gt=0, le=1000)
+    """Connections the gateway keeps open to the database (PostgreSQL)."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """How long finished jobs stay for ``GetJob`` and ``ListJobs``."""
+    max_history: int = Field(default=100_000, ge=0)
+    """Most finished jobs kept; the oldest are pruned first."""
+    prune_interval: Span = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    """How often finished jobs beyond the retention are pruned (in batches)."""
+    poll_interval: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    """Longest an idle worker stream waits before looking at the table again;
+    wake-ups (an enqueue here, a NOTIFY from another gateway, the next due
+    job) come sooner, so this only bounds a missed notification."""
+    heartbeat_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """How often the gateway records that it is alive."""
+    heartbeat_timeout: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    """A gateway silent this long is dead: another gateway releases its leases
+    (each counted as an attempt)."""
+
+    @field_validator("table_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not _TABLE_PREFIX.match(value):
+            raise ValueError(
+                "expected lower-case letters, digits and underscores "
+                f"(at most 31, not starting with a digit), got {value!r}"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _check_spans(self) -> Self:
+        if self.heartbeat_timeout <= self.heartbeat_interval:
+            raise ValueError("heartbeat_timeout must be longer than heartbeat_interval")
+        if self.history_retention < self.dedup_window:
+            raise ValueError(
+                "history_retention must be at least dedup_window "
+                "(a pruned job no longer holds its deduplication key)"
+            )
+        return self
+
+
+class PostgresProviderSettings(_SqlProviderBase):
+    """``type = "postgres"``: jobs in PostgreSQL; any number of gateways on one database.
+
+    Needs the gateway's ``postgres`` extra (asyncpg).
+    """
+
+    type: Literal["postgres"] = "postgres"
+    database_url: str | None = None
+    """``postgresql+asyncpg://USER@HOST/DB``; None: the scheduler's ``database_url``
+    when that is PostgreSQL."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("postgresql+asyncpg://"):
+            raise ValueError(
+                f"expected postgresql+asyncpg://USER@HOST/DB, got {value.split('://')[0]!r}://…"
+            )
+        return value
+
+
+class SqliteProviderSettings(_SqlProviderBase):
+    """``type = "sqlite"``: jobs in a SQLite file (WAL); one gateway per file."""
+
+    type: Literal["sqlite"] = "sqlite"
+    database_url: str = "sqlite+aiosqlite:///jobwire-queue.db"
+    """``sqlite+aiosqlite:///PATH`` of the queue's file (a second gateway on the
+    same file refuses to start)."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        if not value.startswith("sqlite+aiosqlite:///") or value.endswith(":memory:"):
+            raise ValueError(
+                f"expected sqlite+aiosqlite:///PATH (a file), got {value.split('://')[0]!r}://…"
+            )
+        return value
+
+
 def _provider_type(value: object) -> str:
     # A [provider] table without `type` means the embedded default.
     if isinstance(value, dict):
@@ -172,6 +260,8 @@ def _provider_type(value: object) -> str:
 ProviderSettings = Annotated[
     Annotated[MemoryProviderSettings, Tag("memory")]
     | Annotated[SqsProviderSettings, Tag("sqs")]
-    | Annotated[RedisProviderSettings, Tag("redis")],
+    | Annotated[RedisProviderSettings, Tag("redis")]
+    | Annotated[PostgresProviderSettings, Tag("postgres")]
+    | Annotated[SqliteProviderSettings, Tag("sqlite")],
     Discriminator(_provider_type),
 ]

@@ -5,6 +5,7 @@ A provider whose SDK is an optional extra is imported only when configured.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +15,9 @@ from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobFilter
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
+    PostgresProviderSettings,
     RedisProviderSettings,
+    SqliteProviderSettings,
     SqsProviderSettings,
 )
 from jobwire.gateway.providers._leases import Leases
@@ -83,12 +86,40 @@ def _redis(settings: Any, events: JobEvents) -> QueueProvider[Any]:
 
 _REDIS_SDK = frozenset({"redis", "hiredis"})
 
+
+def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    try:  # the driver SQLAlchemy loads for postgresql+asyncpg URLs
+        importlib.import_module("asyncpg")
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "asyncpg":
+            raise
+        raise StartError(
+            '"postgres" needs the gateway\'s postgres extra (asyncpg is missing); '
+            + install_hint("'./services/gateway[postgres]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
+        ) from None
+    from jobwire.gateway.providers.sql import SqlProvider
+
+    assert isinstance(settings, PostgresProviderSettings)
+    return SqlProvider(settings, events)
+
+
+def _sqlite(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    from jobwire.gateway.providers.sql import SqlProvider
+
+    assert isinstance(settings, SqliteProviderSettings)
+    return SqlProvider(settings, events)
+
+
 ProviderFactory = Callable[[Any, JobEvents], QueueProvider[Any]]
 
 PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
     "sqs": _sqs,
     "redis": _redis,
+    "postgres": _postgres,
+    "sqlite": _sqlite,
 }
 
 

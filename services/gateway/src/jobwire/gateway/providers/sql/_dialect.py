@@ -1,0 +1,130 @@
+"""What differs between PostgreSQL and SQLite, behind one connection helper.
+
+* **PostgreSQL**: many gateways write at once; claims lock rows with
+  ``FOR UPDATE SKIP LOCKED``; a transaction that made jobs ready sends one
+  ``NOTIFY``; a transaction that only records ended leases commits
+  asynchronously (``synchronous_commit = off``: a lost ack is a redelivery).
+* **SQLite**: one gateway per file, held by an exclusive lock on
+  ``<file>.lock`` for the process's life (the kernel drops it when the
+  process dies, however it dies); the gateway's writes take turns on an
+  ``asyncio.Lock``, so SQLite never sees two writers (WAL lets reads proceed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import IO
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from jobwire.gateway._db import transaction
+from jobwire.gateway.providers.sql._tables import Tables
+
+PAYLOAD_LIMIT = 7000
+"""Longest NOTIFY payload sent (PostgreSQL refuses 8,000 bytes)."""
+
+
+class FileInUseError(RuntimeError):
+    """Another gateway serves the SQLite file."""
+
+
+class Sql:
+    """The engine, the tables and the dialect's ways, shared by the provider's parts.
+
+    Args:
+        engine: the database.
+        tables: the provider's tables.
+        gateway_id: this gateway's id in ``<prefix>gateways`` and in leased rows.
+        channel_prefix: prefix of the NOTIFY channels (the table prefix).
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: Tables,
+        gateway_id: str,
+        channel_prefix: str,
+        async_engine: AsyncEngine | None = None,
+    ) -> None:
+        self.engine = engine
+        self.async_engine = async_engine or engine
+        """Connections that commit asynchronously (PostgreSQL): for what may be lost."""
+        self.tables = tables
+        self.jobs = tables.jobs
+        self.gateway_id = gateway_id
+        self.postgres = engine.dialect.name == "postgresql"
+        self.ready_channel = f"{channel_prefix}ready"
+        self.cancel_channel = f"{channel_prefix}cancel"
+        self._writer = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection in a transaction, for reads."""
+        async with transaction(self.engine, "queue") as conn:
+            yield conn
+
+    @contextlib.asynccontextmanager
+    async def write(self, *, async_commit: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection in a write transaction; ``async_commit`` for what may be lost."""
+        if self.postgres:
+            # Sessions of async_engine have synchronous_commit off: no SET per transaction.
+            engine = self.async_engine if async_commit else self.engine
+            async with transaction(engine, "queue") as conn:
+                yield conn
+            return
+        async with self._writer, transaction(self.engine, "queue") as conn:
+            yield conn
+
+    async def notify_ready(self, conn: AsyncConnection, queues: set[str]) -> None:
+        """Tell the other gateways, at commit, that ``queues`` have jobs (PostgreSQL)."""
+        if not self.postgres or not queues:
+            return
+        names = ",".join(sorted(queues))
+        if len(names) > PAYLOAD_LIMIT:
+            names = "*"
+        await conn.execute(select(func.pg_notify(self.ready_channel, f"{self.gateway_id}|{names}")))
+
+    async def notify_cancel(
+        self, conn: AsyncConnection, gateway_id: str, job_id: str, message: str
+    ) -> None:
+        """Tell gateway ``gateway_id``, at commit, that its leased job was cancelled."""
+        if self.postgres:
+            payload = f"{gateway_id}|{job_id}|{message}"[:PAYLOAD_LIMIT]
+            await conn.execute(select(func.pg_notify(self.cancel_channel, payload)))
+
+
+def lock_sqlite_file(url: str) -> IO[bytes] | None:
+    """Take the one-gateway lock of a SQLite database file; None for other databases.
+
+    Raises:
+        FileInUseError: another running gateway holds it.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    path = Path(parsed.database).resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(f"{path}.lock", "a+b")  # noqa: SIM115  # held until aclose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().decode(errors="replace").strip() or "another process"
+        handle.close()
+        raise FileInUseError(
+            f"the SQLite queue file {path} is in use by another gateway ({holder}); "
+            "a SQLite queue serves one gateway: stop the other one, or use "
+            '[provider] type = "postgres" for several gateways'
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}".encode())
+    handle.flush()
+    return handle

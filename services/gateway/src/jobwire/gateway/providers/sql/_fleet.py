@@ -1,0 +1,163 @@
+"""Gateways on one database: heartbeats, and the leases of gateways that died.
+
+Each gateway has a row in ``<prefix>gateways`` whose ``heartbeat`` it
+refreshes every ``heartbeat_interval``. Every gateway also looks, as often,
+for jobs leased by a gateway whose heartbeat lapsed ``heartbeat_timeout`` ago
+(or that has no row: it stopped, or it ran on this SQLite file before a
+restart) and releases them, each counted as an attempt (the retry rule's
+``after_loss``: ready again at once, or dead when that was the last attempt).
+Gateways reaping at once skip each other's rows (``SKIP LOCKED``).
+
+A gateway also checks the jobs it leases: one cancelled or released by
+another gateway (a ``NOTIFY`` it missed, or its own heartbeat lapsed) is
+revoked here (``host.lost``).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+from sqlalchemy import delete, insert, or_, select, text, update
+
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import Failure, JobRecord, JobState
+from jobwire.gateway.providers._retry import RetryPolicy
+from jobwire.gateway.providers._types import RevokeReason
+from jobwire.gateway.providers.base import ProviderHost
+from jobwire.gateway.providers.sql._dialect import Sql
+from jobwire.gateway.providers.sql._reads import Reads
+from jobwire.gateway.providers.sql._rows import record_of
+from jobwire.gateway.providers.sql._tables import PROCESSING
+from jobwire.gateway.providers.sql._wake import Wakeups
+from jobwire.gateway.providers.sql._writes import Writes
+
+logger = logging.getLogger("jobwire.gateway.sql")
+
+_REAP_BATCH = 500
+
+
+class Fleet:
+    """This gateway's heartbeat, and the release of dead gateways' leases."""
+
+    def __init__(
+        self,
+        sql: Sql,
+        writes: Writes,
+        reads: Reads,
+        wakeups: Wakeups,
+        events: JobEvents,
+        host: Callable[[], ProviderHost],
+        *,
+        timeout: float,
+    ) -> None:
+        self._sql = sql
+        self._writes = writes
+        self._reads = reads
+        self._wakeups = wakeups
+        self._events = events
+        self._host = host
+        self._timeout = timeout
+
+    async def join(self) -> None:
+        """Register this gateway (on SQLite, the file's only one: earlier rows are dead)."""
+        now = time.time()
+        gateways = self._sql.tables.gateways
+        async with self._sql.write() as conn:
+            if not self._sql.postgres:
+                # The file lock proves every other gateway of this file gone:
+                # its leases are released at once, not a heartbeat later.
+                await conn.execute(delete(gateways))
+            await conn.execute(
+                insert(gateways).values(
+                    id=self._sql.gateway_id, heartbeat=now, started=now, host=socket.gethostname()
+                )
+            )
+
+    async def leave(self) -> None:
+        """Remove this gateway's row: its remaining leases are released by the next reaper."""
+        gateways = self._sql.tables.gateways
+        async with self._sql.write() as conn:
+            await conn.execute(delete(gateways).where(gateways.c.id == self._sql.gateway_id))
+
+    async def beat(self) -> None:
+        """Refresh the heartbeat; if another gateway declared this one dead, join again."""
+        gateways = self._sql.tables.gateways
+        async with self._sql.write(async_commit=True) as conn:
+            done = await conn.execute(
+                update(gateways)
+                .where(gateways.c.id == self._sql.gateway_id)
+                .values(heartbeat=time.time())
+            )
+        if done.rowcount == 0:
+            logger.warning("this gateway's heartbeat had lapsed; its leases were released")
+            await self.join()
+            await self.check_leases()
+
+    async def reap(self) -> int:
+        """Release the leases of dead gateways; return how many."""
+        released = 0
+        while True:
+            batch = await self._reap_batch(time.time())
+            released += batch
+            if batch < _REAP_BATCH:
+                return released
+
+    async def _reap_batch(self, now: float) -> int:
+        jobs, gateways = self._sql.jobs, self._sql.tables.gateways
+        c = jobs.c
+        live = select(gateways.c.id).where(gateways.c.heartbeat >= now - self._timeout)
+        query = (
+            select(jobs)
+            .where(
+                text(f"state = {PROCESSING}"),
+                or_(c.gateway_id.is_(None), c.gateway_id.not_in(live)),
+            )
+            .limit(_REAP_BATCH)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._sql.write() as conn:
+            rows = list((await conn.execute(query)).mappings())
+            records: list[JobRecord] = []
+            for row in rows:
+                record = record_of(row)
+                gone = row["gateway_id"] or "unknown"
+                message = f"gateway {gone} stopped during the attempt (heartbeat lapsed)"
+                failure = Failure(message, "GATEWAY_LOST", attempt=record.attempt)
+                record.end_attempt(RetryPolicy.after_loss(record, failure, now))
+                records.append(record)
+            written = (
+                await self._writes.apply_endings(conn, records, [r.attempt for r in records])
+                if records
+                else set()
+            )
+            queues = {r.queue for r in records if r.id in written and not r.state.is_terminal}
+            await self._sql.notify_ready(conn, queues)
+            await conn.execute(delete(gateways).where(gateways.c.heartbeat < now - self._timeout))
+        if written:
+            logger.info("released %d leases of gateways that stopped", len(written))
+            self._wakeups.notify(queues)
+            for record in records:
+                if record.id in written:
+                    self._events.publish(record)
+        return len(rows)
+
+    async def check_leases(self) -> None:
+        """Revoke this gateway's leases on jobs cancelled or released elsewhere."""
+        host = self._host()
+        leased = list(host.leased_job_ids())
+        if not leased:
+            return
+        stored = await self._reads.states(leased)
+        for job_id in leased:
+            state, gateway = stored.get(job_id, (None, None))
+            if state == PROCESSING and gateway == self._sql.gateway_id:
+                continue
+            if job_id not in host.leased_job_ids():
+                continue  # answered meanwhile
+            if state == JobState.CANCELLED.value:
+                host.lost(job_id, RevokeReason.CANCELLED, "job cancelled through another gateway")
+            else:
+                host.lost(job_id, RevokeReason.EXPIRED, "another gateway released the lease")

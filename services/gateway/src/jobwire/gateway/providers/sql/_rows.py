@@ -1,0 +1,90 @@
+"""Conversions between rows of ``<prefix>jobs`` and :class:`JobRecord` objects."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from jobwire.gateway._models import Failure, JobRecord, JobState
+from jobwire.v1 import job_pb2
+
+
+def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
+    """The row of a new job."""
+    return {
+        "id": record.id,
+        "queue": record.queue,
+        "type": record.type,
+        "priority": record.priority,
+        "state": record.state.value,
+        "run_at": record.schedule_time
+        if record.state is JobState.SCHEDULED and record.schedule_time is not None
+        else record.create_time,
+        "payload": record.payload,
+        "content_type": record.content_type,
+        "attributes": record.attributes,
+        "max_retries": record.max_retries,
+        "timeout": record.timeout,
+        "deduplication_key": record.deduplication_key or None,
+        "request_id": request_id or None,
+        "schedule": record.schedule,
+        "attempt": record.attempt,
+        "create_time": record.create_time,
+        "update_time": record.update_time,
+        "schedule_time": record.schedule_time,
+        "end_time": record.end_time,
+        "worker_id": record.worker_id,
+        "gateway_id": None,
+        "last_error": error_json(record),
+        "result": record.result,
+        "result_content_type": record.result_content_type,
+        "progress": None,
+    }
+
+
+def record_of(row: Any, now: float | None = None) -> JobRecord:
+    """The record of a row; with ``now``, as a client sees it then (a due job is pending)."""
+    progress = row["progress"]
+    error = dict(row["last_error"]) if row["last_error"] is not None else None
+    history = error.pop("errors", []) if error is not None else []
+    state = JobState(row["state"])
+    if now is not None and state in (JobState.SCHEDULED, JobState.FAILED) and row["run_at"] <= now:
+        state = JobState.PENDING
+    return JobRecord(
+        id=row["id"],
+        queue=row["queue"],
+        type=row["type"],
+        payload=row["payload"],
+        content_type=row["content_type"],
+        attributes=dict(row["attributes"]),
+        max_retries=row["max_retries"],
+        timeout=row["timeout"],
+        deduplication_key=row["deduplication_key"] or "",
+        create_time=row["create_time"],
+        state=state,
+        schedule_time=row["schedule_time"],
+        update_time=row["update_time"],
+        end_time=row["end_time"],
+        attempt=row["attempt"],
+        last_error=Failure(**error) if error is not None else None,
+        errors=tuple(Failure(**item) for item in history),
+        result=row["result"],
+        result_content_type=row["result_content_type"],
+        progress=job_pb2.JobProgress.FromString(progress) if progress is not None else None,
+        worker_id=row["worker_id"],
+        schedule=row["schedule"],
+        priority=row["priority"],
+    )
+
+
+def failure_json(failure: Failure | None) -> dict[str, Any] | None:
+    """The JSON form of a failure, or None."""
+    return None if failure is None else dataclasses.asdict(failure)
+
+
+def error_json(record: JobRecord) -> dict[str, Any] | None:
+    """The last error, with every attempt's error under ``errors`` (as the SQS records)."""
+    stored = failure_json(record.last_error)
+    if stored is not None and record.errors:
+        stored["errors"] = [dataclasses.asdict(failure) for failure in record.errors]
+    return stored

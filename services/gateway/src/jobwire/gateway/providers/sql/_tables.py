@@ -1,0 +1,164 @@
+"""The SQL providers' tables, named with the configured prefix.
+
+``<prefix>jobs`` holds every job, waiting, leased or finished (until pruned).
+A job waits in one of the *waiting* states (pending, scheduled, failed) with
+the time it may run, ``run_at``; a waiting job whose ``run_at`` has come is
+pending as clients see it (:func:`effective_state`), so nothing has to move a
+delayed job when it comes due. Claims take the ready jobs of a queue in
+``(priority DESC, run_at, seq)`` order through the partial index
+``<prefix>jobs_ready``. ``<prefix>gateways`` holds one heartbeat row per
+running gateway; a leased job names its gateway (``gateway_id``).
+
+Times are epoch seconds (double precision): every comparison and order the
+provider makes is then the same on PostgreSQL and SQLite.
+
+Schema changes: ``<prefix>queue_schema`` holds one row, the version the tables
+were created with (:data:`SCHEMA_VERSION`); see :func:`jobwire.gateway._db.open_schema`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    ColumnElement,
+    Double,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    and_,
+    case,
+    literal,
+    text,
+)
+
+from jobwire.gateway._models import DEFAULT_PRIORITY, JobState
+
+SCHEMA_VERSION = 1
+"""Version of the tables below; see the module docstring."""
+
+
+WAITING = (JobState.PENDING.value, JobState.SCHEDULED.value, JobState.FAILED.value)
+"""States of a job that waits for its ``run_at``: a claim takes it once that has come."""
+UNFINISHED = (*WAITING, JobState.PROCESSING.value)
+"""States in which a job holds its deduplication key whatever the window."""
+TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
+PROCESSING = JobState.PROCESSING.value
+
+
+def _in(column: ColumnElement[int], values: tuple[int, ...]) -> str:
+    # Partial-index predicates are DDL: literal values, the same text on both databases.
+    return f"{column.name} IN ({', '.join(str(v) for v in values)})"
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The provider's tables for one prefix, and the metadata that creates them."""
+
+    metadata: MetaData
+    jobs: Table
+    gateways: Table
+    schema: Table
+
+
+def make_tables(prefix: str) -> Tables:
+    """Build the tables named ``<prefix>jobs``, ``<prefix>gateways``, ``<prefix>queue_schema``."""
+    metadata = MetaData()
+    seq_type = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER is the rowid
+    jobs = Table(
+        f"{prefix}jobs",
+        metadata,
+        Column("seq", seq_type, primary_key=True, autoincrement=True),
+        Column("id", String(64), nullable=False, unique=True),
+        Column("queue", String(128), nullable=False),
+        Column("type", String(256), nullable=False),
+        Column(
+            "priority", SmallInteger, nullable=False, server_default=text(str(DEFAULT_PRIORITY))
+        ),
+        Column("state", SmallInteger, nullable=False),
+        Column("run_at", Double, nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("content_type", String(256), nullable=False),
+        Column("attributes", JSON, nullable=False),
+        Column("max_retries", Integer, nullable=False),
+        Column("timeout", Double),
+        Column("deduplication_key", String(256)),
+        Column("request_id", String(256), unique=True),
+        Column("schedule", String(128), nullable=False),
+        Column("attempt", Integer, nullable=False),
+        Column("create_time", Double, nullable=False),
+        Column("update_time", Double, nullable=False),
+        Column("schedule_time", Double),
+        Column("end_time", Double),
+        Column("worker_id", String(256), nullable=False),
+        Column("gateway_id", String(64)),
+        Column("last_error", JSON),
+        Column("result", LargeBinary),
+        Column("result_content_type", String(256), nullable=False),
+        Column("progress", LargeBinary),
+    )
+    c = jobs.c
+    waiting = text(_in(c.state, WAITING))
+    Index(
+        f"{prefix}jobs_ready",
+        c.queue,
+        c.priority.desc(),
+        c.run_at,
+        c.seq,
+        postgresql_where=waiting,
+        sqlite_where=waiting,
+    )
+    # One unfinished job per deduplication key, across every gateway: a
+    # concurrent second insert collides and reads the first one's job.
+    holds_key = text(f"deduplication_key IS NOT NULL AND {_in(c.state, UNFINISHED)}")
+    Index(
+        f"{prefix}jobs_dedup",
+        c.deduplication_key,
+        unique=True,
+        postgresql_where=holds_key,
+        sqlite_where=holds_key,
+    )
+    Index(f"{prefix}jobs_key", c.deduplication_key)
+    leased = text(f"state = {PROCESSING}")
+    Index(
+        f"{prefix}jobs_leased",
+        c.gateway_id,
+        postgresql_where=leased,
+        sqlite_where=leased,
+    )
+    finished = text(_in(c.state, TERMINAL))
+    Index(
+        f"{prefix}jobs_finished",
+        c.end_time,
+        postgresql_where=finished,
+        sqlite_where=finished,
+    )
+    Index(f"{prefix}jobs_listing", c.queue, c.seq)
+    gateways = Table(
+        f"{prefix}gateways",
+        metadata,
+        Column("id", String(64), primary_key=True),
+        Column("heartbeat", Double, nullable=False),
+        Column("started", Double, nullable=False),
+        Column("host", String(256), nullable=False),
+    )
+    schema = Table(
+        f"{prefix}queue_schema",
+        metadata,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+    )
+    return Tables(metadata, jobs, gateways, schema)
+
+
+def effective_state(jobs: Table, now: float) -> ColumnElement[int]:
+    """The state a client sees: a scheduled or failed job whose time came is pending."""
+    c = jobs.c
+    due = and_(c.state.in_([JobState.SCHEDULED.value, JobState.FAILED.value]), c.run_at <= now)
+    return case((due, literal(JobState.PENDING.value)), else_=c.state)

@@ -1,0 +1,301 @@
+"""Writes to ``<prefix>jobs``: each call is one transaction, each batch one statement.
+
+* An ``EnqueueJobs`` is one transaction: the lookups the dedup rule needs,
+  then one multi-row ``INSERT``, then one ``NOTIFY``. It is answered only
+  after the commit. Two gateways inserting one deduplication key at once
+  collide on the partial unique index; the loser reads the winner's job.
+* The endings of one frame (acks, nacks) are one ``UPDATE … FROM
+  unnest(arrays)`` (SQLite: ``FROM (VALUES …)``) fenced by attempt and
+  state, committed asynchronously on PostgreSQL: a lost ack is a
+  redelivery, which at-least-once allows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Double,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    cast,
+    column,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+    values,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from jobwire.gateway._dedup import DedupRule, lookups
+from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway.providers.sql._dialect import Sql
+from jobwire.gateway.providers.sql._rows import error_json, insert_row, record_of
+from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
+
+# Concurrent enqueues of one deduplication key on two gateways: the loser of
+# the insert race reads the winner's job on its next try.
+_INSERT_TRIES = 3
+# The columns of an ending and their PostgreSQL types (for unnest).
+_ENDING_COLUMNS = {
+    "k_id": "varchar",
+    "k_attempt": "integer",
+    "k_state": "smallint",
+    "k_update_time": "float8",
+    "k_end_time": "float8",
+    "k_schedule_time": "float8",
+    "k_run_at": "float8",
+    "k_last_error": "json",
+    "k_result": "bytea",
+    "k_result_content_type": "varchar",
+}
+_UNFINISHED = f"state IN ({', '.join(str(s) for s in UNFINISHED)})"
+
+
+class Writes:
+    """The provider's writes."""
+
+    def __init__(self, sql: Sql, dedup: DedupRule) -> None:
+        self._sql = sql
+        self._dedup = dedup
+        c = sql.jobs.c
+        self._c = c
+        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ENDING_COLUMNS.items())
+        names = ", ".join(_ENDING_COLUMNS)
+        self._unnested = text(
+            f"UPDATE {sql.jobs.name} AS j SET state = e.k_state, update_time = e.k_update_time, "
+            "end_time = e.k_end_time, schedule_time = e.k_schedule_time, run_at = e.k_run_at, "
+            "last_error = e.k_last_error, result = e.k_result, "
+            "result_content_type = e.k_result_content_type, gateway_id = NULL "
+            f"FROM unnest({unnested}) AS e({names}) "
+            f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND j.state = {PROCESSING} "
+            "RETURNING j.id"
+        )
+
+    async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
+        """Store new jobs; return each stored job and whether it was a duplicate."""
+        for attempt in range(1, _INSERT_TRIES + 1):
+            try:
+                return await self._insert(jobs, now)
+            except IntegrityError:
+                if attempt == _INSERT_TRIES:
+                    raise UnavailableError(
+                        "queue: concurrent enqueues of the same key kept colliding"
+                    ) from None
+        raise AssertionError("unreachable")
+
+    async def _insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
+        async with self._sql.write() as conn:
+            by_request, by_key = await self._holders(conn, jobs, now)
+            results = self._dedup.admit(
+                jobs,
+                now,
+                lambda new: JobRecord.create(new, now),
+                by_request=by_request,
+                by_key=by_key,
+            )
+            rows = [
+                insert_row(record, new.request_id)
+                for new, (record, duplicate) in zip(jobs, results, strict=True)
+                if not duplicate
+            ]
+            if rows:
+                # executemany: one prepared statement for the batch's rows
+                # (a 1,000-row VALUES list costs more to compile than to run).
+                await conn.execute(insert(self._sql.jobs), rows)
+                await self._sql.notify_ready(conn, {row["queue"] for row in rows})
+        return results
+
+    async def _holders(
+        self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float
+    ) -> tuple[dict[str, JobRecord], dict[str, JobRecord]]:
+        request_ids, keys = lookups(jobs)
+        by_request: dict[str, JobRecord] = {}
+        if request_ids:
+            query = select(self._sql.jobs).where(self._c.request_id.in_(request_ids))
+            for row in (await conn.execute(query)).mappings():
+                by_request[row["request_id"]] = record_of(row, now)
+        by_key = await key_holders(self._sql, conn, keys, now, self._dedup) if keys else {}
+        return by_request, by_key
+
+    async def apply_endings(
+        self, conn: AsyncConnection, records: Sequence[JobRecord], attempts: Sequence[int]
+    ) -> set[str]:
+        """Write the records of ended attempts, each only if still at ``attempts[i]``.
+
+        Returns the ids written (a job another gateway took back is not).
+        """
+        rows = [
+            {
+                "k_id": r.id,
+                "k_attempt": attempt,
+                "k_state": r.state.value,
+                "k_update_time": r.update_time,
+                "k_end_time": r.end_time,
+                "k_schedule_time": r.schedule_time,
+                "k_run_at": r.schedule_time
+                if r.state is JobState.FAILED and r.schedule_time is not None
+                else r.update_time,
+                "k_last_error": error_json(r),
+                "k_result": r.result,
+                "k_result_content_type": r.result_content_type,
+            }
+            for r, attempt in zip(records, attempts, strict=True)
+        ]
+        if self._sql.postgres:
+            return await self._apply_unnested(conn, rows)
+        table = values(
+            column("k_id", String),
+            column("k_attempt", Integer),
+            column("k_state", SmallInteger),
+            column("k_update_time", Double),
+            column("k_end_time", Double),
+            column("k_schedule_time", Double),
+            column("k_run_at", Double),
+            column("k_last_error", JSON),
+            column("k_result", LargeBinary),
+            column("k_result_content_type", String),
+            name="ended",
+        ).data([tuple(row.values()) for row in rows])
+        # As a CTE: SQLite takes no column names after ``(VALUES …) AS ended``.
+        # A None renders as an untyped NULL there, hence the casts of nullable
+        # columns on PostgreSQL (on SQLite a cast to JSON would make a number).
+        typed = cast if self._sql.postgres else _as_is
+        ended = table.cte("ended")
+        c, v = self._c, ended.c
+        statement = (
+            update(self._sql.jobs)
+            .where(c.id == v.k_id, c.attempt == v.k_attempt, c.state == PROCESSING)
+            .values(
+                state=v.k_state,
+                update_time=v.k_update_time,
+                end_time=typed(v.k_end_time, Double),
+                schedule_time=typed(v.k_schedule_time, Double),
+                run_at=v.k_run_at,
+                last_error=typed(v.k_last_error, JSON),
+                result=typed(v.k_result, LargeBinary),
+                result_content_type=v.k_result_content_type,
+                gateway_id=None,
+            )
+            .returning(c.id)
+        )
+        return set((await conn.scalars(statement)).all())
+
+    async def _apply_unnested(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
+        # One array per column: the same statement text whatever the number
+        # of rows, so it is compiled and prepared once (a VALUES list is not).
+        arrays = {name: [row[name] for row in rows] for name in _ENDING_COLUMNS}
+        arrays["k_last_error"] = [
+            None if error is None else json.dumps(error) for error in arrays["k_last_error"]
+        ]
+        found = await conn.execute(self._unnested, arrays)
+        return {job_id for (job_id,) in found}
+
+    async def settle(self, records: Sequence[JobRecord]) -> set[str]:
+        """Record how this gateway's leases ended (records already updated); ids written."""
+        async with self._sql.write(async_commit=True) as conn:
+            written = await self.apply_endings(conn, records, [r.attempt for r in records])
+            again = {r.queue for r in records if r.id in written and not r.state.is_terminal}
+            await self._sql.notify_ready(conn, again)
+        return written
+
+    async def cancel(self, job_id: str, message: str, now: float) -> JobRecord | None:
+        """Cancel an unfinished job; the gateway leasing it elsewhere is notified."""
+        c = self._c
+        async with self._sql.write() as conn:
+            query = select(self._sql.jobs).where(c.id == job_id).with_for_update()
+            row = (await conn.execute(query)).mappings().first()
+            if row is None:
+                return None
+            record = record_of(row, now)
+            if record.state.is_terminal:
+                return record
+            record.cancel(message, now)
+            await conn.execute(
+                update(self._sql.jobs)
+                .where(c.seq == row["seq"])
+                .values(
+                    state=record.state.value,
+                    update_time=now,
+                    end_time=now,
+                    last_error=error_json(record),
+                    gateway_id=None,
+                )
+            )
+            owner = row["gateway_id"]
+            if row["state"] == PROCESSING and owner and owner != self._sql.gateway_id:
+                await self._sql.notify_cancel(conn, owner, job_id, f"job cancelled: {message}")
+        return record
+
+    async def save_progress(self, record: JobRecord) -> None:
+        """Store a leased job's progress."""
+        assert record.progress is not None
+        c = self._c
+        async with self._sql.write(async_commit=True) as conn:
+            await conn.execute(
+                update(self._sql.jobs)
+                .where(c.id == record.id, c.attempt == record.attempt, c.state == PROCESSING)
+                .values(
+                    progress=record.progress.SerializeToString(), update_time=record.update_time
+                )
+            )
+
+    async def put_back(self, records: Collection[JobRecord]) -> None:
+        """Undo claims nobody received (the waiting stream went away meanwhile)."""
+        c = self._c
+        async with self._sql.write() as conn:
+            await conn.execute(
+                update(self._sql.jobs)
+                .where(
+                    c.id.in_([r.id for r in records]),
+                    c.state == PROCESSING,
+                    c.gateway_id == self._sql.gateway_id,
+                )
+                .values(
+                    state=JobState.PENDING.value,
+                    attempt=c.attempt - 1,
+                    gateway_id=None,
+                    worker_id="",
+                )
+            )
+            await self._sql.notify_ready(conn, {r.queue for r in records})
+
+
+def _as_is(value: Any, _type: Any) -> Any:
+    return value
+
+
+async def key_holders(
+    sql: Sql, conn: AsyncConnection, keys: Collection[str], now: float, dedup: DedupRule
+) -> dict[str, JobRecord]:
+    """The jobs that hold ``keys`` at ``now``: unfinished, or finished within the window."""
+    c = sql.jobs.c
+    held = text(_UNFINISHED)
+    if dedup.window > 0:
+        held = or_(held, c.end_time > now - dedup.window)  # type: ignore[assignment]
+    query = select(sql.jobs).where(c.deduplication_key.in_(keys), held)
+    found: dict[str, JobRecord] = {}
+    for row in (await conn.execute(query)).mappings():
+        record = record_of(row, now)
+        current = found.get(record.deduplication_key)
+        # The unfinished holder first, else the one that finished last.
+        if current is None or _newer_holder(record, current):
+            found[record.deduplication_key] = record
+    return {key: job for key, job in found.items() if dedup.holds(job, now)}
+
+
+def _newer_holder(record: JobRecord, current: JobRecord) -> bool:
+    if not record.state.is_terminal:
+        return True
+    if not current.state.is_terminal:
+        return False
+    return (record.end_time or 0.0) > (current.end_time or 0.0)
