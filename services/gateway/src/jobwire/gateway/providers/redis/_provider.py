@@ -39,6 +39,13 @@ connected between two commands, and a late answer from a gateway that lost a
 job changes nothing. Idle gateways wait on pub/sub (:mod:`._wake`), and claim
 as many jobs as the waiting stream has free credits in one script; the
 answers of one frame are one script call.
+
+Operators' writes (:mod:`._operations`) live in the same keys, so every
+gateway sees them at once: a paused queue is in a set ``claim.lua`` skips
+(a resume publishes a wake-up); a bulk replay or purge runs in batches of
+1,000 jobs, each batch one script call, atomic on its own (what that means
+for concurrent changes is said there). Worker streams are shared through
+Redis too (:mod:`._workers`).
 """
 
 from __future__ import annotations
@@ -56,6 +63,7 @@ from redis import exceptions
 
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import RedisProviderSettings
 from jobwire.gateway.providers._types import (
@@ -63,7 +71,9 @@ from jobwire.gateway.providers._types import (
     Consumer,
     Ending,
     Lease,
+    Purged,
     QueueCounts,
+    WorkerInfo,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.redis import _codec as codec
@@ -75,10 +85,12 @@ from jobwire.gateway.providers.redis._errors import (
     translated,
 )
 from jobwire.gateway.providers.redis._keys import Keys
+from jobwire.gateway.providers.redis._operations import Operations
 from jobwire.gateway.providers.redis._reads import Reads
 from jobwire.gateway.providers.redis._scripts import Scripts
 from jobwire.gateway.providers.redis._upkeep import Upkeep
 from jobwire.gateway.providers.redis._wake import Wakeups
+from jobwire.gateway.providers.redis._workers import SharedWorkers
 
 logger = logging.getLogger("jobwire.gateway.redis")
 
@@ -131,6 +143,16 @@ class RedisProvider(QueueProvider[int]):
             refresh=elsewhere.refresh,
             presumed_dead=elsewhere.reconcile,
         )
+        self._ops = Operations(
+            self._client,
+            self._scripts,
+            self._keys,
+            self._reads,
+            self._wake,
+            events,
+            self._request_ttl,
+        )
+        self._workers = SharedWorkers(self._client, self._scripts, self._keys)
 
     @property
     def gateway_id(self) -> str:
@@ -270,6 +292,42 @@ class RedisProvider(QueueProvider[int]):
                 if await self._scripts.cancel(keys=[self._keys.seq], args=args):
                     return job
         raise RedisUnavailableError("the job kept changing while being cancelled; retry")
+
+    # Operations (._operations, ._workers) -----------------------------------
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> tuple[JobRecord, bool] | None:
+        """Make one dead, failed or cancelled job pending again (``replay.lua``)."""
+        return await self._ops.replay(job_id, payload, max_retries)
+
+    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
+        """Replay every selected job in batches; once per request id."""
+        return await self._ops.replay_jobs(selector, request_id)
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> Purged:
+        """Delete (or count) every selected job in batches (``purge.lua``)."""
+        return await self._ops.purge(
+            selector, include_processing=include_processing, validate_only=validate_only
+        )
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue for every gateway on this Redis."""
+        await self._ops.set_paused(queue, paused)
+
+    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+        """Publish this gateway's worker streams; return the sessions to drain."""
+        return await self._workers.share(gateway, workers)
+
+    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
+        """Worker streams the other gateways published recently."""
+        return await self._workers.shared(gateway)
+
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Ask the other gateways to drain the worker's streams."""
+        return await self._workers.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 
