@@ -51,7 +51,6 @@ Redis too (:mod:`._workers`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import time
@@ -61,7 +60,7 @@ from typing import Any, ClassVar
 
 from redis import exceptions
 
-from jobwire.gateway._dedup import DedupRule, lookups
+from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
@@ -84,6 +83,7 @@ from jobwire.gateway.providers.redis._errors import (
     RedisUnavailableError,
     translated,
 )
+from jobwire.gateway.providers.redis._inserts import Inserts
 from jobwire.gateway.providers.redis._keys import Keys
 from jobwire.gateway.providers.redis._operations import Operations
 from jobwire.gateway.providers.redis._reads import Reads
@@ -95,7 +95,7 @@ from jobwire.gateway.providers.redis._workers import SharedWorkers
 logger = logging.getLogger("jobwire.gateway.redis")
 
 _RACES = 8
-"""Tries of an optimistic write (insert, cancel) that another gateway's write raced."""
+"""Tries of a cancel that another gateway's write raced."""
 
 
 class RedisProvider(QueueProvider[int]):
@@ -143,6 +143,9 @@ class RedisProvider(QueueProvider[int]):
             refresh=elsewhere.refresh,
             presumed_dead=elsewhere.reconcile,
         )
+        self._inserts = Inserts(
+            self._scripts, self._keys, self._reads, self.dedup, self._request_ttl, self._upkeep.due
+        )
         self._ops = Operations(
             self._client,
             self._scripts,
@@ -186,61 +189,7 @@ class RedisProvider(QueueProvider[int]):
     async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store jobs in one script, deduplicated by ``self.dedup`` on what Redis holds."""
         # A client that gives up half-way must still get the script's answer read.
-        return await asyncio.shield(self._insert(jobs))
-
-    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
-        request_ids, keys = lookups(jobs)
-        by_request: dict[str, JobRecord] = {}
-        by_key: dict[str, JobRecord] = {}
-        seen_requests: dict[str, str] = {}
-        seen_keys: dict[str, str] = {}
-        with translated():
-            for race in range(_RACES):
-                # First as if no request id or key were taken (one round trip: the
-                # script refuses if one is); then on what Redis holds.
-                if race and request_ids:
-                    by_request, seen_requests = await self._reads.holders(
-                        self._keys.request, request_ids
-                    )
-                if race and keys:
-                    by_key, seen_keys = await self._reads.holders(self._keys.dedup, keys)
-                now = time.time()
-                results = self.dedup.admit(
-                    jobs,
-                    now,
-                    functools.partial(JobRecord.create, now=now),
-                    by_request=by_request,
-                    by_key=by_key,
-                )
-                args: list[Any] = [self._keys.prefix, self._request_ttl]
-                due: list[int] = []
-                for new, (job, duplicate) in zip(jobs, results, strict=True):
-                    if duplicate:
-                        continue
-                    when = ""
-                    if job.state is JobState.SCHEDULED and job.schedule_time is not None:
-                        due.append(codec.millis(job.schedule_time))
-                        when = str(due[-1])
-                    key, request = job.deduplication_key, new.request_id
-                    flags = f"{1 if key else 0},{1 if request else 0}"
-                    args += [
-                        f"{job.id},{job.state.value},{job.priority},{when},{now!r},"
-                        f"{codec.seconds(job.schedule_time)},{flags}",
-                        job.queue,
-                        job.type,
-                        codec.body(job),
-                    ]
-                    if key:
-                        args += [key, seen_keys.get(key, "")]
-                    if request:
-                        args += [request, seen_requests.get(request, "")]
-                if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
-                    for due_at in due:
-                        self._upkeep.due(due_at)
-                    return results
-        raise RedisUnavailableError(
-            "enqueue kept racing other gateways' enqueues with the same keys; retry"
-        )
+        return await asyncio.shield(self._inserts.insert(jobs))
 
     @property
     def _request_ttl(self) -> int:
