@@ -43,9 +43,12 @@ answers of one frame are one script call.
 Operators' writes (:mod:`._operations`) live in the same keys, so every
 gateway sees them at once: a paused queue is in a set ``claim.lua`` skips
 (a resume publishes a wake-up); a bulk replay or purge runs in batches of
-1,000 jobs, each batch one script call, atomic on its own (what that means
-for concurrent changes is said there). Worker streams are shared through
-Redis too (:mod:`._workers`).
+1,000 jobs, each batch one script call, atomic on its own but not with the
+others, so Redis is never blocked for long. Concurrent changes: a job that
+moves between the read of its batch and its script is left alone and not
+counted, and jobs enqueued during the scan may or may not be included (see
+:mod:`._operations`). Worker streams are shared through Redis too
+(:mod:`._workers`).
 """
 
 from __future__ import annotations
