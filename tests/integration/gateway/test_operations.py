@@ -19,10 +19,13 @@ Selector = queue_service_pb2.JobSelector
 #: Dead jobs replayed by one RetryJobs call. SQS (moto, one HTTP call per
 #: receive and delete of ten messages) makes them far slower to kill first.
 BULK = {"sqs": 300}
-#: The Redis provider has no replay, purge or pause hooks yet (README, "Redis"):
-#: the gateway answers UNIMPLEMENTED there.
-NOT_ON_REDIS = pytest.mark.providers(
-    "memory", "sqs", reason="Redis: replay, purge and pause hooks not implemented yet"
+#: The SQL providers have no replay, purge or pause hooks yet (README,
+#: "PostgreSQL and SQLite"): the gateway answers UNIMPLEMENTED there.
+NOT_ON_SQL = pytest.mark.providers(
+    "memory",
+    "sqs",
+    "redis",
+    reason="PostgreSQL, SQLite: replay, purge and pause hooks not implemented yet",
 )
 
 
@@ -69,7 +72,7 @@ async def code_of(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
 # Replay ----------------------------------------------------------------------
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_replayed_dead_job_runs_again_and_keeps_its_errors(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -92,7 +95,7 @@ async def test_replayed_dead_job_runs_again_and_keeps_its_errors(
     assert [e.message for e in done.errors] == ["bug 17"]
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_retry_job_refuses_jobs_that_are_not_dead_failed_or_cancelled(
     producer: Producer,
 ) -> None:
@@ -106,7 +109,7 @@ async def test_retry_job_refuses_jobs_that_are_not_dead_failed_or_cancelled(
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 @pytest.mark.gateway(provider=PerProvider.of_each({"max_history": 20_000}, sqs={}))
 async def test_retry_jobs_replays_a_filtered_set_in_one_call_once_per_request_id(
     producer: Producer, raw_worker: OpenWorker, provider_kind: str
@@ -137,7 +140,7 @@ async def _count(producer: Producer, queue: str, state: str, expected: int) -> b
     return bool(getattr(await stats(producer, queue), state) == expected)
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_retry_jobs_selects_by_error_and_type(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -157,7 +160,7 @@ async def test_retry_jobs_selects_by_error_and_type(
 # Purge -----------------------------------------------------------------------
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_purge_preview_equals_purge_count(producer: Producer) -> None:
     for _ in range(5):
         await producer.enqueue(queue="mail")
@@ -173,7 +176,7 @@ async def test_purge_preview_equals_purge_count(producer: Producer) -> None:
     assert (await producer.get(keep.id)).state == State.STATE_PENDING
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_purge_spares_processing_jobs_unless_asked_then_revokes_them(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -192,7 +195,7 @@ async def test_purge_spares_processing_jobs_unless_asked_then_revokes_them(
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_purge_refuses_an_empty_selector_without_all(producer: Producer) -> None:
     code, details = await code_of(producer.stub.PurgeJobs(queue_service_pb2.PurgeJobsRequest()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
@@ -205,7 +208,7 @@ async def test_purge_refuses_an_empty_selector_without_all(producer: Producer) -
 # Pause -----------------------------------------------------------------------
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_paused_queue_accepts_but_delivers_nothing_while_a_sibling_flows(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -225,7 +228,7 @@ async def test_paused_queue_accepts_but_delivers_nothing_while_a_sibling_flows(
     assert item.job.id == held.id
 
 
-@NOT_ON_REDIS
+@NOT_ON_SQL
 async def test_pause_lets_delivered_jobs_finish(producer: Producer, raw_worker: OpenWorker) -> None:
     job = await producer.enqueue(queue="mail")
     worker = await raw_worker(queues=["mail"])

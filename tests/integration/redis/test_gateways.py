@@ -190,17 +190,3 @@ async def test_a_job_due_in_a_day_waits_in_redis_for_every_gateway(
     assert (held.state, held.schedule_time) == (State.STATE_SCHEDULED, job.schedule_time)
     await other.producer.stub.CancelJob(Q.CancelJobRequest(id=job.id))
     assert (await other.producer.get(job.id)).state == State.STATE_CANCELLED
-
-
-async def test_operations_it_lacks_answer_unimplemented_and_change_nothing(
-    redis_gateway: RedisGateway, connect: ClientFactory
-) -> None:
-    client = await connect(await redis_gateway())
-    job = await client.producer.enqueue()
-    with pytest.raises(grpc.aio.AioRpcError) as error:
-        await client.producer.stub.PauseQueue(Q.PauseQueueRequest(queue="default"))
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "RedisProvider does not implement set_paused" in (error.value.details() or "")
-    worker = await client.worker()
-    [item] = await worker.jobs(1)
-    assert item.job.id == job.id

@@ -51,6 +51,28 @@ class Keys:
         """The id of the job an enqueue with ``request_id`` created."""
         return f"{self.prefix}req:{request_id}"
 
+    @property
+    def paused(self) -> str:
+        """Set of the paused queues."""
+        return f"{self.prefix}paused"
+
+    def replays(self, request_id: str) -> str:
+        """Hash of a ``RetryJobs`` request id: jobs replayed (``n``), whether finished."""
+        return f"{self.prefix}replays:{request_id}"
+
+    def workers(self, gateway: str) -> str:
+        """Hash of the worker streams gateway ``gateway`` (its address) published."""
+        return f"{self.prefix}workers:{gateway}"
+
+    def drain(self, gateway: str) -> str:
+        """Set of sessions of gateway ``gateway`` another gateway asked to drain."""
+        return f"{self.prefix}drain:{gateway}"
+
+    @property
+    def worker_gateways(self) -> str:
+        """Sorted set of gateway addresses by when they last published their streams."""
+        return f"{self.prefix}workergateways"
+
     def alive(self, gateway: str) -> str:
         """Heartbeat of a gateway: exists while it lives (a TTL)."""
         return f"{self.prefix}alive:{gateway}"

@@ -39,12 +39,21 @@ connected between two commands, and a late answer from a gateway that lost a
 job changes nothing. Idle gateways wait on pub/sub (:mod:`._wake`), and claim
 as many jobs as the waiting stream has free credits in one script; the
 answers of one frame are one script call.
+
+Operators' writes (:mod:`._operations`) live in the same keys, so every
+gateway sees them at once: a paused queue is in a set ``claim.lua`` skips
+(a resume publishes a wake-up); a bulk replay or purge runs in batches of
+1,000 jobs, each batch one script call, atomic on its own but not with the
+others, so Redis is never blocked for long. Concurrent changes: a job that
+moves between the read of its batch and its script is left alone and not
+counted, and jobs enqueued during the scan may or may not be included (see
+:mod:`._operations`). Worker streams are shared through Redis too
+(:mod:`._workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
 import time
@@ -54,8 +63,9 @@ from typing import Any, ClassVar
 
 from redis import exceptions
 
-from jobwire.gateway._dedup import DedupRule, lookups
+from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import RedisProviderSettings
 from jobwire.gateway.providers._types import (
@@ -63,7 +73,9 @@ from jobwire.gateway.providers._types import (
     Consumer,
     Ending,
     Lease,
+    Purged,
     QueueCounts,
+    WorkerInfo,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.redis import _codec as codec
@@ -74,16 +86,19 @@ from jobwire.gateway.providers.redis._errors import (
     RedisUnavailableError,
     translated,
 )
+from jobwire.gateway.providers.redis._inserts import Inserts
 from jobwire.gateway.providers.redis._keys import Keys
+from jobwire.gateway.providers.redis._operations import Operations
 from jobwire.gateway.providers.redis._reads import Reads
 from jobwire.gateway.providers.redis._scripts import Scripts
 from jobwire.gateway.providers.redis._upkeep import Upkeep
 from jobwire.gateway.providers.redis._wake import Wakeups
+from jobwire.gateway.providers.redis._workers import SharedWorkers
 
 logger = logging.getLogger("jobwire.gateway.redis")
 
 _RACES = 8
-"""Tries of an optimistic write (insert, cancel) that another gateway's write raced."""
+"""Tries of a cancel that another gateway's write raced."""
 
 
 class RedisProvider(QueueProvider[int]):
@@ -131,6 +146,19 @@ class RedisProvider(QueueProvider[int]):
             refresh=elsewhere.refresh,
             presumed_dead=elsewhere.reconcile,
         )
+        self._inserts = Inserts(
+            self._scripts, self._keys, self._reads, self.dedup, self._request_ttl, self._upkeep.due
+        )
+        self._ops = Operations(
+            self._client,
+            self._scripts,
+            self._keys,
+            self._reads,
+            self._wake,
+            events,
+            self._request_ttl,
+        )
+        self._workers = SharedWorkers(self._client, self._scripts, self._keys)
 
     @property
     def gateway_id(self) -> str:
@@ -164,61 +192,7 @@ class RedisProvider(QueueProvider[int]):
     async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store jobs in one script, deduplicated by ``self.dedup`` on what Redis holds."""
         # A client that gives up half-way must still get the script's answer read.
-        return await asyncio.shield(self._insert(jobs))
-
-    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
-        request_ids, keys = lookups(jobs)
-        by_request: dict[str, JobRecord] = {}
-        by_key: dict[str, JobRecord] = {}
-        seen_requests: dict[str, str] = {}
-        seen_keys: dict[str, str] = {}
-        with translated():
-            for race in range(_RACES):
-                # First as if no request id or key were taken (one round trip: the
-                # script refuses if one is); then on what Redis holds.
-                if race and request_ids:
-                    by_request, seen_requests = await self._reads.holders(
-                        self._keys.request, request_ids
-                    )
-                if race and keys:
-                    by_key, seen_keys = await self._reads.holders(self._keys.dedup, keys)
-                now = time.time()
-                results = self.dedup.admit(
-                    jobs,
-                    now,
-                    functools.partial(JobRecord.create, now=now),
-                    by_request=by_request,
-                    by_key=by_key,
-                )
-                args: list[Any] = [self._keys.prefix, self._request_ttl]
-                due: list[int] = []
-                for new, (job, duplicate) in zip(jobs, results, strict=True):
-                    if duplicate:
-                        continue
-                    when = ""
-                    if job.state is JobState.SCHEDULED and job.schedule_time is not None:
-                        due.append(codec.millis(job.schedule_time))
-                        when = str(due[-1])
-                    key, request = job.deduplication_key, new.request_id
-                    flags = f"{1 if key else 0},{1 if request else 0}"
-                    args += [
-                        f"{job.id},{job.state.value},{job.priority},{when},{now!r},"
-                        f"{codec.seconds(job.schedule_time)},{flags}",
-                        job.queue,
-                        job.type,
-                        codec.body(job),
-                    ]
-                    if key:
-                        args += [key, seen_keys.get(key, "")]
-                    if request:
-                        args += [request, seen_requests.get(request, "")]
-                if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
-                    for due_at in due:
-                        self._upkeep.due(due_at)
-                    return results
-        raise RedisUnavailableError(
-            "enqueue kept racing other gateways' enqueues with the same keys; retry"
-        )
+        return await asyncio.shield(self._inserts.insert(jobs))
 
     @property
     def _request_ttl(self) -> int:
@@ -270,6 +244,42 @@ class RedisProvider(QueueProvider[int]):
                 if await self._scripts.cancel(keys=[self._keys.seq], args=args):
                     return job
         raise RedisUnavailableError("the job kept changing while being cancelled; retry")
+
+    # Operations (._operations, ._workers) -----------------------------------
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> tuple[JobRecord, bool] | None:
+        """Make one dead, failed or cancelled job pending again (``replay.lua``)."""
+        return await self._ops.replay(job_id, payload, max_retries)
+
+    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
+        """Replay every selected job in batches; once per request id."""
+        return await self._ops.replay_jobs(selector, request_id)
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> Purged:
+        """Delete (or count) every selected job in batches (``purge.lua``)."""
+        return await self._ops.purge(
+            selector, include_processing=include_processing, validate_only=validate_only
+        )
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue for every gateway on this Redis."""
+        await self._ops.set_paused(queue, paused)
+
+    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+        """Publish this gateway's worker streams; return the sessions to drain."""
+        return await self._workers.share(gateway, workers)
+
+    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
+        """Worker streams the other gateways published recently."""
+        return await self._workers.shared(gateway)
+
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Ask the other gateways to drain the worker's streams."""
+        return await self._workers.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 

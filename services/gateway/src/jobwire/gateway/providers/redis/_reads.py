@@ -107,8 +107,8 @@ class Reads:
             )
         now = time.time()
         rows = []
-        for i in range(0, len(reply), 4):
-            name, counts, ready, oldest = reply[i : i + 4]
+        for i in range(0, len(reply), 5):
+            name, counts, ready, oldest, paused = reply[i : i + 5]
             by_state = dict.fromkeys(JobState, 0)
             for state, n in codec.pairs(counts).items():
                 by_state[JobState(int(state))] = int(n)
@@ -118,6 +118,7 @@ class Reads:
                     by_state=by_state,
                     oldest_pending_age=max(0.0, now - float(oldest)) if oldest else 0.0,
                     pending_types=frozenset(t.decode() for t in ready),
+                    paused=bool(paused),
                 )
             )
         return sorted(rows, key=lambda row: row.queue)

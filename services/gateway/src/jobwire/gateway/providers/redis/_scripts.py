@@ -37,6 +37,9 @@ class Scripts:
     reap: AsyncScript
     trim: AsyncScript
     counts: AsyncScript
+    replay: AsyncScript
+    purge: AsyncScript
+    share: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

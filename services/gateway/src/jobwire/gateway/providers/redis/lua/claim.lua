@@ -1,6 +1,7 @@
 -- Lease up to `max` ready jobs of some queues and types to a consumer of this gateway.
 -- ARGV: prefix, gateway, worker id, now (s), lease deadline (ms), max,
 -- number of queues, the queues, then the accepted types (none: every type).
+-- Paused queues (the paused set) are skipped.
 -- Oldest first among the highest priority, across queues and types. Each job
 -- taken is PROCESSING with its attempt counted, in leased:GATEWAY, and
 -- returned as its hash (HGETALL) after the change.
@@ -16,7 +17,11 @@ local heads = {}
 for i = 8, 7 + nqueues do
   local queue = ARGV[i]
   local types_key = P .. 'types:' .. queue
-  for _, jtype in ipairs(redis.call('SMEMBERS', types_key)) do
+  local jtypes = {}
+  if redis.call('SISMEMBER', P .. 'paused', queue) == 0 then
+    jtypes = redis.call('SMEMBERS', types_key)
+  end
+  for _, jtype in ipairs(jtypes) do
     if accepted == nil or accepted[jtype] then
       local key = P .. 'ready:' .. queue .. '/' .. jtype
       local items = redis.call('ZRANGE', key, 0, max - 1, 'WITHSCORES')

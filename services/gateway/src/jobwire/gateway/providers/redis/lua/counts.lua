@@ -1,10 +1,11 @@
 -- Counts of queues for GetQueueStats, in one round trip.
--- ARGV: prefix, then the queues (none: every known queue).
--- Answers per queue: name, counts hash (flat), types with ready jobs, and the
--- update time of the oldest head of its ready sets ('' when none is ready).
+-- ARGV: prefix, then the queues (none: every known or paused queue).
+-- Answers per queue: name, counts hash (flat), types with ready jobs, the
+-- update time of the oldest head of its ready sets ('' when none is ready),
+-- and 1 if the queue is paused, else 0.
 local queues = {}
 for i = 2, #ARGV do queues[#queues + 1] = ARGV[i] end
-if #queues == 0 then queues = redis.call('SMEMBERS', P .. 'queues') end
+if #queues == 0 then queues = redis.call('SUNION', P .. 'queues', P .. 'paused') end
 local out = {}
 for _, queue in ipairs(queues) do
   local ready, oldest = {}, nil
@@ -20,5 +21,6 @@ for _, queue in ipairs(queues) do
   out[#out + 1] = redis.call('HGETALL', P .. 'counts:' .. queue)
   out[#out + 1] = ready
   out[#out + 1] = oldest and tostring(oldest) or ''
+  out[#out + 1] = redis.call('SISMEMBER', P .. 'paused', queue)
 end
 return out

@@ -4,6 +4,7 @@
 --   jobs              zset: every stored job by creation order (ListJobs)
 --   seq               counter: creation and ready order
 --   queues            set: queue names seen
+--   paused            set: paused queues (claim.lua takes nothing from them)
 --   types:Q           set: types of queue Q that may have ready jobs
 --   ready:Q/T         zset: ready jobs of queue Q and type T, by priority then order
 --   delayed           zset: scheduled and failed jobs by due time (ms)
@@ -13,6 +14,10 @@
 --   counts:Q          hash: jobs of queue Q by state
 --   history           zset: finished jobs in the order they finished
 --   dedup:KEY, req:ID string: the job holding a deduplication key, a request id
+--   replays:ID        hash: a RetryJobs request id: jobs replayed (n), finished (done)
+--   workers:A         hash: worker streams gateway address A published, by session
+--   drain:A           set: sessions of gateway A another gateway asked to drain
+--   workergateways    zset: gateway addresses by when they last published
 local P = ARGV[1]
 local PENDING, SCHEDULED, PROCESSING = '1', '2', '3'
 local COMPLETED, FAILED, DEAD, CANCELLED = '4', '5', '6', '7'
