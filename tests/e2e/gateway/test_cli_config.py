@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from jobwire.gateway.providers import PROVIDERS
+
 import commands
 
 
@@ -13,8 +15,9 @@ import commands
     ("text", "expected"),
     [
         (
-            '[server]\nlisten = "127.0.0.1:0"\n[provider]\ntype = "redis"\n',
-            "jobwire.toml:4: provider.type: unknown provider 'redis'; expected one of: memory, sqs",
+            '[server]\nlisten = "127.0.0.1:0"\n[provider]\ntype = "kafka"\n',
+            "jobwire.toml:4: provider.type: unknown provider 'kafka'; expected one of: "
+            + ", ".join(PROVIDERS),
         ),
         (
             '[server]\nshutdown_grace = "30 seconds"\n',
