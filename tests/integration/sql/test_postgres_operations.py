@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
+import grpc
+import pytest
 from integration.sql.conftest import SqlGateway
 from integration.sqs.conftest import ClientFactory
 
-from jobwire.v1 import queue_service_pb2, worker_service_pb2, worker_service_pb2_grpc
+from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2, worker_service_pb2_grpc
 
 from postgres import psql
-from support import Response, eventually
+from support import Request, Response, State, eventually
 from timing import QUIET
 
 Q = queue_service_pb2
@@ -95,3 +98,64 @@ async def test_a_version_1_database_gains_the_operators_tables(
     ).queues
     assert (row.paused, row.pending) == (True, 1)
     assert (await upgraded.producer.get(job.id)).queue == "mail"
+
+
+async def test_a_purge_through_one_gateway_revokes_the_lease_held_on_the_other(
+    postgres_gateway: SqlGateway, connect: ClientFactory
+) -> None:
+    a = await connect(await postgres_gateway())
+    b = await connect(await postgres_gateway())
+    worker = await b.worker(worker_id="on-b")
+    job = await a.producer.enqueue(queue="default")
+    [held] = await worker.jobs(1)
+    everything = Q.PurgeJobsRequest(all=True, include_processing=True)
+    assert (await a.producer.stub.PurgeJobs(everything)).count == 1
+    revoked = (await worker.expect("lease_revoked")).lease_revoked
+    assert (revoked.lease_id, revoked.reason) == (
+        held.lease_id,
+        Response.LeaseRevoked.REASON_CANCELLED,
+    )
+    assert "purged" in revoked.message
+    with pytest.raises(grpc.aio.AioRpcError) as gone:
+        await b.producer.get(job.id)
+    assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_one_retry_jobs_request_sent_to_two_gateways_at_once_replays_once(
+    postgres_gateway: SqlGateway, connect: ClientFactory
+) -> None:
+    a = await connect(await postgres_gateway())
+    b = await connect(await postgres_gateway())
+    worker = await a.worker(max_in_flight=50)
+    jobs = [await a.producer.enqueue(max_retries=0) for _ in range(50)]
+    failure = job_pb2.JobFailure(message="bug", type="RuntimeError")
+    items = await worker.jobs(50)
+    nacks = [Request.Nack.Item(lease_id=i.lease_id, failure=failure) for i in items]
+    await worker.send(Request(nack=Request.Nack(items=nacks)))
+    for job in jobs:
+        await a.producer.wait_state(job.id, State.STATE_DEAD)
+    worker.drop()
+    request = Q.RetryJobsRequest(selector=Q.JobSelector(queue="default"), request_id="twice")
+    first, second = await asyncio.gather(
+        a.producer.stub.RetryJobs(request), b.producer.stub.RetryJobs(request)
+    )
+    assert (first.count, second.count) == (50, 50)
+    [row] = (await b.producer.stub.GetQueueStats(Q.GetQueueStatsRequest(queue="default"))).queues
+    assert (row.pending, row.dead) == (50, 0)
+    assert {(await b.producer.get(job.id)).attempt for job in jobs} == {0}
+
+
+async def test_a_retry_jobs_request_id_is_forgotten_with_the_history(
+    postgres_gateway: SqlGateway, connect: ClientFactory, queue_database: str
+) -> None:
+    client = await connect(
+        await postgres_gateway(history_retention=0.5, prune_interval=0.2, heartbeat_interval=0.1)
+    )
+    request = Q.RetryJobsRequest(selector=Q.JobSelector(queue="mail"), request_id="old")
+    assert (await client.producer.stub.RetryJobs(request)).count == 0
+    assert psql("SELECT count(*) FROM jobwire_replay_requests", queue_database) == "1"
+
+    def forgotten() -> bool:
+        return psql("SELECT count(*) FROM jobwire_replay_requests", queue_database) == "0"
+
+    await eventually(forgotten)

@@ -130,7 +130,7 @@ class Operations:
             return await self._replay_jobs(selector, request_id)
         except IntegrityError:
             # Another gateway recorded the same request id meanwhile: its
-            # transaction replayed the jobs, ours was rolled back.
+            # transaction replayed the jobs, ours replayed nothing.
             if not request_id:
                 raise
             async with self._sql.read() as conn:
@@ -149,11 +149,18 @@ class Operations:
         c = jobs.c
         now = time.time()
         states = (selector.states or REPLAYABLE) & REPLAYABLE
+        replays = self._sql.tables.replays
         async with self._sql.write() as conn:
             if request_id:
                 recorded = await self._recorded(conn, request_id)
                 if recorded is not None:
                     return recorded, set()
+                # The request id's row first: a second call with the same id
+                # (another gateway, at the same time) waits on it and then
+                # fails to insert it, before it replays anything.
+                await conn.execute(
+                    insert(replays).values(request_id=request_id, count=0, create_time=now)
+                )
             where = self._where(jobs, selector, states, now)
             # A key goes back to a replayed job unless an unfinished job holds
             # it, or a replayed one selected before it (lower seq) takes it.
@@ -181,11 +188,10 @@ class Operations:
             )
             queues = list(await conn.scalars(statement))
             if request_id:
-                replays = self._sql.tables.replays
                 await conn.execute(
-                    insert(replays).values(
-                        request_id=request_id, count=len(queues), create_time=now
-                    )
+                    update(replays)
+                    .where(replays.c.request_id == request_id)
+                    .values(count=len(queues))
                 )
             await self._sql.notify_ready(conn, set(queues))
         return len(queues), set(queues)

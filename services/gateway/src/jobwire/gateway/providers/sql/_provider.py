@@ -279,19 +279,15 @@ class SqlProvider(QueueProvider[None]):
             self._wakeups.notify({queue})
 
     async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's streams (PostgreSQL; a SQLite file has one gateway)."""
-        if not self._sql.postgres:
-            return set()
+        """Publish this gateway's streams; return those another gateway asked to drain."""
         return await self._workers.publish(gateway, workers)
 
     async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
         """The other gateways' fresh streams."""
-        return await self._workers.others(gateway) if self._sql.postgres else []
+        return await self._workers.others(gateway)
 
     async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
         """Ask the other gateways to drain these streams."""
-        if not self._sql.postgres:
-            return 0
         return await self._workers.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------

@@ -5,7 +5,7 @@ streams open on it; ``ListWorkers`` on any gateway reads the other gateways'
 fresh rows, and ``DrainWorker`` marks rows that their gateway picks up at its
 next publication. A gateway that stops publishing drops out of the listing
 after ``WORKER_FRESHNESS``; its rows are deleted a while later by whichever
-gateway publishes next.
+gateway publishes next. A SQLite file serves one gateway: nothing to share.
 """
 
 from __future__ import annotations
@@ -30,9 +30,12 @@ class SharedWorkers:
     def __init__(self, sql: Sql) -> None:
         self._sql = sql
         self._table = sql.tables.workers
+        self._shared = sql.postgres
 
     async def publish(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
         """Replace ``gateway``'s rows with ``workers``; return the sessions asked to drain."""
+        if not self._shared:
+            return set()
         t = self._table
         now = time.time()
         async with self._sql.write() as conn:
@@ -61,6 +64,8 @@ class SharedWorkers:
 
     async def others(self, gateway: str) -> list[WorkerInfo]:
         """The streams other gateways published within ``WORKER_FRESHNESS``."""
+        if not self._shared:
+            return []
         t = self._table
         query = select(t.c.info, t.c.drain).where(
             t.c.gateway != gateway, t.c.seen_time >= time.time() - WORKER_FRESHNESS
@@ -70,6 +75,8 @@ class SharedWorkers:
 
     async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
         """Mark other gateways' fresh streams of ``worker_id`` as asked to drain."""
+        if not self._shared:
+            return 0
         t = self._table
         query = update(t).where(
             t.c.worker_id == worker_id,
