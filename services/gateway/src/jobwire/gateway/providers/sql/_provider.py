@@ -55,8 +55,8 @@ from jobwire.gateway.providers.sql._fleet import Fleet
 from jobwire.gateway.providers.sql._listen import Listener
 from jobwire.gateway.providers.sql._operations import Operations
 from jobwire.gateway.providers.sql._reads import Reads
-from jobwire.gateway.providers.sql._retention import prune
 from jobwire.gateway.providers.sql._tables import MIGRATIONS, SCHEMA_VERSION, make_tables
+from jobwire.gateway.providers.sql._upkeep import maintain
 from jobwire.gateway.providers.sql._wake import Wakeups
 from jobwire.gateway.providers.sql._workers import SharedWorkers
 from jobwire.gateway.providers.sql._writes import Writes
@@ -177,7 +177,9 @@ class SqlProvider(QueueProvider[None]):
         except BaseException:
             await self._release()
             raise
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        self._maintenance = asyncio.get_running_loop().create_task(
+            maintain(self._sql, self._fleet, self._settings)
+        )
 
     async def _warm_up(self) -> None:
         # A new asyncpg connection spends several round trips on type
@@ -391,31 +393,6 @@ class SqlProvider(QueueProvider[None]):
                     del self._writing[record.id]
 
     # Background --------------------------------------------------------------
-
-    async def _maintain(self) -> None:
-        interval = self._settings.heartbeat_interval.total_seconds()
-        next_check = next_prune = time.monotonic()
-        while True:
-            try:
-                await self._fleet.beat()
-                await self._fleet.reap()
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + self._poll
-                    await self._fleet.check_leases()
-                if now >= next_prune:
-                    next_prune = now + self._settings.prune_interval.total_seconds()
-                    await prune(
-                        self._sql,
-                        now=time.time(),
-                        max_age=self._settings.history_retention.total_seconds(),
-                        max_count=self._settings.max_history,
-                    )
-            except UnavailableError as error:
-                logger.warning("queue maintenance: %s", error)
-            except Exception:
-                logger.exception("queue maintenance failed; retrying")
-            await asyncio.sleep(interval)
 
     def _on_ready(self, payload: str) -> None:
         sender, _, names = payload.partition("|")
