@@ -96,7 +96,13 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-QUEUE_TABLES = ("jobwire_jobs", "jobwire_gateways")
+QUEUE_TABLES = (
+    "jobwire_jobs",
+    "jobwire_gateways",
+    "jobwire_paused_queues",
+    "jobwire_replay_requests",
+    "jobwire_workers",
+)
 """The postgres provider's tables (default prefix), emptied between tests."""
 
 

@@ -19,14 +19,6 @@ Selector = queue_service_pb2.JobSelector
 #: Dead jobs replayed by one RetryJobs call. SQS (moto, one HTTP call per
 #: receive and delete of ten messages) makes them far slower to kill first.
 BULK = {"sqs": 300}
-#: The SQL providers have no replay, purge or pause hooks yet (README,
-#: "PostgreSQL and SQLite"): the gateway answers UNIMPLEMENTED there.
-NOT_ON_SQL = pytest.mark.providers(
-    "memory",
-    "sqs",
-    "redis",
-    reason="PostgreSQL, SQLite: replay, purge and pause hooks not implemented yet",
-)
 
 
 async def kill(
@@ -72,7 +64,6 @@ async def code_of(call: Awaitable[object]) -> tuple[grpc.StatusCode, str]:
 # Replay ----------------------------------------------------------------------
 
 
-@NOT_ON_SQL
 async def test_replayed_dead_job_runs_again_and_keeps_its_errors(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -95,7 +86,6 @@ async def test_replayed_dead_job_runs_again_and_keeps_its_errors(
     assert [e.message for e in done.errors] == ["bug 17"]
 
 
-@NOT_ON_SQL
 async def test_retry_job_refuses_jobs_that_are_not_dead_failed_or_cancelled(
     producer: Producer,
 ) -> None:
@@ -109,7 +99,6 @@ async def test_retry_job_refuses_jobs_that_are_not_dead_failed_or_cancelled(
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-@NOT_ON_SQL
 @pytest.mark.gateway(provider=PerProvider.of_each({"max_history": 20_000}, sqs={}))
 async def test_retry_jobs_replays_a_filtered_set_in_one_call_once_per_request_id(
     producer: Producer, raw_worker: OpenWorker, provider_kind: str
@@ -140,7 +129,6 @@ async def _count(producer: Producer, queue: str, state: str, expected: int) -> b
     return bool(getattr(await stats(producer, queue), state) == expected)
 
 
-@NOT_ON_SQL
 async def test_retry_jobs_selects_by_error_and_type(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -160,7 +148,6 @@ async def test_retry_jobs_selects_by_error_and_type(
 # Purge -----------------------------------------------------------------------
 
 
-@NOT_ON_SQL
 async def test_purge_preview_equals_purge_count(producer: Producer) -> None:
     for _ in range(5):
         await producer.enqueue(queue="mail")
@@ -176,7 +163,6 @@ async def test_purge_preview_equals_purge_count(producer: Producer) -> None:
     assert (await producer.get(keep.id)).state == State.STATE_PENDING
 
 
-@NOT_ON_SQL
 async def test_purge_spares_processing_jobs_unless_asked_then_revokes_them(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -195,7 +181,6 @@ async def test_purge_spares_processing_jobs_unless_asked_then_revokes_them(
     assert code == grpc.StatusCode.NOT_FOUND
 
 
-@NOT_ON_SQL
 async def test_purge_refuses_an_empty_selector_without_all(producer: Producer) -> None:
     code, details = await code_of(producer.stub.PurgeJobs(queue_service_pb2.PurgeJobsRequest()))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
@@ -208,7 +193,6 @@ async def test_purge_refuses_an_empty_selector_without_all(producer: Producer) -
 # Pause -----------------------------------------------------------------------
 
 
-@NOT_ON_SQL
 async def test_paused_queue_accepts_but_delivers_nothing_while_a_sibling_flows(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -228,7 +212,6 @@ async def test_paused_queue_accepts_but_delivers_nothing_while_a_sibling_flows(
     assert item.job.id == held.id
 
 
-@NOT_ON_SQL
 async def test_pause_lets_delivered_jobs_finish(producer: Producer, raw_worker: OpenWorker) -> None:
     job = await producer.enqueue(queue="mail")
     worker = await raw_worker(queues=["mail"])
@@ -304,7 +287,7 @@ async def test_drain_worker_asks_one_worker_to_stop(
 # Priorities ------------------------------------------------------------------
 
 
-@pytest.mark.providers("memory", "redis")
+@pytest.mark.providers("memory", "redis", "postgres", "sqlite")
 async def test_high_priority_jobs_jump_the_line(producer: Producer, raw_worker: OpenWorker) -> None:
     low = [
         queue_service_pb2.EnqueueJobRequest(type="t", priority=1, payload=b"low")

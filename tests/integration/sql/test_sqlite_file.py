@@ -92,6 +92,7 @@ async def test_a_gateway_killed_and_restarted_on_the_file_has_every_job(
         worker = await RawWorker(channel, job_types=["t"]).open()
         [item] = await worker.jobs(1)
         assert item.job.id == leased.id
+        await producer.stub.PauseQueue(Q.PauseQueueRequest(queue="mail"))
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         worker.drop()
@@ -100,6 +101,8 @@ async def test_a_gateway_killed_and_restarted_on_the_file_has_every_job(
         producer = Producer(channel)
         assert (await producer.get(later.id)).state == State.STATE_SCHEDULED
         assert (await producer.get(waiting.id)).state == State.STATE_PENDING
+        [mail] = (await producer.stub.GetQueueStats(Q.GetQueueStatsRequest(queue="mail"))).queues
+        assert mail.paused
         # Leased at the kill: released at once by the restarted gateway, attempt counted.
         again = await producer.get(leased.id)
         assert (again.state, again.attempt, again.last_error.type) == (

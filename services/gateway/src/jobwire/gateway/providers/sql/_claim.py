@@ -9,7 +9,9 @@ PostgreSQL::
     WHERE jobs.seq = picked.seq RETURNING jobs.*
 
 Gateways claiming at once skip each other's rows instead of waiting on them.
-SQLite has no row locks (``FOR UPDATE`` is left out of its SQL); its one
+Queues with a row in ``<prefix>paused_queues`` are skipped (``queue NOT IN
+(SELECT queue FROM paused_queues)``), so a pause holds on every gateway at
+once. SQLite has no row locks (``FOR UPDATE`` is left out of its SQL); its one
 writer at a time makes the same statement atomic. The waiting-state test is
 literal SQL, the predicate of the partial index ``<prefix>jobs_ready``, so
 that a prepared statement's generic plan can still use that index.
@@ -32,7 +34,12 @@ _WAITING = f"state IN ({', '.join(str(s) for s in WAITING)})"
 def claim_statement(sql: Sql, consumer: Consumer, limit: int, now: float) -> Update:
     """The claim of up to ``limit`` ready jobs for ``consumer``."""
     c = sql.jobs.c
-    pick = select(c.seq).where(c.queue.in_(consumer.queues), text(_WAITING), c.run_at <= now)
+    pick = select(c.seq).where(
+        c.queue.in_(consumer.queues),
+        text(_WAITING),
+        c.run_at <= now,
+        c.queue.not_in(select(sql.tables.paused.c.queue)),
+    )
     if consumer.job_types:
         pick = pick.where(c.type.in_(sorted(consumer.job_types)))
     picked = (
@@ -70,7 +77,11 @@ async def claim(sql: Sql, consumer: Consumer, limit: int, now: float) -> list[Jo
 async def next_due(sql: Sql, conn: AsyncConnection, consumer: Consumer) -> float | None:
     """When the consumer's earliest waiting job may run, or None when there is none."""
     c = sql.jobs.c
-    query = select(func.min(c.run_at)).where(c.queue.in_(consumer.queues), text(_WAITING))
+    query = select(func.min(c.run_at)).where(
+        c.queue.in_(consumer.queues),
+        text(_WAITING),
+        c.queue.not_in(select(sql.tables.paused.c.queue)),
+    )
     if consumer.job_types:
         query = query.where(c.type.in_(sorted(consumer.job_types)))
     due = await conn.scalar(query)

@@ -13,6 +13,9 @@ above owns the rules; this is where they meet SQL):
   its heartbeat lapses (:mod:`._fleet`); a job cancelled through another
   gateway is revoked here at its ``NOTIFY``.
 * **Writes** are one transaction per call, one statement per batch (:mod:`._writes`).
+* **Operators' hooks** (replay, purge, pause: :mod:`._operations`; workers
+  of other gateways: :mod:`._workers`) keep their state in tables, so every
+  gateway on the database and a restarted one see it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from jobwire.gateway._db import create_engine, open_schema
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobFilter, JobRecord, NewJob
 from jobwire.gateway._provider_config import PostgresProviderSettings, SqliteProviderSettings
 from jobwire.gateway.providers._types import (
@@ -39,18 +43,22 @@ from jobwire.gateway.providers._types import (
     Consumer,
     Ending,
     Lease,
+    Purged,
     QueueCounts,
     RevokeReason,
+    WorkerInfo,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sql import _claim
 from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
 from jobwire.gateway.providers.sql._fleet import Fleet
 from jobwire.gateway.providers.sql._listen import Listener
+from jobwire.gateway.providers.sql._operations import Operations
 from jobwire.gateway.providers.sql._reads import Reads
-from jobwire.gateway.providers.sql._retention import prune
-from jobwire.gateway.providers.sql._tables import SCHEMA_VERSION, make_tables
+from jobwire.gateway.providers.sql._tables import MIGRATIONS, SCHEMA_VERSION, make_tables
+from jobwire.gateway.providers.sql._upkeep import maintain
 from jobwire.gateway.providers.sql._wake import Wakeups
+from jobwire.gateway.providers.sql._workers import SharedWorkers
 from jobwire.gateway.providers.sql._writes import Writes
 
 logger = logging.getLogger("jobwire.gateway.sql")
@@ -99,6 +107,8 @@ class SqlProvider(QueueProvider[None]):
         self._wakeups = Wakeups()
         self._writes = Writes(self._sql, self.dedup)
         self._reads = Reads(self._sql, self.dedup)
+        self._operations = Operations(self._sql)
+        self._workers = SharedWorkers(self._sql)
         self._fleet = Fleet(
             self._sql,
             self._writes,
@@ -157,6 +167,7 @@ class SqlProvider(QueueProvider[None]):
                 SCHEMA_VERSION,
                 lock_key=_SCHEMA_LOCK,
                 what="queue",
+                migrations=MIGRATIONS,
             )
             await self._fleet.join()
             await self._fleet.reap()
@@ -166,7 +177,9 @@ class SqlProvider(QueueProvider[None]):
         except BaseException:
             await self._release()
             raise
-        self._maintenance = asyncio.get_running_loop().create_task(self._maintain())
+        self._maintenance = asyncio.get_running_loop().create_task(
+            maintain(self._sql, self._fleet, self._settings)
+        )
 
     async def _warm_up(self) -> None:
         # A new asyncpg connection spends several round trips on type
@@ -235,6 +248,49 @@ class SqlProvider(QueueProvider[None]):
     ) -> JobRecord | None:
         """Cancel in the table; a gateway leasing the job elsewhere is notified."""
         return await self._unstoppable(self._writes.cancel(job_id, message, time.time()))
+
+    # Operations --------------------------------------------------------------
+
+    async def replay(
+        self, job_id: str, payload: bytes | None, max_retries: int | None
+    ) -> tuple[JobRecord, bool] | None:
+        """Make a dead, failed or cancelled job pending again, in one transaction."""
+        replayed = await self._operations.replay(job_id, payload, max_retries)
+        if replayed is not None and replayed[1]:
+            self._wakeups.notify({replayed[0].queue})
+        return replayed
+
+    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
+        """Replay the selected jobs in one statement, once per request id."""
+        count, queues = await self._operations.replay_jobs(selector, request_id)
+        self._wakeups.notify(queues)
+        return count
+
+    async def purge(
+        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
+    ) -> Purged:
+        """Delete (or count) the selected jobs in one statement."""
+        return await self._operations.purge(
+            selector, include_processing=include_processing, validate_only=validate_only
+        )
+
+    async def set_paused(self, queue: str, paused: bool) -> None:
+        """Pause or resume a queue for every gateway on the database."""
+        await self._operations.set_paused(queue, paused)
+        if not paused:
+            self._wakeups.notify({queue})
+
+    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+        """Publish this gateway's streams; return those another gateway asked to drain."""
+        return await self._workers.publish(gateway, workers)
+
+    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
+        """The other gateways' fresh streams."""
+        return await self._workers.others(gateway)
+
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Ask the other gateways to drain these streams."""
+        return await self._workers.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 
@@ -337,31 +393,6 @@ class SqlProvider(QueueProvider[None]):
                     del self._writing[record.id]
 
     # Background --------------------------------------------------------------
-
-    async def _maintain(self) -> None:
-        interval = self._settings.heartbeat_interval.total_seconds()
-        next_check = next_prune = time.monotonic()
-        while True:
-            try:
-                await self._fleet.beat()
-                await self._fleet.reap()
-                now = time.monotonic()
-                if now >= next_check:
-                    next_check = now + self._poll
-                    await self._fleet.check_leases()
-                if now >= next_prune:
-                    next_prune = now + self._settings.prune_interval.total_seconds()
-                    await prune(
-                        self._sql,
-                        now=time.time(),
-                        max_age=self._settings.history_retention.total_seconds(),
-                        max_count=self._settings.max_history,
-                    )
-            except UnavailableError as error:
-                logger.warning("queue maintenance: %s", error)
-            except Exception:
-                logger.exception("queue maintenance failed; retrying")
-            await asyncio.sleep(interval)
 
     def _on_ready(self, payload: str) -> None:
         sender, _, names = payload.partition("|")

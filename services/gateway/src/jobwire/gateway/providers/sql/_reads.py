@@ -96,11 +96,17 @@ class Reads:
                     rows[name].oldest_pending_age = max(0.0, now - float(first))
             for name, job_type in await conn.execute(types):
                 pending.setdefault(name, set()).add(job_type)
+            paused_queues = self._sql.tables.paused
+            paused = set(await conn.scalars(select(paused_queues.c.queue)))
         for name, kinds in pending.items():
             if name in rows:
                 rows[name].pending_types = frozenset(kinds)
-        names = sorted(rows) if queue is None else [queue]
-        return [rows.get(n) or QueueCounts(n, dict.fromkeys(JobState, 0), 0.0) for n in names]
+        # A paused queue is listed even when it holds no job.
+        names = sorted({*rows, *paused}) if queue is None else [queue]
+        counts = [rows.get(n) or QueueCounts(n, dict.fromkeys(JobState, 0), 0.0) for n in names]
+        for row in counts:
+            row.paused = row.queue in paused
+        return counts
 
     async def key_holders(self, keys: Collection[str], now: float) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys now."""

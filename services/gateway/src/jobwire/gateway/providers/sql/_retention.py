@@ -1,5 +1,8 @@
 """Bounded history: finished jobs pruned by age and by count, in small batches.
 
+``RetryJobs`` request ids are kept as long as finished jobs
+(``history_retention``): a request repeated later replays again.
+
 Each batch is its own short transaction deleting at most :data:`BATCH` rows
 found through the partial index on finished jobs, so pruning never holds
 locks for long, and claims and enqueues go on between batches.
@@ -43,6 +46,9 @@ async def prune(sql: Sql, *, now: float, max_age: float, max_count: int) -> int:
         pruned += await _delete_finished(sql, older)
     if pruned:
         logger.info("pruned %d finished jobs", pruned)
+    replays = sql.tables.replays
+    async with sql.write() as conn:
+        await conn.execute(delete(replays).where(replays.c.create_time < now - max_age))
     return pruned
 
 

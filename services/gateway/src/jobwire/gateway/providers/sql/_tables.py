@@ -9,11 +9,19 @@ delayed job when it comes due. Claims take the ready jobs of a queue in
 ``<prefix>jobs_ready``. ``<prefix>gateways`` holds one heartbeat row per
 running gateway; a leased job names its gateway (``gateway_id``).
 
+The operators' tables (issue 18), shared by every gateway on the database:
+``<prefix>paused_queues`` (one row per paused queue; claims skip them),
+``<prefix>replay_requests`` (the count each ``RetryJobs`` request id
+replayed) and ``<prefix>workers`` (the worker streams each gateway publishes,
+and the drains other gateways asked of them).
+
 Times are epoch seconds (double precision): every comparison and order the
 provider makes is then the same on PostgreSQL and SQLite.
 
 Schema changes: ``<prefix>queue_schema`` holds one row, the version the tables
 were created with (:data:`SCHEMA_VERSION`); see :func:`jobwire.gateway._db.open_schema`.
+Forward only: :data:`MIGRATIONS` takes an older database to this version
+(tables that are only new need no statement: ``create_all`` adds them).
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ from dataclasses import dataclass
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     ColumnElement,
     Double,
+    FromClause,
     Index,
     Integer,
     LargeBinary,
@@ -41,8 +51,13 @@ from sqlalchemy import (
 
 from jobwire.gateway._models import DEFAULT_PRIORITY, JobState
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Version of the tables below; see the module docstring."""
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # 1 -> 2: the operators' tables, which ``create_all`` creates.
+    1: (),
+}
+"""The statements that take version ``n`` to ``n + 1``, by ``n``."""
 
 
 WAITING = (JobState.PENDING.value, JobState.SCHEDULED.value, JobState.FAILED.value)
@@ -66,10 +81,16 @@ class Tables:
     jobs: Table
     gateways: Table
     schema: Table
+    paused: Table
+    replays: Table
+    workers: Table
 
 
 def make_tables(prefix: str) -> Tables:
-    """Build the tables named ``<prefix>jobs``, ``<prefix>gateways``, ``<prefix>queue_schema``."""
+    """Build the tables named ``<prefix>jobs``, ``<prefix>gateways``, ``<prefix>queue_schema``.
+
+    And the operators' tables; see the module docstring.
+    """
     metadata = MetaData()
     seq_type = BigInteger().with_variant(Integer(), "sqlite")  # SQLite: INTEGER is the rowid
     jobs = Table(
@@ -154,10 +175,33 @@ def make_tables(prefix: str) -> Tables:
         metadata,
         Column("version", Integer, primary_key=True, autoincrement=False),
     )
-    return Tables(metadata, jobs, gateways, schema)
+    paused = Table(
+        f"{prefix}paused_queues",
+        metadata,
+        Column("queue", String(128), primary_key=True),
+        Column("pause_time", Double, nullable=False),
+    )
+    replays = Table(
+        f"{prefix}replay_requests",
+        metadata,
+        Column("request_id", String(256), primary_key=True),
+        Column("count", Integer, nullable=False),
+        Column("create_time", Double, nullable=False, index=True),
+    )
+    workers = Table(
+        f"{prefix}workers",
+        metadata,
+        Column("session_id", String(128), primary_key=True),
+        Column("gateway", String(64), nullable=False, index=True),
+        Column("worker_id", String(256), nullable=False, index=True),
+        Column("info", JSON, nullable=False),
+        Column("seen_time", Double, nullable=False),
+        Column("drain", Boolean, nullable=False),
+    )
+    return Tables(metadata, jobs, gateways, schema, paused, replays, workers)
 
 
-def effective_state(jobs: Table, now: float) -> ColumnElement[int]:
+def effective_state(jobs: FromClause, now: float) -> ColumnElement[int]:
     """The state a client sees: a scheduled or failed job whose time came is pending."""
     c = jobs.c
     due = and_(c.state.in_([JobState.SCHEDULED.value, JobState.FAILED.value]), c.run_at <= now)
