@@ -1,22 +1,30 @@
-"""Fan-out of job changes to ``WatchJob`` streams.
+"""Fan-out of job changes to ``WatchJob`` and ``WatchJobs`` streams.
 
 Whoever changes a job publishes it: the lease state machine on every lease
 transition, a provider on the transitions it makes by itself (a delayed job
 coming due), the service on enqueue and cancel. Publishing costs one dict
-lookup when nobody watches the job, so everything publishes.
+lookup when nobody watches the job, so everything publishes; a batch (an
+enqueue, a delivery or ack frame) is published with one call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 from jobwire.gateway._models import JobRecord
 from jobwire.v1 import job_pb2
 
 
-class JobWatch:
+class _Watcher:
+    """Whoever a job's changes are pushed to."""
+
+    def push(self, snapshot: job_pb2.Job) -> None:
+        raise NotImplementedError
+
+
+class JobWatch(_Watcher):
     """Latest snapshot of one watched job; see :meth:`JobEvents.watch`."""
 
     def __init__(self) -> None:
@@ -51,6 +59,12 @@ class JobEvents:
             snapshot = job.to_proto()
             for watcher in watchers:
                 watcher.push(snapshot)
+
+    def publish_all(self, jobs: Iterable[JobRecord]) -> None:
+        """:meth:`publish` each of a frame's jobs; one check when nobody watches anything."""
+        if self._watchers:
+            for job in jobs:
+                self.publish(job)
 
     def publish_if_newer(self, job: JobRecord) -> None:
         """Publish a change read back from storage, unless the watchers know it already.

@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from wsgiref.simple_server import WSGIServer
 
@@ -145,6 +145,24 @@ class GatewayMetrics:
         """Count a newly accepted job."""
         self._enqueued(job.queue, job.type).inc()
         _log(logging.DEBUG, job, "", "enqueued")
+
+    def enqueued_all(self, jobs: Sequence[JobRecord]) -> None:
+        """Count newly accepted jobs: one counter step per queue and type."""
+        if not jobs:
+            return
+        if jobs_logger.isEnabledFor(logging.DEBUG):
+            for job in jobs:
+                _log(logging.DEBUG, job, "", "enqueued")
+        first = jobs[0]
+        if all(job.queue == first.queue and job.type == first.type for job in jobs):
+            self._enqueued(first.queue, first.type).inc(len(jobs))
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for job in jobs:
+            key = (job.queue, job.type)
+            counts[key] = counts.get(key, 0) + 1
+        for (queue, job_type), count in counts.items():
+            self._enqueued(queue, job_type).inc(count)
 
     def delivered(self, job: JobRecord, now: float, worker_id: str) -> None:
         """Count one delivery of ``job`` to ``worker_id`` at epoch time ``now``."""

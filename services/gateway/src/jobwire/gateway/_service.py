@@ -117,12 +117,13 @@ class JobService:
         """Validate every request first, then enqueue them all."""
         self.validate.batch_size(len(requests), batch=batch)
         now = time.time()
+        new_job = self.validate.new_job
         jobs = [
-            self.validate.new_job(req, now, f"requests[{i}]." if batch else "")
-            for i, req in enumerate(requests)
+            new_job(req, now, f"requests[{i}]." if batch else "") for i, req in enumerate(requests)
         ]
-        for i, job in enumerate(jobs):
-            self._check_priority(job, f"requests[{i}]." if batch else "")
+        if not self.provider.supports_priority:
+            for i, job in enumerate(jobs):
+                self._check_priority(job, f"requests[{i}]." if batch else "")
         if self.scheduler is None:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
@@ -171,10 +172,9 @@ class JobService:
     async def submit(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store validated jobs in the provider (the scheduler's hand-off comes here too)."""
         results = await self.provider.insert(jobs)
-        for job, deduplicated in results:
-            if not deduplicated:
-                self.metrics.enqueued(job)
-                self.events.publish(job)
+        stored = [job for job, deduplicated in results if not deduplicated]
+        self.metrics.enqueued_all(stored)
+        self.events.publish_all(stored)
         return results
 
     def new_job(

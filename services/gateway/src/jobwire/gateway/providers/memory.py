@@ -95,6 +95,7 @@ class MemoryProvider(QueueProvider[None]):
             by_request=self._held(self._requests, request_ids) if request_ids else None,
             by_key=self._held(self._dedup_keys, keys) if keys else None,
         )
+        woken: dict[str, set[str]] = {}  # the types per queue to wake claims for, once
         for new, (job, duplicate) in zip(jobs, results, strict=True):
             if duplicate:
                 continue
@@ -111,7 +112,15 @@ class MemoryProvider(QueueProvider[None]):
                 self._wake_at(job, job.schedule_time - now)
             else:
                 # Its order number is taken just now: sharing it saves an int per job.
-                self._push_ready(job, job.seq)
+                self._push_ready(job, job.seq, wake=False)
+                types = woken.get(job.queue)
+                if types is None:
+                    types = woken[job.queue] = set()
+                types.add(job.type)
+        for name, types in woken.items():
+            queue = self._queues[name]
+            if queue.waiters:
+                self._wake(queue, types)
         return results
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -266,14 +275,12 @@ class MemoryProvider(QueueProvider[None]):
         while True:
             jobs = self._take(consumer, max_jobs)
             if jobs:
-                now = time.time()
-                claims = []
+                now, worker_id = time.time(), consumer.worker_id
                 for job in jobs:
-                    old = job.state
-                    job.begin_attempt(job.attempt + 1, consumer.worker_id, now)
-                    self._moved(job, old)
-                    claims.append(Claim(job, None))
-                return claims
+                    job.begin_attempt(job.attempt + 1, worker_id, now)
+                # _take takes pending jobs only.
+                self._moved_all(jobs, JobState.PENDING)
+                return [Claim(job, None) for job in jobs]
             wake: asyncio.Future[None] = loop.create_future()
             queues = [self._queue(name) for name in consumer.queues]
             for queue in queues:
@@ -286,12 +293,17 @@ class MemoryProvider(QueueProvider[None]):
 
     async def settle(self, endings: Sequence[Ending[None]]) -> None:
         """Apply each ending: done, retry after its backoff, ready again, or dead."""
+        jobs: list[JobRecord] = []
         for ending in endings:
             job, end = ending.lease.job, ending.end
             assert isinstance(job, _Job)
-            old = job.state
-            job.end_attempt(end)
-            self._moved(job, old)
+            if job.state is JobState.PROCESSING:
+                job.end_attempt(end)
+                jobs.append(job)  # counted below, with the others
+            else:  # purged while its ending was on its way
+                old = job.state
+                job.end_attempt(end)
+                self._moved(job, old)
             if end.state is JobState.FAILED:
                 assert end.run_at is not None
                 self._wake_at(job, end.run_at - end.time)
@@ -299,6 +311,7 @@ class MemoryProvider(QueueProvider[None]):
                 self._push_ready(job)
             else:
                 self._finished(job)
+        self._moved_all(jobs, JobState.PROCESSING)
 
     # Storage -----------------------------------------------------------------
 
@@ -307,7 +320,18 @@ class MemoryProvider(QueueProvider[None]):
         counts[old] -= 1
         counts[job.state] += 1
 
-    def _push_ready(self, job: _Job, order: int | None = None) -> None:
+    def _moved_all(self, jobs: Sequence[JobRecord], old: JobState) -> None:
+        """Count jobs that all left state ``old`` (one queue lookup per run of a queue)."""
+        name: str | None = None
+        counts: Counter[JobState] = Counter()
+        for job in jobs:
+            if job.queue != name:
+                name = job.queue
+                counts = self._queue(name).counts
+            counts[old] -= 1
+            counts[job.state] += 1
+
+    def _push_ready(self, job: _Job, order: int | None = None, *, wake: bool = True) -> None:
         queue = self._queue(job.queue)
         key = (job.type, job.priority)
         ready = queue.ready.get(key)
@@ -315,8 +339,16 @@ class MemoryProvider(QueueProvider[None]):
             ready = queue.ready[key] = deque()
         job.ready_order = next(self._order) if order is None else order
         ready.append(job)
+        if wake:
+            for waiter, consumer in queue.waiters.items():
+                if not waiter.done() and consumer.accepts(job.type):
+                    waiter.set_result(None)
+
+    @staticmethod
+    def _wake(queue: _Queue, job_types: Collection[str]) -> None:
+        """Wake the claims waiting on ``queue`` that accept one of ``job_types``."""
         for wake, consumer in queue.waiters.items():
-            if not wake.done() and consumer.accepts(job.type):
+            if not wake.done() and any(consumer.accepts(t) for t in job_types):
                 wake.set_result(None)
 
     def _wake_at(self, job: _Job, delay: float) -> None:
