@@ -203,7 +203,7 @@ class AsyncJobs(AsyncCalls):
     ) -> JobList:
         """Shows a live progress bar of the jobs until every one has finished.
 
-        See `Client.watch`; here the `WatchJob` streams run on the caller's loop.
+        See `Client.watch`; here the `WatchJobs` streams run on the caller's loop.
         """
         watched = as_jobs(jobs)
         stub = self._connect().queue

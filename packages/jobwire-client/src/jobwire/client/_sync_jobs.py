@@ -297,9 +297,9 @@ class SyncJobs(SyncCalls):
         The bar counts finished jobs and moves with the progress handlers report
         (`ctx.progress(...)`); after it come the counts by state and the latest
         handler message. It is a widget in Jupyter and text on stderr elsewhere
-        (`tqdm.auto`). The gateway pushes every change over `WatchJob` streams,
-        no polling: at most `max_streams` are open at once, all on one background
-        thread, whatever the number of jobs.
+        (`tqdm.auto`). The gateway pushes the changes over one `WatchJobs` stream
+        per 10,000 jobs, batched per frame, no polling: at most `max_streams`
+        are open at once, all on one background thread.
 
         Like `concurrent.futures.wait`, a timeout is not an error: the jobs come
         back as last seen, so check `state` (dead jobs do not raise either; `wait`
@@ -309,7 +309,7 @@ class SyncJobs(SyncCalls):
             jobs: The jobs to follow, e.g. what `enqueue_many` returned, or one job.
             timeout: Longest to follow them; None follows until all have finished.
             desc: Label in front of the bar.
-            max_streams: Most `WatchJob` streams open at once.
+            max_streams: Most `WatchJobs` streams open at once.
 
         Returns:
             The jobs as last seen (without payload and result), in the order given.

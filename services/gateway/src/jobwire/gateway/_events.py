@@ -44,11 +44,37 @@ class JobWatch(_Watcher):
         return self._latest
 
 
+class JobsWatch(_Watcher):
+    """Latest snapshot of each of many watched jobs that changed; see :meth:`JobEvents.watch_many`.
+
+    Changes gather until the reader takes them: a reader that writes one frame
+    while many jobs change sends them all in the next one.
+    """
+
+    def __init__(self) -> None:
+        self.job_ids: list[str] = []
+        """The ids it is registered for (see :meth:`JobEvents.add`)."""
+        self._changes: dict[str, job_pb2.Job] = {}
+        self._changed = asyncio.Event()
+
+    def push(self, snapshot: job_pb2.Job) -> None:
+        """Record a job's new state; only its latest one is kept until taken."""
+        self._changes[snapshot.id] = snapshot
+        self._changed.set()
+
+    async def next(self) -> list[job_pb2.Job]:
+        """Wait for changes and return the latest state of each changed job."""
+        await self._changed.wait()
+        self._changed.clear()
+        changes, self._changes = self._changes, {}
+        return list(changes.values())
+
+
 class JobEvents:
     """The watchers of each job, and the newest change each has been told of."""
 
     def __init__(self) -> None:
-        self._watchers: dict[str, set[JobWatch]] = {}
+        self._watchers: dict[str, set[_Watcher]] = {}
         self._seen: dict[str, float] = {}
 
     def publish(self, job: JobRecord) -> None:
@@ -87,12 +113,36 @@ class JobEvents:
     def watch(self, job_id: str) -> Iterator[JobWatch]:
         """Register a watcher for the duration of the ``with`` block."""
         watcher = JobWatch()
-        self._watchers.setdefault(job_id, set()).add(watcher)
-        try:
+        with self._registered(watcher, (job_id,)):
             yield watcher
+
+    @contextmanager
+    def watch_many(self, job_ids: Collection[str]) -> Iterator[JobsWatch]:
+        """Register one watcher of all of ``job_ids`` for the ``with`` block."""
+        watcher = JobsWatch()
+        watcher.job_ids.extend(job_ids)
+        with self._registered(watcher, watcher.job_ids):
+            yield watcher
+
+    def add(self, watcher: JobsWatch, job_ids: Collection[str]) -> None:
+        """Also watch ``job_ids`` with a watcher of :meth:`watch_many`, until its block ends."""
+        watcher.job_ids.extend(job_ids)
+        for job_id in job_ids:
+            self._watchers.setdefault(job_id, set()).add(watcher)
+
+    @contextmanager
+    def _registered(self, watcher: _Watcher, job_ids: Collection[str]) -> Iterator[None]:
+        for job_id in job_ids:
+            self._watchers.setdefault(job_id, set()).add(watcher)
+        # job_ids may grow in the block (add): the cleanup reads it then.
+        try:
+            yield
         finally:
-            watchers = self._watchers[job_id]
-            watchers.discard(watcher)
-            if not watchers:
-                del self._watchers[job_id]
-                self._seen.pop(job_id, None)
+            for job_id in job_ids:
+                watchers = self._watchers.get(job_id)
+                if watchers is None:
+                    continue
+                watchers.discard(watcher)
+                if not watchers:
+                    del self._watchers[job_id]
+                    self._seen.pop(job_id, None)

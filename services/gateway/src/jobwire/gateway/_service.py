@@ -22,7 +22,7 @@ from jobwire.gateway._errors import (
     JobNotRetryableError,
     PriorityUnsupportedError,
 )
-from jobwire.gateway._events import JobEvents, JobWatch
+from jobwire.gateway._events import JobEvents, JobsWatch, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import (
     DEFAULT_PRIORITY,
@@ -59,6 +59,8 @@ from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
 
 MIN_ID_PREFIX = 8
 """Shortest id prefix that names a job where an id is expected."""
+MAX_WATCHED = 100_000
+"""Most jobs one ``WatchJobs`` stream follows."""
 
 
 class JobService:
@@ -350,6 +352,32 @@ class JobService:
             job = await self.get_job(job_id)
             self.events.seen(job)
             yield job, watch
+
+    @asynccontextmanager
+    async def watch_many(
+        self, job_ids: Sequence[str]
+    ) -> AsyncIterator[tuple[list[JobRecord], JobsWatch]]:
+        """The jobs as they are now (repeated ids once), and one watch of all their changes."""
+        if not job_ids:
+            raise InvalidArgumentError("ids", "is required: the ids of the jobs to watch")
+        if len(job_ids) > MAX_WATCHED:
+            raise InvalidArgumentError(
+                "ids", f"holds {len(job_ids)} ids; at most {MAX_WATCHED} per stream"
+            )
+        given = list(dict.fromkeys(job_ids))
+        # Watch before reading, so that no change between the two is missed.
+        with self.events.watch_many(given) as watch:
+            jobs = [await self.get_job(job_id) for job_id in given]
+            # Prefixes name their job only now: watch it by id, then read it again.
+            named = [i for i, job in enumerate(jobs) if job.id != given[i]]
+            if named:
+                self.events.add(watch, [jobs[i].id for i in named])
+                for i in named:
+                    jobs[i] = await self.get_job(jobs[i].id)
+            unique = list({job.id: job for job in jobs}.values())
+            for job in unique:
+                self.events.seen(job)
+            yield unique, watch
 
     # Worker side -------------------------------------------------------------
 

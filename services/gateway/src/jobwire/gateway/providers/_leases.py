@@ -344,6 +344,7 @@ class Leases(Generic[H]):
     ) -> list[LeaseOutcome]:
         """Apply one frame's answers; ``end_of(lease, index)`` decides each ending."""
         holder = self._holders[consumer]
+        by_job = self._by_job
         outcomes: list[LeaseOutcome | None] = []
         endings: list[Ending[H]] = []
         slots: list[int] = []
@@ -353,7 +354,13 @@ class Leases(Generic[H]):
             if lease is None:
                 outcomes.append(await self._fenced(lease_id))
                 continue
-            self._unindex(lease)
+            # _unindex, inlined: this runs for every job a worker answers.
+            timer = lease.timer
+            if timer is not None:
+                lease.timer = None
+                timer.release()
+            if by_job.get(lease.job.id) is lease:
+                del by_job[lease.job.id]
             endings.append(Ending(lease, end_of(lease, i)))
             slots.append(len(outcomes))
             outcomes.append(None)

@@ -10,6 +10,7 @@ record itself is the storage, so a lease's handle is nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -91,7 +92,7 @@ class MemoryProvider(QueueProvider[None]):
         results = self.dedup.admit(
             jobs,
             now,
-            lambda new: _Job.create(new, now),
+            functools.partial(_Job.create, now=now),
             by_request=self._held(self._requests, request_ids) if request_ids else None,
             by_key=self._held(self._dedup_keys, keys) if keys else None,
         )
@@ -294,6 +295,7 @@ class MemoryProvider(QueueProvider[None]):
     async def settle(self, endings: Sequence[Ending[None]]) -> None:
         """Apply each ending: done, retry after its backoff, ready again, or dead."""
         jobs: list[JobRecord] = []
+        finished: list[JobRecord] = []
         for ending in endings:
             job, end = ending.lease.job, ending.end
             assert isinstance(job, _Job)
@@ -310,8 +312,10 @@ class MemoryProvider(QueueProvider[None]):
             elif end.state is JobState.PENDING:
                 self._push_ready(job)
             else:
-                self._finished(job)
+                finished.append(job)
         self._moved_all(jobs, JobState.PROCESSING)
+        if finished:
+            self._finished_all(finished)
 
     # Storage -----------------------------------------------------------------
 
@@ -391,11 +395,18 @@ class MemoryProvider(QueueProvider[None]):
         return taken
 
     def _finished(self, job: JobRecord) -> None:
-        if job.deduplication_key and self.dedup.window <= 0:
-            self._release_dedup(job)
-        self._history.append(job.id)
-        while len(self._history) > self._max_history:
-            self._forget(self._history.popleft())
+        self._finished_all((job,))
+
+    def _finished_all(self, jobs: Sequence[JobRecord]) -> None:
+        """Keep finished jobs in the history; forget the oldest beyond its size."""
+        if self.dedup.window <= 0:
+            for job in jobs:
+                if job.deduplication_key:
+                    self._release_dedup(job)
+        history = self._history
+        history.extend(job.id for job in jobs)
+        while len(history) > self._max_history:
+            self._forget(history.popleft())
 
     def _forget(self, job_id: str) -> None:
         if self._stale_history[job_id]:

@@ -189,6 +189,47 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         except Exception as error:
             await abort(context, error)
 
+    async def WatchJobs(
+        self, request: queue_service_pb2.WatchJobsRequest, context: Context
+    ) -> AsyncIterator[queue_service_pb2.WatchJobsResponse]:
+        """Stream many jobs' changes, batched per frame, until every one is terminal."""
+        full = _view(request.view, _BASIC)
+        try:
+            with self._streams.hold():
+                async with self._service.watch_many(request.ids) as (jobs, watch):
+                    # Each job's last state sent; a job leaves once its end is sent.
+                    sent: dict[str, tuple[int, int]] = {}
+                    first = [job.to_proto(full=full) for job in jobs]
+                    for snapshot in first:
+                        sent[snapshot.id] = _stamp(snapshot)
+                    unfinished = {s.id for s in first if s.state not in _TERMINAL}
+                    yield queue_service_pb2.WatchJobsResponse(jobs=first)
+                    while unfinished:
+                        frame = queue_service_pb2.WatchJobsResponse()
+                        for snapshot in await watch.next():
+                            job_id = snapshot.id
+                            # Changes published between the watch and the first
+                            # read may be older than what was sent.
+                            if job_id not in unfinished or _stamp(snapshot) < sent[job_id]:
+                                continue
+                            sent[job_id] = _stamp(snapshot)
+                            item = frame.jobs.add()
+                            item.CopyFrom(snapshot)
+                            if not full:
+                                item.ClearField("payload")
+                                item.ClearField("result")
+                            if snapshot.state in _TERMINAL:
+                                unfinished.discard(job_id)
+                        if frame.jobs:
+                            yield frame
+        except Exception as error:
+            await abort(context, error)
+
+
+def _stamp(snapshot: job_pb2.Job) -> tuple[int, int]:
+    """When the snapshot's job last changed, comparable."""
+    return snapshot.update_time.seconds, snapshot.update_time.nanos
+
 
 _TERMINAL = frozenset(
     {job_pb2.Job.STATE_COMPLETED, job_pb2.Job.STATE_DEAD, job_pb2.Job.STATE_CANCELLED}
