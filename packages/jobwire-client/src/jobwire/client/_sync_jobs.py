@@ -18,6 +18,7 @@ from jobwire.client._models import (
     QueueStats,
     QueueStatsList,
 )
+from jobwire.client._pipeline import Pipeline
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
 from jobwire.client._requests import JobRequest
 from jobwire.client._sync_calls import SyncCalls
@@ -86,7 +87,32 @@ class SyncJobs(SyncCalls):
             priority=priority,
         )
         proto = self._enqueue_request(request)
-        return self._enqueued(proto, self._call(self._queue.EnqueueJob, proto))
+        self._ensure_open()
+        # Calls made now by other threads share one EnqueueJobs call with this one.
+        return self._enqueued(proto, self._coalescer.enqueue(proto))
+
+    def pipeline(self) -> Pipeline:
+        """Opens a pipelined producer: `enqueue` returns a `PendingJob` at once.
+
+        For one thread enqueueing many jobs one call at a time: the jobs leave in
+        `EnqueueJobs` calls made by a sender thread, without a round trip per
+        job. Errors are never silent: a refused job fails its own handle
+        (`result()` raises), and `flush()` and `close()` raise
+        `EnqueueFailedError` with every failure since the previous report, once.
+
+        Example:
+            with client.pipeline() as pipe:  # close() flushes
+                handles = [pipe.enqueue("email:send", {"to": to}) for to in addresses]
+            jobs = [handle.result() for handle in handles]
+        """
+        self._ensure_open()
+
+        def build(
+            type: str, payload: Any = None, **options: Any
+        ) -> queue_service_pb2.EnqueueJobRequest:
+            return self._enqueue_request(JobRequest(type, payload, **options))
+
+        return Pipeline(self, self._queue, build, self._enqueued)
 
     def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[Job]:
         """Enqueues several jobs with as few calls as possible.
