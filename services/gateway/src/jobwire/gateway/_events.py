@@ -20,7 +20,7 @@ from jobwire.v1 import job_pb2
 class _Watcher:
     """Whoever a job's changes are pushed to."""
 
-    def push(self, snapshot: job_pb2.Job) -> None:
+    def push(self, job: JobRecord) -> None:
         raise NotImplementedError
 
 
@@ -31,9 +31,9 @@ class JobWatch(_Watcher):
         self._latest: job_pb2.Job | None = None
         self._changed = asyncio.Event()
 
-    def push(self, snapshot: job_pb2.Job) -> None:
+    def push(self, job: JobRecord) -> None:
         """Record a new state; a slow reader only ever sees the latest one."""
-        self._latest = snapshot
+        self._latest = job.to_proto()
         self._changed.set()
 
     async def next(self) -> job_pb2.Job:
@@ -48,22 +48,24 @@ class JobsWatch(_Watcher):
     """Latest snapshot of each of many watched jobs that changed; see :meth:`JobEvents.watch_many`.
 
     Changes gather until the reader takes them: a reader that writes one frame
-    while many jobs change sends them all in the next one.
+    while many jobs change sends them all in the next one. It keeps the
+    records, not messages: a job that changes several times between two
+    frames is written once, as it is when the frame is built.
     """
 
     def __init__(self) -> None:
         self.job_ids: list[str] = []
         """The ids it is registered for (see :meth:`JobEvents.add`)."""
-        self._changes: dict[str, job_pb2.Job] = {}
+        self._changes: dict[str, JobRecord] = {}
         self._changed = asyncio.Event()
 
-    def push(self, snapshot: job_pb2.Job) -> None:
-        """Record a job's new state; only its latest one is kept until taken."""
-        self._changes[snapshot.id] = snapshot
+    def push(self, job: JobRecord) -> None:
+        """Record that a job changed; only its latest record is kept until taken."""
+        self._changes[job.id] = job
         self._changed.set()
 
-    async def next(self) -> list[job_pb2.Job]:
-        """Wait for changes and return the latest state of each changed job."""
+    async def next(self) -> list[JobRecord]:
+        """Wait for changes and return the latest record of each changed job."""
         await self._changed.wait()
         self._changed.clear()
         changes, self._changes = self._changes, {}
@@ -82,9 +84,8 @@ class JobEvents:
         watchers = self._watchers.get(job.id)
         if watchers:
             self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
-            snapshot = job.to_proto()
             for watcher in watchers:
-                watcher.push(snapshot)
+                watcher.push(job)
 
     def publish_all(self, jobs: Iterable[JobRecord]) -> None:
         """:meth:`publish` each of a frame's jobs; one check when nobody watches anything."""

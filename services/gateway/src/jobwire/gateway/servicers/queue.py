@@ -197,38 +197,31 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         try:
             with self._streams.hold():
                 async with self._service.watch_many(request.ids) as (jobs, watch):
-                    # Each job's last state sent; a job leaves once its end is sent.
-                    sent: dict[str, tuple[int, int]] = {}
-                    first = [job.to_proto(full=full) for job in jobs]
-                    for snapshot in first:
-                        sent[snapshot.id] = _stamp(snapshot)
-                    unfinished = {s.id for s in first if s.state not in _TERMINAL}
-                    yield queue_service_pb2.WatchJobsResponse(jobs=first)
+                    # Each job's update time as last sent; a job leaves once its end is sent.
+                    sent: dict[str, float] = {}
+                    frame = queue_service_pb2.WatchJobsResponse()
+                    for job in jobs:
+                        job.fill_proto(frame.jobs.add(), full=full)
+                        sent[job.id] = job.update_time
+                    unfinished = {job.id for job in jobs if not job.state.is_terminal}
+                    yield frame
                     while unfinished:
+                        # The records as they are now: a job that changed several
+                        # times since the last frame is written once.
                         frame = queue_service_pb2.WatchJobsResponse()
-                        for snapshot in await watch.next():
-                            job_id = snapshot.id
-                            # Changes published between the watch and the first
+                        for job in await watch.next():
+                            # A change published between the watch and the first
                             # read may be older than what was sent.
-                            if job_id not in unfinished or _stamp(snapshot) < sent[job_id]:
+                            if job.id not in unfinished or job.update_time < sent[job.id]:
                                 continue
-                            sent[job_id] = _stamp(snapshot)
-                            item = frame.jobs.add()
-                            item.CopyFrom(snapshot)
-                            if not full:
-                                item.ClearField("payload")
-                                item.ClearField("result")
-                            if snapshot.state in _TERMINAL:
-                                unfinished.discard(job_id)
+                            sent[job.id] = job.update_time
+                            job.fill_proto(frame.jobs.add(), full=full)
+                            if job.state.is_terminal:
+                                unfinished.discard(job.id)
                         if frame.jobs:
                             yield frame
         except Exception as error:
             await abort(context, error)
-
-
-def _stamp(snapshot: job_pb2.Job) -> tuple[int, int]:
-    """When the snapshot's job last changed, comparable."""
-    return snapshot.update_time.seconds, snapshot.update_time.nanos
 
 
 _TERMINAL = frozenset(
