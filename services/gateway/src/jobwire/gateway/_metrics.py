@@ -153,10 +153,6 @@ class GatewayMetrics:
         if jobs_logger.isEnabledFor(logging.DEBUG):
             for job in jobs:
                 _log(logging.DEBUG, job, "", "enqueued")
-        first = jobs[0]
-        if all(job.queue == first.queue and job.type == first.type for job in jobs):
-            self._enqueued(first.queue, first.type).inc(len(jobs))
-            return
         counts: dict[tuple[str, str], int] = {}
         for job in jobs:
             key = (job.queue, job.type)
@@ -164,15 +160,20 @@ class GatewayMetrics:
         for (queue, job_type), count in counts.items():
             self._enqueued(queue, job_type).inc(count)
 
-    def delivered(self, job: JobRecord, now: float, worker_id: str) -> None:
-        """Count one delivery of ``job`` to ``worker_id`` at epoch time ``now``."""
-        _log(logging.DEBUG, job, worker_id, "delivered")
-        self.in_flight.inc()
-        if job.attempt > 1:
-            self._redeliveries(job.queue, job.type).inc()
-        else:
-            due = job.schedule_time if job.schedule_time is not None else job.create_time
-            self._queue_wait(job.queue, job.type).observe(max(0.0, now - due))
+    def delivered_all(self, jobs: Sequence[JobRecord], now: float, worker_id: str) -> None:
+        """Count the deliveries of one frame to ``worker_id`` at epoch time ``now``."""
+        if not jobs:
+            return
+        self.in_flight.inc(len(jobs))
+        debug = jobs_logger.isEnabledFor(logging.DEBUG)
+        for job in jobs:
+            if debug:
+                _log(logging.DEBUG, job, worker_id, "delivered")
+            if job.attempt > 1:
+                self._redeliveries(job.queue, job.type).inc()
+            else:
+                due = job.schedule_time if job.schedule_time is not None else job.create_time
+                self._queue_wait(job.queue, job.type).observe(max(0.0, now - due))
 
     def scheduled(self, job: NewJob, fire_time: datetime | None, now: datetime) -> None:
         """Count a scheduled job handed to the queue; ``fire_time`` for occurrences."""

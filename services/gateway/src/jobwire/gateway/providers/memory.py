@@ -103,7 +103,8 @@ class MemoryProvider(QueueProvider[None]):
             assert isinstance(job, _Job)
             job.seq = next(self._order)
             self._jobs[job.id] = job
-            self._queue(job.queue).counts[job.state] += 1
+            queue = self._queue(job.queue)
+            queue.counts[job.state] += 1
             if new.request_id:
                 self._remember_request(new.request_id, job.id)
             if new.deduplication_key:
@@ -113,7 +114,7 @@ class MemoryProvider(QueueProvider[None]):
                 self._wake_at(job, job.schedule_time - now)
             else:
                 # Its order number is taken just now: sharing it saves an int per job.
-                self._push_ready(job, job.seq, wake=False)
+                self._push_ready(job, job.seq, wake=False, queue=queue)
                 types = woken.get(job.queue)
                 if types is None:
                     types = woken[job.queue] = set()
@@ -335,8 +336,11 @@ class MemoryProvider(QueueProvider[None]):
             counts[old] -= 1
             counts[job.state] += 1
 
-    def _push_ready(self, job: _Job, order: int | None = None, *, wake: bool = True) -> None:
-        queue = self._queue(job.queue)
+    def _push_ready(
+        self, job: _Job, order: int | None = None, *, wake: bool = True, queue: _Queue | None = None
+    ) -> None:
+        if queue is None:
+            queue = self._queue(job.queue)
         key = (job.type, job.priority)
         ready = queue.ready.get(key)
         if ready is None:
@@ -404,7 +408,7 @@ class MemoryProvider(QueueProvider[None]):
                 if job.deduplication_key:
                     self._release_dedup(job)
         history = self._history
-        history.extend(job.id for job in jobs)
+        history.extend([job.id for job in jobs])
         while len(history) > self._max_history:
             self._forget(history.popleft())
 
