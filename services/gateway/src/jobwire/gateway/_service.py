@@ -130,6 +130,9 @@ class JobService:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
         later = [job.schedule_time is not None and job.schedule_time > threshold for job in jobs]
+        if not any(later) and not any(job.deduplication_key for job in jobs):
+            # The common batch: all due now, no key to look up in the scheduler.
+            return await self.submit(jobs)
         results: list[tuple[JobRecord, bool] | None] = [None] * len(jobs)
         # One deduplication key holds across both stores: jobs due now look at
         # the scheduler's keys, then jobs held for later at the provider's,
