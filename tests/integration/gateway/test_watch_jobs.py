@@ -97,3 +97,17 @@ async def test_an_unknown_id_is_not_found_and_no_ids_is_invalid(producer: Produc
         await read_all(producer.stub.WatchJobs(Q.WatchJobsRequest()))
     assert empty.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "ids" in (empty.value.details() or "")
+
+
+async def test_a_unique_id_prefix_names_its_job(producer: Producer, raw_worker: OpenWorker) -> None:
+    job = await producer.enqueue()
+    stream = producer.stub.WatchJobs(Q.WatchJobsRequest(ids=[job.id[:12]]))
+    first = await stream.read()
+    assert isinstance(first, Q.WatchJobsResponse)
+    assert [(j.id, j.state) for j in first.jobs] == [(job.id, State.STATE_PENDING)]
+    worker = await raw_worker()
+    [item] = await worker.jobs(1)
+    await worker.ack(item.lease_id)
+    frames = await read_all(stream)
+    assert [j.state for frame in frames for j in frame.jobs][-1] == State.STATE_COMPLETED
+    assert all(j.id == job.id for frame in frames for j in frame.jobs)
