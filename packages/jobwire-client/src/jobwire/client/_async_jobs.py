@@ -20,7 +20,7 @@ from jobwire.client._models import (
 )
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
 from jobwire.client._requests import JobRequest
-from jobwire.v1 import queue_service_pb2
+from jobwire.v1 import job_pb2, queue_service_pb2
 
 
 class AsyncJobs(AsyncCalls):
@@ -220,6 +220,33 @@ class AsyncJobs(AsyncCalls):
             except grpc.RpcError as error:
                 raise self._error(error) from error
         return progress.jobs
+
+    async def wait_all(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109  # as Client.wait_all
+    ) -> list[Any]:
+        """Waits until every job finishes; returns their results; see `Client.wait_all`."""
+        ids = [job.id if isinstance(job, Job) else job for job in jobs]
+        last: list[job_pb2.Job | None] = [None] * len(ids)
+
+        def record(index: int, proto: job_pb2.Job) -> None:
+            last[index] = proto
+
+        try:
+            await follow(
+                self._connect().queue,
+                ids,
+                record,
+                metadata=self._metadata,
+                max_streams=MAX_STREAMS,
+                time_limit=self._wait_seconds(timeout),
+                view=job_pb2.JOB_VIEW_FULL,
+            )
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        return self._outcomes(ids, last, timeout)
 
     async def _watch_until_terminal(
         self,

@@ -66,6 +66,7 @@ async def follow(
     max_streams: int,
     time_limit: float | None,
     ids_per_stream: int = IDS_PER_STREAM,
+    view: job_pb2.JobView.ValueType = job_pb2.JOB_VIEW_BASIC,
 ) -> None:
     """Calls `on_update(index, job)` with the states the jobs go through until all end.
 
@@ -82,6 +83,7 @@ async def follow(
         time_limit: Seconds after which to stop following, without error; None
             follows until every job has ended.
         ids_per_stream: Most jobs one stream follows.
+        view: How much of each job the updates carry (FULL: with results).
 
     Raises:
         grpc.RpcError: A stream failed, e.g. a job does not exist.
@@ -103,7 +105,8 @@ async def follow(
 
     async def slot() -> None:
         for start in waiting:
-            request = queue_service_pb2.WatchJobsRequest(ids=ids[start : start + ids_per_stream])
+            chunk = ids[start : start + ids_per_stream]
+            request = queue_service_pb2.WatchJobsRequest(ids=chunk, view=view)
             call = stub.WatchJobs(request, metadata=metadata)
             try:
                 async for response in call:
