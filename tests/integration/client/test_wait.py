@@ -103,3 +103,48 @@ async def test_sync_wait(embedded_gateway: EmbeddedGateway) -> None:
             cancelled.wait()
         with pytest.raises(WaitTimeoutError):
             client.wait(client.enqueue("t"), timeout=0.1)
+
+
+async def test_wait_all_returns_every_result_in_order(
+    client: AsyncClient, raw_worker: OpenWorker
+) -> None:
+    jobs = [await client.enqueue("add", n) for n in range(5)]
+    worker = await raw_worker(max_in_flight=8)
+    items = await worker.jobs(5)
+    for item in items[:2]:  # two finish before the wait begins
+        await worker.ack(item.lease_id, result=str(int(item.job.payload) * 10).encode())
+        assert (await worker.result()).ok
+    waiting = asyncio.create_task(client.wait_all(jobs, timeout=10))
+    for item in items[2:]:
+        await worker.ack(item.lease_id, result=str(int(item.job.payload) * 10).encode())
+    assert await waiting == [0, 10, 20, 30, 40]
+
+
+async def test_wait_all_raises_for_a_dead_job_and_on_timeout(
+    client: AsyncClient, raw_worker: OpenWorker
+) -> None:
+    done, dead = await client.enqueue("t"), await client.enqueue("t", max_retries=0)
+    worker = await raw_worker(max_in_flight=8)
+    by_id = {item.job.id: item for item in await worker.jobs(2)}
+    await worker.ack(by_id[done.id].lease_id, result=b"1")
+    await worker.nack(by_id[dead.id].lease_id, message="boom", retryable=False)
+    with pytest.raises(JobDeadError):
+        await client.wait_all([done, dead], timeout=5)
+    pending = await client.enqueue("t", queue="nobody")
+    with pytest.raises(WaitTimeoutError) as caught:
+        await client.wait_all([done.id, pending], timeout=0.2)
+    assert caught.value.job_id == pending.id
+
+
+async def test_sync_wait_all(embedded_gateway: EmbeddedGateway) -> None:
+    with Client(embedded_gateway.address) as client:
+        jobs = [client.enqueue("add", n) for n in range(3)]
+        waiting = asyncio.create_task(asyncio.to_thread(client.wait_all, jobs, timeout=10))
+        async with grpc.aio.insecure_channel(embedded_gateway.address) as channel:
+            worker = await RawWorker(channel, max_in_flight=8).open()
+            for item in await worker.jobs(3):
+                await worker.ack(item.lease_id, result=item.job.payload)
+            assert await waiting == [0, 1, 2]
+            worker.drop()
+        with pytest.raises(JobNotFoundError):
+            client.wait_all(["no-such-job"], timeout=1)

@@ -89,23 +89,30 @@ def test_as_jobs_takes_one_job_or_many() -> None:
 
 
 class FakeCall:
-    """A WatchJob call that yields given states; counts how many calls are open."""
+    """A WatchJobs call: one frame per step, with each job's state at that step."""
 
-    def __init__(self, stub: FakeStub, job_id: str) -> None:
+    def __init__(self, stub: FakeStub, job_ids: Sequence[str]) -> None:
         self.stub = stub
-        self.job_id = job_id
+        self.job_ids = list(job_ids)
         self.cancelled = False
 
-    def __aiter__(self) -> AsyncIterator[queue_service_pb2.WatchJobResponse]:
+    def __aiter__(self) -> AsyncIterator[queue_service_pb2.WatchJobsResponse]:
         return self._responses()
 
-    async def _responses(self) -> AsyncIterator[queue_service_pb2.WatchJobResponse]:
+    async def _responses(self) -> AsyncIterator[queue_service_pb2.WatchJobsResponse]:
         self.stub.open += 1
         self.stub.most_open = max(self.stub.most_open, self.stub.open)
         try:
-            for state in self.stub.states(self.job_id):
+            lifecycles = {job_id: list(self.stub.states(job_id)) for job_id in self.job_ids}
+            for step in range(max(len(states) for states in lifecycles.values())):
                 await asyncio.sleep(0.001)
-                yield queue_service_pb2.WatchJobResponse(job=P(id=self.job_id, state=state))
+                yield queue_service_pb2.WatchJobsResponse(
+                    jobs=[
+                        P(id=job_id, state=states[step])
+                        for job_id, states in lifecycles.items()
+                        if step < len(states)
+                    ]
+                )
         finally:
             self.stub.open -= 1
 
@@ -120,11 +127,11 @@ class FakeStub:
         self.open = 0
         self.most_open = 0
 
-    def WatchJob(  # the gRPC method name
-        self, request: queue_service_pb2.WatchJobRequest, metadata: Sequence[tuple[str, str]]
+    def WatchJobs(  # the gRPC method name
+        self, request: queue_service_pb2.WatchJobsRequest, metadata: Sequence[tuple[str, str]]
     ) -> FakeCall:
         assert metadata == (("authorization", "Bearer t"),)
-        call = FakeCall(self, request.id)
+        call = FakeCall(self, request.ids)
         self.calls.append(call)
         return call
 
@@ -145,19 +152,30 @@ def run_follow(stub: FakeStub, ids: Sequence[str], **options: Any) -> list[tuple
     return seen
 
 
-def test_follow_streams_every_job_with_a_bounded_number_of_streams() -> None:
+def test_follow_watches_many_jobs_per_stream_with_a_bounded_number_of_streams() -> None:
     lifecycle = [P.STATE_PENDING, P.STATE_PROCESSING, P.STATE_COMPLETED]
     stub = FakeStub(lambda job_id: lifecycle)
     ids = [f"j{n}" for n in range(20)]
-    seen = run_follow(stub, ids)
+    seen = run_follow(stub, ids, ids_per_stream=4)
     assert stub.most_open == 3
-    # Slots take jobs in the order given, one stream per job.
-    assert [call.job_id for call in stub.calls] == ids
+    # Five streams of four ids each, in the order given.
+    assert [call.job_ids for call in stub.calls] == [ids[i : i + 4] for i in range(0, 20, 4)]
     assert all(call.cancelled for call in stub.calls)  # each stream released
     for index, job_id in enumerate(ids):
         assert [(i, state) for i, j, state in seen if j == job_id] == [
             (index, state) for state in lifecycle
         ]
+
+
+def test_follow_reports_a_job_given_twice_at_both_positions_from_one_stream() -> None:
+    stub = FakeStub(lambda job_id: [P.STATE_COMPLETED])
+    seen = run_follow(stub, ["a", "b", "a"])
+    assert [call.job_ids for call in stub.calls] == [["a", "b"]]
+    assert sorted(seen) == [
+        (0, "a", P.STATE_COMPLETED),
+        (1, "b", P.STATE_COMPLETED),
+        (2, "a", P.STATE_COMPLETED),
+    ]
 
 
 def test_follow_gives_up_quietly_after_its_time_limit() -> None:
@@ -178,7 +196,7 @@ def test_follow_fails_with_the_first_stream_error_and_closes_the_others() -> Non
 
     stub = FakeStub(states)
     with pytest.raises(LookupError, match="no such job"):
-        run_follow(stub, ["a", "bad", "c"])
+        run_follow(stub, ["a", "bad", "c"], ids_per_stream=1)
     assert stub.open == 0
 
 

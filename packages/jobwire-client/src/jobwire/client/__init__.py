@@ -55,6 +55,7 @@ from jobwire.client._models import (
     QueueStatsList,
 )
 from jobwire.client._operations import WorkerInfo
+from jobwire.client._pipeline import EnqueueFailedError, PendingJob, Pipeline
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer
@@ -65,6 +66,7 @@ __all__ = [
     "Client",
     "ClientOptions",
     "DeadlineExceededError",
+    "EnqueueFailedError",
     "FailedPreconditionError",
     "GatewayUnavailableError",
     "InternalError",
@@ -86,7 +88,9 @@ __all__ = [
     "MisfirePolicy",
     "NotFoundError",
     "PayloadTooLargeError",
+    "PendingJob",
     "PermissionDeniedError",
+    "Pipeline",
     "PriorityUnsupportedError",
     "QueueStats",
     "QueueStatsList",

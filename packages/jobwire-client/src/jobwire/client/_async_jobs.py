@@ -20,7 +20,7 @@ from jobwire.client._models import (
 )
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
 from jobwire.client._requests import JobRequest
-from jobwire.v1 import queue_service_pb2
+from jobwire.v1 import job_pb2, queue_service_pb2
 
 
 class AsyncJobs(AsyncCalls):
@@ -203,7 +203,7 @@ class AsyncJobs(AsyncCalls):
     ) -> JobList:
         """Shows a live progress bar of the jobs until every one has finished.
 
-        See `Client.watch`; here the `WatchJob` streams run on the caller's loop.
+        See `Client.watch`; here the `WatchJobs` streams run on the caller's loop.
         """
         watched = as_jobs(jobs)
         stub = self._connect().queue
@@ -220,6 +220,33 @@ class AsyncJobs(AsyncCalls):
             except grpc.RpcError as error:
                 raise self._error(error) from error
         return progress.jobs
+
+    async def wait_all(
+        self,
+        jobs: Iterable[Job | str],
+        *,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109  # as Client.wait_all
+    ) -> list[Any]:
+        """Waits until every job finishes; returns their results; see `Client.wait_all`."""
+        ids = [job.id if isinstance(job, Job) else job for job in jobs]
+        last: list[job_pb2.Job | None] = [None] * len(ids)
+
+        def record(index: int, proto: job_pb2.Job) -> None:
+            last[index] = proto
+
+        try:
+            await follow(
+                self._connect().queue,
+                ids,
+                record,
+                metadata=self._metadata,
+                max_streams=MAX_STREAMS,
+                time_limit=self._wait_seconds(timeout),
+                view=job_pb2.JOB_VIEW_FULL,
+            )
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        return self._outcomes(ids, last, timeout)
 
     async def _watch_until_terminal(
         self,

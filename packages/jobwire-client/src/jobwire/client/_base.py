@@ -223,6 +223,22 @@ class BaseClient:
             f"the gateway ended WatchJob before job {_job_id(job_or_id)} reached a terminal state"
         )
 
+    def _outcomes(
+        self,
+        ids: Sequence[str],
+        last: Sequence[job_pb2.Job | None],
+        timeout: float | timedelta | None,
+    ) -> list[Any]:
+        """The results of `wait_all`, in order; raises for the first job without one."""
+        results = []
+        for job_id, proto in zip(ids, last, strict=True):
+            if proto is None or proto.state not in _TERMINAL_PROTO:
+                if timeout is None:
+                    raise self._watch_ended(job_id)
+                raise WaitTimeoutError(job_id, to_timedelta(timeout))
+            results.append(self._outcome(self._job(proto)))
+        return results
+
     @staticmethod
     def _outcome(job: Job) -> Any:
         """Returns the result of a terminal job, or raises why there is none."""
@@ -247,6 +263,11 @@ def states_of(state: JobState | Iterable[JobState] | None) -> tuple[JobState, ..
     if isinstance(state, str):
         return (JobState(state),)
     return tuple(JobState(s) for s in state)
+
+
+_TERMINAL_PROTO = frozenset(
+    {job_pb2.Job.STATE_COMPLETED, job_pb2.Job.STATE_DEAD, job_pb2.Job.STATE_CANCELLED}
+)
 
 
 def _job_id(job_or_id: Job | str) -> str:

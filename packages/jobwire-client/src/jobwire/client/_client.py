@@ -17,6 +17,7 @@ from jobwire.client._config import (
     TLSConfig,
 )
 from jobwire.client._serializers import Serializer
+from jobwire.client._sync_coalescer import ThreadCoalescer
 from jobwire.client._sync_jobs import SyncJobs
 from jobwire.client._sync_operations import SyncOperations
 from jobwire.client._sync_schedules import SyncSchedules
@@ -70,6 +71,7 @@ class Client(SyncJobs, SyncSchedules, SyncOperations):
         self._queue = queue_service_pb2_grpc.QueueServiceStub(self._channel)
         self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
         self._workers = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
+        self._coalescer = ThreadCoalescer(self, lambda: self._queue)
 
     @classmethod
     def connect(cls, address: str | None = None, **options: Unpack[ClientOptions]) -> Self:

@@ -1,14 +1,15 @@
-"""`watch`: follow many jobs live over `WatchJob` streams, shown as a tqdm progress bar.
+"""`watch`: follow many jobs live over `WatchJobs` streams, shown as a tqdm progress bar.
 
-Design. The gateway pushes each job's changes on a `WatchJob` server stream, so
-watching never polls. One stream follows one job, and a few thousand jobs must
-not cost a few thousand threads or streams, so:
+Design. The gateway pushes the jobs' changes on a `WatchJobs` server stream, so
+watching never polls, and one stream follows many jobs (up to
+`IDS_PER_STREAM`), each frame carrying every change since the previous one:
+watching 10,000 jobs costs a few frames per batch of changes, not a stream
+and three messages per job.
 
-* `follow` runs on grpc.aio: a stream is a coroutine, not a thread. At most
-  `max_streams` streams are open at once; each slot follows jobs in the order
-  given and, when its job ends, takes the next. Jobs run roughly in the order
-  they were enqueued, so the open streams are those of the jobs about to change,
-  and a job that ended while it waited for a slot costs one message.
+* `follow` runs on grpc.aio: a stream is a coroutine, not a thread. More ids
+  than one stream takes are split over several streams, at most `max_streams`
+  open at once. The gateway sends every job's terminal state exactly once,
+  also for jobs that ended before the watch began.
 * `AsyncClient.watch` runs it on the caller's loop (a notebook's own loop, with
   top-level `await`).
 * `Client.watch` runs it on a private event loop in one daemon thread
@@ -40,8 +41,10 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
-#: Default number of `WatchJob` streams one `watch` keeps open at once.
+#: Default number of `WatchJobs` streams one `watch` keeps open at once.
 MAX_STREAMS = 256
+#: Jobs one `WatchJobs` stream follows (the gateway takes up to 100,000).
+IDS_PER_STREAM = 10_000
 
 #: Text after the bar: the time so far and left, then the counts (tqdm puts ", " first).
 _BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
@@ -62,36 +65,59 @@ async def follow(
     metadata: Sequence[tuple[str, str]],
     max_streams: int,
     time_limit: float | None,
+    ids_per_stream: int = IDS_PER_STREAM,
+    view: job_pb2.JobView.ValueType = job_pb2.JOB_VIEW_BASIC,
 ) -> None:
-    """Calls `on_update(index, job)` with every state the jobs go through until all end.
+    """Calls `on_update(index, job)` with the states the jobs go through until all end.
+
+    A job's terminal state comes exactly once; states in between may be
+    skipped when they follow each other faster than the frames (the latest wins).
 
     Args:
         stub: QueueService stub on a grpc.aio channel of the running loop.
-        job_ids: The jobs; `index` in `on_update` is a position in it.
-        on_update: Called on the running loop with each `WatchJob` update.
+        job_ids: The jobs; `index` in `on_update` is a position in it (a job
+            given twice is reported at both positions).
+        on_update: Called on the running loop with each job of each frame.
         metadata: Sent with every stream.
         max_streams: Most streams open at once.
         time_limit: Seconds after which to stop following, without error; None
             follows until every job has ended.
+        ids_per_stream: Most jobs one stream follows.
+        view: How much of each job the updates carry (FULL: with results).
 
     Raises:
         grpc.RpcError: A stream failed, e.g. a job does not exist.
     """
     if max_streams < 1:
         raise ValueError(f"max_streams must be at least 1, got {max_streams}")
-    # One iterator shared by every slot: each takes the next job when its own ends.
-    waiting = iter(enumerate(job_ids))
+    positions: dict[str, list[int]] = {}
+    for index, job_id in enumerate(job_ids):
+        positions.setdefault(job_id, []).append(index)
+    ids = list(positions)
+    waiting = iter(range(0, len(ids), ids_per_stream))
+
+    def indexes(job_id: str) -> list[int]:
+        found = positions.get(job_id)
+        if found is None:  # given as a prefix of its id
+            found = next((v for k, v in positions.items() if job_id.startswith(k)), [])
+            positions[job_id] = found
+        return found
 
     async def slot() -> None:
-        for index, job_id in waiting:
-            call = stub.WatchJob(queue_service_pb2.WatchJobRequest(id=job_id), metadata=metadata)
+        for start in waiting:
+            chunk = ids[start : start + ids_per_stream]
+            request = queue_service_pb2.WatchJobsRequest(ids=chunk, view=view)
+            call = stub.WatchJobs(request, metadata=metadata)
             try:
                 async for response in call:
-                    on_update(index, response.job)
+                    for job in response.jobs:
+                        for index in indexes(job.id):
+                            on_update(index, job)
             finally:
                 call.cancel()
 
-    slots = [asyncio.ensure_future(slot()) for _ in range(min(max_streams, len(job_ids)))]
+    streams = -(-len(ids) // ids_per_stream)
+    slots = [asyncio.ensure_future(slot()) for _ in range(min(max_streams, streams))]
     try:
         async with asyncio.timeout(time_limit) as deadline:
             await asyncio.gather(*slots)

@@ -18,6 +18,7 @@ from jobwire.client._models import (
     QueueStats,
     QueueStatsList,
 )
+from jobwire.client._pipeline import Pipeline
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
 from jobwire.client._requests import JobRequest
 from jobwire.client._sync_calls import SyncCalls
@@ -86,7 +87,32 @@ class SyncJobs(SyncCalls):
             priority=priority,
         )
         proto = self._enqueue_request(request)
-        return self._enqueued(proto, self._call(self._queue.EnqueueJob, proto))
+        self._ensure_open()
+        # Calls made now by other threads share one EnqueueJobs call with this one.
+        return self._enqueued(proto, self._coalescer.enqueue(proto))
+
+    def pipeline(self) -> Pipeline:
+        """Opens a pipelined producer: `enqueue` returns a `PendingJob` at once.
+
+        For one thread enqueueing many jobs one call at a time: the jobs leave in
+        `EnqueueJobs` calls made by a sender thread, without a round trip per
+        job. Errors are never silent: a refused job fails its own handle
+        (`result()` raises), and `flush()` and `close()` raise
+        `EnqueueFailedError` with every failure since the previous report, once.
+
+        Example:
+            with client.pipeline() as pipe:  # close() flushes
+                handles = [pipe.enqueue("email:send", {"to": to}) for to in addresses]
+            jobs = [handle.result() for handle in handles]
+        """
+        self._ensure_open()
+
+        def build(
+            type: str, payload: Any = None, **options: Any
+        ) -> queue_service_pb2.EnqueueJobRequest:
+            return self._enqueue_request(JobRequest(type, payload, **options))
+
+        return Pipeline(self, self._queue, build, self._enqueued)
 
     def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[Job]:
         """Enqueues several jobs with as few calls as possible.
@@ -297,9 +323,9 @@ class SyncJobs(SyncCalls):
         The bar counts finished jobs and moves with the progress handlers report
         (`ctx.progress(...)`); after it come the counts by state and the latest
         handler message. It is a widget in Jupyter and text on stderr elsewhere
-        (`tqdm.auto`). The gateway pushes every change over `WatchJob` streams,
-        no polling: at most `max_streams` are open at once, all on one background
-        thread, whatever the number of jobs.
+        (`tqdm.auto`). The gateway pushes the changes over one `WatchJobs` stream
+        per 10,000 jobs, batched per frame, no polling: at most `max_streams`
+        are open at once, all on one background thread.
 
         Like `concurrent.futures.wait`, a timeout is not an error: the jobs come
         back as last seen, so check `state` (dead jobs do not raise either; `wait`
@@ -309,7 +335,7 @@ class SyncJobs(SyncCalls):
             jobs: The jobs to follow, e.g. what `enqueue_many` returned, or one job.
             timeout: Longest to follow them; None follows until all have finished.
             desc: Label in front of the bar.
-            max_streams: Most `WatchJob` streams open at once.
+            max_streams: Most `WatchJobs` streams open at once.
 
         Returns:
             The jobs as last seen (without payload and result), in the order given.
@@ -342,6 +368,46 @@ class SyncJobs(SyncCalls):
             except grpc.RpcError as error:
                 raise self._error(error) from error
         return progress.jobs
+
+    def wait_all(
+        self, jobs: Iterable[Job | str], *, timeout: float | timedelta | None = None
+    ) -> list[Any]:
+        """Waits until every job finishes; returns their results in the order given.
+
+        Follows them all over `WatchJobs` (one stream per 10,000 jobs, results
+        included), so waiting on many jobs costs a few frames, not a call each.
+
+        Raises:
+            JobDeadError: A job died (the first such in the order given).
+            JobCancelledError: A job was cancelled.
+            WaitTimeoutError: `timeout` passed before every job finished.
+            JobNotFoundError: A job does not exist (any more).
+        """
+        self._ensure_open()
+        ids = [job.id if isinstance(job, Job) else job for job in jobs]
+        last: list[job_pb2.Job | None] = [None] * len(ids)
+        seconds = self._wait_seconds(timeout)
+
+        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+            async with self._aio_channel() as channel:
+                stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
+                await follow(
+                    stub,
+                    ids,
+                    lambda index, job: emit((index, job)),
+                    metadata=self._metadata,
+                    max_streams=MAX_STREAMS,
+                    time_limit=seconds,
+                    view=job_pb2.JOB_VIEW_FULL,
+                )
+
+        with StreamThread(stream) as updates:
+            try:
+                for index, proto in updates:
+                    last[index] = proto
+            except grpc.RpcError as error:
+                raise self._error(error) from error
+        return self._outcomes(ids, last, timeout)
 
     def _watch_until_terminal(self, job_or_id: Job | str, timeout: float | timedelta | None) -> Job:
         self._ensure_open()

@@ -77,6 +77,11 @@ class QueueServiceStub:
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.WatchJobs = channel.unary_stream(
+                '/jobwire.v1.QueueService/WatchJobs',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobsRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobsResponse.FromString,
+                _registered_method=True)
         self.RetryJob = channel.unary_unary(
                 '/jobwire.v1.QueueService/RetryJob',
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.RetryJobRequest.SerializeToString,
@@ -169,6 +174,18 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJobs(self, request, context):
+        """Streams the current state of many jobs, then their changes, batched: a
+        frame carries every change since the previous frame, the latest state of
+        each job once. Every job's terminal state is sent exactly once (for a job
+        finished before the watch began, in the first frame), and the stream ends
+        after every watched job has reached one. Fails with NOT_FOUND naming an
+        unknown id, before any frame.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RetryJob(self, request, context):
         """Replays a dead, failed or cancelled job: it is pending again as a new
         series of attempts (attempt 0, `max_retries` anew), keeping its id and the
@@ -253,6 +270,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'WatchJobs': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJobs,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobsRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.WatchJobsResponse.SerializeToString,
             ),
             'RetryJob': grpc.unary_unary_rpc_method_handler(
                     servicer.RetryJob,
@@ -477,6 +499,33 @@ class QueueService:
             '/jobwire.v1.QueueService/WatchJob',
             jobwire_dot_v1_dot_queue__service__pb2.WatchJobRequest.SerializeToString,
             jobwire_dot_v1_dot_queue__service__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/jobwire.v1.QueueService/WatchJobs',
+            jobwire_dot_v1_dot_queue__service__pb2.WatchJobsRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.WatchJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

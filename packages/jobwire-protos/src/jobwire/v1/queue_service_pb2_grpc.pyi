@@ -63,6 +63,14 @@ class QueueServiceStub:
     """Streams the job's current state, then every change, and ends after the
     job reaches a terminal state.
     """
+    WatchJobs: _grpc.UnaryStreamMultiCallable[_queue_service_pb2.WatchJobsRequest, _queue_service_pb2.WatchJobsResponse]
+    """Streams the current state of many jobs, then their changes, batched: a
+    frame carries every change since the previous frame, the latest state of
+    each job once. Every job's terminal state is sent exactly once (for a job
+    finished before the watch began, in the first frame), and the stream ends
+    after every watched job has reached one. Fails with NOT_FOUND naming an
+    unknown id, before any frame.
+    """
     RetryJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobRequest, _queue_service_pb2.RetryJobResponse]
     """Replays a dead, failed or cancelled job: it is pending again as a new
     series of attempts (attempt 0, `max_retries` anew), keeping its id and the
@@ -124,6 +132,14 @@ class QueueServiceAsyncStub(QueueServiceStub):
     WatchJob: _aio.UnaryStreamMultiCallable[_queue_service_pb2.WatchJobRequest, _queue_service_pb2.WatchJobResponse]  # type: ignore[assignment]
     """Streams the job's current state, then every change, and ends after the
     job reaches a terminal state.
+    """
+    WatchJobs: _aio.UnaryStreamMultiCallable[_queue_service_pb2.WatchJobsRequest, _queue_service_pb2.WatchJobsResponse]  # type: ignore[assignment]
+    """Streams the current state of many jobs, then their changes, batched: a
+    frame carries every change since the previous frame, the latest state of
+    each job once. Every job's terminal state is sent exactly once (for a job
+    finished before the watch began, in the first frame), and the stream ends
+    after every watched job has reached one. Fails with NOT_FOUND naming an
+    unknown id, before any frame.
     """
     RetryJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobRequest, _queue_service_pb2.RetryJobResponse]  # type: ignore[assignment]
     """Replays a dead, failed or cancelled job: it is pending again as a new
@@ -225,6 +241,20 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_queue_service_pb2.WatchJobResponse], _abc.AsyncIterator[_queue_service_pb2.WatchJobResponse]]:
         """Streams the job's current state, then every change, and ends after the
         job reaches a terminal state.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchJobs(
+        self,
+        request: _queue_service_pb2.WatchJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_service_pb2.WatchJobsResponse], _abc.AsyncIterator[_queue_service_pb2.WatchJobsResponse]]:
+        """Streams the current state of many jobs, then their changes, batched: a
+        frame carries every change since the previous frame, the latest state of
+        each job once. Every job's terminal state is sent exactly once (for a job
+        finished before the watch began, in the first frame), and the stream ends
+        after every watched job has reached one. Fails with NOT_FOUND naming an
+        unknown id, before any frame.
         """
 
     @_abc_1.abstractmethod

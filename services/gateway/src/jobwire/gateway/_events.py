@@ -1,31 +1,39 @@
-"""Fan-out of job changes to ``WatchJob`` streams.
+"""Fan-out of job changes to ``WatchJob`` and ``WatchJobs`` streams.
 
 Whoever changes a job publishes it: the lease state machine on every lease
 transition, a provider on the transitions it makes by itself (a delayed job
 coming due), the service on enqueue and cancel. Publishing costs one dict
-lookup when nobody watches the job, so everything publishes.
+lookup when nobody watches the job, so everything publishes; a batch (an
+enqueue, a delivery or ack frame) is published with one call.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 from jobwire.gateway._models import JobRecord
 from jobwire.v1 import job_pb2
 
 
-class JobWatch:
+class _Watcher:
+    """Whoever a job's changes are pushed to."""
+
+    def push(self, job: JobRecord) -> None:
+        raise NotImplementedError
+
+
+class JobWatch(_Watcher):
     """Latest snapshot of one watched job; see :meth:`JobEvents.watch`."""
 
     def __init__(self) -> None:
         self._latest: job_pb2.Job | None = None
         self._changed = asyncio.Event()
 
-    def push(self, snapshot: job_pb2.Job) -> None:
+    def push(self, job: JobRecord) -> None:
         """Record a new state; a slow reader only ever sees the latest one."""
-        self._latest = snapshot
+        self._latest = job.to_proto()
         self._changed.set()
 
     async def next(self) -> job_pb2.Job:
@@ -36,11 +44,39 @@ class JobWatch:
         return self._latest
 
 
+class JobsWatch(_Watcher):
+    """Latest snapshot of each of many watched jobs that changed; see :meth:`JobEvents.watch_many`.
+
+    Changes gather until the reader takes them: a reader that writes one frame
+    while many jobs change sends them all in the next one. It keeps the
+    records, not messages: a job that changes several times between two
+    frames is written once, as it is when the frame is built.
+    """
+
+    def __init__(self) -> None:
+        self.job_ids: list[str] = []
+        """The ids it is registered for (see :meth:`JobEvents.add`)."""
+        self._changes: dict[str, JobRecord] = {}
+        self._changed = asyncio.Event()
+
+    def push(self, job: JobRecord) -> None:
+        """Record that a job changed; only its latest record is kept until taken."""
+        self._changes[job.id] = job
+        self._changed.set()
+
+    async def next(self) -> list[JobRecord]:
+        """Wait for changes and return the latest record of each changed job."""
+        await self._changed.wait()
+        self._changed.clear()
+        changes, self._changes = self._changes, {}
+        return list(changes.values())
+
+
 class JobEvents:
     """The watchers of each job, and the newest change each has been told of."""
 
     def __init__(self) -> None:
-        self._watchers: dict[str, set[JobWatch]] = {}
+        self._watchers: dict[str, set[_Watcher]] = {}
         self._seen: dict[str, float] = {}
 
     def publish(self, job: JobRecord) -> None:
@@ -48,9 +84,14 @@ class JobEvents:
         watchers = self._watchers.get(job.id)
         if watchers:
             self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
-            snapshot = job.to_proto()
             for watcher in watchers:
-                watcher.push(snapshot)
+                watcher.push(job)
+
+    def publish_all(self, jobs: Iterable[JobRecord]) -> None:
+        """:meth:`publish` each of a frame's jobs; one check when nobody watches anything."""
+        if self._watchers:
+            for job in jobs:
+                self.publish(job)
 
     def publish_if_newer(self, job: JobRecord) -> None:
         """Publish a change read back from storage, unless the watchers know it already.
@@ -73,12 +114,36 @@ class JobEvents:
     def watch(self, job_id: str) -> Iterator[JobWatch]:
         """Register a watcher for the duration of the ``with`` block."""
         watcher = JobWatch()
-        self._watchers.setdefault(job_id, set()).add(watcher)
-        try:
+        with self._registered(watcher, (job_id,)):
             yield watcher
+
+    @contextmanager
+    def watch_many(self, job_ids: Collection[str]) -> Iterator[JobsWatch]:
+        """Register one watcher of all of ``job_ids`` for the ``with`` block."""
+        watcher = JobsWatch()
+        watcher.job_ids.extend(job_ids)
+        with self._registered(watcher, watcher.job_ids):
+            yield watcher
+
+    def add(self, watcher: JobsWatch, job_ids: Collection[str]) -> None:
+        """Also watch ``job_ids`` with a watcher of :meth:`watch_many`, until its block ends."""
+        watcher.job_ids.extend(job_ids)
+        for job_id in job_ids:
+            self._watchers.setdefault(job_id, set()).add(watcher)
+
+    @contextmanager
+    def _registered(self, watcher: _Watcher, job_ids: Collection[str]) -> Iterator[None]:
+        for job_id in job_ids:
+            self._watchers.setdefault(job_id, set()).add(watcher)
+        # job_ids may grow in the block (add): the cleanup reads it then.
+        try:
+            yield
         finally:
-            watchers = self._watchers[job_id]
-            watchers.discard(watcher)
-            if not watchers:
-                del self._watchers[job_id]
-                self._seen.pop(job_id, None)
+            for job_id in job_ids:
+                watchers = self._watchers.get(job_id)
+                if watchers is None:
+                    continue
+                watchers.discard(watcher)
+                if not watchers:
+                    del self._watchers[job_id]
+                    self._seen.pop(job_id, None)

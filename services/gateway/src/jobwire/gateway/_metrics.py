@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from wsgiref.simple_server import WSGIServer
 
@@ -146,15 +146,34 @@ class GatewayMetrics:
         self._enqueued(job.queue, job.type).inc()
         _log(logging.DEBUG, job, "", "enqueued")
 
-    def delivered(self, job: JobRecord, now: float, worker_id: str) -> None:
-        """Count one delivery of ``job`` to ``worker_id`` at epoch time ``now``."""
-        _log(logging.DEBUG, job, worker_id, "delivered")
-        self.in_flight.inc()
-        if job.attempt > 1:
-            self._redeliveries(job.queue, job.type).inc()
-        else:
-            due = job.schedule_time if job.schedule_time is not None else job.create_time
-            self._queue_wait(job.queue, job.type).observe(max(0.0, now - due))
+    def enqueued_all(self, jobs: Sequence[JobRecord]) -> None:
+        """Count newly accepted jobs: one counter step per queue and type."""
+        if not jobs:
+            return
+        if jobs_logger.isEnabledFor(logging.DEBUG):
+            for job in jobs:
+                _log(logging.DEBUG, job, "", "enqueued")
+        counts: dict[tuple[str, str], int] = {}
+        for job in jobs:
+            key = (job.queue, job.type)
+            counts[key] = counts.get(key, 0) + 1
+        for (queue, job_type), count in counts.items():
+            self._enqueued(queue, job_type).inc(count)
+
+    def delivered_all(self, jobs: Sequence[JobRecord], now: float, worker_id: str) -> None:
+        """Count the deliveries of one frame to ``worker_id`` at epoch time ``now``."""
+        if not jobs:
+            return
+        self.in_flight.inc(len(jobs))
+        debug = jobs_logger.isEnabledFor(logging.DEBUG)
+        for job in jobs:
+            if debug:
+                _log(logging.DEBUG, job, worker_id, "delivered")
+            if job.attempt > 1:
+                self._redeliveries(job.queue, job.type).inc()
+            else:
+                due = job.schedule_time if job.schedule_time is not None else job.create_time
+                self._queue_wait(job.queue, job.type).observe(max(0.0, now - due))
 
     def scheduled(self, job: NewJob, fire_time: datetime | None, now: datetime) -> None:
         """Count a scheduled job handed to the queue; ``fire_time`` for occurrences."""

@@ -201,7 +201,7 @@ class JobRecord:
             self.result_content_type = end.result_content_type
         elif end.state is JobState.FAILED:
             self.schedule_time = end.run_at
-        if end.state.is_terminal:
+        if end.state in _TERMINAL:  # not .is_terminal: a call per job on the hot path
             self.end_time = end.time
 
     def replay(self, now: float, payload: bytes | None, max_retries: int | None) -> None:

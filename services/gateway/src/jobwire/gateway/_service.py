@@ -22,7 +22,7 @@ from jobwire.gateway._errors import (
     JobNotRetryableError,
     PriorityUnsupportedError,
 )
-from jobwire.gateway._events import JobEvents, JobWatch
+from jobwire.gateway._events import JobEvents, JobsWatch, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import (
     DEFAULT_PRIORITY,
@@ -59,6 +59,8 @@ from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
 
 MIN_ID_PREFIX = 8
 """Shortest id prefix that names a job where an id is expected."""
+MAX_WATCHED = 100_000
+"""Most jobs one ``WatchJobs`` stream follows."""
 
 
 class JobService:
@@ -117,16 +119,20 @@ class JobService:
         """Validate every request first, then enqueue them all."""
         self.validate.batch_size(len(requests), batch=batch)
         now = time.time()
+        new_job = self.validate.new_job
         jobs = [
-            self.validate.new_job(req, now, f"requests[{i}]." if batch else "")
-            for i, req in enumerate(requests)
+            new_job(req, now, f"requests[{i}]." if batch else "") for i, req in enumerate(requests)
         ]
-        for i, job in enumerate(jobs):
-            self._check_priority(job, f"requests[{i}]." if batch else "")
+        if not self.provider.supports_priority:
+            for i, job in enumerate(jobs):
+                self._check_priority(job, f"requests[{i}]." if batch else "")
         if self.scheduler is None:
             return await self.submit(jobs)
         threshold = now + self.scheduler.delay_threshold
         later = [job.schedule_time is not None and job.schedule_time > threshold for job in jobs]
+        if not any(later) and not any(job.deduplication_key for job in jobs):
+            # The common batch: all due now, no key to look up in the scheduler.
+            return await self.submit(jobs)
         results: list[tuple[JobRecord, bool] | None] = [None] * len(jobs)
         # One deduplication key holds across both stores: jobs due now look at
         # the scheduler's keys, then jobs held for later at the provider's,
@@ -171,10 +177,9 @@ class JobService:
     async def submit(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store validated jobs in the provider (the scheduler's hand-off comes here too)."""
         results = await self.provider.insert(jobs)
-        for job, deduplicated in results:
-            if not deduplicated:
-                self.metrics.enqueued(job)
-                self.events.publish(job)
+        stored = [job for job, deduplicated in results if not deduplicated]
+        self.metrics.enqueued_all(stored)
+        self.events.publish_all(stored)
         return results
 
     def new_job(
@@ -350,6 +355,32 @@ class JobService:
             job = await self.get_job(job_id)
             self.events.seen(job)
             yield job, watch
+
+    @asynccontextmanager
+    async def watch_many(
+        self, job_ids: Sequence[str]
+    ) -> AsyncIterator[tuple[list[JobRecord], JobsWatch]]:
+        """The jobs as they are now (repeated ids once), and one watch of all their changes."""
+        if not job_ids:
+            raise InvalidArgumentError("ids", "is required: the ids of the jobs to watch")
+        if len(job_ids) > MAX_WATCHED:
+            raise InvalidArgumentError(
+                "ids", f"holds {len(job_ids)} ids; at most {MAX_WATCHED} per stream"
+            )
+        given = list(dict.fromkeys(job_ids))
+        # Watch before reading, so that no change between the two is missed.
+        with self.events.watch_many(given) as watch:
+            jobs = [await self.get_job(job_id) for job_id in given]
+            # Prefixes name their job only now: watch it by id, then read it again.
+            named = [i for i, job in enumerate(jobs) if job.id != given[i]]
+            if named:
+                self.events.add(watch, [jobs[i].id for i in named])
+                for i in named:
+                    jobs[i] = await self.get_job(jobs[i].id)
+            unique = list({job.id: job for job in jobs}.values())
+            for job in unique:
+                self.events.seen(job)
+            yield unique, watch
 
     # Worker side -------------------------------------------------------------
 

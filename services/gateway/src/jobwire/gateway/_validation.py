@@ -166,8 +166,12 @@ class Validator:
             raise invalid("type", "is required, for example 'email:send'")
         if len(req.type) > MAX_TYPE_LENGTH or not req.type.isprintable():
             raise invalid("type", f"must be 1-{MAX_TYPE_LENGTH} printable characters")
-        queue = validate_queue_name(req.queue, prefix + "queue")
-        self.payload(req.payload, prefix + "payload")
+        # The field names are built only for an error: most requests have none.
+        queue = req.queue
+        if not queue or not QUEUE_NAME.match(queue):
+            queue = validate_queue_name(queue, prefix + "queue")
+        if len(req.payload) > self._settings.max_payload_bytes:
+            self.payload(req.payload, prefix + "payload")
         # Most jobs have none: an empty map skips the checks and the copy.
         attributes: dict[str, str] = {}
         if req.attributes:
@@ -192,9 +196,13 @@ class Validator:
             content_type=req.content_type or "application/octet-stream",
             attributes=attributes,
             max_retries=max_retries,
-            timeout=self._timeout(req, invalid),
+            timeout=self._timeout(req, invalid)
+            if req.HasField("timeout")
+            else self._default_timeout,
             deduplication_key=req.deduplication_key,
-            schedule_time=_schedule_time(req, now, invalid),
+            schedule_time=_schedule_time(req, now, invalid)
+            if req.WhichOneof("when") is not None
+            else None,
             request_id=req.request_id,
             priority=priority(req.priority, prefix + "priority")
             if req.HasField("priority")

@@ -7,7 +7,9 @@ that, so that a provider is only storage (:mod:`.base`):
 
 * the lease table (by lease id per consumer, and by job id) and the credits
   each consumer uses, counting expired leases its worker has not answered for;
-* one timer per lease, at its deadline (expiry, or the job's timeout if sooner);
+* one timer per deadline: the leases of one delivery frame end together and
+  share one (:class:`LeaseTimer`); an extended lease or a job timeout gets
+  its own;
 * lease ids (``<job id>.<attempt>``) and the fencing of answers for leases
   that are not the consumer's (late, foreign, unknown), with the reason why;
 * the ack, nack, extension, progress, cancellation, timeout, expiry and
@@ -45,6 +47,7 @@ from jobwire.gateway.providers._types import (
     H,
     Lease,
     LeaseOutcome,
+    LeaseTimer,
     NackRequest,
     QueueCounts,
     Revocation,
@@ -145,25 +148,34 @@ class Leases(Generic[H]):
         """Lease up to ``max_jobs`` jobs, waiting until at least one is ready."""
         claims = await self.provider.claim(consumer, max_jobs)
         holder = self._holders[consumer]
+        leases, by_job = holder.leases, self._by_job
         loop = asyncio.get_running_loop()
         now, delivered_at = time.time(), time.monotonic()
+        expire_time = now + consumer.lease_duration
+        together: list[Lease[H]] = []  # the leases that end at expire_time
         deliveries: list[Delivery] = []
         for claim in claims:
             job = claim.job
+            timeout = job.timeout
             lease = Lease(
                 id=f"{job.id}.{job.attempt}",
                 job=job,
                 consumer=consumer,
                 handle=claim.handle,
-                expire_time=now + consumer.lease_duration,
-                timeout_time=now + job.timeout if job.timeout is not None else None,
+                expire_time=expire_time,
+                timeout_time=now + timeout if timeout is not None else None,
                 delivered_at=delivered_at,
             )
-            self._arm(lease, now, loop)
-            holder.leases[lease.id] = lease
-            self._by_job[job.id] = lease
-            self.events.publish(job)
-            deliveries.append(Delivery(job, lease.id, lease.expire_time))
+            if timeout is None or now + timeout >= expire_time:
+                together.append(lease)
+            else:
+                self._arm(lease, now, loop)
+            leases[lease.id] = lease
+            by_job[job.id] = lease
+            deliveries.append(Delivery(job, lease.id, expire_time))
+        if together:
+            self._arm_all(together, expire_time - now, loop)
+        self.events.publish_all(claim.job for claim in claims)
         return deliveries
 
     async def ack(self, consumer: Consumer, items: Sequence[AckRequest]) -> list[LeaseOutcome]:
@@ -317,7 +329,8 @@ class Leases(Generic[H]):
         """Stop every lease timer and wait for the endings being recorded."""
         for lease in self._by_job.values():
             if lease.timer is not None:
-                lease.timer.cancel()
+                lease.timer.release()
+                lease.timer = None
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -331,6 +344,7 @@ class Leases(Generic[H]):
     ) -> list[LeaseOutcome]:
         """Apply one frame's answers; ``end_of(lease, index)`` decides each ending."""
         holder = self._holders[consumer]
+        by_job = self._by_job
         outcomes: list[LeaseOutcome | None] = []
         endings: list[Ending[H]] = []
         slots: list[int] = []
@@ -340,26 +354,40 @@ class Leases(Generic[H]):
             if lease is None:
                 outcomes.append(await self._fenced(lease_id))
                 continue
-            self._unindex(lease)
+            # _unindex, inlined: this runs for every job a worker answers.
+            timer = lease.timer
+            if timer is not None:
+                lease.timer = None
+                timer.release()
+            if by_job.get(lease.job.id) is lease:
+                del by_job[lease.job.id]
             endings.append(Ending(lease, end_of(lease, i)))
             slots.append(len(outcomes))
             outcomes.append(None)
-        if endings:
-            applied = await self.provider.settle(endings)
-            for n, (slot, ending) in enumerate(zip(slots, endings, strict=True)):
-                outcomes[slot] = self._applied(ending, applied is None or applied[n])
-        return [outcome for outcome in outcomes if outcome is not None]
-
-    def _applied(self, ending: Ending[H], ok: bool) -> LeaseOutcome:
-        lease = ending.lease
-        if not ok:
-            return LeaseOutcome(
-                lease.id, False, "LEASE_EXPIRED", "the backend took the job back before the answer"
-            )
-        self.events.publish(lease.job)
-        return LeaseOutcome(
-            lease.id, True, job=lease.job, state=ending.end.state, delivered_at=lease.delivered_at
+        if not endings:
+            return [outcome for outcome in outcomes if outcome is not None]
+        applied = await self.provider.settle(endings)
+        for n, (slot, ending) in enumerate(zip(slots, endings, strict=True)):
+            lease = ending.lease
+            if applied is None or applied[n]:
+                outcomes[slot] = LeaseOutcome(
+                    lease.id,
+                    True,
+                    job=lease.job,
+                    state=ending.end.state,
+                    delivered_at=lease.delivered_at,
+                )
+            else:
+                outcomes[slot] = LeaseOutcome(
+                    lease.id,
+                    False,
+                    "LEASE_EXPIRED",
+                    "the backend took the job back before the answer",
+                )
+        self.events.publish_all(
+            ending.lease.job for n, ending in enumerate(endings) if applied is None or applied[n]
         )
+        return [outcome for outcome in outcomes if outcome is not None]
 
     async def _fenced(self, lease_id: str) -> LeaseOutcome:
         """Explain why a lease the consumer named is not its own."""
@@ -384,9 +412,25 @@ class Leases(Generic[H]):
         )
 
     def _arm(self, lease: Lease[H], now: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Give one lease a timer of its own, at its deadline."""
         if lease.timer is not None:
-            lease.timer.cancel()
-        lease.timer = loop.call_later(lease.deadline - now, self._on_deadline, lease)
+            lease.timer.release()
+        self._arm_all([lease], lease.deadline - now, loop)
+
+    def _arm_all(
+        self, leases: list[Lease[H]], delay: float, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        """One timer for leases that end together, ``delay`` seconds from now."""
+        timer = LeaseTimer(leases)
+        timer.handle = loop.call_later(delay, self._on_timer, timer)
+        for lease in leases:
+            lease.timer = timer
+
+    def _on_timer(self, timer: LeaseTimer) -> None:
+        timer.handle = None
+        for lease in timer.leases:
+            if lease.timer is timer:
+                self._on_deadline(lease)
 
     def _on_deadline(self, lease: Lease[H]) -> None:
         lease.timer = None
@@ -421,9 +465,9 @@ class Leases(Generic[H]):
                 error,
             )
             return
-        for n, ending in enumerate(endings):
-            if applied is None or applied[n]:
-                self.events.publish(ending.lease.job)
+        self.events.publish_all(
+            ending.lease.job for n, ending in enumerate(endings) if applied is None or applied[n]
+        )
 
     def _forget(self, lease: Lease[H]) -> None:
         """Take a lease out of the table."""
@@ -434,7 +478,7 @@ class Leases(Generic[H]):
 
     def _unindex(self, lease: Lease[H]) -> None:
         if lease.timer is not None:
-            lease.timer.cancel()
+            lease.timer.release()
             lease.timer = None
         if self._by_job.get(lease.job.id) is lease:
             del self._by_job[lease.job.id]

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from jobwire.gateway._models import AttemptEnd, JobRecord, JobState
 from jobwire.v1 import job_pb2, worker_service_pb2
@@ -85,6 +85,29 @@ class Claim(Generic[H]):
     handle: H
 
 
+class LeaseTimer:
+    """One loop timer for the leases that end at the same instant.
+
+    The leases of one delivery frame share one (they end together), so a
+    frame costs one timer, not one per job. Each lease lets go of it when it
+    ends; the last one to let go cancels it.
+    """
+
+    __slots__ = ("handle", "leases", "live")
+
+    def __init__(self, leases: list[Lease[Any]]) -> None:
+        self.leases = leases
+        self.live = len(leases)
+        self.handle: asyncio.TimerHandle | None = None
+
+    def release(self) -> None:
+        """One lease no longer needs the timer."""
+        self.live -= 1
+        if self.live <= 0 and self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
+
+
 @dataclass(slots=True, eq=False)
 class Lease(Generic[H]):
     """A job leased to one consumer until it answers or the lease ends."""
@@ -97,7 +120,7 @@ class Lease(Generic[H]):
     timeout_time: float | None
     delivered_at: float
     """``time.monotonic()`` at delivery, for the handler's duration."""
-    timer: asyncio.TimerHandle | None = None
+    timer: LeaseTimer | None = None
 
     @property
     def deadline(self) -> float:

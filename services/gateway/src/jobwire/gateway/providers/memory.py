@@ -10,6 +10,7 @@ record itself is the storage, so a lease's handle is nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -91,17 +92,19 @@ class MemoryProvider(QueueProvider[None]):
         results = self.dedup.admit(
             jobs,
             now,
-            lambda new: _Job.create(new, now),
+            functools.partial(_Job.create, now=now),
             by_request=self._held(self._requests, request_ids) if request_ids else None,
             by_key=self._held(self._dedup_keys, keys) if keys else None,
         )
+        woken: dict[str, set[str]] = {}  # the types per queue to wake claims for, once
         for new, (job, duplicate) in zip(jobs, results, strict=True):
             if duplicate:
                 continue
             assert isinstance(job, _Job)
             job.seq = next(self._order)
             self._jobs[job.id] = job
-            self._queue(job.queue).counts[job.state] += 1
+            queue = self._queue(job.queue)
+            queue.counts[job.state] += 1
             if new.request_id:
                 self._remember_request(new.request_id, job.id)
             if new.deduplication_key:
@@ -111,7 +114,15 @@ class MemoryProvider(QueueProvider[None]):
                 self._wake_at(job, job.schedule_time - now)
             else:
                 # Its order number is taken just now: sharing it saves an int per job.
-                self._push_ready(job, job.seq)
+                self._push_ready(job, job.seq, wake=False, queue=queue)
+                types = woken.get(job.queue)
+                if types is None:
+                    types = woken[job.queue] = set()
+                types.add(job.type)
+        for name, types in woken.items():
+            queue = self._queues[name]
+            if queue.waiters:
+                self._wake(queue, types)
         return results
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -266,14 +277,12 @@ class MemoryProvider(QueueProvider[None]):
         while True:
             jobs = self._take(consumer, max_jobs)
             if jobs:
-                now = time.time()
-                claims = []
+                now, worker_id = time.time(), consumer.worker_id
                 for job in jobs:
-                    old = job.state
-                    job.begin_attempt(job.attempt + 1, consumer.worker_id, now)
-                    self._moved(job, old)
-                    claims.append(Claim(job, None))
-                return claims
+                    job.begin_attempt(job.attempt + 1, worker_id, now)
+                # _take takes pending jobs only.
+                self._moved_all(jobs, JobState.PENDING)
+                return [Claim(job, None) for job in jobs]
             wake: asyncio.Future[None] = loop.create_future()
             queues = [self._queue(name) for name in consumer.queues]
             for queue in queues:
@@ -286,19 +295,28 @@ class MemoryProvider(QueueProvider[None]):
 
     async def settle(self, endings: Sequence[Ending[None]]) -> None:
         """Apply each ending: done, retry after its backoff, ready again, or dead."""
+        jobs: list[JobRecord] = []
+        finished: list[JobRecord] = []
         for ending in endings:
             job, end = ending.lease.job, ending.end
             assert isinstance(job, _Job)
-            old = job.state
-            job.end_attempt(end)
-            self._moved(job, old)
+            if job.state is JobState.PROCESSING:
+                job.end_attempt(end)
+                jobs.append(job)  # counted below, with the others
+            else:  # purged while its ending was on its way
+                old = job.state
+                job.end_attempt(end)
+                self._moved(job, old)
             if end.state is JobState.FAILED:
                 assert end.run_at is not None
                 self._wake_at(job, end.run_at - end.time)
             elif end.state is JobState.PENDING:
                 self._push_ready(job)
             else:
-                self._finished(job)
+                finished.append(job)
+        self._moved_all(jobs, JobState.PROCESSING)
+        if finished:
+            self._finished_all(finished)
 
     # Storage -----------------------------------------------------------------
 
@@ -307,16 +325,38 @@ class MemoryProvider(QueueProvider[None]):
         counts[old] -= 1
         counts[job.state] += 1
 
-    def _push_ready(self, job: _Job, order: int | None = None) -> None:
-        queue = self._queue(job.queue)
+    def _moved_all(self, jobs: Sequence[JobRecord], old: JobState) -> None:
+        """Count jobs that all left state ``old`` (one queue lookup per run of a queue)."""
+        name: str | None = None
+        counts: Counter[JobState] = Counter()
+        for job in jobs:
+            if job.queue != name:
+                name = job.queue
+                counts = self._queue(name).counts
+            counts[old] -= 1
+            counts[job.state] += 1
+
+    def _push_ready(
+        self, job: _Job, order: int | None = None, *, wake: bool = True, queue: _Queue | None = None
+    ) -> None:
+        if queue is None:
+            queue = self._queue(job.queue)
         key = (job.type, job.priority)
         ready = queue.ready.get(key)
         if ready is None:
             ready = queue.ready[key] = deque()
         job.ready_order = next(self._order) if order is None else order
         ready.append(job)
+        if wake:
+            for waiter, consumer in queue.waiters.items():
+                if not waiter.done() and consumer.accepts(job.type):
+                    waiter.set_result(None)
+
+    @staticmethod
+    def _wake(queue: _Queue, job_types: Collection[str]) -> None:
+        """Wake the claims waiting on ``queue`` that accept one of ``job_types``."""
         for wake, consumer in queue.waiters.items():
-            if not wake.done() and consumer.accepts(job.type):
+            if not wake.done() and any(consumer.accepts(t) for t in job_types):
                 wake.set_result(None)
 
     def _wake_at(self, job: _Job, delay: float) -> None:
@@ -359,11 +399,18 @@ class MemoryProvider(QueueProvider[None]):
         return taken
 
     def _finished(self, job: JobRecord) -> None:
-        if job.deduplication_key and self.dedup.window <= 0:
-            self._release_dedup(job)
-        self._history.append(job.id)
-        while len(self._history) > self._max_history:
-            self._forget(self._history.popleft())
+        self._finished_all((job,))
+
+    def _finished_all(self, jobs: Sequence[JobRecord]) -> None:
+        """Keep finished jobs in the history; forget the oldest beyond its size."""
+        if self.dedup.window <= 0:
+            for job in jobs:
+                if job.deduplication_key:
+                    self._release_dedup(job)
+        history = self._history
+        history.extend([job.id for job in jobs])
+        while len(history) > self._max_history:
+            self._forget(history.popleft())
 
     def _forget(self, job_id: str) -> None:
         if self._stale_history[job_id]:

@@ -186,8 +186,9 @@ class Session:
                     continue
                 deliveries = await self._service.receive(self.consumer, free)
                 now = time.time()
-                for d in deliveries:
-                    self._metrics.delivered(d.job, now, self.consumer.worker_id)
+                self._metrics.delivered_all(
+                    [d.job for d in deliveries], now, self.consumer.worker_id
+                )
                 self._in_flight += len(deliveries)
                 self._outbox.put_nowait(_delivery(deliveries))
         except asyncio.CancelledError:

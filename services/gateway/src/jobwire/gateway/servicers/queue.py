@@ -189,6 +189,40 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         except Exception as error:
             await abort(context, error)
 
+    async def WatchJobs(
+        self, request: queue_service_pb2.WatchJobsRequest, context: Context
+    ) -> AsyncIterator[queue_service_pb2.WatchJobsResponse]:
+        """Stream many jobs' changes, batched per frame, until every one is terminal."""
+        full = _view(request.view, _BASIC)
+        try:
+            with self._streams.hold():
+                async with self._service.watch_many(request.ids) as (jobs, watch):
+                    # Each job's update time as last sent; a job leaves once its end is sent.
+                    sent: dict[str, float] = {}
+                    frame = queue_service_pb2.WatchJobsResponse()
+                    for job in jobs:
+                        job.fill_proto(frame.jobs.add(), full=full)
+                        sent[job.id] = job.update_time
+                    unfinished = {job.id for job in jobs if not job.state.is_terminal}
+                    yield frame
+                    while unfinished:
+                        # The records as they are now: a job that changed several
+                        # times since the last frame is written once.
+                        frame = queue_service_pb2.WatchJobsResponse()
+                        for job in await watch.next():
+                            # A change published between the watch and the first
+                            # read may be older than what was sent.
+                            if job.id not in unfinished or job.update_time < sent[job.id]:
+                                continue
+                            sent[job.id] = job.update_time
+                            job.fill_proto(frame.jobs.add(), full=full)
+                            if job.state.is_terminal:
+                                unfinished.discard(job.id)
+                        if frame.jobs:
+                            yield frame
+        except Exception as error:
+            await abort(context, error)
+
 
 _TERMINAL = frozenset(
     {job_pb2.Job.STATE_COMPLETED, job_pb2.Job.STATE_DEAD, job_pb2.Job.STATE_CANCELLED}
