@@ -18,6 +18,7 @@ from jobwire.v1 import queue_service_pb2
 from conftest import GatewayFactory
 from redis_support import RedisServer
 from support import Response, State, eventually, seconds
+from timing import FRAME_TIMEOUT
 
 Q = queue_service_pb2
 
@@ -159,7 +160,10 @@ async def test_a_sigkilled_redis_with_aof_keeps_its_jobs_and_the_worker_stream(
 ) -> None:
     server = RedisServer(appendonly=True)
     try:
-        gateway = await gateway_factory(provider={"type": "redis", "url": server.url})
+        # A promotion of due jobs that fails while Redis is away is tried again
+        # a third of gateway_timeout later: 1 s keeps that well inside the wait.
+        provider = {"type": "redis", "url": server.url, "gateway_timeout": 1}
+        gateway = await gateway_factory(provider=provider)
         client = await connect(gateway)
         worker = await client.worker(max_in_flight=10)
         first = await client.producer.enqueue(delay=seconds(1.5))
@@ -167,7 +171,8 @@ async def test_a_sigkilled_redis_with_aof_keeps_its_jobs_and_the_worker_stream(
         # that in the OS's cache (only a machine crash loses the last second).
         server.kill()
         server.start()
-        [item] = await worker.jobs(1)  # the same stream, after Redis came back
+        # The same stream, after Redis came back (and loaded its AOF, on a busy machine).
+        [item] = await worker.jobs(1, timeout=2 * FRAME_TIMEOUT)
         assert item.job.id == first.id
         await worker.ack(item.lease_id)
         assert (await worker.result()).ok
