@@ -81,15 +81,17 @@ class TcpProxy:
         # later turn of the loop: reset again until no pipe is left, so none is
         # left connecting upstream when the loop closes. Bounded: the listener is
         # closed, so no new pipe can start.
-        for _ in range(100):
+        # (An accepted connection's pipe starts several turns of the loop after
+        # the accept: a short real wait lets it appear before it is looked for.)
+        quiet = 0
+        for _ in range(200):
             self._flowing.set()
             for end in list(self._ends):
                 end.transport.abort()
             await asyncio.gather(*self._pipes, return_exceptions=True)
-            # Let aborted transports' callbacks and just-accepted pipes run.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
-            if not self._pipes:
+            await asyncio.sleep(0.01)
+            quiet = 0 if self._pipes else quiet + 1
+            if quiet >= 3:
                 return
         raise RuntimeError("the proxy's connections did not end")
 
