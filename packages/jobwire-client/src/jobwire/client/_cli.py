@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 
 from jobwire.client import _cli_operations
 from jobwire.client.__about__ import __version__
+from jobwire.client._cli_args import aware_time, json_payload
 from jobwire.client._cli_output import (
     Output,
     job_view,
@@ -38,31 +37,6 @@ Command = Callable[[Client, argparse.Namespace, Console], Output]
 
 # Exit codes: 0 done, 1 the gateway refused or the job did not complete (argparse: 2, usage).
 _REFUSED = 1
-
-
-def _json_payload(text: str) -> Any:
-    """An argparse type: the payload, parsed; a clear message when it is not JSON."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise argparse.ArgumentTypeError(
-            f"the payload is not valid JSON ({error.msg} at line {error.lineno} column "
-            f'{error.colno}); quote it for the shell, e.g. \'{{"to": "ada@example.com"}}\''
-        ) from None
-
-
-def _aware_time(text: str) -> datetime:
-    """An argparse type: an ISO 8601 time with its offset (``2026-12-24T09:00:00Z``)."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise argparse.ArgumentTypeError(
-            f"expected an ISO 8601 time with its offset, e.g. 2026-12-24T09:00:00Z or "
-            f"2026-12-24T10:00:00+01:00; got {text!r}"
-        )
-    return value
 
 
 # Commands -----------------------------------------------------------------------
@@ -181,10 +155,10 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("queue", nargs="?")
     enqueue = command(commands, "enqueue", _enqueue, "enqueue one job")
     enqueue.add_argument("type")
-    enqueue.add_argument("payload", nargs="?", type=_json_payload, help="JSON payload")
+    enqueue.add_argument("payload", nargs="?", type=json_payload, help="JSON payload")
     enqueue.add_argument("--queue", default="default")
     enqueue.add_argument("--delay", type=float, metavar="SECONDS", help="run no sooner than this")
-    enqueue.add_argument("--at", type=_aware_time, metavar="TIME", help="ISO 8601 with offset")
+    enqueue.add_argument("--at", type=aware_time, metavar="TIME", help="ISO 8601 with offset")
     enqueue.add_argument(
         "--max-retries", type=int, metavar="N", help="retries after a failure (default: 3)"
     )
@@ -216,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument(
         "schedule", help='cron ("0 9 * * *", "@daily") or interval ("every 30 minutes")'
     )
-    register.add_argument("--payload", type=_json_payload, help="JSON payload")
+    register.add_argument("--payload", type=json_payload, help="JSON payload")
     register.add_argument("--time-zone", default="UTC")
     register.add_argument("--queue", default="default")
     register.add_argument("--misfire", default="skip", choices=[p.value for p in MisfirePolicy])

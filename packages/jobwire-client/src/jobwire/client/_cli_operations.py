@@ -8,16 +8,15 @@ refuses); ``--dry-run`` only counts.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Iterable
-from datetime import datetime
 from typing import Any
 
 from rich.console import Console
 from rich.prompt import Confirm
 from rich.table import Table
 
+from jobwire.client._cli_args import aware_time, json_payload
 from jobwire.client._cli_output import Output, job_view
 from jobwire.client._client import Client
 from jobwire.client._errors import InvalidArgumentError
@@ -38,7 +37,7 @@ def add_commands(commands: Any, command: AddCommand) -> None:
         commands, "retry", _retry, "run a dead job again (by id), or every job a filter matches"
     )
     retry.add_argument("id", nargs="?", help="the job; omit to retry by filter")
-    retry.add_argument("--payload", help="new JSON payload (with an id)")
+    retry.add_argument("--payload", type=json_payload, help="new JSON payload (with an id)")
     retry.add_argument("--max-retries", type=int, help="new retries (with an id)")
     _filters(retry, states="dead, failed or cancelled (default: dead)")
     retry.add_argument("--request-id", help="idempotency key of a retry by filter")
@@ -74,8 +73,12 @@ def _filters(parser: argparse.ArgumentParser, *, states: str) -> None:
         help=f"only jobs in this state, repeatable: {states}",
     )
     parser.add_argument("--error", help="only jobs whose last error contains this text")
-    parser.add_argument("--since", help="only jobs created at or after this ISO time (with zone)")
-    parser.add_argument("--until", help="only jobs created before this ISO time (with zone)")
+    parser.add_argument(
+        "--since", type=aware_time, help="only jobs created at or after this ISO time (with zone)"
+    )
+    parser.add_argument(
+        "--until", type=aware_time, help="only jobs created before this ISO time (with zone)"
+    )
 
 
 def _retry(client: Client, args: argparse.Namespace, console: Console) -> Output:
@@ -85,7 +88,7 @@ def _retry(client: Client, args: argparse.Namespace, console: Console) -> Output
     if args.id is not None:
         if filtered:
             raise InvalidArgumentError("give a job id or filters (--queue, --state...), not both")
-        payload = KEEP if args.payload is None else json.loads(args.payload)
+        payload = KEEP if args.payload is None else args.payload
         job = client.retry_job(args.id, payload=payload, max_retries=args.max_retries)
         return Output(job, job_view(job))
     if args.payload is not None or args.max_retries is not None:
@@ -139,21 +142,9 @@ def _selector(args: argparse.Namespace) -> dict[str, Any]:
         "queue": args.queue,
         "type": args.type,
         "error_contains": args.error,
-        "created_after": _time(args.since, "--since"),
-        "created_before": _time(args.until, "--until"),
+        "created_after": args.since,
+        "created_before": args.until,
     }
-
-
-def _time(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise InvalidArgumentError(f"{option}: not an ISO time: {text!r}") from None
-    if value.utcoffset() is None:
-        raise InvalidArgumentError(f"{option}: give a time zone, e.g. {text}+00:00")
-    return value
 
 
 def _workers_table(workers: Iterable[WorkerInfo]) -> Table:
