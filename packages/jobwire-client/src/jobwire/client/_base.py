@@ -7,6 +7,7 @@ assembled from one mixin per service area, side by side:
 area           `Client`                `AsyncClient`
 =============  ======================  =======================
 jobs           ``_sync_jobs.py``       ``_async_jobs.py``
+watch, wait    ``_sync_watch.py``      ``_async_jobs.py``
 schedules      ``_sync_schedules.py``  ``_async_schedules.py``
 calls, stubs   ``_sync_calls.py``      ``_async_calls.py``
 lifecycle      ``_client.py``          ``_async_client.py``

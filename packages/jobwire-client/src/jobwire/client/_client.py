@@ -18,13 +18,13 @@ from jobwire.client._config import (
 )
 from jobwire.client._serializers import Serializer
 from jobwire.client._sync_coalescer import ThreadCoalescer
-from jobwire.client._sync_jobs import SyncJobs
 from jobwire.client._sync_operations import SyncOperations
 from jobwire.client._sync_schedules import SyncSchedules
+from jobwire.client._sync_watch import SyncWatch
 from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
 
-class Client(SyncJobs, SyncSchedules, SyncOperations):
+class Client(SyncWatch, SyncSchedules, SyncOperations):
     """Blocking client of a jobwire gateway.
 
     It uses a plain blocking gRPC channel and no event loop, so it works the same in

@@ -1,0 +1,183 @@
+"""`Client`'s watching and waiting: one job's changes, or many jobs' over few streams."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from jobwire.client._models import (
+    Job,
+    JobList,
+    JobState,
+)
+from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
+from jobwire.client._sync_jobs import SyncJobs
+from jobwire.v1 import job_pb2, queue_service_pb2_grpc
+
+if TYPE_CHECKING:
+    from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
+
+
+class SyncWatch(SyncJobs):
+    """The watching methods of `Client`, built on its job reads."""
+
+    def watch_job(self, job_or_id: Job | str) -> Iterator[Job]:
+        """Yields the job's current state, then every change, until it finishes.
+
+        The jobs carry no payload or result; `get_job` returns them.
+
+        Raises:
+            JobNotFoundError: No job has this id.
+        """
+        self._ensure_open()
+        call = self._queue.WatchJob(self._watch_request(job_or_id), metadata=self._metadata)
+        try:
+            for response in call:
+                yield self._job(response.job)
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        finally:
+            call.cancel()
+
+    def wait(self, job_or_id: Job | str, *, timeout: float | timedelta | None = None) -> Any:
+        """Waits until the job finishes and returns its decoded result.
+
+        Follows the job with `WatchJob`, so it learns of the end at once (no polling).
+
+        Args:
+            job_or_id: The job or its id.
+            timeout: Longest to wait; None waits as long as it takes.
+
+        Returns:
+            The job's result, decoded like its payload.
+
+        Raises:
+            JobDeadError: The job failed for good; `.last_error` says why.
+            JobCancelledError: The job was cancelled.
+            WaitTimeoutError: `timeout` passed first (a `TimeoutError`).
+            JobNotFoundError: No job has this id.
+        """
+        job = self._watch_until_terminal(job_or_id, timeout)
+        if job.state is JobState.COMPLETED:
+            job = self.get_job(job.id)
+        return self._outcome(job)
+
+    def watch(
+        self,
+        jobs: Job | Iterable[Job],
+        *,
+        timeout: float | timedelta | None = None,
+        desc: str = "jobs",
+        max_streams: int = MAX_STREAMS,
+    ) -> JobList:
+        """Shows a live progress bar of the jobs until every one has finished.
+
+        The bar counts finished jobs and moves with the progress handlers report
+        (`ctx.progress(...)`); after it come the counts by state and the latest
+        handler message. It is a widget in Jupyter and text on stderr elsewhere
+        (`tqdm.auto`). The gateway pushes the changes over one `WatchJobs` stream
+        per 10,000 jobs, batched per frame, no polling: at most `max_streams`
+        are open at once, all on one background thread.
+
+        Like `concurrent.futures.wait`, a timeout is not an error: the jobs come
+        back as last seen, so check `state` (dead jobs do not raise either; `wait`
+        and `job.wait()` do).
+
+        Args:
+            jobs: The jobs to follow, e.g. what `enqueue_many` returned, or one job.
+            timeout: Longest to follow them; None follows until all have finished.
+            desc: Label in front of the bar.
+            max_streams: Most `WatchJobs` streams open at once.
+
+        Returns:
+            The jobs as last seen (without payload and result), in the order given.
+
+        Raises:
+            JobNotFoundError: A job does not exist (any more).
+        """
+        self._ensure_open()
+        watched = as_jobs(jobs)
+        ids = [job.id for job in watched]
+        seconds = self._wait_seconds(timeout)
+
+        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+            # The channel belongs to the StreamThread's private loop: opened on it.
+            async with self._aio_channel() as channel:
+                stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
+                await follow(
+                    stub,
+                    ids,
+                    lambda index, job: emit((index, job)),
+                    metadata=self._metadata,
+                    max_streams=max_streams,
+                    time_limit=seconds,
+                )
+
+        with JobsProgress(watched, desc=desc) as progress, StreamThread(stream) as updates:
+            try:
+                for index, proto in updates:
+                    progress.update(index, self._job(proto))
+            except grpc.RpcError as error:
+                raise self._error(error) from error
+        return progress.jobs
+
+    def wait_all(
+        self, jobs: Iterable[Job | str], *, timeout: float | timedelta | None = None
+    ) -> list[Any]:
+        """Waits until every job finishes; returns their results in the order given.
+
+        Follows them all over `WatchJobs` (one stream per 10,000 jobs, results
+        included), so waiting on many jobs costs a few frames, not a call each.
+
+        Raises:
+            JobDeadError: A job died (the first such in the order given).
+            JobCancelledError: A job was cancelled.
+            WaitTimeoutError: `timeout` passed before every job finished.
+            JobNotFoundError: A job does not exist (any more).
+        """
+        self._ensure_open()
+        ids = [job.id if isinstance(job, Job) else job for job in jobs]
+        last: list[job_pb2.Job | None] = [None] * len(ids)
+        seconds = self._wait_seconds(timeout)
+
+        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+            async with self._aio_channel() as channel:
+                stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
+                await follow(
+                    stub,
+                    ids,
+                    lambda index, job: emit((index, job)),
+                    metadata=self._metadata,
+                    max_streams=MAX_STREAMS,
+                    time_limit=seconds,
+                    view=job_pb2.JOB_VIEW_FULL,
+                )
+
+        with StreamThread(stream) as updates:
+            try:
+                for index, proto in updates:
+                    last[index] = proto
+            except grpc.RpcError as error:
+                raise self._error(error) from error
+        return self._outcomes(ids, last, timeout)
+
+    def _watch_until_terminal(self, job_or_id: Job | str, timeout: float | timedelta | None) -> Job:
+        self._ensure_open()
+        call = self._queue.WatchJob(
+            self._watch_request(job_or_id),
+            timeout=self._wait_seconds(timeout),
+            metadata=self._metadata,
+        )
+        try:
+            for response in call:
+                job = self._job(response.job)
+                if job.state.is_terminal:
+                    return job
+        except grpc.RpcError as error:
+            raise self._wait_error(error, job_or_id, timeout) from error
+        finally:
+            call.cancel()
+        raise self._watch_ended(job_or_id)
