@@ -189,7 +189,8 @@ async def test_selector_ids_are_full_ids_at_most_1000(producer: Producer) -> Non
         code, details = await code_of(call)
         assert code == grpc.StatusCode.INVALID_ARGUMENT
         assert details.startswith("selector.ids:")
-        assert "1001" in details and "at most 1000" in details
+        assert "1001" in details
+        assert "at most 1000" in details
     code, details = await code_of(
         producer.stub.PurgeJobs(queue_service_pb2.PurgeJobsRequest(selector=Selector(ids=[""])))
     )
@@ -230,8 +231,6 @@ async def test_purge_with_ids_deletes_exactly_those_jobs(
     with_processing = purge(selector=named, include_processing=True)
     assert (await producer.stub.PurgeJobs(with_processing)).count == 1
     assert (await worker.expect("lease_revoked")).lease_revoked.lease_id == item.lease_id
-
-
 
 
 async def test_purge_preview_equals_purge_count(producer: Producer) -> None:
