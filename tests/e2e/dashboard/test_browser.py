@@ -172,3 +172,43 @@ def test_pausing_a_queue_from_the_ui_stops_deliveries(
     row.locator("form[action$='/resume'] button").click()
     expect(row.locator(".paused")).to_have_text("")
     wait_state(seeded.client, job.id, JobState.COMPLETED)
+
+
+def test_retrying_two_selected_dead_jobs_replays_exactly_those(
+    page: Page, served: Served, seeded: Seeded
+) -> None:
+    jobs = [seeded.client.enqueue("fixable:run", {"key": "bulk-browser", "n": n}) for n in range(4)]
+    dead = [wait_state(seeded.client, job.id, JobState.DEAD).id for job in jobs]
+    seeded.gates.fixed.add("bulk-browser")
+    seeded.gates.gate("bulk-browser").set()  # a replayed job completes at once
+    page.goto(served.url + "/jobs?q=bug+bulk-browser")
+    rows = page.locator("tr[data-job]")
+    expect(rows).to_have_count(4)
+    boxes = page.locator("input[name=ids]")
+    page.check("input[data-select-all]")
+    for n in range(4):
+        expect(boxes.nth(n)).to_be_checked()
+    page.uncheck("input[data-select-all]")
+    chosen = [dead[0], dead[2]]
+    for job_id in chosen:
+        page.check(f"tr[data-job='{job_id}'] input[name=ids]")
+    page.click("#bulk button[value=retry]")
+    expect(page.locator("h1")).to_have_text("Retry 2 jobs?")
+    expect(page.locator("ul.ids li")).to_have_count(2)
+    page.click("#confirm button")
+    page.wait_for_url("**/jobs?q=bug+bulk-browser")
+    expect(page.locator(".flash")).to_have_text("Retried 2 of 2 jobs.")
+    for job_id in chosen:
+        wait_state(seeded.client, job_id, JobState.COMPLETED)
+    page.reload()
+    for job_id in dead:
+        state = "completed" if job_id in chosen else "dead"
+        expect(page.locator(f"tr[data-job='{job_id}'] .state")).to_have_text(state)
+    assert [seeded.client.get_job(job_id).state for job_id in dead] == [
+        JobState.COMPLETED,
+        JobState.DEAD,
+        JobState.COMPLETED,
+        JobState.DEAD,
+    ]
+    # The module's other tests count the seeded dead jobs.
+    assert seeded.client.purge_jobs(ids=[dead[1], dead[3]]) == 2

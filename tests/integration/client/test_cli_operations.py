@@ -51,6 +51,28 @@ def test_retry_by_id_and_by_filter(
     assert "not both" in out
 
 
+def test_retry_and_purge_by_ids(
+    embedded_gateway: EmbeddedGateway, capsys: pytest.CaptureFixture[str], sync_client: Client
+) -> None:
+    jobs = [sync_client.enqueue("t", queue="mail") for _ in range(3)]
+    for job in jobs:
+        sync_client.cancel_job(job.id)
+    code, out = run(
+        embedded_gateway, capsys, "retry", "--id", jobs[0].id, "--id", jobs[1].id, "--json"
+    )
+    assert (code, json.loads(out)) == (0, {"retried": 2})
+    assert sync_client.get_job(jobs[2].id).state is JobState.CANCELLED
+    code, out = run(embedded_gateway, capsys, "retry", jobs[2].id, "--id", jobs[1].id)
+    assert code == 1
+    assert "not both" in out
+    ids = ["--id", jobs[0].id, "--id", jobs[2].id]
+    code, out = run(embedded_gateway, capsys, "purge", *ids, "--queue", "other", "--dry-run")
+    assert (code, out.strip()) == (0, "would purge 0 jobs")
+    code, out = run(embedded_gateway, capsys, "purge", *ids, "--yes")
+    assert (code, out.strip()) == (0, "purged 2 jobs")
+    assert [job.id for job in sync_client.jobs()] == [jobs[1].id]
+
+
 def test_purge_previews_asks_and_needs_a_filter(
     embedded_gateway: EmbeddedGateway, capsys: pytest.CaptureFixture[str], sync_client: Client
 ) -> None:

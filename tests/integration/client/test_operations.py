@@ -13,6 +13,7 @@ from jobwire.client import (
     InvalidArgumentError,
     JobNotRetryableError,
     JobState,
+    StatusCode,
     WorkerNotFoundError,
 )
 from jobwire.gateway import Gateway
@@ -74,6 +75,26 @@ async def test_retry_jobs_purge_and_pause_through_the_client(
     assert not (await client.resume_queue("default")).paused
 
 
+async def test_retry_and_purge_jobs_by_ids(client: AsyncClient) -> None:
+    jobs = [await client.enqueue("t", {"n": n}) for n in range(4)]
+    for job in jobs:
+        await client.cancel_job(job.id)
+    # Jobs or ids; no states with ids: every state the provider replays.
+    assert await client.retry_jobs(ids=[jobs[0], jobs[2].id, "no-such-job"]) == 2
+    states = [(await client.get_job(job.id)).state for job in jobs]
+    assert states == [JobState.PENDING, JobState.CANCELLED, JobState.PENDING, JobState.CANCELLED]
+    assert await client.retry_jobs(ids=[jobs[1]], states=[JobState.DEAD]) == 0
+    assert await client.purge_jobs(ids=[jobs[0], jobs[1]], dry_run=True) == 2
+    assert await client.purge_jobs(ids=[jobs[0], jobs[1]], queue="other") == 0
+    assert await client.purge_jobs(ids=[jobs[0], jobs[1]]) == 2
+    assert [job.id for job in await client.jobs()] == [jobs[3].id, jobs[2].id]
+    with pytest.raises(InvalidArgumentError, match="not one string"):
+        await client.purge_jobs(ids=jobs[3].id)
+    with pytest.raises(InvalidArgumentError, match="at most 1000") as raised:
+        await client.retry_jobs(ids=[f"j{n}" for n in range(1001)])
+    assert raised.value.code is StatusCode.INVALID_ARGUMENT
+
+
 async def test_priority_is_stored_and_checked(client: AsyncClient) -> None:
     low = await client.enqueue("t", priority=1)
     high = await client.enqueue("t", priority=9)
@@ -121,6 +142,8 @@ def test_sync_client_operates_queues(sync_client: Client) -> None:
     assert sync_client.resume_queue("default").paused is False
     assert sync_client.purge_jobs(queue="default", dry_run=True) == 1
     assert sync_client.retry_jobs() == 0
+    assert sync_client.retry_jobs(ids=[job]) == 0  # pending: not replayed
+    assert sync_client.purge_jobs(ids=[job.id], dry_run=True) == 1
     assert sync_client.list_workers() == []
     with pytest.raises(JobNotRetryableError):
         sync_client.retry_job(job)

@@ -45,14 +45,52 @@ def test_retrying_a_completed_job_is_a_clear_409(dashboard: TestClient, seeded: 
     assert "FAILED_PRECONDITION" in answer.text
 
 
-def test_bulk_retry(dashboard: TestClient, seeded: Seeded) -> None:
-    ids = dead_fixable(seeded, "bulk", 2)
+def test_bulk_retry_replays_the_selected_jobs_in_one_call(
+    dashboard: TestClient, seeded: Seeded
+) -> None:
+    ids = dead_fixable(seeded, "bulk", 3)
+    pending = seeded.ids[JobState.PENDING]
     fix(seeded, "bulk")
-    token = csrf_of(dashboard.get("/jobs").text)
-    form = {"csrf_token": token, "action": "retry", "ids": ids, "confirmed": "yes"}
-    assert dashboard.post("/jobs/bulk", data=form).status_code == 303
-    for job_id in ids:
+    page = dashboard.get("/jobs").text
+    assert '<button type="submit" name="action" value="retry">Retry</button>' in page
+    form = {"csrf_token": csrf_of(page), "action": "retry", "ids": [*ids[:2], pending]}
+    asked = dashboard.post("/jobs/bulk", data=form)
+    assert asked.status_code == 200
+    assert "Retry 3 jobs?" in asked.text
+    assert "the others are left as they are" in asked.text
+    assert seeded.client.get_job(ids[0]).state is JobState.DEAD
+    done = dashboard.post("/jobs/bulk", data={**form, "confirmed": "yes"})
+    assert done.status_code == 303
+    flashed = dashboard.get(done.headers["location"]).text
+    assert "Retried 2 of 3 jobs (the others are not dead, failed or cancelled" in flashed
+    for job_id in ids[:2]:
         wait_state(seeded.client, job_id, JobState.COMPLETED)
+    assert seeded.client.get_job(ids[2]).state is JobState.DEAD
+    assert seeded.client.get_job(pending).state is JobState.PENDING
+
+
+def test_bulk_delete_deletes_the_selected_jobs_after_a_confirmation(
+    dashboard: TestClient, seeded: Seeded
+) -> None:
+    now = [
+        seeded.client.enqueue("report:build", {"n": n}, queue="bulk-delete").id for n in range(3)
+    ]
+    later = seeded.client.enqueue("report:build", {}, queue="bulk-delete", delay=3600).id
+    page = dashboard.get("/jobs", params={"queue": "bulk-delete"}).text
+    assert 'value="purge" class="danger">Delete</button>' in page
+    back = "/jobs?queue=bulk-delete"
+    form = {"csrf_token": csrf_of(page), "action": "purge", "ids": [now[0], later], "back": back}
+    asked = dashboard.post("/jobs/bulk", data=form)
+    assert "Delete 2 jobs?" in asked.text
+    assert "cannot be brought back" in asked.text
+    assert seeded.client.get_job(later).state is JobState.SCHEDULED
+    done = dashboard.post("/jobs/bulk", data={**form, "confirmed": "yes"})
+    assert (done.status_code, done.headers["location"]) == (303, back)
+    assert "Deleted 2 of 2 jobs." in dashboard.get(back).text
+    for job_id in (now[0], later):
+        with pytest.raises(JobNotFoundError):
+            seeded.client.get_job(job_id)
+    assert [seeded.client.get_job(job_id).state for job_id in now[1:]] == [JobState.PENDING] * 2
 
 
 def test_replay_a_dead_group_after_a_confirmation(dashboard: TestClient, seeded: Seeded) -> None:
@@ -132,7 +170,14 @@ def test_workers_are_listed_and_one_is_drained(dashboard: TestClient, seeded: Se
 
 @pytest.mark.parametrize(
     "path",
-    ["/jobs/x/retry", "/dead/replay", "/jobs/purge", "/queues/default/pause", "/workers/w/drain"],
+    [
+        "/jobs/x/retry",
+        "/jobs/bulk",
+        "/dead/replay",
+        "/jobs/purge",
+        "/queues/default/pause",
+        "/workers/w/drain",
+    ],
 )
 def test_read_only_refuses_every_operation(
     dashboard_factory: DashboardFactory, seeded: Seeded, path: str
@@ -141,7 +186,11 @@ def test_read_only_refuses_every_operation(
     page = dashboard.get("/workers").text
     assert "Drain" not in page
     assert 'method="post"' not in page
-    refused = dashboard.post(path, data={"confirmed": "yes", "type": "t", "queue": "q"})
+    jobs = dashboard.get("/jobs").text
+    assert 'type="checkbox"' not in jobs
+    assert 'action="/jobs/bulk"' not in jobs
+    form = {"confirmed": "yes", "type": "t", "queue": "q", "action": "purge", "ids": "x"}
+    refused = dashboard.post(path, data=form)
     assert refused.status_code == 403
     assert "read-only" in refused.text
     assert not seeded.client.stats("default")[0].paused

@@ -91,3 +91,23 @@ async def test_stats_name_the_pending_types_no_worker_takes(
     await raw_worker(job_types=["thumbnail"], max_in_flight=1)
     [stats] = (await producer.stub.GetQueueStats(Q.GetQueueStatsRequest(queue="default"))).queues
     assert list(stats.unserved_types) == []
+
+
+async def test_held_jobs_are_purged_by_their_selector(producer: Producer) -> None:
+    held = await producer.enqueue(queue="mail", delay=seconds(LATER))
+    other = await producer.enqueue(queue="mail", delay=seconds(LATER))
+    dropped = await producer.enqueue(queue="mail", delay=seconds(LATER))
+    await producer.stub.CancelJob(Q.CancelJobRequest(id=dropped.id, reason="not needed"))
+    now = await producer.enqueue(queue="mail")
+    named = Q.JobSelector(ids=[held.id, now.id])
+    preview = Q.PurgeJobsRequest(selector=named, validate_only=True)
+    assert (await producer.stub.PurgeJobs(preview)).count == 2
+    assert (await producer.stub.PurgeJobs(Q.PurgeJobsRequest(selector=named))).count == 2
+    assert await list_all(producer, queue="mail") == [dropped.id, other.id]
+    by_error = Q.JobSelector(queue="mail", error_contains="not needed")
+    assert (await producer.stub.PurgeJobs(Q.PurgeJobsRequest(selector=by_error))).count == 1
+    scheduled = Q.JobSelector(queue="mail", states=[State.STATE_SCHEDULED])
+    assert (await producer.stub.PurgeJobs(Q.PurgeJobsRequest(selector=scheduled))).count == 1
+    assert await list_all(producer, queue="mail") == []
+    [stats] = (await producer.stub.GetQueueStats(Q.GetQueueStatsRequest(queue="mail"))).queues
+    assert (stats.scheduled, stats.cancelled) == (0, 0)

@@ -145,7 +145,92 @@ async def test_retry_jobs_selects_by_error_and_type(
     assert (await producer.get(b)).state == State.STATE_DEAD
 
 
+async def test_retry_jobs_with_ids_replays_exactly_those_jobs(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    worker = await raw_worker(max_in_flight=10)
+    dead = await kill(producer, worker, 4)
+    for job_id in dead:
+        await producer.wait_state(job_id, State.STATE_DEAD)
+    worker.drop()
+    cancelled = await producer.enqueue(queue="other")
+    await producer.stub.CancelJob(queue_service_pb2.CancelJobRequest(id=cancelled.id))
+    pending = await producer.enqueue(queue="other")
+    # No states with ids: every named job this provider can replay (dead and
+    # cancelled everywhere); the pending one is left alone, an unknown id matches nothing.
+    named = [dead[0], dead[2], cancelled.id, pending.id, "no-such-job"]
+    retry = queue_service_pb2.RetryJobsRequest(selector=Selector(ids=named))
+    assert (await producer.stub.RetryJobs(retry)).count == 3
+    states = [(await producer.get(job_id)).state for job_id in [*dead, cancelled.id, pending.id]]
+    assert states == [
+        State.STATE_PENDING,
+        State.STATE_DEAD,
+        State.STATE_PENDING,
+        State.STATE_DEAD,
+        State.STATE_PENDING,
+        State.STATE_PENDING,
+    ]
+    # The other fields hold too (AND): the dead ones named, but of another type.
+    other_type = Selector(ids=[dead[1], dead[3]], type="other")
+    both = queue_service_pb2.RetryJobsRequest(selector=other_type)
+    assert (await producer.stub.RetryJobs(both)).count == 0
+    dead_only = Selector(ids=[dead[1], dead[3]], states=[State.STATE_DEAD])
+    explicit = queue_service_pb2.RetryJobsRequest(selector=dead_only)
+    assert (await producer.stub.RetryJobs(explicit)).count == 2
+
+
+async def test_selector_ids_are_full_ids_at_most_1000(producer: Producer) -> None:
+    job = await producer.enqueue()
+    too_many = Selector(ids=[f"id-{n}" for n in range(1001)])
+    for call in (
+        producer.stub.RetryJobs(queue_service_pb2.RetryJobsRequest(selector=too_many)),
+        producer.stub.PurgeJobs(queue_service_pb2.PurgeJobsRequest(selector=too_many)),
+    ):
+        code, details = await code_of(call)
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert details.startswith("selector.ids:")
+        assert "1001" in details
+        assert "at most 1000" in details
+    code, details = await code_of(
+        producer.stub.PurgeJobs(queue_service_pb2.PurgeJobsRequest(selector=Selector(ids=[""])))
+    )
+    assert (code, details.split(":")[0]) == (grpc.StatusCode.INVALID_ARGUMENT, "selector.ids[0]")
+    # A prefix names no job here (GetJob resolves prefixes; selectors do not).
+    prefix = Selector(ids=[job.id[:12]])
+    preview = queue_service_pb2.PurgeJobsRequest(selector=prefix, validate_only=True)
+    assert (await producer.stub.PurgeJobs(preview)).count == 0
+    exactly = queue_service_pb2.PurgeJobsRequest(
+        selector=Selector(ids=[f"id-{n}" for n in range(999)] + [job.id]), validate_only=True
+    )
+    assert (await producer.stub.PurgeJobs(exactly)).count == 1
+
+
 # Purge -----------------------------------------------------------------------
+
+
+async def test_purge_with_ids_deletes_exactly_those_jobs(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    jobs = [(await producer.enqueue(queue="mail")).id for _ in range(4)]
+    worker = await raw_worker(queues=["other"])
+    running = await producer.enqueue(queue="other")
+    [item] = await worker.jobs(1)
+    named = Selector(ids=[jobs[0], jobs[2], running.id])
+    purge = queue_service_pb2.PurgeJobsRequest
+    # No `all` needed: the ids are a selection. The processing one is spared.
+    assert (await producer.stub.PurgeJobs(purge(selector=named, validate_only=True))).count == 2
+    assert (await producer.stub.PurgeJobs(purge(selector=named))).count == 2
+    for job_id in (jobs[0], jobs[2]):
+        code, _ = await code_of(producer.stub.GetJob(queue_service_pb2.GetJobRequest(id=job_id)))
+        assert code == grpc.StatusCode.NOT_FOUND
+    for job_id in (jobs[1], jobs[3]):
+        assert (await producer.get(job_id)).state == State.STATE_PENDING
+    assert (await producer.get(running.id)).state == State.STATE_PROCESSING
+    elsewhere = Selector(ids=[jobs[1]], queue="default")
+    assert (await producer.stub.PurgeJobs(purge(selector=elsewhere))).count == 0
+    with_processing = purge(selector=named, include_processing=True)
+    assert (await producer.stub.PurgeJobs(with_processing)).count == 1
+    assert (await worker.expect("lease_revoked")).lease_revoked.lease_id == item.lease_id
 
 
 async def test_purge_preview_equals_purge_count(producer: Producer) -> None:

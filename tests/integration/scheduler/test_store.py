@@ -10,7 +10,8 @@ from integration.scheduler.helpers import FakeClock
 from sqlalchemy import func, insert, select, text, update
 
 from jobwire.gateway._errors import ScheduleExistsError, ScheduleNotFoundError
-from jobwire.gateway._models import NewJob
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import JobState, NewJob
 from jobwire.gateway.scheduler import JobTemplate, MisfirePolicy, ScheduleSpec
 from jobwire.gateway.scheduler.firing import Handoff
 from jobwire.gateway.scheduler.models import (
@@ -138,6 +139,38 @@ async def test_enqueued_job_is_not_cancelled_by_the_scheduler(store: SchedulerSt
     await store.confirm(await claim(store, clock.now), clock.now)
     assert await store.cancel_held(row.id, "", clock.now) is None
     assert await store.cancel_held("no-such-job", "", clock.now) is None
+
+
+async def test_purge_held_follows_the_selector_and_spares_hand_overs(
+    store: SchedulerStore,
+) -> None:
+    clock = FakeClock()
+    later = clock.now + timedelta(hours=1)
+    held = [row for row, _ in await store.hold([new_job(later) for _ in range(3)], clock.now)]
+    [(mail, _)] = await store.hold([new_job(later, queue="mail", type="m")], clock.now)
+    [(handed, _)] = await store.hold([new_job(clock.now)], clock.now)
+    [handoff] = await claim(store, clock.now)  # being handed to the provider
+    [(gone, _)] = await store.hold([new_job(clock.now)], clock.now)
+    await store.confirm(await claim(store, clock.now), clock.now)  # the provider's now
+    await store.cancel_held(held[2].id, "Not needed", clock.now)
+
+    async def purge(validate_only: bool = False, **fields: object) -> int:
+        selector = JobSelector(**fields)  # type: ignore[arg-type]  # test data
+        return await store.purge_held(selector, validate_only=validate_only)
+
+    assert await purge(ids=frozenset({handed.id, gone.id, "unknown"})) == 0
+    assert await purge(error_contains="not needed") == 0  # case-sensitive
+    assert await purge(states=frozenset({JobState.DEAD})) == 0
+    assert await purge(created_before=clock.now.timestamp()) == 0
+    assert await purge(queue="mail", type="t") == 0
+    assert await purge(ids=frozenset({held[0].id, mail.id}), queue="mail") == 1
+    assert await store.get_held(mail.id) is None
+    assert await purge(True, error_contains="Not needed") == 1
+    assert await purge(states=frozenset({JobState.CANCELLED})) == 1
+    assert await purge(True, created_after=clock.now.timestamp()) == 2
+    assert await purge(states=frozenset({JobState.SCHEDULED})) == 2
+    assert await store.get_held(held[1].id) is None
+    assert await store.confirm([handoff], clock.now) == []
 
 
 async def test_request_id_and_deduplication_key_collapse_duplicates(store: SchedulerStore) -> None:

@@ -35,10 +35,11 @@ class AsyncOperations(AsyncCalls):
         *,
         queue: str | None = None,
         type: str | None = None,
-        states: Iterable[JobState | str] = (JobState.DEAD,),
+        states: Iterable[JobState | str] | None = None,
         error_contains: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        ids: Iterable[Job | str] | None = None,
         request_id: str | None = None,
     ) -> int:
         """See `Client.retry_jobs`."""
@@ -51,6 +52,7 @@ class AsyncOperations(AsyncCalls):
                 error_contains=error_contains,
                 created_after=created_after,
                 created_before=created_before,
+                ids=ids,
             ),
         )
         return (await self._call(self._connect().queue.RetryJobs, request)).count
@@ -64,6 +66,7 @@ class AsyncOperations(AsyncCalls):
         error_contains: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        ids: Iterable[Job | str] | None = None,
         all: bool = False,
         include_processing: bool = False,
         dry_run: bool = False,
@@ -77,6 +80,7 @@ class AsyncOperations(AsyncCalls):
                 error_contains=error_contains,
                 created_after=created_after,
                 created_before=created_before,
+                ids=ids,
             ),
             all=all,
             include_processing=include_processing,

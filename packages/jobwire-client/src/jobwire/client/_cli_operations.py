@@ -39,7 +39,7 @@ def add_commands(commands: Any, command: AddCommand) -> None:
     retry.add_argument("id", nargs="?", help="the job; omit to retry by filter")
     retry.add_argument("--payload", type=json_payload, help="new JSON payload (with an id)")
     retry.add_argument("--max-retries", type=int, help="new retries (with an id)")
-    _filters(retry, states="dead, failed or cancelled (default: dead)")
+    _filters(retry, states="dead, failed or cancelled (default: dead; with --id: all three)")
     retry.add_argument("--request-id", help="idempotency key of a retry by filter")
 
     purge = command(commands, "purge", _purge, "delete the jobs a filter matches")
@@ -63,6 +63,14 @@ def add_commands(commands: Any, command: AddCommand) -> None:
 
 
 def _filters(parser: argparse.ArgumentParser, *, states: str) -> None:
+    parser.add_argument(
+        "--id",
+        dest="ids",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this job (a full id), repeatable, at most 1000; with other filters, both hold",
+    )
     parser.add_argument("--queue", help="only jobs of this queue")
     parser.add_argument("--type", help="only jobs of this type")
     parser.add_argument(
@@ -83,18 +91,29 @@ def _filters(parser: argparse.ArgumentParser, *, states: str) -> None:
 
 def _retry(client: Client, args: argparse.Namespace, console: Console) -> Output:
     filtered = any(
-        (args.queue, args.type, args.state, args.error, args.since, args.until, args.request_id)
+        (
+            args.ids,
+            args.queue,
+            args.type,
+            args.state,
+            args.error,
+            args.since,
+            args.until,
+            args.request_id,
+        )
     )
     if args.id is not None:
         if filtered:
-            raise InvalidArgumentError("give a job id or filters (--queue, --state...), not both")
+            raise InvalidArgumentError(
+                "give one job id, or filters (--id, --queue, --state...), not both"
+            )
         payload = KEEP if args.payload is None else args.payload
         job = client.retry_job(args.id, payload=payload, max_retries=args.max_retries)
         return Output(job, job_view(job))
     if args.payload is not None or args.max_retries is not None:
         raise InvalidArgumentError("--payload and --max-retries need a job id")
     count = client.retry_jobs(
-        **_selector(args), states=args.state or (JobState.DEAD,), request_id=args.request_id
+        **_selector(args), states=args.state or None, request_id=args.request_id
     )
     return Output({"retried": count}, f"retried {count} jobs")
 
@@ -144,6 +163,7 @@ def _selector(args: argparse.Namespace) -> dict[str, Any]:
         "error_contains": args.error,
         "created_after": args.since,
         "created_before": args.until,
+        "ids": args.ids or None,
     }
 
 

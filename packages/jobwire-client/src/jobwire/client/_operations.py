@@ -84,17 +84,19 @@ def job_selector(
     error_contains: str | None,
     created_after: datetime | None,
     created_before: datetime | None,
+    ids: Iterable[Job | str] | None = None,
 ) -> Q.JobSelector:
     """The `jobwire.v1.JobSelector` of a bulk operation; None and empty match everything.
 
     Raises:
-        InvalidArgumentError: A time is naive, or a state is unknown.
+        InvalidArgumentError: A time is naive, a state is unknown, or `ids` is one string.
     """
     selector = Q.JobSelector(
         queue=queue or "",
         type=type or "",
         error_contains=error_contains or "",
         states=[_state(state).to_proto() for state in states or ()],
+        ids=_ids(ids),
     )
     for name, value in (
         ("create_time_after", created_after),
@@ -106,6 +108,16 @@ def job_selector(
             raise InvalidArgumentError(f"`{name}` must be timezone-aware", metadata={"field": name})
         getattr(selector, name).FromDatetime(value)
     return selector
+
+
+def _ids(ids: Iterable[Job | str] | None) -> list[str]:
+    if isinstance(ids, str | bytes):
+        # A string is iterable too: its characters would be the "ids".
+        raise InvalidArgumentError(
+            "`ids` takes a list of job ids (or jobs), not one string: ids=[job_id]",
+            metadata={"field": "ids"},
+        )
+    return [job.id if isinstance(job, Job) else job for job in ids or ()]
 
 
 def _state(state: JobState | str) -> JobState:

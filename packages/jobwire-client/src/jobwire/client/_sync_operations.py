@@ -47,10 +47,11 @@ class SyncOperations(SyncCalls):
         *,
         queue: str | None = None,
         type: str | None = None,
-        states: Iterable[JobState | str] = (JobState.DEAD,),
+        states: Iterable[JobState | str] | None = None,
         error_contains: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        ids: Iterable[Job | str] | None = None,
         request_id: str | None = None,
     ) -> int:
         """Runs every matching dead (or failed, cancelled) job again, in one gateway call.
@@ -60,14 +61,22 @@ class SyncOperations(SyncCalls):
         Args:
             queue: Only jobs of this queue.
             type: Only jobs of this type.
-            states: Which of dead, failed and cancelled jobs to replay.
+            states: Which of dead, failed and cancelled jobs to replay; None
+                means dead ones, or, with `ids`, every state the gateway's
+                provider replays.
             error_contains: Only jobs whose last error's message contains this.
             created_after: Only jobs created at or after this aware time.
             created_before: Only jobs created before this aware time.
+            ids: Only these jobs (full ids or `Job`s, at most 1000); the
+                other filters still apply. A named job in another state is
+                left alone and not counted.
             request_id: Idempotency key; a new one by default.
 
         Returns:
             How many jobs are pending again.
+
+        Raises:
+            InvalidArgumentError: More than 1000 ids, or a bad filter.
         """
         request = retry_jobs_request(
             request_id,
@@ -78,6 +87,7 @@ class SyncOperations(SyncCalls):
                 error_contains=error_contains,
                 created_after=created_after,
                 created_before=created_before,
+                ids=ids,
             ),
         )
         return self._call(self._queue.RetryJobs, request).count
@@ -91,6 +101,7 @@ class SyncOperations(SyncCalls):
         error_contains: str | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        ids: Iterable[Job | str] | None = None,
         all: bool = False,
         include_processing: bool = False,
         dry_run: bool = False,
@@ -105,6 +116,8 @@ class SyncOperations(SyncCalls):
             error_contains: Only jobs whose last error's message contains this.
             created_after: Only jobs created at or after this aware time.
             created_before: Only jobs created before this aware time.
+            ids: Only these jobs (full ids or `Job`s, at most 1000); the
+                other filters still apply.
             all: Required when no filter is given: every job of every queue.
             include_processing: Also delete running jobs; their workers are told to stop.
             dry_run: Count what would be deleted, delete nothing.
@@ -113,7 +126,7 @@ class SyncOperations(SyncCalls):
             How many jobs were (or would be) deleted.
 
         Raises:
-            InvalidArgumentError: No filter and not `all`.
+            InvalidArgumentError: No filter and not `all`, or more than 1000 ids.
         """
         request = purge_request(
             job_selector(
@@ -123,6 +136,7 @@ class SyncOperations(SyncCalls):
                 error_contains=error_contains,
                 created_after=created_after,
                 created_before=created_before,
+                ids=ids,
             ),
             all=all,
             include_processing=include_processing,

@@ -15,8 +15,16 @@ from jobwire.dashboard._render import dashboard, flash
 from jobwire.dashboard._security import ensure_writable, verified_form
 
 PAGE_SIZE = 50
-#: What the listing does with the selected jobs.
-BULK = {"cancel": "Cancel", "retry": "Retry"}
+#: What the listing does with the selected jobs, and the buttons' labels.
+BULK = {"retry": "Retry", "cancel": "Cancel", "purge": "Delete"}
+#: What the confirmation says each action does.
+NOTES = {
+    "retry": "Dead, failed and cancelled jobs run again as a new series of attempts,"
+    " their errors kept; the others are left as they are.",
+    "cancel": "Pending and scheduled jobs are cancelled; running ones are stopped."
+    " Finished jobs cannot be cancelled.",
+    "purge": "Deletes the selected jobs, except running ones. Deleted jobs cannot be brought back.",
+}
 
 
 @dataclass(frozen=True)
@@ -105,14 +113,14 @@ async def jobs_page(request: Request) -> Response:
 
 
 async def bulk_action(request: Request) -> Response:
-    """POST /jobs/bulk: asks for a confirmation, then cancels or retries every selected job."""
+    """POST /jobs/bulk: asks for a confirmation, then retries, cancels or deletes the selection."""
     board = dashboard(request)
     ensure_writable(board.settings)
     form = await verified_form(request)
     action = str(form.get("action", ""))
     if action not in BULK:
         raise HTTPException(400, f"unknown action {action!r}; accepted: {', '.join(BULK)}")
-    ids = [str(value) for value in form.getlist("ids") if str(value)]
+    ids = list(dict.fromkeys(str(value) for value in form.getlist("ids") if str(value)))
     back = local_jobs_url(str(form.get("back", "")))
     if not ids:
         flash(request, "Select at least one job first.")
@@ -122,17 +130,16 @@ async def bulk_action(request: Request) -> Response:
         return board.page(
             request,
             "confirm.html",
-            question=f"{label} {len(ids)} job{'' if len(ids) == 1 else 's'}?",
+            question=f"{label} {_jobs(len(ids))}?",
+            note=NOTES[action],
             items=ids,
             target="/jobs/bulk",
             fields=[("action", action), ("back", back), *(("ids", i) for i in ids)],
             button=f"{label} {len(ids)}",
             back=back,
         )
-    done, failures = await _apply(request, action, ids)
-    flash(request, f"{label}: {done} of {len(ids)} jobs.")
-    for failure in failures[:5]:
-        flash(request, failure)
+    for message in await _apply(request, action, ids):
+        flash(request, message)
     return RedirectResponse(back, status_code=303)
 
 
@@ -141,18 +148,37 @@ def local_jobs_url(url: str) -> str:
     return url if url.startswith("/jobs") and not url.startswith("//") else "/jobs"
 
 
-async def _apply(request: Request, action: str, ids: list[str]) -> tuple[int, list[str]]:
+async def _apply(request: Request, action: str, ids: list[str]) -> list[str]:
+    """Does `action` to the selected jobs; returns what to tell the operator."""
     client = dashboard(request).client
+    if action == "retry":
+        # One RetryJobs call: the gateway replays those it can (dead, failed, cancelled).
+        done = await client.retry_jobs(ids=ids)
+        return [_outcome("Retried", done, ids, "not dead, failed or cancelled")]
+    if action == "purge":
+        # One PurgeJobs call; running jobs are never deleted from here.
+        done = await client.purge_jobs(ids=ids)
+        return [_outcome("Deleted", done, ids, "running")]
+    # No bulk cancel in the contract: one CancelJob each, which also revokes
+    # a running job's lease and cancels the jobs the scheduler holds.
     done = 0
     failures: list[str] = []
     for job_id in ids:
         try:
-            if action == "cancel":
-                await client.cancel_job(job_id, reason="cancelled from the dashboard")
-            else:
-                await client.retry_job(job_id)
+            await client.cancel_job(job_id, reason="cancelled from the dashboard")
         except JobwireError as error:
             failures.append(f"{job_id}: {error}")
         else:
             done += 1
-    return done, failures
+    return [f"Cancelled {done} of {_jobs(len(ids))}.", *failures[:5]]
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job{'' if count == 1 else 's'}"
+
+
+def _outcome(verb: str, done: int, ids: list[str], why: str) -> str:
+    text = f"{verb} {done} of {_jobs(len(ids))}"
+    if done == len(ids):
+        return f"{text}."
+    return f"{text} (the others are {why}, or no longer exist)."

@@ -33,6 +33,7 @@ class JobSelector(_message.Message):
     ERROR_CONTAINS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_AFTER_FIELD_NUMBER: _builtins.int
     CREATE_TIME_BEFORE_FIELD_NUMBER: _builtins.int
+    IDS_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Only jobs in this queue."""
     type: _builtins.str
@@ -51,6 +52,13 @@ class JobSelector(_message.Message):
     def create_time_before(self) -> _timestamp_pb2.Timestamp:
         """Only jobs created before this time."""
 
+    @_builtins.property
+    def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only these jobs: full ids (prefixes are not resolved here), at most 1000;
+        more is INVALID_ARGUMENT. Combined with the other fields like them (all
+        must hold); an id no job has matches nothing. Repeated ids count once.
+        """
+
     def __init__(
         self,
         *,
@@ -60,10 +68,11 @@ class JobSelector(_message.Message):
         error_contains: _builtins.str = ...,
         create_time_after: _timestamp_pb2.Timestamp | None = ...,
         create_time_before: _timestamp_pb2.Timestamp | None = ...,
+        ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "error_contains", b"error_contains", "queue", b"queue", "states", b"states", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "error_contains", b"error_contains", "ids", b"ids", "queue", b"queue", "states", b"states", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -145,7 +154,9 @@ class RetryJobsRequest(_message.Message):
     @_builtins.property
     def selector(self) -> Global___JobSelector:
         """Which jobs; only dead, failed and cancelled ones are replayed. With no
-        states given it means dead jobs.
+        states given it means dead jobs, or, when the selector names `ids`, every
+        state the provider replays (the named jobs in another state are left
+        alone and not counted).
         """
 
     def __init__(

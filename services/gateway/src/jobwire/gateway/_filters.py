@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from jobwire.gateway._models import JobRecord, JobState
+
+MAX_SELECTED_IDS = 1000
+"""Most ids one selector names (``JobSelector.ids``)."""
+_Job = TypeVar("_Job", bound=JobRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,14 +23,31 @@ class JobSelector:
     error_contains: str = ""
     created_after: float | None = None
     created_before: float | None = None
+    ids: frozenset[str] = frozenset()
+    """Only these jobs (full ids); empty: any job."""
 
     @property
     def empty(self) -> bool:
         """Whether the selector matches every job."""
         return self == JobSelector()
 
+    def among(self, jobs: Mapping[str, _Job]) -> Iterator[_Job]:
+        """The candidates in ``jobs`` (by id): the named ones when ids are given, else all.
+
+        Only a pre-selection: ``matches`` still decides.
+        """
+        if not self.ids:
+            yield from jobs.values()
+            return
+        for job_id in sorted(self.ids):
+            job = jobs.get(job_id)
+            if job is not None:
+                yield job
+
     def matches(self, job: JobRecord) -> bool:
         """Whether ``job`` is selected."""
+        if self.ids and job.id not in self.ids:
+            return False
         if self.queue and job.queue != self.queue:
             return False
         if self.type and job.type != self.type:

@@ -12,32 +12,27 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._errors import (
     InvalidArgumentError,
     JobNotFoundError,
-    JobNotRetryableError,
     PriorityUnsupportedError,
 )
 from jobwire.gateway._events import JobEvents, JobsWatch, JobWatch
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import (
     DEFAULT_PRIORITY,
-    REPLAYABLE,
     JobFilter,
     JobRecord,
     JobState,
     NewJob,
-    states_text,
 )
+from jobwire.gateway._operators import JobOperations
 from jobwire.gateway._pages import Cursor, decode_token, encode_token, merged_page
 from jobwire.gateway._validation import (
-    MAX_RETRIES_LIMIT,
     Validator,
-    job_selector,
     require_id,
     validate_queue_name,
 )
@@ -63,13 +58,14 @@ MAX_WATCHED = 100_000
 """Most jobs one ``WatchJobs`` stream follows."""
 
 
-class JobService:
+class JobService(JobOperations):
     """Validates requests and forwards them to the provider, or to the scheduler.
 
     Jobs due further ahead than the scheduler's ``delay_threshold`` are held
     by the scheduler (they survive a restart, and providers such as SQS cannot
-    delay that long); ``get_job`` and ``cancel_job`` find them there until
-    they are due. ``list_jobs`` and ``stats`` answer for the provider's jobs only.
+    delay that long); ``get_job``, ``list_jobs``, ``cancel_job``, ``stats``
+    and ``purge_jobs`` find them there until they are due. The operators'
+    replays and purges are in :class:`~jobwire.gateway._operators.JobOperations`.
     """
 
     def __init__(
@@ -279,52 +275,6 @@ class JobService:
         return [rows[key] for key in sorted(rows)]
 
     # Operators ---------------------------------------------------------------
-
-    async def retry_job(self, request: queue_service_pb2.RetryJobRequest) -> JobRecord:
-        """Replay one dead, failed or cancelled job, optionally with a new payload."""
-        job_id = require_id(request.id)
-        payload = request.payload if request.HasField("payload") else None
-        if payload is not None:
-            self.validate.payload(payload, "payload")
-        max_retries = request.max_retries if request.HasField("max_retries") else None
-        if max_retries is not None and not 0 <= max_retries <= MAX_RETRIES_LIMIT:
-            raise InvalidArgumentError("max_retries", f"must be between 0 and {MAX_RETRIES_LIMIT}")
-        return await self.leases.replay(job_id, payload, max_retries)
-
-    async def retry_jobs(self, request: queue_service_pb2.RetryJobsRequest) -> int:
-        """Replay every selected dead, failed or cancelled job (dead ones by default)."""
-        selector = job_selector(request.selector)
-        if not selector.states:
-            selector = replace(selector, states=frozenset({JobState.DEAD}))
-        elif not selector.states <= REPLAYABLE:
-            raise InvalidArgumentError(
-                "selector.states", "only dead, failed and cancelled jobs can be retried"
-            )
-        elif not selector.states <= self.provider.replayable:
-            names = states_text(self.provider.replayable)
-            raise JobNotRetryableError("", "", names)
-        if len(request.request_id) > 256:
-            raise InvalidArgumentError("request_id", "at most 256 characters")
-        return await self.provider.replay_jobs(selector, request.request_id)
-
-    async def purge_jobs(self, request: queue_service_pb2.PurgeJobsRequest) -> int:
-        """Delete the selected jobs, or count them with ``validate_only``."""
-        selector = job_selector(request.selector)
-        if selector.empty and not request.all:
-            raise InvalidArgumentError(
-                "selector", "is empty: name a queue, type, state, error or time range, or set all"
-            )
-        if JobState.PROCESSING in selector.states and not request.include_processing:
-            raise InvalidArgumentError(
-                "selector.states",
-                "processing jobs are purged only with include_processing (their leases are"
-                " revoked)",
-            )
-        return await self.leases.purge(
-            selector,
-            include_processing=request.include_processing,
-            validate_only=request.validate_only,
-        )
 
     async def pause_queue(self, queue: str, paused: bool) -> QueueCounts:
         """Pause or resume deliveries from one queue; return its counts."""

@@ -14,7 +14,7 @@ from google.protobuf import duration_pb2
 
 from jobwire.gateway._config import ServerSettings
 from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
-from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._filters import MAX_SELECTED_IDS, JobSelector
 from jobwire.gateway._models import DEFAULT_PRIORITY, JobFilter, JobState, NewJob
 from jobwire.gateway.providers import Consumer, Revocation
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
@@ -85,6 +85,12 @@ def job_selector(msg: queue_service_pb2.JobSelector, field: str = "selector") ->
         )
     if len(msg.type) > MAX_TYPE_LENGTH or len(msg.error_contains) > 1024:
         raise InvalidArgumentError(field, "type or error_contains too long")
+    if len(msg.ids) > MAX_SELECTED_IDS:
+        raise InvalidArgumentError(
+            f"{field}.ids",
+            f"names {len(msg.ids)} jobs; at most {MAX_SELECTED_IDS} per call (split the ids,"
+            " or select by queue, type, state, error or time instead)",
+        )
     return JobSelector(
         queue=validate_queue_name(msg.queue, f"{field}.queue") if msg.queue else "",
         type=msg.type,
@@ -92,7 +98,16 @@ def job_selector(msg: queue_service_pb2.JobSelector, field: str = "selector") ->
         error_contains=msg.error_contains,
         created_after=after,
         created_before=before,
+        ids=frozenset(
+            _selected_id(job_id, f"{field}.ids[{n}]") for n, job_id in enumerate(msg.ids)
+        ),
     )
+
+
+def _selected_id(job_id: str, field: str) -> str:
+    if not job_id:
+        raise InvalidArgumentError(field, "is empty: give full job ids")
+    return require_id(job_id, field)
 
 
 def _time(

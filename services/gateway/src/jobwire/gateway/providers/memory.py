@@ -217,7 +217,9 @@ class MemoryProvider(QueueProvider[None]):
             return self._replays[request_id]
         now = time.time()
         chosen = [
-            job for job in self._jobs.values() if job.state in REPLAYABLE and selector.matches(job)
+            job
+            for job in selector.among(self._jobs)
+            if job.state in REPLAYABLE and selector.matches(job)
         ]
         for job in chosen:
             self._replay(job, now, None, None)
@@ -234,7 +236,7 @@ class MemoryProvider(QueueProvider[None]):
         """Delete the selected jobs; say which of them were processing."""
         chosen = [
             job
-            for job in self._jobs.values()
+            for job in selector.among(self._jobs)
             if selector.matches(job)
             and (include_processing or job.state is not JobState.PROCESSING)
         ]

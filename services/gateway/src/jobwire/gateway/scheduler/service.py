@@ -7,6 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 from jobwire.gateway._config import SchedulerSettings
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._metrics import GatewayMetrics
 from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.models import HeldStatus, Schedule
@@ -110,6 +111,10 @@ class Scheduler:
         if row is None:
             return None
         return held_record(row)
+
+    async def purge_held(self, selector: JobSelector, *, validate_only: bool) -> int:
+        """Delete (or count) the held and cancelled jobs ``selector`` matches."""
+        return await self.store.purge_held(selector, validate_only=validate_only)
 
     # Schedules ---------------------------------------------------------------
 

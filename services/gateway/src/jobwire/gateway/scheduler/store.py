@@ -7,15 +7,16 @@ the connection and transactions in :mod:`~jobwire.gateway.scheduler.database`.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy import ColumnElement, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from jobwire.gateway._db import create_engine
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import ScheduleExistsError, ScheduleNotFoundError
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway.scheduler.database import locked
 from jobwire.gateway.scheduler.firing import Firing
@@ -164,6 +165,59 @@ class SchedulerStore(Firing):
                 row.claim_expire_time = None
                 row.update_time = now
             return row
+
+    async def purge_held(self, selector: JobSelector, *, validate_only: bool) -> int:
+        """Delete (or count) the held and cancelled jobs ``selector`` matches.
+
+        A job being handed to the provider right now (claimed) is left alone:
+        it is the provider's in a moment.
+        """
+        where = self._selected(selector)
+        if where is None:
+            return 0
+        async with self._transaction() as session:
+            if validate_only:
+                count = await session.scalar(
+                    select(func.count()).select_from(ScheduledJob).where(*where)
+                )
+                return int(count or 0)
+            deleted = await session.scalars(
+                delete(ScheduledJob).where(*where).returning(ScheduledJob.id)
+            )
+            return len(list(deleted))
+
+    def _selected(self, selector: JobSelector) -> list[ColumnElement[bool]] | None:
+        """``selector`` as conditions on held rows; None when it can match none.
+
+        The same rule as ``JobSelector.matches`` on ``held_record(row)``.
+        """
+        statuses = [
+            status
+            for status in (HeldStatus.SCHEDULED, HeldStatus.CANCELLED)
+            if not selector.states or STATE_OF[status] in selector.states
+        ]
+        if selector.error_contains:
+            # Only a cancelled held job has an error: the cancel's reason.
+            statuses = [status for status in statuses if status is HeldStatus.CANCELLED]
+        if not statuses:
+            return None
+        job = ScheduledJob
+        where: list[ColumnElement[bool]] = [job.status.in_(statuses)]
+        if selector.queue:
+            where.append(job.queue == selector.queue)
+        if selector.type:
+            where.append(job.type == selector.type)
+        if selector.ids:
+            where.append(job.id.in_(sorted(selector.ids)))
+        if selector.error_contains:
+            # Case-sensitive, as JobSelector.matches (SQLite's LIKE is not).
+            find = func.strpos if self._postgres else func.instr
+            where.append(find(job.last_error, selector.error_contains) > 0)
+        if selector.created_after is not None:
+            where.append(job.create_time >= datetime.fromtimestamp(selector.created_after, UTC))
+        if selector.created_before is not None:
+            where.append(job.create_time < datetime.fromtimestamp(selector.created_before, UTC))
+        return where
 
     # Schedules ---------------------------------------------------------------
 

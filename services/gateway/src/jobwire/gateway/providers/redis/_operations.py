@@ -170,6 +170,14 @@ class Operations:
     ) -> AsyncIterator[list[JobRecord]]:
         """The selected jobs in ``states``, a batch at a time, oldest first."""
         wanted = {str(state.value).encode() for state in states}
+        if selector.ids:
+            # Named jobs (at most MAX_SELECTED_IDS, one batch): read, not scanned for.
+            candidates = await self._candidates(sorted(selector.ids), wanted.__contains__)
+            found = await self._reads.get_many(candidates)
+            named = [job for job in found.values() if job.state in states and selector.matches(job)]
+            if named:
+                yield sorted(named, key=lambda job: job.create_time)
+            return
         after = "-inf"
         while True:
             chunk = cast(

@@ -66,6 +66,8 @@ class Operations:
             where.append(c.queue == selector.queue)
         if selector.type:
             where.append(c.type == selector.type)
+        if selector.ids:
+            where.append(c.id.in_(sorted(selector.ids)))
         if states:
             where.append(effective_state(jobs, now).in_(sorted(s.value for s in states)))
         if selector.error_contains:

@@ -84,6 +84,8 @@ class Operations:
             query = query.where(_J.queue == selector.queue)
         if selector.type:
             query = query.where(_J.type == selector.type)
+        if selector.ids:
+            query = query.where(_J.id.in_(sorted(selector.ids)))
         if selector.created_after is not None:
             query = query.where(_J.create_time >= to_datetime(selector.created_after))
         if selector.created_before is not None:
