@@ -84,7 +84,7 @@ class JobService:
         self.metrics = metrics or GatewayMetrics()
         self.validate = Validator(settings.server)
         self.leases = Leases(provider, RetryPolicy(settings.provider.retry), events)
-        self.workers = WorkerDirectory(provider, self.leases)
+        self.workers = WorkerDirectory(provider.workers, self.leases)
         self._provider_type = settings.provider.type
         self.scheduler = (
             Scheduler(settings.scheduler, self, metrics=self.metrics)

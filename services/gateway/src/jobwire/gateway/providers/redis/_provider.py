@@ -75,7 +75,6 @@ from jobwire.gateway.providers._types import (
     Lease,
     Purged,
     QueueCounts,
-    WorkerInfo,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.redis import _codec as codec
@@ -158,7 +157,7 @@ class RedisProvider(QueueProvider[int]):
             events,
             self._request_ttl,
         )
-        self._workers = SharedWorkers(self._client, self._scripts, self._keys)
+        self.workers = SharedWorkers(self._client, self._scripts, self._keys)
 
     @property
     def gateway_id(self) -> str:
@@ -245,7 +244,7 @@ class RedisProvider(QueueProvider[int]):
                     return job
         raise RedisUnavailableError("the job kept changing while being cancelled; retry")
 
-    # Operations (._operations, ._workers) -----------------------------------
+    # Operations (._operations) --------------------------------------------
 
     async def replay(
         self, job_id: str, payload: bytes | None, max_retries: int | None
@@ -268,18 +267,6 @@ class RedisProvider(QueueProvider[int]):
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume a queue for every gateway on this Redis."""
         await self._ops.set_paused(queue, paused)
-
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's worker streams; return the sessions to drain."""
-        return await self._workers.share(gateway, workers)
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """Worker streams the other gateways published recently."""
-        return await self._workers.shared(gateway)
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Ask the other gateways to drain the worker's streams."""
-        return await self._workers.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ above owns the rules; this is where they meet SQL):
   gateway is revoked here at its ``NOTIFY``.
 * **Writes** are one transaction per call, one statement per batch (:mod:`._writes`).
 * **Operators' hooks** (replay, purge, pause: :mod:`._operations`; workers
-  of other gateways: :mod:`._workers`) keep their state in tables, so every
+  of other gateways: :mod:`.._worker_rows`) keep their state in tables, so every
   gateway on the database and a restarted one see it.
 """
 
@@ -46,8 +46,8 @@ from jobwire.gateway.providers._types import (
     Purged,
     QueueCounts,
     RevokeReason,
-    WorkerInfo,
 )
+from jobwire.gateway.providers._worker_rows import WorkerRows
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sql import _claim
 from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
@@ -58,7 +58,6 @@ from jobwire.gateway.providers.sql._reads import Reads
 from jobwire.gateway.providers.sql._tables import MIGRATIONS, SCHEMA_VERSION, make_tables
 from jobwire.gateway.providers.sql._upkeep import maintain
 from jobwire.gateway.providers.sql._wake import Wakeups
-from jobwire.gateway.providers.sql._workers import SharedWorkers
 from jobwire.gateway.providers.sql._writes import Writes
 
 logger = logging.getLogger("jobwire.gateway.sql")
@@ -108,7 +107,8 @@ class SqlProvider(QueueProvider[None]):
         self._writes = Writes(self._sql, self.dedup)
         self._reads = Reads(self._sql, self.dedup)
         self._operations = Operations(self._sql)
-        self._workers = SharedWorkers(self._sql)
+        # A SQLite file serves one gateway: no other gateway's streams to show.
+        self.workers = WorkerRows(self._sql.tables.workers, self._sql.write) if postgres else None
         self._fleet = Fleet(
             self._sql,
             self._writes,
@@ -279,18 +279,6 @@ class SqlProvider(QueueProvider[None]):
         await self._operations.set_paused(queue, paused)
         if not paused:
             self._wakeups.notify({queue})
-
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's streams; return those another gateway asked to drain."""
-        return await self._workers.publish(gateway, workers)
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """The other gateways' fresh streams."""
-        return await self._workers.others(gateway)
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Ask the other gateways to drain these streams."""
-        return await self._workers.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 

@@ -31,8 +31,11 @@ import math
 import time
 from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
+from sqlalchemy import Table
+
+from jobwire.gateway._db import transaction
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
 from jobwire.gateway._events import JobEvents
@@ -46,8 +49,8 @@ from jobwire.gateway.providers._types import (
     Lease,
     Purged,
     QueueCounts,
-    WorkerInfo,
 )
+from jobwire.gateway.providers._worker_rows import WorkerRows
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sqs._calls import MessageCalls
 from jobwire.gateway.providers.sqs._client import approximate_counts, open_client
@@ -64,7 +67,7 @@ from jobwire.gateway.providers.sqs._receiving import Receiving
 from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._redrive import REPLAYABLE, Redrive
 from jobwire.gateway.providers.sqs._sync import RemoteChanges
-from jobwire.gateway.providers.sqs._tables import effective
+from jobwire.gateway.providers.sqs._tables import SharedWorker, effective, to_datetime
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -107,6 +110,11 @@ class SqsProvider(QueueProvider[Message]):
         )
         self._receiving = Receiving(self._records, self._calls, events, self._url, self._cap)
         self._operations = Operations(self._records)
+        self.workers = WorkerRows(
+            cast(Table, SharedWorker.__table__),
+            functools.partial(transaction, self._records.engine, "job records"),
+            stamp=to_datetime,
+        )
         self._receiving.purged_among = self._operations.purged_among
         self._redrive = Redrive(
             self._records,
@@ -345,18 +353,6 @@ class SqsProvider(QueueProvider[Message]):
             )
         await self._operations.set_paused(queue, paused)
         self._receiving.set_paused(await self._operations.paused())
-
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's streams in the records database."""
-        return await self._operations.share_workers(gateway, workers)
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """Streams other gateways published."""
-        return await self._operations.shared_workers(gateway)
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Mark other gateways' streams of the worker to drain."""
-        return await self._operations.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 
