@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobwire.gateway._db import transaction
+from jobwire.gateway._db import error_json, transaction
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers.sqs._records import JobRecords
@@ -28,7 +28,6 @@ from jobwire.gateway.providers.sqs._tables import (
     ReplayRequest,
     StoredJob,
     effective,
-    error_json,
     record_of,
     to_datetime,
 )
