@@ -44,18 +44,11 @@ from jobwire.client._errors import (
     WaitTimeoutError,
     WorkerNotFoundError,
 )
-from jobwire.client._models import (
-    Job,
-    JobFailure,
-    JobList,
-    JobPage,
-    JobProgress,
-    JobState,
-    QueueStats,
-    QueueStatsList,
-)
+from jobwire.client._job_lists import JobList, JobPage
+from jobwire.client._models import Job, JobFailure, JobProgress, JobState
 from jobwire.client._operations import WorkerInfo
 from jobwire.client._pipeline import EnqueueFailedError, PendingJob, Pipeline
+from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
 from jobwire.client._serializers import JsonSerializer, RawSerializer, Serializer

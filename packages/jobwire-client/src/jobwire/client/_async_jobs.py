@@ -10,15 +10,10 @@ import grpc
 
 from jobwire.client._async_calls import AsyncCalls
 from jobwire.client._base import batches, states_of
-from jobwire.client._models import (
-    Job,
-    JobList,
-    JobPage,
-    JobState,
-    QueueStats,
-    QueueStatsList,
-)
+from jobwire.client._job_lists import JobList, JobPage
+from jobwire.client._models import Job, JobState
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
+from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.v1 import job_pb2, queue_service_pb2
 

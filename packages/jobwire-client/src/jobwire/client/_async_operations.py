@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from jobwire.client._async_calls import AsyncCalls
-from jobwire.client._models import Job, JobState, QueueStats
+from jobwire.client._models import Job, JobState
 from jobwire.client._operations import (
     KEEP,
     WorkerInfo,
@@ -16,6 +16,7 @@ from jobwire.client._operations import (
     retry_jobs_request,
     retry_request,
 )
+from jobwire.client._queue_stats import QueueStats
 from jobwire.v1 import queue_service_pb2 as Q
 from jobwire.v1 import worker_service_pb2 as W
 

@@ -43,7 +43,8 @@ from jobwire.client._errors import (
     from_rpc_error,
     unreachable_message,
 )
-from jobwire.client._models import Job, JobPage, JobState, JobWaiter
+from jobwire.client._job_lists import JobPage
+from jobwire.client._models import Job, JobState, JobWaiter
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import RecurringOptions, Schedule, register_request
 from jobwire.client._serializers import JsonSerializer, Serializer

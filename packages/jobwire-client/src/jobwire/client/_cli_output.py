@@ -21,7 +21,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from jobwire.client._models import Job, QueueStats
+from jobwire.client._models import Job
+from jobwire.client._queue_stats import QueueStats
 from jobwire.client._schedules import Schedule
 
 _PREVIEW = 300  # characters of a payload or result shown by `jobwire job`

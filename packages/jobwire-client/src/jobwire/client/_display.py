@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jobwire.client import _rich
-from jobwire.client._models import Job, JobList, JobPage, JobProgress, QueueStats, QueueStatsList
+from jobwire.client._job_lists import JobList, JobPage
+from jobwire.client._models import Job, JobProgress
+from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._schedules import Schedule, ScheduleList
 from jobwire.client._text import count_text, duration_text, shorten, state_summary
 

@@ -1,22 +1,21 @@
-"""Python views of the jobwire.v1 messages a producer sees."""
+"""Python views of the jobwire.v1 messages a producer sees: a job and its parts.
+
+Lists of jobs are in :mod:`._job_lists`, queue counts in :mod:`._queue_stats`;
+models stay plain data (rendering, in :mod:`._display`, depends on them).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol, overload
+from typing import Any, Protocol
 
-from jobwire.client import _text
 from jobwire.client._convert import to_datetime
-from jobwire.client._rich import Rich, frame
+from jobwire.client._rich import Rich
 from jobwire.client._serializers import JsonSerializer, Serializer, decode_payload
-from jobwire.v1 import job_pb2, queue_service_pb2
-
-if TYPE_CHECKING:
-    import pandas as pd
+from jobwire.v1 import job_pb2
 
 _JSON = JsonSerializer()
 
@@ -283,128 +282,3 @@ class Job(Rich):
             f"Job(id={self.id!r}, type={self.type!r}, queue={self.queue!r}, "
             f"state={self.state.value}, attempt={self.attempt})"
         )
-
-
-@dataclass(frozen=True, slots=True)
-class JobList(Sequence[Job], Rich):
-    """An immutable sequence of jobs that displays as a table in notebooks.
-
-    `client.jobs(...)` and `client.watch(...)` return one; `to_pandas()` turns it
-    into a data frame.
-    """
-
-    jobs: tuple[Job, ...]
-
-    @overload
-    def __getitem__(self, index: int) -> Job: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Job, ...]: ...
-    def __getitem__(self, index: int | slice) -> Job | tuple[Job, ...]:
-        return self.jobs[index]
-
-    def __len__(self) -> int:
-        return len(self.jobs)
-
-    def __iter__(self) -> Iterator[Job]:
-        return iter(self.jobs)
-
-    def to_pandas(self) -> pd.DataFrame:
-        """Returns a data frame with one row per job (needs the `pandas` extra).
-
-        Raises:
-            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
-        """
-        return frame(self)
-
-    def _summary(self) -> str:
-        states = _text.state_summary(Counter(job.state.value for job in self.jobs))
-        return _text.count_text(len(self.jobs), "job") + (f": {states}" if states else "")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._summary()})"
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class JobPage(JobList):
-    """One page of `list_jobs`: a sequence of jobs, newest first."""
-
-    #: Pass to `list_jobs(page_token=...)` for the next page; None on the last page.
-    next_page_token: str | None = None
-
-    def __repr__(self) -> str:
-        return f"JobPage({self._summary()}, next_page_token={self.next_page_token!r})"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class QueueStats(Rich):
-    """Job counts of one queue.
-
-    Counts of terminal states cover the jobs still in the gateway's history.
-    """
-
-    queue: str
-    pending: int = 0
-    scheduled: int = 0
-    processing: int = 0
-    completed: int = 0
-    #: Jobs waiting for a retry.
-    failed: int = 0
-    dead: int = 0
-    cancelled: int = 0
-    #: How long the oldest pending job has waited; zero when none is pending.
-    oldest_pending_age: timedelta = timedelta(0)
-    #: Workers currently streaming from the queue.
-    workers: int = 0
-    #: Approximate (visible, in flight, delayed) messages the queue backend
-    #: reports (SQS); None for the memory provider.
-    backend: tuple[int, int, int] | None = None
-    #: Types of pending jobs no worker connected to the gateway takes: such
-    #: jobs wait until a worker that handles them connects.
-    unserved_types: tuple[str, ...] = ()
-    #: Whether deliveries are paused (`pause_queue`).
-    paused: bool = False
-
-    @classmethod
-    def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
-        """Converts a `jobwire.v1.QueueStats`."""
-        return cls(
-            queue=proto.queue,
-            pending=proto.pending,
-            scheduled=proto.scheduled,
-            processing=proto.processing,
-            completed=proto.completed,
-            failed=proto.failed,
-            dead=proto.dead,
-            cancelled=proto.cancelled,
-            oldest_pending_age=proto.oldest_pending_age.ToTimedelta(),
-            workers=proto.workers,
-            unserved_types=tuple(proto.unserved_types),
-            paused=proto.paused,
-            backend=(
-                (proto.backend.visible, proto.backend.in_flight, proto.backend.delayed)
-                if proto.HasField("backend")
-                else None
-            ),
-        )
-
-    def __repr__(self) -> str:
-        counts = [
-            f"{name}={getattr(self, name)}"
-            for name in (*_text.STATE_ORDER, "workers")
-            if getattr(self, name)
-        ]
-        if self.oldest_pending_age:
-            counts.append(f"oldest_pending_age={_text.duration_text(self.oldest_pending_age)}")
-        return f"QueueStats({', '.join([f'queue={self.queue!r}', *counts])})"
-
-
-class QueueStatsList(list[QueueStats], Rich):
-    """What `stats()` returns: a plain list of `QueueStats` that also displays as a table."""
-
-    def to_pandas(self) -> pd.DataFrame:
-        """Returns a data frame with one row per queue (needs the `pandas` extra).
-
-        Raises:
-            ImportError: pandas is not installed; `pip install './packages/jobwire-client[pandas]'`.
-        """
-        return frame(self)

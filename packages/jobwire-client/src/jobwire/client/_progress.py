@@ -31,7 +31,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from jobwire.client import _display, _text
-from jobwire.client._models import Job, JobList, JobState
+from jobwire.client._job_lists import JobList
+from jobwire.client._models import Job, JobState
 from jobwire.v1 import job_pb2, queue_service_pb2
 
 if TYPE_CHECKING:

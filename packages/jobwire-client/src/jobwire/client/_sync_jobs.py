@@ -8,15 +8,10 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 from jobwire.client._base import batches, states_of
-from jobwire.client._models import (
-    Job,
-    JobList,
-    JobPage,
-    JobState,
-    QueueStats,
-    QueueStatsList,
-)
+from jobwire.client._job_lists import JobList, JobPage
+from jobwire.client._models import Job, JobState
 from jobwire.client._pipeline import Pipeline
+from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.client._sync_calls import SyncCalls
 from jobwire.v1 import queue_service_pb2

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from jobwire.client._models import Job, JobState, QueueStats
+from jobwire.client._models import Job, JobState
 from jobwire.client._operations import (
     KEEP,
     WorkerInfo,
@@ -15,6 +15,7 @@ from jobwire.client._operations import (
     retry_jobs_request,
     retry_request,
 )
+from jobwire.client._queue_stats import QueueStats
 from jobwire.client._sync_calls import SyncCalls
 from jobwire.v1 import queue_service_pb2 as Q
 from jobwire.v1 import worker_service_pb2 as W

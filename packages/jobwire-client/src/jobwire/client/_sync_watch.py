@@ -8,11 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from jobwire.client._models import (
-    Job,
-    JobList,
-    JobState,
-)
+from jobwire.client._job_lists import JobList
+from jobwire.client._models import Job, JobState
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
 from jobwire.client._sync_jobs import SyncJobs
 from jobwire.v1 import job_pb2, queue_service_pb2_grpc

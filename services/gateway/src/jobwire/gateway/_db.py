@@ -3,11 +3,13 @@
 The scheduler, the SQS provider's job records and the SQL queue providers
 all run on SQLAlchemy 2 async, on SQLite (aiosqlite) or PostgreSQL (asyncpg):
 one engine factory, one time type, one way to create and version a schema,
-and one translation of a database that is away into ``UNAVAILABLE``.
+one JSON form of a job's errors, one reading of a ``JobFilter`` in SQL, and
+one translation of a database that is away into ``UNAVAILABLE``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -15,10 +17,12 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     DateTime,
     Dialect,
     LargeBinary,
     MetaData,
+    SQLColumnExpression,
     Table,
     TypeDecorator,
     insert,
@@ -39,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from jobwire.gateway._errors import StartError, UnavailableError, install_hint
+from jobwire.gateway._models import Failure, JobFilter, JobRecord
 
 # Errors that are the gateway's (or the caller's) doing, not the database
 # being away; they propagate as they are.
@@ -196,3 +201,48 @@ async def transaction(engine: AsyncEngine, what: str) -> AsyncIterator[AsyncConn
 def brief(error: BaseException) -> str:
     """The first line of a database error (SQLAlchemy's carry the SQL and a link)."""
     return str(getattr(error, "orig", None) or error).splitlines()[0][:200]
+
+
+def failure_json(failure: Failure | None) -> dict[str, Any] | None:
+    """A failure as a JSON object, or None."""
+    return None if failure is None else dataclasses.asdict(failure)
+
+
+def error_json(record: JobRecord) -> dict[str, Any] | None:
+    """A job's ``last_error`` column: its last error, every attempt's under ``errors``.
+
+    One JSON column holds both, so the history needed no schema change.
+    """
+    stored = failure_json(record.last_error)
+    if stored is not None and record.errors:
+        stored["errors"] = [dataclasses.asdict(failure) for failure in record.errors]
+    return stored
+
+
+def errors_of(stored: Mapping[str, Any] | None) -> tuple[Failure | None, tuple[Failure, ...]]:
+    """A job's last error and every attempt's, read back from its ``last_error`` column."""
+    if stored is None:
+        return None, ()
+    error = dict(stored)
+    history = error.pop("errors", [])
+    return Failure(**error), tuple(Failure(**item) for item in history)
+
+
+def filter_clauses(
+    where: JobFilter,
+    queue: SQLColumnExpression[str],
+    job_type: SQLColumnExpression[str],
+    job_id: SQLColumnExpression[str],
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``where``'s queue, type and id prefix on these columns.
+
+    Its states are each store's own: they are stored differently everywhere.
+    """
+    clauses: list[ColumnElement[bool]] = []
+    if where.queue:
+        clauses.append(queue == where.queue)
+    if where.type:
+        clauses.append(job_type == where.type)
+    if where.id_prefix:
+        clauses.append(job_id.startswith(where.id_prefix, autoescape=True))
+    return clauses

@@ -9,14 +9,28 @@ and keys of a batch, in its own way, and lets :meth:`DedupRule.admit` decide:
 * a **deduplication key** returns the job holding it while that job is not
   finished, or finished less than ``window`` seconds ago;
 * within one batch, later duplicates of an earlier job collapse onto it.
+
+A store several gateways share (a database) cannot see a concurrent enqueue
+of the same request id or key before it commits: its unique index refuses
+the loser, which runs its transaction again (:func:`admit_again`) and then
+finds the winner's job, a duplicate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
+from sqlalchemy.exc import IntegrityError
+
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import JobRecord, NewJob
+
+T = TypeVar("T")
+
+INSERT_TRIES = 3
+"""Runs of an enqueue's transaction while concurrent enqueues of its keys win the race."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +89,24 @@ def lookups(jobs: Sequence[NewJob]) -> tuple[set[str], set[str]]:
         {job.request_id for job in jobs if job.request_id},
         {job.deduplication_key for job in jobs if job.deduplication_key},
     )
+
+
+async def admit_again(insert: Callable[[], Awaitable[T]], what: str) -> T:
+    """Run ``insert`` (look up the holders, ``admit``, store) until no concurrent enqueue wins.
+
+    ``insert`` is one transaction; a unique index that refuses it
+    (``IntegrityError``) means another gateway stored a job of the same
+    request id or key meanwhile, and the next run returns that job.
+
+    Raises:
+        UnavailableError: ``INSERT_TRIES`` runs all collided (``what`` names the store).
+    """
+    for attempt in range(1, INSERT_TRIES + 1):
+        try:
+            return await insert()
+        except IntegrityError:
+            if attempt == INSERT_TRIES:
+                raise UnavailableError(
+                    f"{what}: concurrent enqueues of the same key kept colliding"
+                ) from None
+    raise AssertionError("unreachable")

@@ -1,11 +1,11 @@
 """Who is working: the worker streams of this gateway and of the gateways it shares a backend with.
 
 Each gateway knows its own streams (the consumers of its lease state
-machine). Providers that several gateways share publish them through the
-provider's worker hooks (``share_workers`` / ``shared_workers`` /
-``request_drain``): every ``interval`` seconds this gateway replaces its list
-in the backend and picks up the drains other gateways asked of its streams.
-Providers one gateway alone uses keep the hooks' defaults, and no loop runs.
+machine). Providers that several gateways share publish them on their
+:class:`~jobwire.gateway.providers.WorkerBoard` (``QueueProvider.workers``):
+every ``interval`` seconds this gateway replaces its list there and picks up
+the drains other gateways asked of its streams. Providers one gateway alone
+uses have no board, and no loop runs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from jobwire.gateway._errors import GatewayError, WorkerNotFoundError
-from jobwire.gateway.providers import Consumer, Leases, QueueProvider, WorkerInfo
+from jobwire.gateway.providers import Consumer, Leases, WorkerBoard, WorkerInfo
 from jobwire.gateway.providers._types import WORKER_SHARE_INTERVAL
 
 logger = logging.getLogger("jobwire.gateway.workers")
@@ -29,15 +29,15 @@ class WorkerDirectory:
     """Lists and drains worker streams on every gateway of one backend.
 
     Args:
-        provider: the backend, whose worker hooks carry streams between gateways.
+        board: where the backend carries streams between gateways (None: it does not).
         leases: this gateway's lease state machine (its consumers are the streams).
         interval: seconds between two publications, when the provider shares.
     """
 
     def __init__(
-        self, provider: QueueProvider[Any], leases: Leases[Any], interval: float = SHARE_INTERVAL
+        self, board: WorkerBoard | None, leases: Leases[Any], interval: float = SHARE_INTERVAL
     ) -> None:
-        self._provider = provider
+        self._board = board
         self._leases = leases
         self._interval = interval
         self.gateway = ""
@@ -45,16 +45,11 @@ class WorkerDirectory:
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def shared(self) -> bool:
-        """Whether the provider carries worker streams between gateways."""
-        return type(self._provider).share_workers is not QueueProvider.share_workers
-
     def start(self, gateway: str) -> None:
         """Know this gateway's address; publish its streams while it runs."""
         self.gateway = gateway
-        if self.shared:
-            self._task = asyncio.create_task(self._loop(), name="jobwire-workers")
+        if self._board is not None:
+            self._task = asyncio.create_task(self._loop(self._board), name="jobwire-workers")
 
     async def stop(self) -> None:
         """Stop publishing."""
@@ -69,8 +64,8 @@ class WorkerDirectory:
     async def list(self, queue: str = "") -> list[WorkerInfo]:
         """Every stream of every gateway, this gateway's first; ``queue`` filters."""
         workers = self.local()
-        if self.shared:
-            workers += await self._provider.shared_workers(self.gateway)
+        if self._board is not None:
+            workers += await self._board.others(self.gateway)
         return [w for w in workers if not queue or queue in w.queues]
 
     async def drain(self, worker_id: str, session_id: str = "") -> int:
@@ -84,31 +79,31 @@ class WorkerDirectory:
                 count += 1
                 if not consumer.draining:
                     consumer.on_drain()
-        if self.shared:
-            count += await self._provider.request_drain(self.gateway, worker_id, session_id)
+        if self._board is not None:
+            count += await self._board.request_drain(self.gateway, worker_id, session_id)
         if not count:
             raise WorkerNotFoundError(worker_id)
         return count
 
-    async def share(self) -> None:
+    async def _share(self, board: WorkerBoard) -> None:
         """Publish this gateway's streams once; drain those another gateway asked to."""
         consumers = list(self._leases.consumers())
-        asked = await self._provider.share_workers(self.gateway, [self._info(c) for c in consumers])
+        asked = await board.publish(self.gateway, [self._info(c) for c in consumers])
         for consumer in consumers:
             if consumer.session_id in asked and not consumer.draining:
                 consumer.on_drain()
 
-    async def _loop(self) -> None:
+    async def _loop(self, board: WorkerBoard) -> None:
         while not self._closing.is_set():
             try:
-                await self.share()
+                await self._share(board)
             except GatewayError as error:
                 logger.warning("publishing this gateway's workers failed: %s", error)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._interval):
                     await self._closing.wait()
         with contextlib.suppress(GatewayError):
-            await self._provider.share_workers(self.gateway, [])
+            await board.publish(self.gateway, [])
 
     def _info(self, consumer: Consumer) -> WorkerInfo:
         return WorkerInfo(

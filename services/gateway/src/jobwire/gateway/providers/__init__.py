@@ -37,7 +37,7 @@ from jobwire.gateway.providers._types import (
     RevokeReason,
     WorkerInfo,
 )
-from jobwire.gateway.providers.base import ProviderHost, QueueProvider
+from jobwire.gateway.providers.base import ProviderHost, QueueProvider, WorkerBoard
 
 
 def _memory(settings: Any, events: JobEvents) -> QueueProvider[Any]:
@@ -153,6 +153,7 @@ __all__ = [
     "RetryPolicy",
     "Revocation",
     "RevokeReason",
+    "WorkerBoard",
     "WorkerInfo",
     "create_provider",
     "exhausted",

@@ -2,18 +2,19 @@
 
 A job a provider hands out is leased to one consumer (a worker stream) until
 the worker acks or nacks it, the lease expires, the job's timeout passes, the
-job is cancelled, or the stream drops. This module owns everything about
+job is cancelled, or the stream drops. Three layers own everything about
 that, so that a provider is only storage (:mod:`.base`):
 
-* the lease table (by lease id per consumer, and by job id) and the credits
-  each consumer uses, counting expired leases its worker has not answered for;
-* one timer per deadline: the leases of one delivery frame end together and
-  share one (:class:`LeaseTimer`); an extended lease or a job timeout gets
-  its own;
-* lease ids (``<job id>.<attempt>``) and the fencing of answers for leases
-  that are not the consumer's (late, foreign, unknown), with the reason why;
-* the ack, nack, extension, progress, cancellation, timeout, expiry and
-  disconnect flows, and the retry-or-dead decision (:mod:`._retry`).
+* :mod:`._lease_table`: the lease table (by lease id per consumer, and by
+  job id), the credits each consumer uses, one timer per deadline, and what
+  the provider sees (``ProviderHost``);
+* :mod:`._producer_side`: cancellation of a leased job, purges, replays and
+  the counts with this gateway's workers;
+* this module, the worker side: lease ids (``<job id>.<attempt>``) and the
+  fencing of answers for leases that are not the consumer's (late, foreign,
+  unknown), with the reason why; the ack, nack, extension, progress,
+  timeout, expiry and disconnect flows, and the retry-or-dead decision
+  (:mod:`._retry`).
 
 Every method runs on the event loop; the table changes without awaiting, and
 providers are called with what was decided.
@@ -24,20 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
-from jobwire.gateway._errors import (
-    JobNotFoundError,
-    JobNotRetryableError,
-    JobTerminalError,
-    UnavailableError,
-)
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, states_text
+from jobwire.gateway._models import AttemptEnd, Failure, JobState
+from jobwire.gateway.providers._lease_table import Holder
+from jobwire.gateway.providers._producer_side import ProducerSide
 from jobwire.gateway.providers._retry import RetryPolicy
 from jobwire.gateway.providers._types import (
     AckRequest,
@@ -47,10 +42,7 @@ from jobwire.gateway.providers._types import (
     H,
     Lease,
     LeaseOutcome,
-    LeaseTimer,
     NackRequest,
-    QueueCounts,
-    Revocation,
     RevokeReason,
 )
 from jobwire.gateway.providers.base import QueueProvider
@@ -59,17 +51,7 @@ from jobwire.v1 import job_pb2
 logger = logging.getLogger("jobwire.gateway.leases")
 
 
-@dataclass(slots=True, eq=False)
-class _Holder(Generic[H]):
-    """The leases of one consumer."""
-
-    leases: dict[str, Lease[H]] = field(default_factory=dict)
-    unanswered: set[str] = field(default_factory=set)
-    """Expired leases the worker has not answered for: they keep their credit,
-    so a worker that stopped answering is sent no more work."""
-
-
-class Leases(Generic[H]):
+class Leases(ProducerSide[H]):
     """Leases of one gateway on top of a provider's storage.
 
     Args:
@@ -79,70 +61,25 @@ class Leases(Generic[H]):
     """
 
     def __init__(self, provider: QueueProvider[H], retry: RetryPolicy, events: JobEvents) -> None:
-        self.provider = provider
+        super().__init__(provider, events)
         self.retry = retry
-        self.events = events
-        self._holders: dict[Consumer, _Holder[H]] = {}
-        self._by_job: dict[str, Lease[H]] = {}
-        self._workers: Counter[str] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
-        provider.bind(self)
 
-    # What providers may ask (ProviderHost) ------------------------------------
-
-    def leased_job_ids(self) -> Collection[str]:
-        """Ids of the jobs leased on this gateway now."""
-        return self._by_job.keys()
-
-    def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
-        """The backend took a job leased here back: revoke the lease, record nothing."""
-        lease = self._by_job.get(job_id)
-        if lease is not None:
-            self._forget(lease)
-            self._revoke(lease, reason, message)
-
-    # Consumers ---------------------------------------------------------------
-
-    def connect(self, consumer: Consumer) -> None:
-        """Register a consumer before its first :meth:`receive`."""
-        self._holders[consumer] = _Holder()
-        for name in consumer.queues:
-            self._workers[name] += 1
-
-    def in_use(self, consumer: Consumer) -> int:
-        """Credits the consumer uses: its leases and the expired ones it owes an answer for."""
-        holder = self._holders[consumer]
-        return len(holder.leases) + len(holder.unanswered)
-
-    def consumers(self) -> Collection[Consumer]:
-        """The consumers connected now."""
-        return self._holders.keys()
-
-    @property
-    def leased(self) -> int:
-        """Leases held on this gateway now."""
-        return len(self._by_job)
+    # Worker side -------------------------------------------------------------
 
     async def disconnect(self, consumer: Consumer) -> None:
         """Forget a consumer; each job it held is available again at once, attempt counted."""
-        holder = self._holders.pop(consumer)
-        for name in consumer.queues:
-            self._workers[name] -= 1
         now = time.time()
         endings: list[Ending[H]] = []
-        for lease in holder.leases.values():
-            self._unindex(lease)
+        for lease in self._remove(consumer):
             job = lease.job
             message = f"worker {consumer.worker_id} disconnected during the attempt"
             failure = Failure(
                 message, "WORKER_LOST", attempt=job.attempt, worker_id=consumer.worker_id
             )
             endings.append(Ending(lease, self.retry.after_loss(job, failure, now)))
-        holder.leases.clear()
         if endings:
             await self._settle_quietly(endings)
-
-    # Worker side -------------------------------------------------------------
 
     async def receive(self, consumer: Consumer, max_jobs: int) -> list[Delivery]:
         """Lease up to ``max_jobs`` jobs, waiting until at least one is ready."""
@@ -249,88 +186,9 @@ class Leases(Generic[H]):
         self.events.publish(lease.job)
         return True
 
-    # Producer side -----------------------------------------------------------
-
-    async def cancel(self, job_id: str, reason: str) -> JobRecord:
-        """Cancel a job; one leased here has its lease revoked first.
-
-        A cancelled job is returned unchanged. Raises ``JobNotFoundError``, or
-        ``JobTerminalError`` for a completed or dead job.
-        """
-        message = reason or "cancelled"
-        lease = self._by_job.get(job_id)
-        if lease is not None:
-            self._forget(lease)
-            self._revoke(lease, RevokeReason.CANCELLED, f"job cancelled: {message}")
-        record = await self.provider.cancel(job_id, message, lease)
-        if record is None:
-            raise JobNotFoundError(job_id)
-        if record.state is not JobState.CANCELLED:
-            raise JobTerminalError(job_id, record.state.name)
-        self.events.publish(record)
-        return record
-
-    async def replay(
-        self, job_id: str, payload: bytes | None, max_retries: int | None
-    ) -> JobRecord:
-        """Replay one dead, failed or cancelled job.
-
-        Raises ``JobNotFoundError``, or ``JobNotRetryableError`` for a job in
-        another state.
-        """
-        replayed = await self.provider.replay(job_id, payload, max_retries)
-        if replayed is None:
-            raise JobNotFoundError(job_id)
-        record, done = replayed
-        if not done:
-            names = states_text(self.provider.replayable)
-            raise JobNotRetryableError(job_id, record.state.name, names)
-        self.events.publish(record)
-        return record
-
-    async def purge(
-        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
-    ) -> int:
-        """Delete the selected jobs; revoke this gateway's leases on those processing."""
-        purged = await self.provider.purge(
-            selector, include_processing=include_processing, validate_only=validate_only
-        )
-        if not validate_only:
-            for job_id in purged.processing:
-                self.lost(job_id, RevokeReason.CANCELLED, "job purged")
-        return purged.count
-
-    async def stats(self, queue: str | None) -> list[QueueCounts]:
-        """The provider's counts, with this gateway's workers on each queue."""
-        rows = {row.queue: row for row in await self.provider.counts(queue)}
-        names = [queue] if queue is not None else [q for q, n in self._workers.items() if n]
-        for name in names:
-            if name not in rows:
-                rows[name] = QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
-        for row in rows.values():
-            row.workers = self._workers[row.queue]
-            consumers = [c for c in self._holders if row.queue in c.queues]
-            row.unserved_types = tuple(
-                sorted(t for t in row.pending_types if not any(c.accepts(t) for c in consumers))
-            )
-        return [rows[name] for name in sorted(rows)]
-
-    async def get(self, job_id: str) -> JobRecord | None:
-        """Return a job from the provider, or None."""
-        return await self.provider.get(job_id)
-
-    async def list_jobs(
-        self, where: JobFilter, limit: int, cursor: str | None
-    ) -> tuple[list[JobRecord], str | None]:
-        """Return a page of the provider's jobs."""
-        return await self.provider.list_jobs(where, limit, cursor)
-
     async def aclose(self) -> None:
         """Stop every lease timer and wait for the endings being recorded."""
-        for lease in self._by_job.values():
-            if lease.timer is not None:
-                lease.timer.release()
-                lease.timer = None
+        self._stop_timers()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -411,33 +269,8 @@ class Leases(Generic[H]):
             f"lease of attempt {attempt} ended; the job is now {job.state.name.lower()}",
         )
 
-    def _arm(self, lease: Lease[H], now: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Give one lease a timer of its own, at its deadline."""
-        if lease.timer is not None:
-            lease.timer.release()
-        self._arm_all([lease], lease.deadline - now, loop)
-
-    def _arm_all(
-        self, leases: list[Lease[H]], delay: float, loop: asyncio.AbstractEventLoop
-    ) -> None:
-        """One timer for leases that end together, ``delay`` seconds from now."""
-        timer = LeaseTimer(leases)
-        timer.handle = loop.call_later(delay, self._on_timer, timer)
-        for lease in leases:
-            lease.timer = timer
-
-    def _on_timer(self, timer: LeaseTimer) -> None:
-        timer.handle = None
-        for lease in timer.leases:
-            if lease.timer is timer:
-                self._on_deadline(lease)
-
-    def _on_deadline(self, lease: Lease[H]) -> None:
-        lease.timer = None
-        holder = self._holders.get(lease.consumer)
-        if holder is None or holder.leases.get(lease.id) is not lease:
-            return
-        self._forget(lease)
+    def _on_deadline(self, lease: Lease[H], holder: Holder[H]) -> None:
+        """A timeout fails the attempt; an expiry loses it, and keeps its credit until answered."""
         job, now, worker = lease.job, time.time(), lease.consumer.worker_id
         if lease.times_out:
             reason = RevokeReason.TIMED_OUT
@@ -467,25 +300,6 @@ class Leases(Generic[H]):
             return
         self.events.publish_all(
             ending.lease.job for n, ending in enumerate(endings) if applied is None or applied[n]
-        )
-
-    def _forget(self, lease: Lease[H]) -> None:
-        """Take a lease out of the table."""
-        holder = self._holders.get(lease.consumer)
-        if holder is not None:
-            holder.leases.pop(lease.id, None)
-        self._unindex(lease)
-
-    def _unindex(self, lease: Lease[H]) -> None:
-        if lease.timer is not None:
-            lease.timer.release()
-            lease.timer = None
-        if self._by_job.get(lease.job.id) is lease:
-            del self._by_job[lease.job.id]
-
-    def _revoke(self, lease: Lease[H], reason: RevokeReason, message: str) -> None:
-        lease.consumer.on_revoke(
-            Revocation(lease.id, lease.job, reason, message, lease.delivered_at)
         )
 
     def _spawn(self, step: Coroutine[Any, Any, None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import Callable
@@ -216,7 +217,7 @@ class Purged:
 
 
 WORKER_SHARE_INTERVAL = 2.0
-"""Seconds between two publications of a gateway's worker streams (``share_workers``)."""
+"""Seconds between two publications of a gateway's worker streams (``WorkerBoard.publish``)."""
 WORKER_FRESHNESS = 5 * WORKER_SHARE_INTERVAL
 """A published stream is shown while its gateway refreshed it this recently."""
 
@@ -241,3 +242,17 @@ class WorkerInfo:
     last_seen_time: float = 0.0
     labels: dict[str, str] = field(default_factory=dict)
     draining: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The stream as a JSON object, as a shared backend stores it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any], drain: bool = False) -> WorkerInfo:
+        """A stream read back from :meth:`as_json`; ``drain``: another gateway asked it to."""
+        fields = dict(fields)
+        # JSON gives lists back where the dataclass holds tuples.
+        fields["queues"] = tuple(fields.get("queues", ()))
+        fields["job_types"] = tuple(fields.get("job_types", ()))
+        fields["draining"] = bool(fields.get("draining")) or drain
+        return cls(**fields)

@@ -45,6 +45,35 @@ class ProviderHost(Protocol):
         ...
 
 
+class WorkerBoard(Protocol):
+    """Where the gateways that share a backend publish their worker streams.
+
+    ``ListWorkers`` and ``DrainWorker`` reach every gateway's streams through
+    it: each gateway replaces its own every ``WORKER_SHARE_INTERVAL`` seconds
+    and picks up the drains other gateways asked of them. A provider that
+    several gateways share sets :attr:`QueueProvider.workers` to one.
+    """
+
+    async def publish(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+        """Replace ``gateway``'s streams with ``workers``; return those asked to drain.
+
+        The answer holds the session ids among ``workers`` that another
+        gateway marked (:meth:`request_drain`) since the last publication.
+        """
+        ...
+
+    async def others(self, gateway: str) -> list[WorkerInfo]:
+        """Other gateways' streams (not ``gateway``'s) refreshed within ``WORKER_FRESHNESS``."""
+        ...
+
+    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
+        """Mark the other gateways' streams of ``worker_id`` as asked to drain; return how many.
+
+        ``session_id`` empty means all of the worker's streams.
+        """
+        ...
+
+
 class _Unbound:
     def leased_job_ids(self) -> Collection[str]:
         return ()
@@ -75,6 +104,9 @@ class QueueProvider(ABC, Generic[H]):
         self.events = events
         self.dedup = dedup
         self.host: ProviderHost = _Unbound()
+        self.workers: WorkerBoard | None = None
+        """Where gateways sharing the backend publish their worker streams; None when
+        one gateway alone uses it (``ListWorkers`` then shows this gateway's)."""
 
     def bind(self, host: ProviderHost) -> None:
         """Called once by the lease state machine that drives this provider."""
@@ -184,30 +216,6 @@ class QueueProvider(ABC, Generic[H]):
         paused queue even when it holds no job.
         """
         raise ProviderUnsupportedError(type(self).__name__, "set_paused")
-
-    # Workers of other gateways ---------------------------------------------
-
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's worker streams; return session ids to drain.
-
-        Called every few seconds with every stream open on ``gateway`` (the
-        previous list is replaced). Returns the session ids of these streams
-        another gateway asked to drain (``request_drain``). Providers that one
-        gateway alone uses keep the default.
-        """
-        return set()
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """Worker streams other gateways published and still refresh (not ``gateway``'s)."""
-        return []
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Ask the gateways other than ``gateway`` to drain these streams.
-
-        ``session_id`` empty means all of the worker's. Returns how many shared
-        streams were marked.
-        """
-        return 0
 
     # Leases ------------------------------------------------------------------
 

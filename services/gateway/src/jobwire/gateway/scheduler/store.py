@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobwire.gateway._db import create_engine
+from jobwire.gateway._db import create_engine, filter_clauses
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import ScheduleExistsError, ScheduleNotFoundError
 from jobwire.gateway._filters import JobSelector
@@ -112,12 +112,9 @@ class SchedulerStore(Firing):
             .order_by(ScheduledJob.create_time.desc(), ScheduledJob.id.desc())
             .limit(limit)
         )
-        if where.queue:
-            query = query.where(ScheduledJob.queue == where.queue)
-        if where.type:
-            query = query.where(ScheduledJob.type == where.type)
-        if where.id_prefix:
-            query = query.where(ScheduledJob.id.startswith(where.id_prefix, autoescape=True))
+        query = query.where(
+            *filter_clauses(where, ScheduledJob.queue, ScheduledJob.type, ScheduledJob.id)
+        )
         if after is not None:
             created, job_id = after
             query = query.where(

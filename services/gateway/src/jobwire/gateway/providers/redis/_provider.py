@@ -36,9 +36,10 @@ without an ending (its gateway could not reach Redis then) is taken back the
 same way. Every transition is one Lua script (``lua/``), fenced on the job's
 state, attempt and owning gateway, so no step depends on a client staying
 connected between two commands, and a late answer from a gateway that lost a
-job changes nothing. Idle gateways wait on pub/sub (:mod:`._wake`), and claim
-as many jobs as the waiting stream has free credits in one script; the
-answers of one frame are one script call.
+job changes nothing (the lease scripts: :mod:`._leasing`). Idle gateways
+wait on pub/sub (:mod:`._wake`), and claim as many jobs as the waiting
+stream has free credits in one script; the answers of one frame are one
+script call.
 
 Operators' writes (:mod:`._operations`) live in the same keys, so every
 gateway sees them at once: a paused queue is in a set ``claim.lua`` skips
@@ -66,7 +67,7 @@ from redis import exceptions
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import AttemptEnd, Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobFilter, JobRecord, NewJob
 from jobwire.gateway._provider_config import RedisProviderSettings
 from jobwire.gateway.providers._types import (
     Claim,
@@ -75,7 +76,6 @@ from jobwire.gateway.providers._types import (
     Lease,
     Purged,
     QueueCounts,
-    WorkerInfo,
 )
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.redis import _codec as codec
@@ -88,6 +88,7 @@ from jobwire.gateway.providers.redis._errors import (
 )
 from jobwire.gateway.providers.redis._inserts import Inserts
 from jobwire.gateway.providers.redis._keys import Keys
+from jobwire.gateway.providers.redis._leasing import Leasing
 from jobwire.gateway.providers.redis._operations import Operations
 from jobwire.gateway.providers.redis._reads import Reads
 from jobwire.gateway.providers.redis._scripts import Scripts
@@ -124,13 +125,22 @@ class RedisProvider(QueueProvider[int]):
         self._scripts = Scripts.register(self._client)
         self._reads = Reads(self._client, self._scripts, self._keys)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._leasing = Leasing(
+            self._scripts,
+            self._keys,
+            self._gateway,
+            max_history=settings.max_history,
+            timeout=self._timeout,
+            due=lambda at: self._upkeep.due(at),
+            spawn=self._spawn,
+        )
         elsewhere = Elsewhere(
             self._client,
             self._keys,
             self._gateway,
             events,
             lambda: self.host,
-            self._record,
+            self._leasing.record,
             self._reads.get_many,
             self._spawn,
         )
@@ -158,7 +168,7 @@ class RedisProvider(QueueProvider[int]):
             events,
             self._request_ttl,
         )
-        self._workers = SharedWorkers(self._client, self._scripts, self._keys)
+        self.workers = SharedWorkers(self._client, self._scripts, self._keys)
 
     @property
     def gateway_id(self) -> str:
@@ -245,7 +255,7 @@ class RedisProvider(QueueProvider[int]):
                     return job
         raise RedisUnavailableError("the job kept changing while being cancelled; retry")
 
-    # Operations (._operations, ._workers) -----------------------------------
+    # Operations (._operations) --------------------------------------------
 
     async def replay(
         self, job_id: str, payload: bytes | None, max_retries: int | None
@@ -269,18 +279,6 @@ class RedisProvider(QueueProvider[int]):
         """Pause or resume a queue for every gateway on this Redis."""
         await self._ops.set_paused(queue, paused)
 
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's worker streams; return the sessions to drain."""
-        return await self._workers.share(gateway, workers)
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """Worker streams the other gateways published recently."""
-        return await self._workers.shared(gateway)
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Ask the other gateways to drain the worker's streams."""
-        return await self._workers.request_drain(gateway, worker_id, session_id)
-
     # Leases ------------------------------------------------------------------
 
     async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
@@ -289,7 +287,7 @@ class RedisProvider(QueueProvider[int]):
         while True:
             with self._wake.waiting(consumer.queues) as woken, translated():
                 try:
-                    claims = await self._claim_once(consumer, max_jobs)
+                    claims = await self._leasing.claim(consumer, max_jobs)
                 except DISCONNECTED as error:
                     # Redis restarting: the stream stays, and waits for it.
                     logger.warning("Redis unreachable to claim jobs (%s); trying again", error)
@@ -305,112 +303,17 @@ class RedisProvider(QueueProvider[int]):
                 except TimeoutError:
                     pass  # a wake-up lost while the listener reconnected: look again
 
-    async def _claim_once(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
-        now = time.time()
-        args: list[Any] = [
-            self._keys.prefix,
-            self._gateway,
-            consumer.worker_id,
-            repr(now),
-            codec.millis(now + consumer.lease_duration),
-            max_jobs,
-            len(consumer.queues),
-            *consumer.queues,
-            *sorted(consumer.job_types),
-        ]
-        call = asyncio.ensure_future(self._scripts.claim(keys=[self._keys.seq], args=args))
-        try:
-            replies = await asyncio.shield(call)
-        except asyncio.CancelledError:
-            # The consumer left during the round trip: what the script leased goes back.
-            call.add_done_callback(self._give_back)
-            raise
-        return [Claim(job, job.attempt) for job in map(codec.from_flat, replies)]
-
-    def _give_back(self, call: asyncio.Future[Any]) -> None:
-        if call.cancelled() or call.exception() is not None or not call.result():
-            return
-        now = time.time()
-        items = []
-        for flat in call.result():
-            job = codec.from_flat(flat)
-            failure = Failure(
-                "its worker stream closed before delivery", "WORKER_LOST", attempt=job.attempt
-            )
-            items.append((job, job.attempt, AttemptEnd(JobState.PENDING, now, failure)))
-        self._spawn(self._record(items))
-
     async def settle(self, endings: Sequence[Ending[int]]) -> Sequence[bool]:
         """Record the endings of one frame (or one expiry) in one script call."""
-        items = [(e.lease.job, e.lease.handle, e.end) for e in endings]
-        with translated():
-            return await self._record(items)
-
-    async def _record(self, items: Sequence[tuple[JobRecord, int, AttemptEnd]]) -> list[bool]:
-        args: list[Any] = [self._keys.prefix, self._gateway, self._settings.max_history]
-        due: list[int] = []
-        for job, attempt, end in items:
-            job.end_attempt(end)
-            when = ""
-            if end.state is JobState.FAILED and end.run_at is not None:
-                due.append(codec.millis(end.run_at))
-                when = str(due[-1])
-            error = codec.failure(end.failure)
-            args.append(
-                f"{job.id},{attempt},{end.state.value},{job.update_time!r},"
-                f"{codec.seconds(job.end_time)},{when},{codec.seconds(job.schedule_time)},"
-                f"{1 if error else 0},{0 if end.result is None else 1}"
-            )
-            if error:
-                args += [error, codec.errors(job)]
-            if end.result is not None:
-                args += [end.result, end.result_content_type]
-        applied = await self._patiently(self._scripts.settle, args)
-        for due_at in due:
-            self._upkeep.due(due_at)
-        return [bool(flag) for flag in applied]
+        return await self._leasing.settle(endings)
 
     async def extend(self, leases: Sequence[Lease[int]]) -> Sequence[bool]:
         """Move the leases' deadlines in Redis, so no other gateway takes them back."""
-        args: list[Any] = [self._keys.prefix, self._gateway]
-        for lease in leases:
-            args += [lease.job.id, lease.handle, codec.millis(lease.deadline)]
-        with translated():
-            held = await self._patiently(self._scripts.extend, args)
-        return [bool(flag) for flag in held]
-
-    async def _patiently(self, script: Any, args: list[Any]) -> Any:
-        """Run a script that records what a worker did, through a short Redis restart.
-
-        Up to ``gateway_timeout``: an answer that fails here ends the worker's
-        stream, and its jobs run again. If the connection broke after Redis ran
-        the script, the retry finds the leases ended and says so (fenced).
-        """
-        deadline = time.monotonic() + self._timeout
-        delay = 0.05
-        while True:
-            try:
-                return await script(keys=[self._keys.seq], args=args)
-            except DISCONNECTED:
-                if time.monotonic() + delay > deadline:
-                    raise
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
+        return await self._leasing.extend(leases)
 
     async def save_progress(self, lease: Lease[int]) -> None:
         """Store the progress, if the lease is still this gateway's."""
-        job = lease.job
-        assert job.progress is not None
-        args: list[Any] = [
-            self._keys.prefix,
-            self._gateway,
-            job.id,
-            lease.handle,
-            job.progress.SerializeToString(),
-            repr(job.update_time),
-        ]
-        with translated():
-            await self._scripts.progress(keys=[self._keys.seq], args=args)
+        await self._leasing.save_progress(lease)
 
     def _spawn(self, step: Any) -> None:
         task = asyncio.get_running_loop().create_task(step)

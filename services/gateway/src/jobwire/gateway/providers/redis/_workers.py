@@ -10,7 +10,6 @@ set, picked up at its next share.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ _STALE = 60 * WORKER_FRESHNESS
 
 
 class SharedWorkers:
-    """The provider's worker hooks.
+    """The provider's :class:`~jobwire.gateway.providers.base.WorkerBoard`.
 
     Args:
         client: the provider's client.
@@ -41,17 +40,17 @@ class SharedWorkers:
         self._scripts = scripts
         self._keys = keys
 
-    async def share(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
+    async def publish(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
         """Replace ``gateway``'s streams; return the sessions asked to drain."""
         now = time.time()
         args: list[Any] = [self._keys.prefix, gateway, repr(now), repr(now - _STALE)]
         for worker in workers:
-            args += [worker.session_id, json.dumps(dataclasses.asdict(worker))]
+            args += [worker.session_id, json.dumps(worker.as_json())]
         with translated():
             asked = await self._scripts.share(keys=[self._keys.seq], args=args)
         return {session.decode() for session in asked}
 
-    async def shared(self, gateway: str) -> list[WorkerInfo]:
+    async def others(self, gateway: str) -> list[WorkerInfo]:
         """Streams the other gateways published within ``WORKER_FRESHNESS``."""
         return [worker for _, worker in await self._fresh(gateway)]
 
@@ -88,12 +87,5 @@ class SharedWorkers:
         found = []
         for owner, rows, asked in zip(owners, replies[::2], replies[1::2], strict=True):
             for session, row in cast(dict[bytes, bytes], rows).items():
-                found.append((owner, _info_of(json.loads(row), session in asked)))
+                found.append((owner, WorkerInfo.from_json(json.loads(row), session in asked)))
         return found
-
-
-def _info_of(fields: dict[str, Any], drain: bool) -> WorkerInfo:
-    fields["queues"] = tuple(fields.get("queues", ()))
-    fields["job_types"] = tuple(fields.get("job_types", ()))
-    fields["draining"] = bool(fields.get("draining")) or drain
-    return WorkerInfo(**fields)

@@ -1,4 +1,4 @@
-"""Claims: up to N ready jobs of a consumer's queues in one statement.
+"""Claims: up to N ready jobs of a consumer's queues in one statement, and the waits between.
 
 PostgreSQL::
 
@@ -15,18 +15,35 @@ once. SQLite has no row locks (``FOR UPDATE`` is left out of its SQL); its one
 writer at a time makes the same statement atomic. The waiting-state test is
 literal SQL, the predicate of the partial index ``<prefix>jobs_ready``, so
 that a prepared statement's generic plan can still use that index.
+
+Between claims, a stream with nothing to take parks until a wake-up
+(:mod:`._wake`), its earliest job's ``run_at`` or the poll interval
+(:class:`Claims`); this gateway's streams take turns, the one that waited
+longest first.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+
 from sqlalchemy import Update, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import JobRecord
-from jobwire.gateway.providers._types import Consumer
+from jobwire.gateway.providers._types import Claim, Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
+from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._rows import record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
+from jobwire.gateway.providers.sql._wake import Wakeups
+from jobwire.gateway.providers.sql._writes import Writes
+
+logger = logging.getLogger("jobwire.gateway.sql")
+
+_RETRY_AWAY = 1.0
 
 _WAITING = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
@@ -63,7 +80,7 @@ def claim_statement(sql: Sql, consumer: Consumer, limit: int, now: float) -> Upd
     )
 
 
-async def claim(sql: Sql, consumer: Consumer, limit: int, now: float) -> list[JobRecord]:
+async def claim_ready(sql: Sql, consumer: Consumer, limit: int, now: float) -> list[JobRecord]:
     """Claim up to ``limit`` jobs, in claim order; empty when none is ready."""
     # Committed asynchronously (PostgreSQL): a claim a database crash forgets
     # makes its jobs pending again, a redelivery, which at-least-once allows.
@@ -86,3 +103,82 @@ async def next_due(sql: Sql, conn: AsyncConnection, consumer: Consumer) -> float
         query = query.where(c.type.in_(sorted(consumer.job_types)))
     due = await conn.scalar(query)
     return None if due is None else float(due)
+
+
+class Claims:
+    """This gateway's claims: in turn, parked while nothing is ready, never stranded.
+
+    Args:
+        sql: the database.
+        writes: puts back what a stream that left took.
+        wakeups: this gateway's wake-ups (its inserts, other gateways' NOTIFYs).
+        inflight: runs a claim to its end when its stream leaves meanwhile.
+        poll: longest park between two looks at the table, in seconds.
+    """
+
+    def __init__(
+        self, sql: Sql, writes: Writes, wakeups: Wakeups, inflight: InFlight, poll: float
+    ) -> None:
+        self._sql = sql
+        self._writes = writes
+        self._wakeups = wakeups
+        self._inflight = inflight
+        self._poll = poll
+        # Claims of this gateway's streams take turns, in the order they came:
+        # the stream that waited longest is served first, and the gateway's
+        # streams never race each other for the same rows.
+        self._claiming = asyncio.Lock()
+        # (queues, types) -> (generations, until): a stream of that kind found
+        # nothing at those generations, and needs no new look before ``until``.
+        self._idle: dict[tuple[tuple[str, ...], frozenset[str]], tuple[tuple[int, ...], float]] = {}
+
+    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[None]]:
+        """Claim ready jobs, parking until a wake-up when there are none."""
+        kind = (consumer.queues, consumer.job_types)
+        while True:
+            seen = self._wakeups.generation(consumer.queues)
+            idle = self._idle.get(kind)
+            if idle is not None and idle[0] == seen and time.time() < idle[1]:
+                # A stream of the same queues and types found nothing and no
+                # wake-up came since: park behind it without asking the table,
+                # so that the stream that waited longest is served first.
+                await self._wakeups.wait(consumer.queues, seen, idle[1] - time.time())
+                continue
+            try:
+                records = await self._claim(consumer, max_jobs)
+                if records:
+                    return [Claim(record, None) for record in records]
+                async with self._sql.read() as conn:
+                    due = await next_due(self._sql, conn, consumer)
+            except UnavailableError as error:
+                # The database is away: the stream stays open and tries again.
+                logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
+                await asyncio.sleep(_RETRY_AWAY)
+                continue
+            until = time.time() + self._poll if due is None else min(time.time() + self._poll, due)
+            if self._wakeups.generation(consumer.queues) == seen:
+                self._idle[kind] = (seen, until)
+            await self._wakeups.wait(consumer.queues, seen, until - time.time())
+
+    async def _claim(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
+        # A stream that goes away during the claim must not strand the jobs
+        # taken: the claim finishes, and puts them back.
+        task = self._inflight.track(self._claim_in_turn(consumer, max_jobs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(self._put_back)
+            raise
+
+    async def _claim_in_turn(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
+        async with self._claiming:
+            return await claim_ready(self._sql, consumer, max_jobs, time.time())
+
+    def _put_back(self, task: asyncio.Task[list[JobRecord]]) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result():
+            return
+        self._inflight.spawn(self._give_back(task.result()))
+
+    async def _give_back(self, records: list[JobRecord]) -> None:
+        await self._writes.put_back(records)
+        self._wakeups.notify({record.queue for record in records})

@@ -8,13 +8,15 @@ above owns the rules; this is where they meet SQL):
   scheduler (:attr:`SqlProvider.max_native_delay` is unbounded).
 * **Claims** take up to the waiting stream's free credits in one statement
   (:mod:`._claim`); an idle stream parks until a wake-up (:mod:`._wake`).
+* **Writes that record what the state machine decided** run to their end
+  even when their caller is cancelled (:mod:`._inflight`).
 * **Leases** live in this gateway's state machine; the row names the leasing
   gateway. A gateway that dies has its leases released by another one once
   its heartbeat lapses (:mod:`._fleet`); a job cancelled through another
   gateway is revoked here at its ``NOTIFY``.
 * **Writes** are one transaction per call, one statement per batch (:mod:`._writes`).
 * **Operators' hooks** (replay, purge, pause: :mod:`._operations`; workers
-  of other gateways: :mod:`._workers`) keep their state in tables, so every
+  of other gateways: :mod:`.._worker_rows`) keep their state in tables, so every
   gateway on the database and a restarted one see it.
 """
 
@@ -26,8 +28,8 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Collection, Coroutine, Sequence
-from typing import IO, Any, ClassVar, TypeVar
+from collections.abc import Collection, Sequence
+from typing import IO, ClassVar
 
 from sqlalchemy import text
 
@@ -46,29 +48,26 @@ from jobwire.gateway.providers._types import (
     Purged,
     QueueCounts,
     RevokeReason,
-    WorkerInfo,
 )
+from jobwire.gateway.providers._worker_rows import WorkerRows
 from jobwire.gateway.providers.base import QueueProvider
-from jobwire.gateway.providers.sql import _claim
+from jobwire.gateway.providers.sql._claim import Claims
 from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
 from jobwire.gateway.providers.sql._fleet import Fleet
+from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._listen import Listener
 from jobwire.gateway.providers.sql._operations import Operations
 from jobwire.gateway.providers.sql._reads import Reads
 from jobwire.gateway.providers.sql._tables import MIGRATIONS, SCHEMA_VERSION, make_tables
 from jobwire.gateway.providers.sql._upkeep import maintain
 from jobwire.gateway.providers.sql._wake import Wakeups
-from jobwire.gateway.providers.sql._workers import SharedWorkers
 from jobwire.gateway.providers.sql._writes import Writes
 
 logger = logging.getLogger("jobwire.gateway.sql")
 
-T = TypeVar("T")
-
 # Key of the PostgreSQL advisory lock that serializes table creation when
 # several gateways start at once (the scheduler and SQS records use others).
 _SCHEMA_LOCK = 0x6A6F627173
-_RETRY_AWAY = 1.0
 
 
 class SqlProvider(QueueProvider[None]):
@@ -108,7 +107,8 @@ class SqlProvider(QueueProvider[None]):
         self._writes = Writes(self._sql, self.dedup)
         self._reads = Reads(self._sql, self.dedup)
         self._operations = Operations(self._sql)
-        self._workers = SharedWorkers(self._sql)
+        # A SQLite file serves one gateway: no other gateway's streams to show.
+        self.workers = WorkerRows(self._sql.tables.workers, self._sql.write) if postgres else None
         self._fleet = Fleet(
             self._sql,
             self._writes,
@@ -130,19 +130,15 @@ class SqlProvider(QueueProvider[None]):
             if postgres
             else None
         )
-        self._poll = settings.poll_interval.total_seconds()
         self._lock: IO[bytes] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # Writes of lease endings not committed yet, by job id: this gateway
-        # reads its own writes (an ack, then a GetJob through this gateway).
-        self._writing: dict[str, asyncio.Future[None]] = {}
-        # Claims of this gateway's streams take turns, in the order they came:
-        # the stream that waited longest is served first, and the gateway's
-        # streams never race each other for the same rows.
-        self._claiming = asyncio.Lock()
-        # (queues, types) -> (generations, until): a stream of that kind found
-        # nothing at those generations, and needs no new look before ``until``.
-        self._idle: dict[tuple[tuple[str, ...], frozenset[str]], tuple[tuple[int, ...], float]] = {}
+        self._inflight = InFlight()
+        self._claims = Claims(
+            self._sql,
+            self._writes,
+            self._wakeups,
+            self._inflight,
+            settings.poll_interval.total_seconds(),
+        )
         self._maintenance: asyncio.Task[None] | None = None
 
     @property
@@ -197,8 +193,7 @@ class SqlProvider(QueueProvider[None]):
         if self._maintenance is not None:
             self._maintenance.cancel()
             await asyncio.gather(self._maintenance, return_exceptions=True)
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._inflight.drain()
         if self._listener is not None:
             await self._listener.close()
         try:
@@ -224,9 +219,7 @@ class SqlProvider(QueueProvider[None]):
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return a job from the table, once this gateway's write of it committed."""
-        writing = self._writing.get(job_id)
-        if writing is not None:
-            await asyncio.wait([writing])
+        await self._inflight.committed(job_id)
         return await self._reads.get(job_id, time.time())
 
     async def list_jobs(
@@ -247,7 +240,7 @@ class SqlProvider(QueueProvider[None]):
         self, job_id: str, message: str, lease: Lease[None] | None
     ) -> JobRecord | None:
         """Cancel in the table; a gateway leasing the job elsewhere is notified."""
-        return await self._unstoppable(self._writes.cancel(job_id, message, time.time()))
+        return await self._inflight.unstoppable(self._writes.cancel(job_id, message, time.time()))
 
     # Operations --------------------------------------------------------------
 
@@ -280,70 +273,11 @@ class SqlProvider(QueueProvider[None]):
         if not paused:
             self._wakeups.notify({queue})
 
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's streams; return those another gateway asked to drain."""
-        return await self._workers.publish(gateway, workers)
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """The other gateways' fresh streams."""
-        return await self._workers.others(gateway)
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Ask the other gateways to drain these streams."""
-        return await self._workers.request_drain(gateway, worker_id, session_id)
-
     # Leases ------------------------------------------------------------------
 
     async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[None]]:
         """Claim ready jobs, parking until a wake-up when there are none."""
-        kind = (consumer.queues, consumer.job_types)
-        while True:
-            seen = self._wakeups.generation(consumer.queues)
-            idle = self._idle.get(kind)
-            if idle is not None and idle[0] == seen and time.time() < idle[1]:
-                # A stream of the same queues and types found nothing and no
-                # wake-up came since: park behind it without asking the table,
-                # so that the stream that waited longest is served first.
-                await self._wakeups.wait(consumer.queues, seen, idle[1] - time.time())
-                continue
-            try:
-                records = await self._claim(consumer, max_jobs)
-                if records:
-                    return [Claim(record, None) for record in records]
-                async with self._sql.read() as conn:
-                    due = await _claim.next_due(self._sql, conn, consumer)
-            except UnavailableError as error:
-                # The database is away: the stream stays open and tries again.
-                logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
-                await asyncio.sleep(_RETRY_AWAY)
-                continue
-            until = time.time() + self._poll if due is None else min(time.time() + self._poll, due)
-            if self._wakeups.generation(consumer.queues) == seen:
-                self._idle[kind] = (seen, until)
-            await self._wakeups.wait(consumer.queues, seen, until - time.time())
-
-    async def _claim(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
-        # A stream that goes away during the claim must not strand the jobs
-        # taken: the claim finishes, and puts them back.
-        task = self._track(self._claim_in_turn(consumer, max_jobs))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(self._put_back)
-            raise
-
-    async def _claim_in_turn(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
-        async with self._claiming:
-            return await _claim.claim(self._sql, consumer, max_jobs, time.time())
-
-    def _put_back(self, task: asyncio.Task[list[JobRecord]]) -> None:
-        if task.cancelled() or task.exception() is not None or not task.result():
-            return
-        self._spawn(self._give_back(task.result()))
-
-    async def _give_back(self, records: list[JobRecord]) -> None:
-        await self._writes.put_back(records)
-        self._wakeups.notify({record.queue for record in records})
+        return await self._claims.claim(consumer, max_jobs)
 
     async def settle(self, endings: Sequence[Ending[None]]) -> Sequence[bool] | None:
         """Record the endings of one frame in one statement."""
@@ -352,7 +286,9 @@ class SqlProvider(QueueProvider[None]):
             job = ending.lease.job
             job.end_attempt(ending.end)
             records.append(job)
-        written = await self._unstoppable(self._written(records, self._writes.settle(records)))
+        written = await self._inflight.unstoppable(
+            self._inflight.written(records, self._writes.settle(records))
+        )
         self._wakeups.notify({r.queue for r in records if not r.state.is_terminal})
         if len(written) == len(records):
             return None
@@ -360,37 +296,9 @@ class SqlProvider(QueueProvider[None]):
 
     async def save_progress(self, lease: Lease[None]) -> None:
         """Store the job's progress."""
-        await self._unstoppable(self._written([lease.job], self._writes.save_progress(lease.job)))
-
-    async def _unstoppable(self, write: Coroutine[Any, Any, T]) -> T:
-        """Run ``write`` to its end even if the caller is cancelled meanwhile.
-
-        The state machine has already taken the leases out of its table when
-        it records their end (or a cancellation): a write abandoned half-way,
-        say because the worker's stream closed, would leave the jobs leased
-        in the table with nobody holding them.
-        """
-        return await asyncio.shield(self._track(write))
-
-    def _track(self, step: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run ``step`` as a task that :meth:`aclose` waits for."""
-        task = asyncio.get_running_loop().create_task(step)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    async def _written(self, records: Sequence[JobRecord], write: Awaitable[T]) -> T:
-        """Await ``write`` of ``records``, which :meth:`get` waits for meanwhile."""
-        done = asyncio.get_running_loop().create_future()
-        for record in records:
-            self._writing[record.id] = done
-        try:
-            return await write
-        finally:
-            done.set_result(None)
-            for record in records:
-                if self._writing.get(record.id) is done:
-                    del self._writing[record.id]
+        await self._inflight.unstoppable(
+            self._inflight.written([lease.job], self._writes.save_progress(lease.job))
+        )
 
     # Background --------------------------------------------------------------
 
@@ -407,7 +315,4 @@ class SqlProvider(QueueProvider[None]):
 
     def _on_reconnect(self) -> None:
         self._wakeups.notify(None)
-        self._spawn(self._fleet.check_leases())
-
-    def _spawn(self, step: Coroutine[Any, Any, None]) -> None:
-        self._track(step)
+        self._inflight.spawn(self._fleet.check_leases())

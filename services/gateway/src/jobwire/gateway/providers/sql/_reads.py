@@ -10,6 +10,7 @@ from collections.abc import Collection
 
 from sqlalchemy import func, select, text
 
+from jobwire.gateway._db import filter_clauses
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._models import JobFilter, JobRecord, JobState
@@ -55,12 +56,7 @@ class Reads:
         jobs = self._sql.jobs
         c = jobs.c
         query = select(jobs).order_by(c.seq.desc()).limit(limit + 1)
-        if where.queue:
-            query = query.where(c.queue == where.queue)
-        if where.type:
-            query = query.where(c.type == where.type)
-        if where.id_prefix:
-            query = query.where(c.id.startswith(where.id_prefix, autoescape=True))
+        query = query.where(*filter_clauses(where, c.queue, c.type, c.id))
         if where.states:
             query = query.where(effective_state(jobs, now).in_([s.value for s in where.states]))
         if cursor is not None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
-from jobwire.gateway._models import Failure, JobRecord, JobState
+from jobwire.gateway._db import error_json, errors_of
+from jobwire.gateway._models import JobRecord, JobState
 from jobwire.v1 import job_pb2
 
 
@@ -45,8 +45,7 @@ def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
 def record_of(row: Any, now: float | None = None) -> JobRecord:
     """The record of a row; with ``now``, as a client sees it then (a due job is pending)."""
     progress = row["progress"]
-    error = dict(row["last_error"]) if row["last_error"] is not None else None
-    history = error.pop("errors", []) if error is not None else []
+    last_error, errors = errors_of(row["last_error"])
     state = JobState(row["state"])
     if now is not None and state in (JobState.SCHEDULED, JobState.FAILED) and row["run_at"] <= now:
         state = JobState.PENDING
@@ -66,8 +65,8 @@ def record_of(row: Any, now: float | None = None) -> JobRecord:
         update_time=row["update_time"],
         end_time=row["end_time"],
         attempt=row["attempt"],
-        last_error=Failure(**error) if error is not None else None,
-        errors=tuple(Failure(**item) for item in history),
+        last_error=last_error,
+        errors=errors,
         result=row["result"],
         result_content_type=row["result_content_type"],
         progress=job_pb2.JobProgress.FromString(progress) if progress is not None else None,
@@ -75,16 +74,3 @@ def record_of(row: Any, now: float | None = None) -> JobRecord:
         schedule=row["schedule"],
         priority=row["priority"],
     )
-
-
-def failure_json(failure: Failure | None) -> dict[str, Any] | None:
-    """The JSON form of a failure, or None."""
-    return None if failure is None else dataclasses.asdict(failure)
-
-
-def error_json(record: JobRecord) -> dict[str, Any] | None:
-    """The last error, with every attempt's error under ``errors`` (as the SQS records)."""
-    stored = failure_json(record.last_error)
-    if stored is not None and record.errors:
-        stored["errors"] = [dataclasses.asdict(failure) for failure in record.errors]
-    return stored

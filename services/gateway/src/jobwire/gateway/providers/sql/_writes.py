@@ -32,19 +32,15 @@ from sqlalchemy import (
     update,
     values,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobwire.gateway._dedup import DedupRule, lookups
-from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway._db import error_json
+from jobwire.gateway._dedup import DedupRule, admit_again, lookups
 from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway.providers.sql._dialect import Sql
-from jobwire.gateway.providers.sql._rows import error_json, insert_row, record_of
+from jobwire.gateway.providers.sql._rows import insert_row, record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
 
-# Concurrent enqueues of one deduplication key on two gateways: the loser of
-# the insert race reads the winner's job on its next try.
-_INSERT_TRIES = 3
 # The columns of an ending and their PostgreSQL types (for unnest).
 _ENDING_COLUMNS = {
     "k_id": "varchar",
@@ -83,15 +79,7 @@ class Writes:
 
     async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
         """Store new jobs; return each stored job and whether it was a duplicate."""
-        for attempt in range(1, _INSERT_TRIES + 1):
-            try:
-                return await self._insert(jobs, now)
-            except IntegrityError:
-                if attempt == _INSERT_TRIES:
-                    raise UnavailableError(
-                        "queue: concurrent enqueues of the same key kept colliding"
-                    ) from None
-        raise AssertionError("unreachable")
+        return await admit_again(lambda: self._insert(jobs, now), "queue")
 
     async def _insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
         async with self._sql.write() as conn:

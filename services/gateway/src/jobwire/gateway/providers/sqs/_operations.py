@@ -1,37 +1,33 @@
-"""Operators' writes on the SQS provider's records: replay, purge, pause, shared workers.
+"""Operators' writes on the SQS provider's records: replay, purge, pause.
 
 Everything here is in the gateway's database, so every gateway of one
-provider sees it: paused queues, the ``RetryJobs`` request ids, purged jobs'
-tombstones (their messages may still be in SQS; they are deleted when
-received) and the worker streams each gateway publishes.
+provider sees it: paused queues, the ``RetryJobs`` request ids and purged
+jobs' tombstones (their messages may still be in SQS; they are deleted when
+received). The worker streams each gateway publishes are rows there too
+(:mod:`.._worker_rows`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobwire.gateway._db import transaction
+from jobwire.gateway._db import error_json, transaction
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.gateway.providers._types import WORKER_FRESHNESS, WorkerInfo
 from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._tables import (
     DedupKey,
     PausedQueue,
     PurgedJob,
     ReplayRequest,
-    SharedWorker,
     StoredJob,
     effective,
-    error_json,
     record_of,
     to_datetime,
 )
@@ -188,71 +184,3 @@ class Operations:
         """The paused queues."""
         async with self._connection() as conn:
             return set(await conn.scalars(select(PausedQueue.queue)))
-
-    # Workers -----------------------------------------------------------------
-
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Replace ``gateway``'s published streams; return those asked to drain."""
-        stamp = to_datetime(time.time())
-        async with self._connection() as conn:
-            asked = set(
-                await conn.scalars(
-                    select(SharedWorker.session_id).where(
-                        SharedWorker.gateway == gateway, SharedWorker.drain
-                    )
-                )
-            )
-            await conn.execute(delete(SharedWorker).where(SharedWorker.gateway == gateway))
-            if workers:
-                await conn.execute(
-                    insert(SharedWorker),
-                    [
-                        {
-                            "session_id": w.session_id,
-                            "gateway": gateway,
-                            "worker_id": w.worker_id,
-                            "info": _info_json(w),
-                            "seen_time": stamp,
-                            "drain": w.session_id in asked,
-                        }
-                        for w in workers
-                    ],
-                )
-        return asked
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """Streams other gateways published recently."""
-        fresh = to_datetime(time.time() - WORKER_FRESHNESS)
-        async with self._connection() as conn:
-            rows = await conn.execute(
-                select(SharedWorker.info, SharedWorker.drain).where(
-                    SharedWorker.gateway != gateway, SharedWorker.seen_time >= fresh
-                )
-            )
-            return [_info_of(info, drain) for info, drain in rows]
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Mark other gateways' fresh streams of the worker as asked to drain."""
-        fresh = to_datetime(time.time() - WORKER_FRESHNESS)
-        query = update(SharedWorker).where(
-            SharedWorker.worker_id == worker_id,
-            SharedWorker.gateway != gateway,
-            SharedWorker.seen_time >= fresh,
-        )
-        if session_id:
-            query = query.where(SharedWorker.session_id == session_id)
-        async with self._connection() as conn:
-            result = await conn.execute(query.values(drain=True))
-        return int(result.rowcount)
-
-
-def _info_json(worker: WorkerInfo) -> dict[str, Any]:
-    return dataclasses.asdict(worker)
-
-
-def _info_of(info: dict[str, Any], drain: bool) -> WorkerInfo:
-    fields = dict(info)
-    fields["queues"] = tuple(fields.get("queues", ()))
-    fields["job_types"] = tuple(fields.get("job_types", ()))
-    fields["draining"] = bool(fields.get("draining")) or drain
-    return WorkerInfo(**fields)

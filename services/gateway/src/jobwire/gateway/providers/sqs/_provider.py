@@ -20,7 +20,8 @@ the rules; this is where they meet SQS):
   (cancelled, say) is deleted on receipt. Other gateways' cancellations are
   looked up every ``sync_interval`` (:mod:`._sync`).
 * **Delays** up to 15 minutes are ``DelaySeconds``; the gateway's scheduler
-  holds longer ones (:attr:`SqsProvider.max_native_delay`).
+  holds longer ones (:attr:`SqsProvider.max_native_delay`). Messages are
+  built, checked and sent after their records (:mod:`._sending`).
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ import math
 import time
 from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
+from sqlalchemy import Table
+
+from jobwire.gateway._db import transaction
 from jobwire.gateway._dedup import DedupRule
-from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
+from jobwire.gateway._errors import InvalidArgumentError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
@@ -46,25 +50,23 @@ from jobwire.gateway.providers._types import (
     Lease,
     Purged,
     QueueCounts,
-    WorkerInfo,
 )
+from jobwire.gateway.providers._worker_rows import WorkerRows
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sqs._calls import MessageCalls
 from jobwire.gateway.providers.sqs._client import approximate_counts, open_client
-from jobwire.gateway.providers.sqs._codec import MAX_DELAY, Outgoing, encode
+from jobwire.gateway.providers.sqs._codec import MAX_DELAY
 from jobwire.gateway.providers.sqs._errors import (
-    QueueNotConfiguredError,
-    SqsRefusedError,
     SqsUnavailableError,
-    sqs_error,
 )
 from jobwire.gateway.providers.sqs._messages import Message
 from jobwire.gateway.providers.sqs._operations import Operations
 from jobwire.gateway.providers.sqs._receiving import Receiving
 from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._redrive import REPLAYABLE, Redrive
+from jobwire.gateway.providers.sqs._sending import Sending
 from jobwire.gateway.providers.sqs._sync import RemoteChanges
-from jobwire.gateway.providers.sqs._tables import effective
+from jobwire.gateway.providers.sqs._tables import SharedWorker, effective, to_datetime
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -105,15 +107,23 @@ class SqsProvider(QueueProvider[Message]):
             max_message_bytes=settings.max_message_bytes,
             wait_time=math.ceil(settings.wait_time.total_seconds()),
         )
-        self._receiving = Receiving(self._records, self._calls, events, self._url, self._cap)
+        self._sending = Sending(self._records, self._calls, self._urls, settings.max_message_bytes)
+        self._receiving = Receiving(
+            self._records, self._calls, events, self._sending.url, self._cap
+        )
         self._operations = Operations(self._records)
+        self.workers = WorkerRows(
+            cast(Table, SharedWorker.__table__),
+            functools.partial(transaction, self._records.engine, "job records"),
+            stamp=to_datetime,
+        )
         self._receiving.purged_among = self._operations.purged_among
         self._redrive = Redrive(
             self._records,
             self._operations,
             self._calls,
             lambda: self.client,
-            self._outgoing,
+            self._sending,
             events,
             settings.dead_letter_queue_url,
         )
@@ -175,70 +185,7 @@ class SqsProvider(QueueProvider[Message]):
     async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Record jobs, then send their messages; nothing is sent for a job refused."""
         # A client that gives up half-way must not leave records without messages.
-        return await asyncio.shield(self._insert(jobs))
-
-    async def _insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
-        now = time.time()
-        candidates: list[tuple[NewJob, JobRecord]] = []
-        outgoing: list[Outgoing] = []
-        for new in jobs:
-            record = JobRecord.create(new, now)
-            outgoing.append(self._outgoing(record, now))
-            candidates.append((new, record))
-        results = await self._records.insert(candidates, now)
-        fresh = [out for (_, dup), out in zip(results, outgoing, strict=True) if not dup]
-        if fresh:
-            sent = await asyncio.gather(
-                *(self._calls.sends.submit(out.url, out.entry, out.size) for out in fresh),
-                return_exceptions=True,
-            )
-            failed = [(out, e) for out, e in zip(fresh, sent, strict=True) if e is not None]
-            if failed:
-                # Forget the jobs that were not sent, so a retry with the same
-                # request ids enqueues exactly those.
-                await self._records.delete(out.job_id for out, _ in failed)
-                out, error = failed[0]
-                raise sqs_error(error, out.url)
-        return results
-
-    def _outgoing(self, record: JobRecord, now: float) -> Outgoing:
-        url = self._url(record.queue)
-        delay = 0
-        if record.schedule_time is not None and record.schedule_time > now:
-            ahead = record.schedule_time - now
-            if url.endswith(".fifo"):
-                raise SqsRefusedError(
-                    f"queue {record.queue!r} is an SQS FIFO queue, which has no per-message "
-                    "delay; set [scheduler] delay_threshold = 0 so the scheduler holds "
-                    "every delayed job"
-                )
-            if ahead > MAX_DELAY + 1:
-                raise SqsRefusedError(
-                    f"SQS delays jobs by at most {MAX_DELAY}s; the scheduler must hold "
-                    "longer ones ([scheduler] enabled = true, delay_threshold at most 15m)"
-                )
-            # Whole seconds, rounded up: never delivered early.
-            delay = min(MAX_DELAY, math.ceil(ahead))
-        out = encode(record, url, delay)
-        limit = self._settings.max_message_bytes
-        if out.size > limit:
-            raise PayloadTooLargeError(
-                "payload",
-                f"is {len(record.payload)} bytes; as an SQS message (base64 body and "
-                f"attributes) the job takes {out.size} bytes, over SQS's limit of {limit} bytes",
-            )
-        return out
-
-    def _url(self, queue: str) -> str:
-        try:
-            return self._urls[queue]
-        except KeyError:
-            names = ", ".join(sorted(self._urls))
-            raise QueueNotConfiguredError(
-                f"queue {queue!r} has no SQS queue; add it to provider.queue_urls "
-                f"(configured: {names})",
-                queue=queue,
-            ) from None
+        return await asyncio.shield(self._sending.insert(jobs))
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return a job from the records (this gateway's own changes included)."""
@@ -345,18 +292,6 @@ class SqsProvider(QueueProvider[Message]):
             )
         await self._operations.set_paused(queue, paused)
         self._receiving.set_paused(await self._operations.paused())
-
-    async def share_workers(self, gateway: str, workers: Sequence[WorkerInfo]) -> set[str]:
-        """Publish this gateway's streams in the records database."""
-        return await self._operations.share_workers(gateway, workers)
-
-    async def shared_workers(self, gateway: str) -> list[WorkerInfo]:
-        """Streams other gateways published."""
-        return await self._operations.shared_workers(gateway)
-
-    async def request_drain(self, gateway: str, worker_id: str, session_id: str) -> int:
-        """Mark other gateways' streams of the worker to drain."""
-        return await self._operations.request_drain(gateway, worker_id, session_id)
 
     # Leases ------------------------------------------------------------------
 

@@ -43,8 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from jobwire.gateway._db import create_engine, open_schema, transaction
-from jobwire.gateway._dedup import DedupRule, lookups
+from jobwire.gateway._db import create_engine, failure_json, open_schema, transaction
+from jobwire.gateway._dedup import DedupRule, admit_again, lookups
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, NewJob
 from jobwire.gateway.providers._types import QueueCounts
@@ -65,7 +65,6 @@ from jobwire.gateway.providers.sqs._tables import (
     SchemaVersion,
     SharedWorker,
     StoredJob,
-    failure_json,
     insert_params,
     record_of,
     to_datetime,
@@ -79,9 +78,6 @@ logger = logging.getLogger("jobwire.gateway.sqs")
 _SCHEMA_LOCK = 0x6A6F627371
 _PRUNE_EVERY = 3600.0
 _CLOSE_TIMEOUT = 5.0
-# Concurrent enqueues of one deduplication key on two gateways: the loser of
-# the insert race reads the winner's job on its next try.
-_INSERT_TRIES = 3
 
 
 @dataclass(slots=True)
@@ -199,15 +195,7 @@ class JobRecords:
         """
         if any(new.deduplication_key for new, _ in jobs):
             await self.flush()  # a job this gateway just finished frees its key
-        for attempt in range(1, _INSERT_TRIES + 1):
-            try:
-                return await self._insert(jobs, now)
-            except IntegrityError:
-                if attempt == _INSERT_TRIES:
-                    raise UnavailableError(
-                        "job records: concurrent enqueues of the same key kept colliding"
-                    ) from None
-        raise AssertionError("unreachable")
+        return await admit_again(lambda: self._insert(jobs, now), "job records")
 
     async def _insert(
         self, jobs: Sequence[tuple[NewJob, JobRecord]], now: float

@@ -24,10 +24,10 @@ from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers.sqs._calls import MessageCalls
-from jobwire.gateway.providers.sqs._codec import Outgoing
 from jobwire.gateway.providers.sqs._errors import sqs_error
 from jobwire.gateway.providers.sqs._operations import Operations
 from jobwire.gateway.providers.sqs._records import JobRecords
+from jobwire.gateway.providers.sqs._sending import Sending
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -52,7 +52,7 @@ class Redrive:
         operations: Operations,
         calls: MessageCalls,
         client: Callable[[], SQSClient],
-        outgoing: Callable[[JobRecord, float], Outgoing],
+        sending: Sending,
         events: JobEvents,
         dead_letter_queue_url: str | None,
     ) -> None:
@@ -60,7 +60,7 @@ class Redrive:
         self._operations = operations
         self._calls = calls
         self._client = client
-        self._outgoing = outgoing
+        self._sending = sending
         self._events = events
         self._dlq = dead_letter_queue_url
         self._tasks: set[asyncio.Task[None]] = set()
@@ -126,14 +126,10 @@ class Redrive:
         return count
 
     async def _send(self, jobs: Sequence[JobRecord], now: float) -> None:
-        outgoing = [self._outgoing(job, now) for job in jobs]
-        sent = await asyncio.gather(
-            *(self._calls.sends.submit(out.url, out.entry, out.size) for out in outgoing),
-            return_exceptions=True,
-        )
-        for out, error in zip(outgoing, sent, strict=True):
-            if error is not None:
-                raise sqs_error(error, out.url)
+        failed = await self._sending.send([self._sending.outgoing(job, now) for job in jobs])
+        if failed:
+            out, error = failed[0]
+            raise sqs_error(error, out.url)
 
     def _sweep(self, job_ids: set[str]) -> None:
         if self._dlq is None:

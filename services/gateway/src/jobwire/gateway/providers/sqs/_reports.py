@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobwire.gateway._db import filter_clauses
 from jobwire.gateway._models import JobFilter, JobRecord, JobState
 from jobwire.gateway.providers._types import QueueCounts
 from jobwire.gateway.providers.sqs._tables import COLUMNS as _J
@@ -33,12 +34,7 @@ async def list_page(
     """Up to ``limit`` committed jobs, newest first after ``cursor``, and the next cursor."""
     stamp = to_datetime(now)
     query = select(StoredJob).order_by(_J.create_time.desc(), _J.id.desc()).limit(limit + 1)
-    if where.queue:
-        query = query.where(_J.queue == where.queue)
-    if where.type:
-        query = query.where(_J.type == where.type)
-    if where.id_prefix:
-        query = query.where(_J.id.startswith(where.id_prefix, autoescape=True))
+    query = query.where(*filter_clauses(where, _J.queue, _J.type, _J.id))
     if where.states:
         names = [state.name.lower() for state in where.states]
         query = query.where(effective_state(stamp).in_(names))

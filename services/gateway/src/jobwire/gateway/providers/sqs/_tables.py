@@ -24,9 +24,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from jobwire.gateway._db import TYPE_ANNOTATIONS
+from jobwire.gateway._db import TYPE_ANNOTATIONS, error_json, errors_of
 from jobwire.gateway._errors import InvalidPageTokenError
-from jobwire.gateway._models import Failure, JobRecord, JobState
+from jobwire.gateway._models import JobRecord, JobState
 from jobwire.v1 import job_pb2
 
 logger = logging.getLogger("jobwire.gateway.sqs")
@@ -253,8 +253,7 @@ def record_of(row: Any) -> JobRecord:
     progress = None
     if row["progress"] is not None:
         progress = job_pb2.JobProgress.FromString(row["progress"])
-    error = dict(row["last_error"]) if row["last_error"] is not None else None
-    history = error.pop("errors", []) if error is not None else []
+    last_error, errors = errors_of(row["last_error"])
     return JobRecord(
         id=row["id"],
         queue=row["queue"],
@@ -271,26 +270,14 @@ def record_of(row: Any) -> JobRecord:
         update_time=row["update_time"].timestamp(),
         end_time=optional_epoch(row["end_time"]),
         attempt=row["attempt"],
-        last_error=Failure(**error) if error is not None else None,
-        errors=tuple(Failure(**item) for item in history),
+        last_error=last_error,
+        errors=errors,
         result=row["result"],
         result_content_type=row["result_content_type"],
         progress=progress,
         worker_id=row["worker_id"],
         schedule=row["schedule"],
     )
-
-
-def failure_json(failure: Failure | None) -> dict[str, Any] | None:
-    return None if failure is None else dataclasses.asdict(failure)
-
-
-def error_json(record: JobRecord) -> dict[str, Any] | None:
-    """The last error, with every attempt's error under ``errors`` (no schema change)."""
-    stored = failure_json(record.last_error)
-    if stored is not None and record.errors:
-        stored["errors"] = [dataclasses.asdict(failure) for failure in record.errors]
-    return stored
 
 
 def to_datetime(seconds: float) -> datetime:

@@ -1,31 +1,29 @@
-"""Operators' writes on jobs: replay one or a selection, purge a selection.
+"""What operators ask: replay and purge jobs, pause queues, list and drain workers.
 
-A mixin of :class:`~jobwire.gateway._service.JobService`: the checks of
-``RetryJob``, ``RetryJobs`` and ``PurgeJobs`` live here, the storage in the
-provider (and, for the jobs it holds, in the scheduler).
+The middle layer of :class:`~jobwire.gateway._service.JobService`: each
+request is validated here and answered by the lease state machine (which
+revokes the leases of purged jobs), the provider or the worker directory.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from jobwire.gateway._errors import InvalidArgumentError, JobNotRetryableError
-from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._job_requests import JobRequests
 from jobwire.gateway._models import REPLAYABLE, JobRecord, JobState, states_text
-from jobwire.gateway._validation import MAX_RETRIES_LIMIT, Validator, job_selector, require_id
-from jobwire.gateway.providers import Leases, QueueProvider
-from jobwire.gateway.scheduler import Scheduler
+from jobwire.gateway._validation import (
+    MAX_RETRIES_LIMIT,
+    job_selector,
+    require_id,
+    validate_queue_name,
+)
+from jobwire.gateway.providers import QueueCounts, WorkerInfo
 from jobwire.v1 import queue_service_pb2
 
 
-class JobOperations:
-    """``RetryJob``, ``RetryJobs`` and ``PurgeJobs`` (the admin role's job writes)."""
-
-    provider: QueueProvider[Any]
-    leases: Leases[Any]
-    scheduler: Scheduler | None
-    validate: Validator
+class OperatorRequests(JobRequests):
+    """Operators' requests, on top of the producers' ones."""
 
     async def retry_job(self, request: queue_service_pb2.RetryJobRequest) -> JobRecord:
         """Replay one dead, failed or cancelled job, optionally with a new payload."""
@@ -77,14 +75,31 @@ class JobOperations:
                 "processing jobs are purged only with include_processing (their leases are"
                 " revoked)",
             )
-        held = await self._purge_held(selector, validate_only=request.validate_only)
+        held = 0
+        if self.scheduler is not None:
+            held = await self.scheduler.purge_held(selector, validate_only=request.validate_only)
         return held + await self.leases.purge(
             selector,
             include_processing=request.include_processing,
             validate_only=request.validate_only,
         )
 
-    async def _purge_held(self, selector: JobSelector, *, validate_only: bool) -> int:
-        if self.scheduler is None:
-            return 0
-        return await self.scheduler.purge_held(selector, validate_only=validate_only)
+    async def pause_queue(self, queue: str, paused: bool) -> QueueCounts:
+        """Pause or resume deliveries from one queue; return its counts."""
+        if not queue:
+            raise InvalidArgumentError("queue", "is required")
+        name = validate_queue_name(queue, "queue")
+        await self.provider.set_paused(name, paused)
+        [row] = await self.stats(name)
+        return row
+
+    async def list_workers(self, queue: str) -> list[WorkerInfo]:
+        """Worker streams of every gateway sharing the provider."""
+        name = validate_queue_name(queue, "queue") if queue else ""
+        return await self.workers.list(name)
+
+    async def drain_worker(self, worker_id: str, session_id: str) -> int:
+        """Ask a worker's streams to finish their jobs and disconnect, on any gateway."""
+        if not worker_id:
+            raise InvalidArgumentError("worker_id", "is required (see ListWorkers)")
+        return await self.workers.drain(worker_id, session_id)
