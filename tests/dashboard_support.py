@@ -221,6 +221,9 @@ def served_dashboard(gateway: str, **options: Any) -> Iterator[Served]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        # A server still running would leave its connections to be collected
+        # (and reported) in some later test: fail here, where it happened.
+        assert not thread.is_alive(), "the dashboard did not stop within 10 s"
 
 
 def chromium_path() -> str:

@@ -41,6 +41,7 @@ class TcpProxy:
         self.down()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        assert not self._thread.is_alive(), "the proxy's loop did not stop within 10 s"
         self._loop.close()
 
     def up(self) -> None:

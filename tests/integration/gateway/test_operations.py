@@ -107,7 +107,7 @@ async def test_retry_jobs_replays_a_filtered_set_in_one_call_once_per_request_id
     worker = await raw_worker(max_in_flight=1000, queues=["mail", "other"], job_types=["t"])
     await kill(producer, worker, count, queue="mail")
     [other] = await kill(producer, worker, 1, queue="other")
-    worker.drop()
+    await worker.close()  # the gateway has forgotten the stream before jobs are replayed
     await eventually(lambda: _count(producer, "mail", "dead", count))
     request = queue_service_pb2.RetryJobsRequest(selector=Selector(queue="mail"), request_id="r-1")
     assert (await producer.stub.RetryJobs(request)).count == count
@@ -136,7 +136,7 @@ async def test_retry_jobs_selects_by_error_and_type(
     [a] = await kill(producer, worker, 1, type="a")
     [b] = await kill(producer, worker, 1, type="b")
     await producer.wait_state(b, State.STATE_DEAD)
-    worker.drop()
+    await worker.close()  # the gateway has forgotten the stream before jobs are replayed
     miss = queue_service_pb2.RetryJobsRequest(selector=Selector(error_contains="other bug"))
     assert (await producer.stub.RetryJobs(miss)).count == 0
     hit = queue_service_pb2.RetryJobsRequest(selector=Selector(type="a", error_contains="bug 1"))
@@ -152,7 +152,7 @@ async def test_retry_jobs_with_ids_replays_exactly_those_jobs(
     dead = await kill(producer, worker, 4)
     for job_id in dead:
         await producer.wait_state(job_id, State.STATE_DEAD)
-    worker.drop()
+    await worker.close()  # the gateway has forgotten the stream before jobs are replayed
     cancelled = await producer.enqueue(queue="other")
     await producer.stub.CancelJob(queue_service_pb2.CancelJobRequest(id=cancelled.id))
     pending = await producer.enqueue(queue="other")
