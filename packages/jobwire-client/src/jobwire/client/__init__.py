@@ -47,7 +47,8 @@ from jobwire.client._errors import (
 from jobwire.client._job_lists import JobList, JobPage
 from jobwire.client._models import Job, JobFailure, JobProgress, JobState
 from jobwire.client._operations import WorkerInfo
-from jobwire.client._pipeline import EnqueueFailedError, PendingJob, Pipeline
+from jobwire.client._pipeline import PendingJob, Pipeline
+from jobwire.client._pipeline_base import EnqueueFailedError, PipelineFullError
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
@@ -84,6 +85,7 @@ __all__ = [
     "PendingJob",
     "PermissionDeniedError",
     "Pipeline",
+    "PipelineFullError",
     "PriorityUnsupportedError",
     "QueueStats",
     "QueueStatsList",

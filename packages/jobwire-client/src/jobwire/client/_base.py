@@ -39,6 +39,7 @@ from jobwire.client._errors import (
     JobCancelledError,
     JobDeadError,
     JobwireError,
+    StatusCode,
     WaitTimeoutError,
     from_rpc_error,
     unreachable_message,
@@ -58,6 +59,8 @@ MAX_BATCH = 1000
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 Metadata = tuple[tuple[str, str], ...]
+#: What one enqueue came to: the gateway's answer, or the job's own error.
+EnqueueOutcome = queue_service_pb2.EnqueueJobResponse | JobwireError
 
 
 class BaseClient:
@@ -161,6 +164,18 @@ class BaseClient:
                 f"the gateway answered {len(response.results)} results for {sent} enqueued jobs"
             )
         return response.results
+
+    def _enqueue_error(self, error: grpc.RpcError, sent: int) -> JobwireError | None:
+        """Maps a failed enqueue call of `sent` jobs; None when each must be resent alone.
+
+        The gateway refuses a batch as a whole when one entry is invalid; sent
+        alone, each job gets its own outcome (its request id makes a resend safe).
+        """
+        mapped = self._error(error)
+        mapped.__cause__ = error
+        if sent > 1 and mapped.code is StatusCode.INVALID_ARGUMENT:
+            return None
+        return mapped
 
     @staticmethod
     def _list_request(
