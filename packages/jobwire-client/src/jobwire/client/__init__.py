@@ -17,6 +17,7 @@ import logging
 from jobwire.client import _display  # noqa: F401  # registers how models render (see _rich)
 from jobwire.client.__about__ import __version__
 from jobwire.client._async_client import AsyncClient
+from jobwire.client._async_pipeline import AsyncPendingJob, AsyncPipeline
 from jobwire.client._client import Client
 from jobwire.client._config import ClientOptions, RetryConfig, TLSConfig
 from jobwire.client._errors import (
@@ -57,6 +58,8 @@ from jobwire.client._serializers import JsonSerializer, RawSerializer, Serialize
 __all__ = [
     "AlreadyExistsError",
     "AsyncClient",
+    "AsyncPendingJob",
+    "AsyncPipeline",
     "Client",
     "ClientOptions",
     "DeadlineExceededError",

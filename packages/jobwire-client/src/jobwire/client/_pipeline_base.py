@@ -161,9 +161,11 @@ class PipelineBase(Generic[_Handle]):
         return failed
 
     @staticmethod
-    def _send_failed(error: BaseException, sent: int) -> list[EnqueueOutcome]:
+    def _send_failed(
+        error: BaseException, sent: int, why: str = "enqueue failed"
+    ) -> list[EnqueueOutcome]:
         """The outcomes of a send that failed outside gRPC: never leave a handle unanswered."""
-        failed = JobwireError(f"enqueue failed: {error!r}")
+        failed = JobwireError(f"{why}: {error!r}")
         failed.__cause__ = error
         return [failed] * sent
 
