@@ -40,7 +40,7 @@ async def test_jobs_enqueued_at_once_are_stored_in_order_and_each_handle_gives_i
         handles = [pipe.enqueue("t", {"n": n}, queue="piped") for n in range(50)]
         assert not any(handle.done() for handle in handles), "enqueue only queues"
     assert all(handle.done() for handle in handles), "aclose() flushed"
-    jobs = [await handle for handle in handles]
+    jobs = await asyncio.gather(*handles)  # a handle is an awaitable like any other
     assert all(isinstance(job, Job) for job in jobs)
     assert [job.payload for job in jobs] == [{"n": n} for n in range(50)]
     assert len({job.id for job in jobs}) == 50
@@ -73,6 +73,7 @@ async def test_a_refused_job_fails_its_own_handle_and_one_flush_and_the_others_a
         await pipe.flush()
     assert failed.value.failures == [bad]
     assert failed.value.code is StatusCode.INVALID_ARGUMENT
+    assert isinstance(failed.value.failures[0].exception(), InvalidArgumentError)
     with pytest.raises(InvalidArgumentError, match="queue"):
         await bad
     assert isinstance(bad.exception(), InvalidArgumentError)

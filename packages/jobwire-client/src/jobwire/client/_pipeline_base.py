@@ -61,6 +61,10 @@ class BasePendingJob:
         """Whether the gateway answered (or the send failed)."""
         return self._done
 
+    def exception(self) -> JobwireError | None:
+        """The error of an answered enqueue, or None when its job was stored."""
+        return self._error
+
     def _settle(self, outcome: Job | JobwireError) -> None:
         if isinstance(outcome, JobwireError):
             self._error = outcome
