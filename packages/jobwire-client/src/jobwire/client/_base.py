@@ -10,11 +10,14 @@ jobs           ``_sync_jobs.py``       ``_async_jobs.py``
 watch, wait    ``_sync_watch.py``      ``_async_jobs.py``
 schedules      ``_sync_schedules.py``  ``_async_schedules.py``
 calls, stubs   ``_sync_calls.py``      ``_async_calls.py``
+coalescing     ``_sync_coalescer.py``  ``_coalescer.py``
+pipeline       ``_pipeline.py``        ``_async_pipeline.py``
 lifecycle      ``_client.py``          ``_async_client.py``
 =============  ======================  =======================
 
 A new RPC gets its request building and result conversion here, and one
-method in each twin's mixin for its area.
+method in each twin's mixin for its area. The pipelines' shared rules live
+in ``_pipeline_base.py``.
 """
 
 from __future__ import annotations
