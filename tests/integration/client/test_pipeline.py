@@ -109,3 +109,20 @@ def test_a_batch_with_a_refused_job_is_resent_job_by_job(sync_client: Client) ->
         "EnqueueJobResponse",
     ]
     assert pending_count(sync_client, "split") == 4
+
+
+def test_enqueue_blocks_while_max_pending_jobs_are_unanswered(sync_client: Client) -> None:
+    with sync_client.pipeline(max_pending=2) as pipe:
+        assert pipe.max_pending == 2
+        handles = []
+        for n in range(12):
+            handles.append(pipe.enqueue("t", n, queue="bounded"))
+            assert pipe.unanswered <= 2, "the bound holds: enqueue waited for room"
+    assert [handle.result().payload for handle in handles] == list(range(12))
+    assert pending_count(sync_client, "bounded") == 12
+
+
+@pytest.mark.parametrize("max_pending", [0, -1, 1.5, True])
+def test_a_bad_max_pending_is_refused(sync_client: Client, max_pending: object) -> None:
+    with pytest.raises(ValueError, match="max_pending must be a positive int"):
+        sync_client.pipeline(max_pending=max_pending)  # type: ignore[arg-type]

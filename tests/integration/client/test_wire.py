@@ -13,6 +13,8 @@ from google.protobuf.message import Message
 from jobwire.client import AsyncClient, Client, GatewayUnavailableError, JobRequest, RetryConfig
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
 
+from timing import FRAME_TIMEOUT
+
 Context = grpc.aio.ServicerContext[Message, Message]
 
 
@@ -23,12 +25,18 @@ class ScriptedQueue(queue_service_pb2_grpc.QueueServiceServicer):
         self.address = ""
         self.calls: list[tuple[str, Message]] = []
         self.unavailable = 0
+        #: Set when a call arrives; while `hold` is not None, calls wait for it.
+        self.arrived = asyncio.Event()
+        self.hold: asyncio.Event | None = None
 
     def methods(self) -> list[str]:
         return [method for method, _ in self.calls]
 
     async def _record(self, method: str, request: Message, context: Context) -> None:
         self.calls.append((method, request))
+        self.arrived.set()
+        if self.hold is not None:
+            await self.hold.wait()
         if self.unavailable:
             self.unavailable -= 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
@@ -162,3 +170,34 @@ async def test_enqueue_cancelled_before_the_flush_is_not_sent(scripted: Scripted
         doomed.cancel()
         await kept
     assert [request.type for call in scripted.calls for request in _enqueued(call)] == ["kept"]
+
+
+async def test_a_pipeline_sends_one_loop_iterations_jobs_in_one_call_in_order(
+    scripted: ScriptedQueue,
+) -> None:
+    async with AsyncClient(scripted.address) as client, client.pipeline() as pipe:
+        handles = [pipe.enqueue("t", n) for n in range(2500)]
+    assert scripted.methods() == ["EnqueueJobs"] * 3, "one call after the other, at most 1000"
+    sent = [request for call in scripted.calls for request in _enqueued(call)]
+    assert [len(_enqueued(call)) for call in scripted.calls] == [1000, 1000, 500]
+    assert [request.payload for request in sent] == [str(n).encode() for n in range(2500)]
+    assert [handle.request.request_id for handle in handles] == [r.request_id for r in sent]
+
+
+async def test_a_pipeline_has_one_call_in_flight_and_the_jobs_meanwhile_leave_together(
+    scripted: ScriptedQueue,
+) -> None:
+    scripted.hold = asyncio.Event()
+    async with AsyncClient(scripted.address) as client, client.pipeline() as pipe:
+        first = pipe.enqueue("t", 0)
+        await asyncio.wait_for(scripted.arrived.wait(), FRAME_TIMEOUT)
+        later = []
+        for n in range(1, 6):  # over several loop iterations, while the first call is held
+            later.append(pipe.enqueue("t", n))
+            await asyncio.sleep(0)
+        assert scripted.methods() == ["EnqueueJob"], "no second call while one is in flight"
+        scripted.hold.set()
+        await pipe.flush()
+    assert scripted.methods() == ["EnqueueJob", "EnqueueJobs"]
+    assert [len(_enqueued(call)) for call in scripted.calls] == [1, 5]
+    assert all(handle.done() for handle in [first, *later])

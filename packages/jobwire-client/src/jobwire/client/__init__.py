@@ -17,6 +17,7 @@ import logging
 from jobwire.client import _display  # noqa: F401  # registers how models render (see _rich)
 from jobwire.client.__about__ import __version__
 from jobwire.client._async_client import AsyncClient
+from jobwire.client._async_pipeline import AsyncPendingJob, AsyncPipeline
 from jobwire.client._client import Client
 from jobwire.client._config import ClientOptions, RetryConfig, TLSConfig
 from jobwire.client._errors import (
@@ -47,7 +48,8 @@ from jobwire.client._errors import (
 from jobwire.client._job_lists import JobList, JobPage
 from jobwire.client._models import Job, JobFailure, JobProgress, JobState
 from jobwire.client._operations import WorkerInfo
-from jobwire.client._pipeline import EnqueueFailedError, PendingJob, Pipeline
+from jobwire.client._pipeline import PendingJob, Pipeline
+from jobwire.client._pipeline_base import EnqueueFailedError, PipelineFullError
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
@@ -56,6 +58,8 @@ from jobwire.client._serializers import JsonSerializer, RawSerializer, Serialize
 __all__ = [
     "AlreadyExistsError",
     "AsyncClient",
+    "AsyncPendingJob",
+    "AsyncPipeline",
     "Client",
     "ClientOptions",
     "DeadlineExceededError",
@@ -84,6 +88,7 @@ __all__ = [
     "PendingJob",
     "PermissionDeniedError",
     "Pipeline",
+    "PipelineFullError",
     "PriorityUnsupportedError",
     "QueueStats",
     "QueueStatsList",

@@ -9,9 +9,11 @@ from typing import Any
 import grpc
 
 from jobwire.client._async_calls import AsyncCalls
+from jobwire.client._async_pipeline import AsyncPipeline
 from jobwire.client._base import batches, states_of
 from jobwire.client._job_lists import JobList, JobPage
 from jobwire.client._models import Job, JobState
+from jobwire.client._pipeline_base import DEFAULT_MAX_PENDING
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
@@ -52,6 +54,23 @@ class AsyncJobs(AsyncCalls):
         )
         proto = self._enqueue_request(request)
         return self._enqueued(proto, await self._connect().coalescer.submit(proto))
+
+    def pipeline(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> AsyncPipeline:
+        """Opens a pipelined producer; see `Client.pipeline`. Call it on the client's loop.
+
+        `enqueue` is a plain call returning an `AsyncPendingJob` at once (await it
+        for the `Job`, or its error). Where the blocking pipeline's `enqueue`
+        waits for room, this one raises `PipelineFullError` once `max_pending`
+        jobs are unanswered: `await pipe.wait_for_room()` before enqueueing when
+        the producer may outrun the gateway.
+
+        Example:
+            async with client.pipeline() as pipe:  # aclose() flushes
+                handles = [pipe.enqueue("email:send", {"to": to}) for to in addresses]
+            jobs = [await handle for handle in handles]
+        """
+        connection = self._connect()
+        return AsyncPipeline(self, connection.queue, connection.loop, max_pending=max_pending)
 
     async def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[Job]:
         """Enqueues several jobs with as few calls as possible; see `Client.enqueue_many`."""

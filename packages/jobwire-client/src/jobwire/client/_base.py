@@ -10,11 +10,14 @@ jobs           ``_sync_jobs.py``       ``_async_jobs.py``
 watch, wait    ``_sync_watch.py``      ``_async_jobs.py``
 schedules      ``_sync_schedules.py``  ``_async_schedules.py``
 calls, stubs   ``_sync_calls.py``      ``_async_calls.py``
+coalescing     ``_sync_coalescer.py``  ``_coalescer.py``
+pipeline       ``_pipeline.py``        ``_async_pipeline.py``
 lifecycle      ``_client.py``          ``_async_client.py``
 =============  ======================  =======================
 
 A new RPC gets its request building and result conversion here, and one
-method in each twin's mixin for its area.
+method in each twin's mixin for its area. The pipelines' shared rules live
+in ``_pipeline_base.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from jobwire.client._errors import (
     JobCancelledError,
     JobDeadError,
     JobwireError,
+    StatusCode,
     WaitTimeoutError,
     from_rpc_error,
     unreachable_message,
@@ -58,6 +62,8 @@ MAX_BATCH = 1000
 MAX_BATCH_BYTES = 3 * 1024 * 1024
 
 Metadata = tuple[tuple[str, str], ...]
+#: What one enqueue came to: the gateway's answer, or the job's own error.
+EnqueueOutcome = queue_service_pb2.EnqueueJobResponse | JobwireError
 
 
 class BaseClient:
@@ -161,6 +167,18 @@ class BaseClient:
                 f"the gateway answered {len(response.results)} results for {sent} enqueued jobs"
             )
         return response.results
+
+    def _enqueue_error(self, error: grpc.RpcError, sent: int) -> JobwireError | None:
+        """Maps a failed enqueue call of `sent` jobs; None when each must be resent alone.
+
+        The gateway refuses a batch as a whole when one entry is invalid; sent
+        alone, each job gets its own outcome (its request id makes a resend safe).
+        """
+        mapped = self._error(error)
+        mapped.__cause__ = error
+        if sent > 1 and mapped.code is StatusCode.INVALID_ARGUMENT:
+            return None
+        return mapped
 
     @staticmethod
     def _list_request(

@@ -7,95 +7,83 @@ per job. The contract is the Kafka producer's: nothing fails silently. A job
 the gateway refuses fails its own handle (the others of its batch are stored;
 see `_sync_coalescer.send`), and every failure is raised once more, together
 with the others since the previous report, by `flush()` or `close()`.
+At most `max_pending` jobs are unanswered: `enqueue` blocks until there is
+room (as the Java Kafka producer's `send` does when its buffer is full). The
+rules shared with `AsyncPipeline` live in `_pipeline_base`.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from jobwire.client._base import MAX_BATCH, BaseClient
+from jobwire.client._base import BaseClient
 from jobwire.client._errors import JobwireError
 from jobwire.client._models import Job
-from jobwire.client._sync_coalescer import Request, Response, send
+from jobwire.client._pipeline_base import BasePendingJob, PipelineBase
+from jobwire.client._sync_coalescer import Request, send
 
 if TYPE_CHECKING:
     from jobwire.v1.queue_service_pb2_grpc import QueueServiceStub
 
 
-class EnqueueFailedError(JobwireError):
-    """Pipelined enqueues failed; `failures` holds their handles, each with its own error."""
-
-    def __init__(self, failures: list[PendingJob]) -> None:
-        first = failures[0].exception()
-        super().__init__(
-            f"{len(failures)} pipelined enqueue(s) failed; the first: {first}",
-            code=getattr(first, "code", None),
-        )
-        #: The handles of the failed enqueues, in the order they were made.
-        self.failures = failures
-
-
-class PendingJob:
+class PendingJob(BasePendingJob):
     """The handle of a pipelined enqueue: the stored `Job`, or why it was refused."""
 
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self._future: Future[Job] = Future()
+    __slots__ = ("_answers",)
 
-    def done(self) -> bool:
-        """Whether the gateway answered (or the send failed)."""
-        return self._future.done()
+    def __init__(self, request: Request, answers: threading.Condition) -> None:
+        super().__init__(request)
+        self._answers = answers  # the pipeline's: notified when a batch is answered
 
     def result(self, timeout: float | None = None) -> Job:
-        """Waits for the answer and returns the stored job, or raises its error."""
-        return self._future.result(timeout)
+        """Waits for the answer and returns the stored job, or raises its error.
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+        Raises:
+            TimeoutError: No answer within `timeout` seconds.
+        """
+        self._wait(timeout)
+        return self._outcome()
+
+    def exception(self, timeout: float | None = None) -> JobwireError | None:
         """Waits for the answer; the error, or None when the job was stored."""
-        return self._future.exception(timeout)
+        self._wait(timeout)
+        return self._error
 
-    def __repr__(self) -> str:
-        state = "pending" if not self.done() else ("failed" if self.exception() else "stored")
-        return f"<PendingJob {self.request.type} {state}>"
+    def _wait(self, timeout: float | None) -> None:
+        if self._done:
+            return
+        with self._answers:
+            if not self._answers.wait_for(self.done, timeout):
+                raise TimeoutError(f"pipelined enqueue of {self.request.type} still unanswered")
 
 
-class Pipeline:
+class Pipeline(PipelineBase[PendingJob]):
     """Pipelined enqueues on one `Client` (see `Client.pipeline`)."""
 
-    def __init__(
-        self,
-        client: BaseClient,
-        stub: QueueServiceStub,
-        build: Callable[..., Request],
-        stored: Callable[[Request, Response], Job],
-    ) -> None:
-        self._client = client
+    def __init__(self, client: BaseClient, stub: QueueServiceStub, *, max_pending: int) -> None:
+        super().__init__(client, max_pending=max_pending)
         self._stub = stub
-        self._build = build
-        self._stored = stored
         self._lock = threading.Condition()
-        self._queued: list[PendingJob] = []
-        self._unanswered = 0
-        self._failed: list[PendingJob] = []
-        self._closed = False
         self._thread = threading.Thread(target=self._run, name="jobwire-pipeline", daemon=True)
         self._thread.start()
 
     def enqueue(self, type: str, payload: Any = None, **options: Any) -> PendingJob:
         """Queues a job and returns its handle at once; takes `Client.enqueue`'s arguments.
 
-        A payload the serializer cannot encode raises here, as in `Client.enqueue`.
+        Blocks while `max_pending` jobs are unanswered. A payload the serializer
+        cannot encode raises here, as in `Client.enqueue`.
+
+        Raises:
+            RuntimeError: The pipeline (or its client) is closed.
         """
-        handle = PendingJob(self._build(type, payload, **options))
+        request = self._build(type, payload, options)
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the pipeline is closed")
-            self._queued.append(handle)
-            self._unanswered += 1
+            self._lock.wait_for(lambda: self._closed or self._has_room())
+            self._check_open()
+            handle = PendingJob(request, self._lock)
+            self._admit(handle)
             self._lock.notify_all()
         return handle
 
@@ -109,10 +97,8 @@ class Pipeline:
         """
         with self._lock:
             if not self._lock.wait_for(lambda: self._unanswered == 0, timeout):
-                raise TimeoutError(f"{self._unanswered} pipelined enqueues still unanswered")
-            failed, self._failed = self._failed, []
-        if failed:
-            raise EnqueueFailedError(failed)
+                raise self._still_unanswered()
+            self._report()
 
     def close(self, timeout: float | None = None) -> None:
         """Flushes, then stops the sender thread; raises what `flush` raises."""
@@ -130,21 +116,14 @@ class Pipeline:
                 self._lock.wait_for(lambda: self._queued or self._closed)
                 if not self._queued:
                     return  # closed, and everything sent
-                batch, self._queued = self._queued[:MAX_BATCH], self._queued[MAX_BATCH:]
+                batch = self._next_batch()
             try:
                 outcomes = send(self._client, self._stub, [h.request for h in batch])
             except BaseException as error:  # never leave a handle unanswered
-                outcomes = [JobwireError(f"enqueue failed: {error!r}")] * len(batch)
-            failed = []
-            for handle, outcome in zip(batch, outcomes, strict=True):
-                if isinstance(outcome, JobwireError):
-                    handle._future.set_exception(outcome)
-                    failed.append(handle)
-                else:
-                    handle._future.set_result(self._stored(handle.request, outcome))
+                outcomes = self._send_failed(error, len(batch))
+            failed = self._answer(batch, outcomes)
             with self._lock:
-                self._failed.extend(failed)
-                self._unanswered -= len(batch)
+                self._answered(batch, failed)
                 self._lock.notify_all()
 
     def __enter__(self) -> Self:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from jobwire.client._base import BaseClient, batches
-from jobwire.client._errors import JobwireError, StatusCode
+from jobwire.client._base import BaseClient, EnqueueOutcome, batches
+from jobwire.client._errors import JobwireError
 from jobwire.v1 import queue_service_pb2
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 Request = queue_service_pb2.EnqueueJobRequest
 Response = queue_service_pb2.EnqueueJobResponse
-Outcome = Response | JobwireError
+Outcome = EnqueueOutcome
 
 
 def send(client: BaseClient, stub: QueueServiceStub, requests: Sequence[Request]) -> list[Outcome]:
@@ -54,9 +54,8 @@ def _send_batch(client: BaseClient, stub: QueueServiceStub, batch: list[Request]
         )
         return list(client._enqueue_results(len(batch), response))
     except grpc.RpcError as error:
-        mapped = client._error(error)
-        mapped.__cause__ = error
-        if len(batch) > 1 and mapped.code is StatusCode.INVALID_ARGUMENT:
+        mapped = client._enqueue_error(error, len(batch))
+        if mapped is None:
             return [
                 outcome for request in batch for outcome in _send_batch(client, stub, [request])
             ]

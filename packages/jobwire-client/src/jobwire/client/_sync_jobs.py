@@ -11,6 +11,7 @@ from jobwire.client._base import batches, states_of
 from jobwire.client._job_lists import JobList, JobPage
 from jobwire.client._models import Job, JobState
 from jobwire.client._pipeline import Pipeline
+from jobwire.client._pipeline_base import DEFAULT_MAX_PENDING
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.client._sync_calls import SyncCalls
@@ -83,7 +84,7 @@ class SyncJobs(SyncCalls):
         # Calls made now by other threads share one EnqueueJobs call with this one.
         return self._enqueued(proto, self._coalescer.enqueue(proto))
 
-    def pipeline(self) -> Pipeline:
+    def pipeline(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> Pipeline:
         """Opens a pipelined producer: `enqueue` returns a `PendingJob` at once.
 
         For one thread enqueueing many jobs one call at a time: the jobs leave in
@@ -92,19 +93,17 @@ class SyncJobs(SyncCalls):
         (`result()` raises), and `flush()` and `close()` raise
         `EnqueueFailedError` with every failure since the previous report, once.
 
+        Args:
+            max_pending: Most jobs enqueued and not yet answered; `enqueue`
+                blocks while that many are.
+
         Example:
             with client.pipeline() as pipe:  # close() flushes
                 handles = [pipe.enqueue("email:send", {"to": to}) for to in addresses]
             jobs = [handle.result() for handle in handles]
         """
         self._ensure_open()
-
-        def build(
-            type: str, payload: Any = None, **options: Any
-        ) -> queue_service_pb2.EnqueueJobRequest:
-            return self._enqueue_request(JobRequest(type, payload, **options))
-
-        return Pipeline(self, self._queue, build, self._enqueued)
+        return Pipeline(self, self._queue, max_pending=max_pending)
 
     def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[Job]:
         """Enqueues several jobs with as few calls as possible.
