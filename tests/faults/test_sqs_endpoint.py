@@ -36,9 +36,13 @@ async def test_workers_stay_connected_through_an_sqs_outage_and_nothing_is_lost(
 ) -> None:
     moto, endpoint = fleet.moto()
     with TcpProxy(urlsplit(endpoint).port or 80) as proxy:
+        # Shown with a failure: an "unclosed transport" report names its two
+        # ports, and these tell whose connection it was.
+        print(f"moto {endpoint}, proxy {proxy.url}")
         queues = await create_queues(proxy.url)
         settings = queues.provider_settings(visibility_timeout=2, wait_time=1)
         gateway = fleet.gateway(provider=settings, server={"min_lease_duration": 1})
+        print(f"gateway {gateway.address}")
         client = connect(gateway.address)
         accepted = await client.enqueue_many(
             JobRequest("work", {"seconds": 0.05}, max_retries=20) for _ in range(150)
