@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -26,7 +27,7 @@ class TcpProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
+        self._acceptor: asyncio.Task[None] | None = None
         self._pipes: set[asyncio.Task[None]] = set()
         self._ends: set[asyncio.StreamWriter] = set()
         self._flowing = asyncio.Event()
@@ -70,12 +71,40 @@ class TcpProxy:
         asyncio.run_coroutine_threadsafe(step, self._loop).result(10)
 
     async def _up(self) -> None:
-        self._server = await asyncio.start_server(self._carry, "127.0.0.1", self.port)
+        # Our own accept loop, not asyncio.start_server: on Python 3.11, closing a
+        # Server while an accepted connection waits for its transport fails that
+        # transport's construction silently and leaks its socket.
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        listener.setblocking(False)
+        self._acceptor = asyncio.create_task(self._accept(listener))
+
+    async def _accept(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        with listener:
+            while True:
+                connection, _ = await loop.sock_accept(listener)
+                if self._acceptor is None:  # going down: refuse, stop listening
+                    connection.close()
+                    return
+                self._pipes.add(asyncio.create_task(self._carry(connection)))
+
+    async def _stop_accepting(self) -> None:
+        acceptor, self._acceptor = self._acceptor, None
+        if acceptor is None:
+            return
+        # Woken by a connection of our own rather than cancelled: a cancelled
+        # sock_accept can lose a connection it has just accepted.
+        poke = socket.socket()
+        poke.setblocking(False)
+        with poke:
+            await asyncio.get_running_loop().sock_connect(poke, ("127.0.0.1", self.port))
+            await acceptor
 
     async def _down(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        await self._stop_accepting()
         # Reset both ends of every connection; their pipes then end on their
         # own (cancelling a client_connected_cb task makes asyncio log an error).
         # A connection accepted just before the close starts its pipe only on a
@@ -96,13 +125,14 @@ class TcpProxy:
                 return
         raise RuntimeError("the proxy's connections did not end")
 
-    async def _carry(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _carry(self, connection: socket.socket) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._pipes.add(task)
-        self._ends.add(writer)
+        writer: asyncio.StreamWriter | None = None
         upstream_writer: asyncio.StreamWriter | None = None
         try:
+            reader, writer = await asyncio.open_connection(sock=connection)
+            self._ends.add(writer)
             upstream_reader, upstream_writer = await asyncio.open_connection(
                 "127.0.0.1", self.target_port
             )
@@ -117,6 +147,8 @@ class TcpProxy:
             pass  # the target refused: the client's connection goes too
         finally:
             self._pipes.discard(task)
+            if writer is None:
+                connection.close()
             for end in (writer, upstream_writer):
                 if end is not None:
                     self._ends.discard(end)
