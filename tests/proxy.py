@@ -105,24 +105,16 @@ class TcpProxy:
 
     async def _down(self) -> None:
         await self._stop_accepting()
-        # Reset both ends of every connection; their pipes then end on their
-        # own (cancelling a client_connected_cb task makes asyncio log an error).
-        # A connection accepted just before the close starts its pipe only on a
-        # later turn of the loop: reset again until no pipe is left, so none is
-        # left connecting upstream when the loop closes. Bounded: the listener is
-        # closed, so no new pipe can start.
-        # (An accepted connection's pipe starts several turns of the loop after
-        # the accept: a short real wait lets it appear before it is looked for.)
-        quiet = 0
-        for _ in range(200):
+        # Reset both ends of every connection until every pipe has ended; a pipe
+        # still opening its ends has them reset on a later round. Bounded: no new
+        # pipe starts once the acceptor has stopped.
+        for _ in range(500):
             self._flowing.set()
             for end in list(self._ends):
                 end.transport.abort()
-            await asyncio.gather(*self._pipes, return_exceptions=True)
-            await asyncio.sleep(0.01)
-            quiet = 0 if self._pipes else quiet + 1
-            if quiet >= 3:
+            if not self._pipes:
                 return
+            await asyncio.wait(set(self._pipes), timeout=0.01)
         raise RuntimeError("the proxy's connections did not end")
 
     async def _carry(self, connection: socket.socket) -> None:

@@ -100,25 +100,9 @@ class SyncWatch(SyncJobs):
         ids = [job.id for job in watched]
         seconds = self._wait_seconds(timeout)
 
-        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
-            # The channel belongs to the StreamThread's private loop: opened on it.
-            async with self._aio_channel() as channel:
-                stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
-                await follow(
-                    stub,
-                    ids,
-                    lambda index, job: emit((index, job)),
-                    metadata=self._metadata,
-                    max_streams=max_streams,
-                    time_limit=seconds,
-                )
-
-        with JobsProgress(watched, desc=desc) as progress, StreamThread(stream) as updates:
-            try:
-                for index, proto in updates:
-                    progress.update(index, self._job(proto))
-            except grpc.RpcError as error:
-                raise self._error(error) from error
+        with JobsProgress(watched, desc=desc) as progress:
+            for index, proto in self._follow(ids, seconds, max_streams, job_pb2.JOB_VIEW_BASIC):
+                progress.update(index, self._job(proto))
         return progress.jobs
 
     def wait_all(
@@ -140,7 +124,21 @@ class SyncWatch(SyncJobs):
         last: list[job_pb2.Job | None] = [None] * len(ids)
         seconds = self._wait_seconds(timeout)
 
+        for index, proto in self._follow(ids, seconds, MAX_STREAMS, job_pb2.JOB_VIEW_FULL):
+            last[index] = proto
+        return self._outcomes(ids, last, timeout)
+
+    def _follow(
+        self,
+        ids: list[str],
+        seconds: float | None,
+        max_streams: int,
+        view: job_pb2.JobView.ValueType,
+    ) -> Iterator[tuple[int, job_pb2.Job]]:
+        """`(index, job)` for each state the jobs go through, over `WatchJobs` on a thread."""
+
         async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+            # The channel belongs to the StreamThread's private loop: opened on it.
             async with self._aio_channel() as channel:
                 stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
                 await follow(
@@ -148,18 +146,16 @@ class SyncWatch(SyncJobs):
                     ids,
                     lambda index, job: emit((index, job)),
                     metadata=self._metadata,
-                    max_streams=MAX_STREAMS,
+                    max_streams=max_streams,
                     time_limit=seconds,
-                    view=job_pb2.JOB_VIEW_FULL,
+                    view=view,
                 )
 
         with StreamThread(stream) as updates:
             try:
-                for index, proto in updates:
-                    last[index] = proto
+                yield from updates
             except grpc.RpcError as error:
                 raise self._error(error) from error
-        return self._outcomes(ids, last, timeout)
 
     def _watch_until_terminal(self, job_or_id: Job | str, timeout: float | timedelta | None) -> Job:
         self._ensure_open()

@@ -10,7 +10,7 @@ one translation of a database that is away into ``UNAVAILABLE``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -43,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
 from jobwire.gateway._errors import StartError, UnavailableError, install_hint
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord
 
 # Errors that are the gateway's (or the caller's) doing, not the database
@@ -226,6 +227,34 @@ def errors_of(stored: Mapping[str, Any] | None) -> tuple[Failure | None, tuple[F
     error = dict(stored)
     history = error.pop("errors", [])
     return Failure(**error), tuple(Failure(**item) for item in history)
+
+
+def selector_clauses(
+    selector: JobSelector,
+    *,
+    queue: SQLColumnExpression[str],
+    job_type: SQLColumnExpression[str],
+    job_id: SQLColumnExpression[str],
+    create_time: SQLColumnExpression[Any],
+    as_stored: Callable[[float], Any],
+) -> list[ColumnElement[bool]]:
+    """The WHERE clauses of ``selector``'s queue, type, ids and creation times.
+
+    ``as_stored`` turns a selector's epoch seconds into ``create_time``'s type.
+    Its states and error text are each store's own: they are stored differently.
+    """
+    clauses: list[ColumnElement[bool]] = []
+    if selector.queue:
+        clauses.append(queue == selector.queue)
+    if selector.type:
+        clauses.append(job_type == selector.type)
+    if selector.ids:
+        clauses.append(job_id.in_(sorted(selector.ids)))
+    if selector.created_after is not None:
+        clauses.append(create_time >= as_stored(selector.created_after))
+    if selector.created_before is not None:
+        clauses.append(create_time < as_stored(selector.created_before))
+    return clauses
 
 
 def filter_clauses(

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, delete, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from jobwire.gateway._db import create_engine, filter_clauses
+from jobwire.gateway._db import create_engine, filter_clauses, selector_clauses
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import ScheduleExistsError, ScheduleNotFoundError
 from jobwire.gateway._filters import JobSelector
@@ -199,21 +199,21 @@ class SchedulerStore(Firing):
         if not statuses:
             return None
         job = ScheduledJob
-        where: list[ColumnElement[bool]] = [job.status.in_(statuses)]
-        if selector.queue:
-            where.append(job.queue == selector.queue)
-        if selector.type:
-            where.append(job.type == selector.type)
-        if selector.ids:
-            where.append(job.id.in_(sorted(selector.ids)))
+        where = [
+            job.status.in_(statuses),
+            *selector_clauses(
+                selector,
+                queue=job.queue,
+                job_type=job.type,
+                job_id=job.id,
+                create_time=job.create_time,
+                as_stored=lambda seconds: datetime.fromtimestamp(seconds, UTC),
+            ),
+        ]
         if selector.error_contains:
             # Case-sensitive, as JobSelector.matches (SQLite's LIKE is not).
             find = func.strpos if self._postgres else func.instr
             where.append(find(job.last_error, selector.error_contains) > 0)
-        if selector.created_after is not None:
-            where.append(job.create_time >= datetime.fromtimestamp(selector.created_after, UTC))
-        if selector.created_before is not None:
-            where.append(job.create_time < datetime.fromtimestamp(selector.created_before, UTC))
         return where
 
     # Schedules ---------------------------------------------------------------

@@ -38,6 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from jobwire.gateway._db import selector_clauses
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import REPLAYABLE, JobRecord, JobState
 from jobwire.gateway.providers._types import Purged
@@ -61,13 +62,14 @@ class Operations:
     ) -> list[ColumnElement[bool]]:
         """``selector`` (and ``states``, as clients see them) as conditions on ``jobs``."""
         c = jobs.c
-        where: list[ColumnElement[bool]] = []
-        if selector.queue:
-            where.append(c.queue == selector.queue)
-        if selector.type:
-            where.append(c.type == selector.type)
-        if selector.ids:
-            where.append(c.id.in_(sorted(selector.ids)))
+        where = selector_clauses(
+            selector,
+            queue=c.queue,
+            job_type=c.type,
+            job_id=c.id,
+            create_time=c.create_time,
+            as_stored=float,
+        )
         if states:
             where.append(effective_state(jobs, now).in_(sorted(s.value for s in states)))
         if selector.error_contains:
@@ -75,10 +77,6 @@ class Operations:
             message = c.last_error["message"].as_string()
             find = func.strpos if self._sql.postgres else func.instr
             where.append(find(message, selector.error_contains) > 0)
-        if selector.created_after is not None:
-            where.append(c.create_time >= selector.created_after)
-        if selector.created_before is not None:
-            where.append(c.create_time < selector.created_before)
         return where
 
     # Replay ------------------------------------------------------------------

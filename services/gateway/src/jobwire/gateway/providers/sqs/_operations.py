@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobwire.gateway._db import error_json, transaction
+from jobwire.gateway._db import error_json, selector_clauses, transaction
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers.sqs._records import JobRecords
@@ -75,17 +75,17 @@ class Operations:
     ) -> list[JobRecord]:
         """The jobs ``selector`` matches among those stored in ``states``."""
         await self._records.flush()
-        query = select(StoredJob).where(_J.state.in_([s.name.lower() for s in states]))
-        if selector.queue:
-            query = query.where(_J.queue == selector.queue)
-        if selector.type:
-            query = query.where(_J.type == selector.type)
-        if selector.ids:
-            query = query.where(_J.id.in_(sorted(selector.ids)))
-        if selector.created_after is not None:
-            query = query.where(_J.create_time >= to_datetime(selector.created_after))
-        if selector.created_before is not None:
-            query = query.where(_J.create_time < to_datetime(selector.created_before))
+        query = select(StoredJob).where(
+            _J.state.in_([s.name.lower() for s in states]),
+            *selector_clauses(
+                selector,
+                queue=_J.queue,
+                job_type=_J.type,
+                job_id=_J.id,
+                create_time=_J.create_time,
+                as_stored=to_datetime,
+            ),
+        )
         async with self._connection() as conn:
             rows = list((await conn.execute(query)).mappings())
         # The error substring is matched here: the error is JSON in the row.
