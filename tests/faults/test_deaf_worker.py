@@ -55,5 +55,11 @@ async def test_a_deaf_worker_loses_its_leases_and_gets_no_more_work(
     # Only what it held when it went deaf came back late; it was sent nothing more.
     leased_again = [job async for job in client.iter_jobs(page_size=1000) if job.attempt > 1]
     assert 0 < len(leased_again) <= CREDITS
-    assert outcome.max_redelivery_delay is not None
-    assert outcome.max_redelivery_delay < LEASE + 3  # the lease, not a stream timeout
+    # Each ran elsewhere within the lease of the fault, not after a stream timeout.
+    # (Measured on every job leased again: the deaf worker may have started none
+    # of those it held, and then no job ran twice for `settle` to time.)
+    runs = fleet.ledger.executions()
+    late = [runs[job.id][-1].started - fleet.faults[-1] for job in leased_again]
+    assert max(late) < LEASE + 3
+    if outcome.max_redelivery_delay is not None:
+        assert outcome.max_redelivery_delay < LEASE + 3
