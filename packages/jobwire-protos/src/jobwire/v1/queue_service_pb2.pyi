@@ -568,7 +568,9 @@ Global___EnqueueStreamRequest: _TypeAlias = EnqueueStreamRequest  # noqa: Y015
 
 @_typing.final
 class EnqueueStreamResponse(_message.Message):
-    """The answer to one frame, or the gateway's notice that it is shutting down."""
+    """The answer to one frame, or a notice: the stream is open, or the gateway
+    is shutting down.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -576,11 +578,18 @@ class EnqueueStreamResponse(_message.Message):
     ENQUEUED_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     DRAINING_FIELD_NUMBER: _builtins.int
+    OPENED_FIELD_NUMBER: _builtins.int
     frame_id: _builtins.int
-    """The frame answered; 0 on a `draining` notice."""
+    """The frame answered; 0 on a notice."""
     draining: _builtins.bool
     """The gateway is shutting down: send no more frames on this stream (open a
     new one) and half-close it; the frames already sent are answered.
+    """
+    opened: _builtins.bool
+    """The gateway accepted the stream: frames may follow. Clients wait for
+    this notice before their first frame, because gRPC can report a message
+    written to a stream refused on arrival as INTERNAL instead of the
+    refusal (grpc/grpc#36066).
     """
     @_builtins.property
     def enqueued(self) -> Global___EnqueueJobsResponse:
@@ -597,10 +606,11 @@ class EnqueueStreamResponse(_message.Message):
         enqueued: Global___EnqueueJobsResponse | None = ...,
         error: Global___EnqueueStreamError | None = ...,
         draining: _builtins.bool = ...,
+        opened: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["enqueued", b"enqueued", "error", b"error", "outcome", b"outcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "enqueued", b"enqueued", "error", b"error", "frame_id", b"frame_id", "outcome", b"outcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "enqueued", b"enqueued", "error", b"error", "frame_id", b"frame_id", "opened", b"opened", "outcome", b"outcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["enqueued", "error"]  # noqa: Y015
     _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015

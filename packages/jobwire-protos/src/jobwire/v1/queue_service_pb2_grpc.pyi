@@ -57,12 +57,14 @@ class QueueServiceStub:
     come out of order. Send `request_id`s: a frame left unanswered by a
     broken stream can then be sent again without enqueueing twice.
 
-    The stream itself fails only for what concerns it all (authentication,
-    malformed frames, the gateway's `max_streams`, a gateway shutting down
-    when it opens). A gateway that starts shutting down sends a frame with
-    `draining` set and keeps answering: the client opens a new stream for
-    later frames and half-closes this one, which then ends with OK once every
-    frame read is answered.
+    The gateway's first frame, sent as it accepts the stream, has `opened`
+    set; wait for it before the first frame. The stream itself fails only
+    for what concerns it all (authentication, malformed frames, the
+    gateway's `max_streams`, a gateway shutting down when it opens). A
+    gateway that starts shutting down sends a frame with `draining` set and
+    keeps answering: the client opens a new stream for later frames and
+    half-closes this one, which then ends with OK once every frame read is
+    answered.
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetJobRequest, _queue_service_pb2.GetJobResponse]
     """Returns one job."""
@@ -144,12 +146,14 @@ class QueueServiceAsyncStub(QueueServiceStub):
     come out of order. Send `request_id`s: a frame left unanswered by a
     broken stream can then be sent again without enqueueing twice.
 
-    The stream itself fails only for what concerns it all (authentication,
-    malformed frames, the gateway's `max_streams`, a gateway shutting down
-    when it opens). A gateway that starts shutting down sends a frame with
-    `draining` set and keeps answering: the client opens a new stream for
-    later frames and half-closes this one, which then ends with OK once every
-    frame read is answered.
+    The gateway's first frame, sent as it accepts the stream, has `opened`
+    set; wait for it before the first frame. The stream itself fails only
+    for what concerns it all (authentication, malformed frames, the
+    gateway's `max_streams`, a gateway shutting down when it opens). A
+    gateway that starts shutting down sends a frame with `draining` set and
+    keeps answering: the client opens a new stream for later frames and
+    half-closes this one, which then ends with OK once every frame read is
+    answered.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetJobRequest, _queue_service_pb2.GetJobResponse]  # type: ignore[assignment]
     """Returns one job."""
@@ -246,12 +250,14 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         come out of order. Send `request_id`s: a frame left unanswered by a
         broken stream can then be sent again without enqueueing twice.
 
-        The stream itself fails only for what concerns it all (authentication,
-        malformed frames, the gateway's `max_streams`, a gateway shutting down
-        when it opens). A gateway that starts shutting down sends a frame with
-        `draining` set and keeps answering: the client opens a new stream for
-        later frames and half-closes this one, which then ends with OK once every
-        frame read is answered.
+        The gateway's first frame, sent as it accepts the stream, has `opened`
+        set; wait for it before the first frame. The stream itself fails only
+        for what concerns it all (authentication, malformed frames, the
+        gateway's `max_streams`, a gateway shutting down when it opens). A
+        gateway that starts shutting down sends a frame with `draining` set and
+        keeps answering: the client opens a new stream for later frames and
+        half-closes this one, which then ends with OK once every frame read is
+        answered.
         """
 
     @_abc_1.abstractmethod

@@ -5,8 +5,8 @@ A frame is stored the way the unary calls store their jobs (the servicer's
 slow store does not hold up the frames read after it: answers may leave out
 of order, each carrying its frame's id. A frame the gateway refuses is
 answered with the error the unary call would have ended with; the stream
-goes on. The RPC's generator is the only writer; it yields what the frames'
-tasks put in an outbox.
+goes on. The RPC's generator is the only writer: it yields the ``opened``
+notice, then what the frames' tasks put in an outbox.
 
 Shutting down, the gateway sends a ``draining`` notice on every stream and
 refuses new ones; a stream then ends with OK once the client half-closes (or
@@ -144,6 +144,7 @@ class _Stream:
     async def run(self) -> AsyncGenerator[Response, None]:
         self._reader = asyncio.create_task(self._read())
         try:
+            yield Response(opened=True)
             while (response := await self._outbox.get()) is not None:
                 if response is not self._notice:
                     self._unanswered -= 1
