@@ -22,6 +22,7 @@ from jobwire.client import (
     JobState,
     JobwireError,
     RetryConfig,
+    StatusCode,
 )
 from jobwire.gateway import EmbeddedGateway, Gateway
 from jobwire.gateway.testing import running_gateway, settings_for_tests
@@ -235,6 +236,22 @@ async def test_a_gateway_out_of_stream_slots_gets_unary_calls(
             jobs = await asyncio.gather(*(client.enqueue("t", n) for n in range(5)))
             assert len({job.id for job in jobs}) == 5
         worker.drop()
+
+
+async def test_a_job_over_the_message_limit_fails_alone(gateway_factory: GatewayFactory) -> None:
+    # The gateway's gRPC refuses a message over its limit by failing the whole
+    # stream: the frames on it go again as unary calls, each job on its own.
+    gateway = await gateway_factory(server={"max_message_bytes": 64 * 1024})
+    async with AsyncClient(gateway.address) as client:
+        calls = [client.enqueue("t", n) for n in range(5)]
+        calls.append(client.enqueue("t", b"x" * 100_000))
+        *jobs, big = await asyncio.gather(*calls, return_exceptions=True)
+        assert isinstance(big, JobwireError)
+        assert big.code is StatusCode.RESOURCE_EXHAUSTED
+        assert [job.payload for job in jobs] == list(range(5))  # type: ignore[union-attr]
+        assert (await client.enqueue("t", "next")).payload == "next"
+        [stats] = await client.stats()
+        assert stats.pending == 6
 
 
 async def test_the_sync_client_enqueues_inside_a_running_loop(

@@ -27,7 +27,9 @@ frames, answers, retries and the mapping of errors.
   opens a new stream, on another gateway behind the same address.
 * **Older gateways** answer the stream UNIMPLEMENTED: the client then sends
   `EnqueueJob`/`EnqueueJobs` calls (`_coalescer.send`) for good; a gateway
-  out of stream slots (`max_streams`) gets unary calls for `STREAM_PAUSE` s.
+  out of stream slots (`max_streams`) gets unary calls for `STREAM_PAUSE` s,
+  and the frames of a stream that failed on a message over the gateway's
+  limit go again as unary calls, so only the oversized job fails.
 """
 
 from __future__ import annotations
@@ -353,9 +355,16 @@ class StreamEnqueuer:
         elif code is StatusCode.UNIMPLEMENTED:
             self._unary_for_good = True  # an older gateway: it read no frame
             self._pending.extendleft(reversed(items))
-        elif code is StatusCode.RESOURCE_EXHAUSTED and failure is not None and failure.reason:
-            self._unary_until = self._loop.time() + STREAM_PAUSE  # out of stream slots
-            self._pending.extendleft(reversed(items))
+        elif code is StatusCode.RESOURCE_EXHAUSTED and failure is not None:
+            # Out of stream slots (the gateway's reason says so), or a frame over
+            # its message limit, which fails the whole stream: one unary call a
+            # job gives each its own outcome (the request ids make it safe).
+            if failure.reason:
+                self._unary_until = self._loop.time() + STREAM_PAUSE
+                self._pending.extendleft(reversed(items))
+            else:
+                for item in items:
+                    self._spawn(self._send_unary([item]))
         elif failure is None:
             self._pending.extendleft(reversed(items))  # ended cleanly: these were never read
         elif code in _RETRIED_STREAM_CODES:
