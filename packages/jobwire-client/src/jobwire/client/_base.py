@@ -18,7 +18,9 @@ lifecycle      ``_client.py``          ``_async_client.py``
 
 A new RPC gets its request building and result conversion here, and one
 method in each twin's mixin for its area. The pipelines' shared rules live
-in ``_pipeline_base.py``.
+in ``_pipeline_base.py``; the enqueue stream is one engine for both twins
+(``_enqueue_stream.py`` with ``_stream_parts.py``), which `Client` runs on a
+loop thread of its own (``_sync_stream.py``).
 """
 
 from __future__ import annotations

@@ -35,12 +35,10 @@ frames, answers, retries and the mapping of errors.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import itertools
-import random
 from collections import deque
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -54,15 +52,11 @@ from jobwire.client._errors import (
     StatusCode,
     from_stream_error,
 )
+from jobwire.client._stream_parts import Frame, Item, Request, Stream, Waiter, backoff
 from jobwire.v1 import queue_service_pb2
 
 if TYPE_CHECKING:
     from jobwire.v1.queue_service_pb2_grpc import QueueServiceAsyncStub
-
-Request = queue_service_pb2.EnqueueJobRequest
-Response = queue_service_pb2.EnqueueJobResponse
-#: Where a caller waits for its answer: a task's future, or a thread's.
-Waiter = asyncio.Future[Response] | concurrent.futures.Future[Response]
 
 #: Frames unanswered on the stream at once; later enqueues wait and leave together.
 MAX_FRAMES_IN_FLIGHT = 2
@@ -74,46 +68,6 @@ CLOSE_WAIT = 5.0
 _RETRIED_STREAM_CODES = frozenset(
     {StatusCode.UNAVAILABLE, StatusCode.CANCELLED, StatusCode.UNKNOWN, StatusCode.OK}
 )
-
-
-class _Item:
-    """One caller's enqueue, until it is answered."""
-
-    __slots__ = ("attempts", "deadline", "error", "request", "solo", "waiter")
-
-    def __init__(self, request: Request, waiter: Waiter, deadline: float) -> None:
-        self.request = request
-        self.waiter = waiter
-        self.deadline = deadline
-        self.attempts = 0
-        self.solo = False  # sent alone, for an outcome of its own
-        self.error: JobwireError | None = None  # why the last attempt failed
-
-
-class _Frame:
-    __slots__ = ("id", "items", "timer")
-
-    def __init__(self, frame_id: int, items: list[_Item]) -> None:
-        self.id = frame_id
-        self.items = items
-        self.timer: asyncio.TimerHandle | None = None
-
-
-class _Stream:
-    """One `EnqueueStream` call: its unanswered frames, writer and reader."""
-
-    def __init__(
-        self,
-        call: grpc.aio.StreamStreamCall[
-            queue_service_pb2.EnqueueStreamRequest, queue_service_pb2.EnqueueStreamResponse
-        ],
-    ) -> None:
-        self.call = call
-        self.frames: dict[int, _Frame] = {}
-        self.outbox: asyncio.Queue[_Frame | None] = asyncio.Queue()
-        self.writable = True
-        self.opened = asyncio.Event()  # the gateway's `opened` notice came
-        self.tasks: list[asyncio.Task[None]] = []
 
 
 class StreamEnqueuer:
@@ -134,10 +88,10 @@ class StreamEnqueuer:
         self._stub = stub
         self._loop = loop
         self._retry = retry
-        self._pending: deque[_Item] = deque()
+        self._pending: deque[Item] = deque()
         self._flush_soon = False
-        self._stream: _Stream | None = None
-        self._streams: set[_Stream] = set()
+        self._stream: Stream | None = None
+        self._streams: set[Stream] = set()
         self._frame_ids = itertools.count(1)
         self._unary_for_good = False
         self._unary_until = 0.0
@@ -151,7 +105,7 @@ class StreamEnqueuer:
         """Sends `request` in the next frame; `waiter` gets its response or its error."""
         self._unsettled += 1
         self._idle.clear()
-        self._pending.append(_Item(request, waiter, self._loop.time() + self._client._timeout))
+        self._pending.append(Item(request, waiter, self._loop.time() + self._client._timeout))
         if not self._flush_soon:
             # On the next iteration, with whatever else arrives meanwhile.
             self._flush_soon = True
@@ -181,22 +135,22 @@ class StreamEnqueuer:
                     return
                 items = self._take()
                 if items:
-                    self._spawn(self._send_unary(items))
+                    self._unary(items)
                 continue
             stream = self._stream or self._open()
             if len(stream.frames) >= MAX_FRAMES_IN_FLIGHT:
                 return
             items = self._take()
             if items:
-                frame = _Frame(next(self._frame_ids), items)
+                frame = Frame(next(self._frame_ids), items)
                 stream.frames[frame.id] = frame
                 deadline = min(item.deadline for item in items)
                 frame.timer = self._loop.call_at(deadline, self._expire, stream, frame)
                 stream.outbox.put_nowait(frame)
 
-    def _take(self) -> list[_Item]:
+    def _take(self) -> list[Item]:
         """The items of the next frame, skipping the abandoned and the expired."""
-        items: list[_Item] = []
+        items: list[Item] = []
         size = 0
         now = self._loop.time()
         while self._pending:
@@ -223,9 +177,9 @@ class StreamEnqueuer:
             size += item_bytes
         return items
 
-    def _open(self) -> _Stream:
+    def _open(self) -> Stream:
         call = self._stub.EnqueueStream(metadata=self._client._metadata)
-        stream = _Stream(call)
+        stream = Stream(call)
         self._stream = stream
         self._streams.add(stream)
         stream.tasks = [
@@ -234,7 +188,7 @@ class StreamEnqueuer:
         ]
         return stream
 
-    async def _write(self, stream: _Stream) -> None:
+    async def _write(self, stream: Stream) -> None:
         call = stream.call
         try:
             # A frame written to a stream refused on arrival can turn the refusal
@@ -249,8 +203,14 @@ class StreamEnqueuer:
         except (grpc.RpcError, asyncio.InvalidStateError):
             pass  # the stream ended: the reader learns why and answers its frames
 
-    async def _send_unary(self, items: list[_Item]) -> None:
+    def _unary(self, items: list[Item]) -> None:
+        """Sends `items` in unary calls, as few as the batch limits allow."""
         self._unary_calls += 1
+        task = self._loop.create_task(self._send_unary(items))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_unary(self, items: list[Item]) -> None:
         try:
             outcomes = await _coalescer.send(self._client, self._stub, [i.request for i in items])
         except Exception as error:  # never leave a caller waiting
@@ -265,7 +225,7 @@ class StreamEnqueuer:
 
     # Answers ---------------------------------------------------------------
 
-    async def _read(self, stream: _Stream) -> None:
+    async def _read(self, stream: Stream) -> None:
         call = stream.call
         failure: JobwireError | None = None
         try:
@@ -292,7 +252,7 @@ class StreamEnqueuer:
             failure.__cause__ = error
         self._ended(stream, failure)
 
-    def _answered(self, frame: _Frame, response: queue_service_pb2.EnqueueStreamResponse) -> None:
+    def _answered(self, frame: Frame, response: queue_service_pb2.EnqueueStreamResponse) -> None:
         outcome = response.WhichOneof("outcome")
         if outcome == "enqueued" and len(response.enqueued.results) == len(frame.items):
             for item, result in zip(frame.items, response.enqueued.results, strict=True):
@@ -306,7 +266,7 @@ class StreamEnqueuer:
             )
             self._settle_all(frame.items, error)
 
-    def _refused(self, items: list[_Item], error: JobwireError) -> None:
+    def _refused(self, items: list[Item], error: JobwireError) -> None:
         if len(items) > 1 and self._client._split_on(error):
             # The gateway refuses a batch as a whole; sent alone, each job gets
             # its own outcome and one bad caller does not fail the others.
@@ -318,7 +278,7 @@ class StreamEnqueuer:
         else:
             self._settle_all(items, error)
 
-    def _expire(self, stream: _Stream, frame: _Frame) -> None:
+    def _expire(self, stream: Stream, frame: Frame) -> None:
         """No answer by a caller's deadline: its callers fail; a late answer is ignored."""
         if stream.frames.pop(frame.id, None) is None:
             return
@@ -331,7 +291,7 @@ class StreamEnqueuer:
 
     # Streams that end ------------------------------------------------------
 
-    def _retire(self, stream: _Stream) -> None:
+    def _retire(self, stream: Stream) -> None:
         """Sends nothing more on `stream`; its frames are still answered."""
         if stream.writable:
             stream.writable = False
@@ -339,7 +299,7 @@ class StreamEnqueuer:
         if self._stream is stream:
             self._stream = None
 
-    def _ended(self, stream: _Stream, failure: JobwireError | None) -> None:
+    def _ended(self, stream: Stream, failure: JobwireError | None) -> None:
         """`stream` ended: its unanswered frames go again, or their callers fail."""
         self._retire(stream)
         self._streams.discard(stream)
@@ -364,7 +324,7 @@ class StreamEnqueuer:
                 self._pending.extendleft(reversed(items))
             else:
                 for item in items:
-                    self._spawn(self._send_unary([item]))
+                    self._unary([item])
         elif failure is None:
             self._pending.extendleft(reversed(items))  # ended cleanly: these were never read
         elif code in _RETRIED_STREAM_CODES:
@@ -373,7 +333,7 @@ class StreamEnqueuer:
             self._settle_all(items, failure)
         self._flush()
 
-    def _again(self, items: list[_Item], error: JobwireError) -> None:
+    def _again(self, items: list[Item], error: JobwireError) -> None:
         """Sends `items` again after a backoff, or fails those out of attempts or time."""
         retry = self._retry
         now = self._loop.time()
@@ -386,29 +346,20 @@ class StreamEnqueuer:
             else:
                 again.append(item)
         if again:
-            attempts = max(item.attempts for item in again)
-            bound = min(
-                retry.initial_backoff.total_seconds() * retry.multiplier ** (attempts - 1),
-                retry.max_backoff.total_seconds(),
-            )
-            self._loop.call_later(random.uniform(0, bound), self._resend, again)
+            delay = backoff(retry, max(item.attempts for item in again))
+            self._loop.call_later(delay, self._resend, again)
 
-    def _resend(self, items: Iterable[_Item]) -> None:
+    def _resend(self, items: Iterable[Item]) -> None:
         self._pending.extendleft(reversed(list(items)))
         self._flush()
 
     # Callers ---------------------------------------------------------------
 
-    def _settle(self, item: _Item, outcome: EnqueueOutcome) -> None:
-        waiter = item.waiter
-        if not waiter.done():
-            if isinstance(outcome, JobwireError):
-                waiter.set_exception(outcome)
-            else:
-                waiter.set_result(outcome)
+    def _settle(self, item: Item, outcome: EnqueueOutcome) -> None:
+        item.settle(outcome)
         self._settled()
 
-    def _settle_all(self, items: Sequence[_Item], error: JobwireError) -> None:
+    def _settle_all(self, items: Sequence[Item], error: JobwireError) -> None:
         for item in items:
             self._settle(item, error)
 
@@ -425,8 +376,3 @@ class StreamEnqueuer:
     @property
     def _address(self) -> str:
         return self._client.address
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = self._loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)

@@ -16,8 +16,9 @@ import concurrent.futures
 import threading
 
 from jobwire.client._base import BaseClient
-from jobwire.client._enqueue_stream import CLOSE_WAIT, Request, Response, StreamEnqueuer
+from jobwire.client._enqueue_stream import CLOSE_WAIT, StreamEnqueuer
 from jobwire.client._errors import DeadlineExceededError
+from jobwire.client._stream_parts import Request, Response
 from jobwire.v1 import queue_service_pb2_grpc
 
 #: Seconds a caller waits beyond the client's timeout before it stops trusting the
