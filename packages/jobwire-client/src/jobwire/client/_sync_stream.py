@@ -12,13 +12,12 @@ while a frame is in flight leave together in the next frame.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import threading
 
 from jobwire.client._base import BaseClient
 from jobwire.client._enqueue_stream import CLOSE_WAIT, StreamEnqueuer
 from jobwire.client._errors import DeadlineExceededError
-from jobwire.client._stream_parts import Request, Response
+from jobwire.client._stream_parts import Request, Response, ThreadAnswer
 from jobwire.v1 import queue_service_pb2_grpc
 
 #: Seconds a caller waits beyond the client's timeout before it stops trusting the
@@ -40,17 +39,15 @@ class SyncEnqueuer:
     def enqueue(self, request: Request) -> Response:
         """Stores one job and returns the gateway's answer, or raises its error."""
         loop, enqueuer = self._running()
-        waiter: concurrent.futures.Future[Response] = concurrent.futures.Future()
-        loop.call_soon_threadsafe(enqueuer.submit, request, waiter)
-        try:
-            return waiter.result(self._client._timeout + _SAFETY_MARGIN)
-        except TimeoutError:
-            if waiter.done():
-                raise  # the enqueue's own DeadlineExceededError
+        answer = ThreadAnswer()
+        loop.call_soon_threadsafe(enqueuer.submit, request, answer)
+        response = answer.wait(self._client._timeout + _SAFETY_MARGIN)
+        if response is None:
             raise DeadlineExceededError(
                 f"no answer to an enqueue from the client's loop thread "
                 f"within {self._client._timeout + _SAFETY_MARGIN:g} s"
-            ) from None
+            )
+        return response
 
     def close(self) -> None:
         """Waits for the enqueues in flight to be answered, then stops the thread."""
