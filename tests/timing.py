@@ -56,6 +56,12 @@ SETTLE_WITHIN = 60.0
 """Seconds for a fault scenario's jobs to finish once the fault is over."""
 FAULT_LEASE = 2.0
 """Lease of the workers of fault scenarios that wait for leases to expire."""
+STREAM_TIMEOUT = 40.0
+"""Seconds before the gateway drops a stream that stopped answering (gRPC keepalive 30 s + 10 s)."""
+RELEASED_WITHIN = FAULT_LEASE + 15.0
+"""Seconds from a fault to the rerun of a job whose lease it stranded: the lease, then the
+backlog queued ahead of the released job (its length depends on the machine's load), and
+still well under :data:`STREAM_TIMEOUT`, so a rerun within it came from the lease expiring."""
 GATEWAY_DOWN = 1.0
 """Seconds a killed gateway stays down before it is started again."""
 SQS_OUTAGE = 5.0
