@@ -14,59 +14,20 @@ from jobwire.v1 import job_pb2, queue_service_pb2
 from backends import CONTRACT
 from support import Producer, RawWorker, State, seconds
 from timing import FRAME_TIMEOUT
+from watching import watch
 
 pytestmark = CONTRACT
 OpenWorker = Callable[..., Awaitable[RawWorker]]
 Q = queue_service_pb2
-TERMINAL = {State.STATE_COMPLETED, State.STATE_DEAD, State.STATE_CANCELLED}
-Stream = grpc.aio.UnaryStreamCall[Q.WatchJobsRequest, Q.WatchJobsResponse]
-
-
-class Frames:
-    """What one selector stream sent, read until a condition holds."""
-
-    def __init__(self, stream: Stream) -> None:
-        self.stream = stream
-        self.frames: list[Q.WatchJobsResponse] = []
-
-    async def first(self) -> Q.WatchJobsResponse:
-        frame = await self.stream.read()
-        assert isinstance(frame, Q.WatchJobsResponse)
-        self.frames.append(frame)
-        return frame
-
-    async def until_ended(self, job_ids: set[str]) -> None:
-        """Read frames until every one of ``job_ids`` has been sent in a terminal state."""
-        async with asyncio.timeout(FRAME_TIMEOUT * 3):
-            while not job_ids <= self.ended():
-                frame = await self.stream.read()
-                assert isinstance(frame, Q.WatchJobsResponse), "the stream ended"
-                self.frames.append(frame)
-
-    def ended(self) -> set[str]:
-        return {job.id for f in self.frames for job in f.jobs if job.state in TERMINAL}
-
-    def ends(self) -> Counter[str]:
-        return Counter(job.id for f in self.frames for job in f.jobs if job.state in TERMINAL)
-
-    def last(self) -> dict[str, int]:
-        return {job.id: job.state for f in self.frames for job in f.jobs}
-
-    def one_entry_per_job_per_frame(self) -> bool:
-        return all(len({job.id for job in f.jobs}) == len(f.jobs) for f in self.frames)
-
-
-def watch(producer: Producer, **fields: object) -> Frames:
-    return Frames(producer.stub.WatchJobs(Q.WatchJobsRequest(**fields)))  # type: ignore[arg-type]
 
 
 async def test_jobs_matching_at_the_start_and_later_each_end_once(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
     batch = {"batch": "b-1"}
-    worker = await raw_worker(queues=["sel"], max_in_flight=16)
-    early = [await producer.enqueue(queue="sel", attributes=batch) for _ in range(3)]
-    other = await producer.enqueue(queue="sel", attributes={"batch": "b-2"})
+    worker = await raw_worker(queues=["mail"], max_in_flight=16)
+    early = [await producer.enqueue(queue="mail", attributes=batch) for _ in range(3)]
+    other = await producer.enqueue(queue="mail", attributes={"batch": "b-2"})
     elsewhere = await producer.enqueue(queue="default", attributes=batch)
     items = {item.job.id: item for item in await worker.jobs(4)}
     await worker.ack(items[early[0].id].lease_id, items[early[1].id].lease_id)
@@ -76,9 +37,9 @@ async def test_jobs_matching_at_the_start_and_later_each_end_once(
     await producer.wait_state(early[0].id, State.STATE_COMPLETED)
     await producer.wait_state(early[1].id, State.STATE_COMPLETED)
     # Matching at the start: two completed, one cancelled; one pending or running.
-    waiting = await producer.enqueue(queue="sel", attributes=batch)
+    waiting = await producer.enqueue(queue="mail", attributes=batch)
 
-    frames = watch(producer, selector=Q.JobSelector(queue="sel", attributes=batch))
+    frames = watch(producer, selector=Q.JobSelector(queue="mail", attributes=batch))
     first = await frames.first()
     at_start = {job.id: job.state for job in first.jobs}
     assert at_start.pop(waiting.id) in {State.STATE_PENDING, State.STATE_PROCESSING}
@@ -89,8 +50,8 @@ async def test_jobs_matching_at_the_start_and_later_each_end_once(
     }, "every matching job, with its current state, in frame one"
 
     # Matching later: enqueued after the watch began.
-    late = [await producer.enqueue(queue="sel", attributes=batch) for _ in range(3)]
-    await producer.enqueue(queue="sel", attributes={"batch": "b-2"})
+    late = [await producer.enqueue(queue="mail", attributes=batch) for _ in range(3)]
+    await producer.enqueue(queue="mail", attributes={"batch": "b-2"})
     for item in await worker.jobs(5):
         await worker.ack(item.lease_id)
     await worker.ack(items[other.id].lease_id)
@@ -98,7 +59,7 @@ async def test_jobs_matching_at_the_start_and_later_each_end_once(
     await frames.until_ended(watched)
 
     # A sentinel enqueued and cancelled last: its end comes after any stray copy.
-    sentinel = await producer.enqueue(queue="sel", attributes=batch, delay=seconds(3600))
+    sentinel = await producer.enqueue(queue="mail", attributes=batch, delay=seconds(3600))
     await producer.stub.CancelJob(Q.CancelJobRequest(id=sentinel.id))
     await frames.until_ended({sentinel.id})
     frames.stream.cancel()
@@ -185,4 +146,3 @@ async def test_bulk_operations_select_by_attributes_too(producer: Producer) -> N
     named = Q.JobSelector(ids=[job.id for job in tagged], attributes={"run": "8"})
     retried = await producer.stub.RetryJobs(Q.RetryJobsRequest(selector=named))
     assert retried.count == 0, "the named jobs carry run=7"
-

@@ -8,6 +8,10 @@ from jobwire.gateway._models import JobRecord
 
 MAX_ENDS_KEPT = 100_000
 """Ends a stream remembers, to drop late copies of them (the oldest are forgotten first)."""
+SAME_CHANGE = 1e-5
+"""Seconds within which two update times are one change: a copy read back from
+storage may be rounded (SQS records keep microseconds, rounded to nearest),
+while two real changes of a job are at least an event-loop turn apart."""
 
 
 class FrameFilter:
@@ -31,7 +35,7 @@ class FrameFilter:
         last = self._following.get(job_id)
         if last is None:
             last = self._ended.get(job_id)
-        if last is not None and changed <= last:
+        if last is not None and changed <= last + SAME_CHANGE:
             return False
         if job.state.is_terminal:
             self._following.pop(job_id, None)
