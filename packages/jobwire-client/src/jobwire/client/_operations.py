@@ -101,7 +101,7 @@ def job_selector(
         ids=_ids(ids),
         attributes=attributes,
     )
-    for name, field, value in (
+    for name, proto_field, value in (
         ("created_after", "create_time_after", created_after),
         ("created_before", "create_time_before", created_before),
     ):
@@ -112,7 +112,7 @@ def job_selector(
                 f"`{name}` must be timezone-aware, e.g. datetime.now(UTC)",
                 metadata={"field": name},
             )
-        getattr(selector, field).FromDatetime(value)
+        getattr(selector, proto_field).FromDatetime(value)
     return selector
 
 
