@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -207,7 +207,7 @@ class AsyncJobs(AsyncCalls):
         created_before: datetime | None = None,
         only_new: bool = False,
         full: bool = False,
-    ) -> AsyncIterator[Job]:
+    ) -> AsyncGenerator[Job, None]:
         """Yields every change of every matching job until you stop; see `Client.watch_jobs`.
 
         Wrap it in `contextlib.aclosing` to end the stream as soon as the loop does.
