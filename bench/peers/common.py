@@ -16,7 +16,10 @@ One run, for every peer:
    handler start to the last completion (jobwire: from the instant all jobs
    fall due);
 3. latency: one ``stamp`` job at a time on the now idle worker, ``samples``
-   times, from just before the enqueue call to the handler's start;
+   times, from just before the enqueue call to the handler's start; each
+   sample waits :data:`IDLE_GAP` after the previous start, so that the
+   worker has finished that job and is idle again (jobwire's loop waits for
+   each stamp job's completion);
 4. end-to-end (b): ``jobs`` no-op jobs enqueued while the worker runs; timed
    from the first enqueue call to the last completion;
 5. peak RSS (VmHWM) of the worker's processes, and of the broker where it is
@@ -43,6 +46,16 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 POSTGRES_DATABASE = "jobwire_bench_procrastinate"
 CONCURRENCY = 8
+IDLE_GAP = 0.05
+"""Seconds between a stamp handler's start and the next sample's enqueue.
+
+Without it the next stamp was enqueued the instant the previous handler
+started, while the worker was still busy with that job: procrastinate's
+worker then looks for its next job, and a ``NOTIFY`` that arrives during that
+look is cleared when the look ends (its ``_new_job_event``), so the job waited
+for the 5 s ``fetch_job_polling_interval``: the ~5 s "idle" latency of the
+2026-11-30 table. 50 ms is far more than any peer needs to finish a no-op job.
+"""
 
 
 def script(name: str) -> str:
@@ -166,6 +179,7 @@ async def one_run(peer: Peer, jobs: int, samples: int) -> dict[str, float]:
 
         values = []
         for _ in range(samples):
+            await asyncio.sleep(IDLE_GAP)
             sent = time.time()
             started = await peer.stamp()
             values.append((started - sent) * 1000)
