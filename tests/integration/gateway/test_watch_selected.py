@@ -14,7 +14,7 @@ from jobwire.v1 import job_pb2, queue_service_pb2
 from backends import CONTRACT
 from support import Producer, RawWorker, State, seconds
 from timing import FRAME_TIMEOUT
-from watching import watch
+from watching import TERMINAL, watch
 
 pytestmark = CONTRACT
 OpenWorker = Callable[..., Awaitable[RawWorker]]
@@ -73,6 +73,29 @@ async def test_jobs_matching_at_the_start_and_later_each_end_once(
     }
     assert frames.one_entry_per_job_per_frame()
     assert elsewhere.id not in frames.last()
+
+
+async def test_a_job_replayed_after_its_end_is_followed_to_its_next_end(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    job = await producer.enqueue(type="replayed", max_retries=0)
+    worker = await raw_worker(job_types=["replayed"], max_in_flight=2)
+    [item] = await worker.jobs(1)
+    await worker.nack(item.lease_id, "bug", retryable=False)
+    await producer.wait_state(job.id, State.STATE_DEAD)
+    frames = watch(producer, selector=Q.JobSelector(type="replayed"))
+    assert [j.state for j in (await frames.first()).jobs] == [State.STATE_DEAD]
+    await producer.stub.RetryJob(Q.RetryJobRequest(id=job.id))
+    [again] = await worker.jobs(1)
+    await worker.ack(again.lease_id)
+    async with asyncio.timeout(FRAME_TIMEOUT * 3):
+        while frames.last().get(job.id) != State.STATE_COMPLETED:
+            frame = await frames.stream.read()
+            assert isinstance(frame, Q.WatchJobsResponse)
+            frames.frames.append(frame)
+    frames.stream.cancel()
+    ends = [j.state for f in frames.frames for j in f.jobs if j.state in TERMINAL]
+    assert ends == [State.STATE_DEAD, State.STATE_COMPLETED], "each end once"
 
 
 async def test_only_new_skips_the_jobs_that_exist(
