@@ -44,7 +44,7 @@ from processes import BENCH, _env, peak_rss_mib
 POLL = 0.01  # as bench/measures.py: completion is polled every 10 ms
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
-POSTGRES_DATABASE = "jobwire_bench_procrastinate"
+POSTGRES_DATABASE = os.environ.get("BENCH_POSTGRES_DATABASE", "jobwire_bench_procrastinate")
 CONCURRENCY = 8
 IDLE_GAP = 0.05
 """Seconds between a stamp handler's start and the next sample's enqueue.
