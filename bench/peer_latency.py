@@ -30,7 +30,7 @@ async def samples(peer: Peer, count: int, gap: float) -> list[float]:
     return values
 
 
-async def check(peer: Peer, jobs: int, count: int) -> None:
+async def check(peer: Peer, jobs: int, count: int, idle: float) -> None:
     await peer.open()
     try:
         await peer.reset()
@@ -39,13 +39,13 @@ async def check(peer: Peer, jobs: int, count: int) -> None:
         with worker_process(peer) as process:
             await wait_done(peer, process, jobs, within=60)
             print(f"{peer.name}: {jobs} no-op jobs drained")
-            for label, gap in (
-                ("back to back", 0.0),
-                (f"after {IDLE_GAP * 1000:.0f} ms", IDLE_GAP),
-            ):
+            ways = [("back to back", 0.0), (f"after {IDLE_GAP * 1000:.0f} ms", IDLE_GAP)]
+            if idle:
+                ways.append((f"after {idle:.0f} s idle", idle))
+            for label, gap in ways:
                 values = await samples(peer, count, gap)
                 print(
-                    f"  {label:>14}: p50 {statistics.median(values):,.1f} ms,"
+                    f"  {label:>16}: p50 {statistics.median(values):,.1f} ms,"
                     f" max {max(values):,.1f} ms ({', '.join(f'{v:,.1f}' for v in values)})"
                 )
     finally:
@@ -57,12 +57,19 @@ def main() -> None:
     parser.add_argument("peer", choices=PEERS)
     parser.add_argument("--jobs", type=int, default=20, help="no-op jobs drained first")
     parser.add_argument("--samples", type=int, default=5, help="stamp samples per way")
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also sample, each after this long idle (procrastinate re-arms LISTEN every 30 s)",
+    )
     args = parser.parse_args()
     make, reason, cleanup = load(args.peer)
     if make is None:
         raise SystemExit(reason)
     try:
-        asyncio.run(check(make(), args.jobs, args.samples))
+        asyncio.run(check(make(), args.jobs, args.samples, args.idle))
     finally:
         cleanup()
 

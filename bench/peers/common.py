@@ -51,10 +51,12 @@ IDLE_GAP = 0.05
 
 Without it the next stamp was enqueued the instant the previous handler
 started, while the worker was still busy with that job: procrastinate's
-worker then looks for its next job, and a ``NOTIFY`` that arrives during that
-look is cleared when the look ends (its ``_new_job_event``), so the job waited
-for the 5 s ``fetch_job_polling_interval``: the ~5 s "idle" latency of the
-2026-11-30 table. 50 ms is far more than any peer needs to finish a no-op job.
+worker is then looking for its next job, and it clears its new-job event
+when that look ends (``Worker._new_job_event``, procrastinate 3.10), so a
+``NOTIFY`` that arrived during the look is lost and the job waits for the 5 s
+``fetch_job_polling_interval`` (bench/README.md, "How each peer is
+configured"). 50 ms is far more than any peer needs, on an idle machine, to
+finish a no-op job and its next look.
 """
 
 
