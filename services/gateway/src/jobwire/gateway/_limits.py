@@ -129,10 +129,10 @@ NO_LIMITS = QueueLimits()
 """The flow control of a queue never configured."""
 
 
-def check_limit(value: int, name: str) -> int:
+def check_limit(value: int) -> int:
     """Return ``value`` if it can be a concurrency limit (0: none); else ValueError."""
     if value < 0:
-        raise ValueError(f"{name} must be 0 (no limit) or more, got {value}")
+        raise ValueError(f"must be 0 (no limit) or more, got {value}")
     return value
 
 

@@ -98,7 +98,7 @@ def updated(
 def _limit(value: int, suffix: str) -> int:
     field = "config.max_concurrency" + (f"_{suffix}" if suffix else "")
     try:
-        return check_limit(value, field.removeprefix("config."))
+        return check_limit(value)
     except ValueError as error:
         raise InvalidArgumentError(field, str(error)) from None
 

@@ -36,7 +36,7 @@ class QueueSettings(Section):
     @field_validator("max_concurrency_per_key", "max_concurrency")
     @classmethod
     def _check_limit(cls, value: int) -> int:
-        return check_limit(value, "the limit")
+        return check_limit(value)
 
     @field_validator("rate")
     @classmethod

@@ -44,6 +44,8 @@ class Lane:
     """The key's ready jobs still pending (keyed lanes only)."""
     queued: bool = False
     """Whether the lane is in its queue's rotation (then exactly once)."""
+    served: int = 0
+    """Jobs taken in the lane's current turn (a key's weight is its turn's length)."""
 
     def has_ready(self) -> bool:
         """Whether a ready entry is left (it may be a cancelled job, skipped when popped)."""
@@ -138,7 +140,7 @@ class MemoryQueue:
             lane.queued = False
             turn = limits.weight(lane.key) if lane.key else 1
             got = 0
-            while got < turn and count < room and self.runnable(lane):
+            while lane.served < turn and count < room and self.runnable(lane):
                 job = _pop_best(lane, consumer)
                 if job is None:
                     break
@@ -146,14 +148,19 @@ class MemoryQueue:
                 if lane.key:
                     lane.running[job.id] = job
                     lane.pending -= 1
+                lane.served += 1
                 got += 1
                 count += 1
-            if not lane.has_ready():
+            if not lane.has_ready() or not self.runnable(lane):
+                # Back in the rotation with a new job or a free slot of its key.
+                lane.served = 0
                 self.retire(lane)
-            elif not self.runnable(lane):
-                pass  # back in the rotation when a job of its key stops processing
-            elif got:
+            elif lane.served >= turn:
+                lane.served = 0
                 self.enqueue(lane)
+            elif got:  # the claim is full mid-turn: the next one goes on with it
+                lane.queued = True
+                rotation.appendleft(lane)
             else:
                 skipped.append(lane)
         for lane in reversed(skipped):  # their turn is kept for the next consumer
