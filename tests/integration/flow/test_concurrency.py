@@ -37,9 +37,11 @@ async def test_no_key_ever_has_more_than_its_limit_running(
     producer: Producer, start_workers: StartWorkers, recorder: Recorder
 ) -> None:
     keys = [KEYS[n % len(KEYS)] for n in range(2000)]
-    # 4 workers of 16 handlers: more room than the 20 keys x 2 slots allowed.
-    await start_workers(4, ["reports"], concurrency=16)
-    await enqueue_all(producer, "reports", keys, seconds=0.003)
+    # 4 workers of 16 handlers: more room than the 20 keys x 2 slots allowed;
+    # no prefetch, so that every job leased starts at once (a lease holds a
+    # key's slot from delivery to answer, waiting in a worker's buffer too).
+    await start_workers(4, ["reports"], concurrency=16, max_in_flight=16)
+    await enqueue_all(producer, "reports", keys, seconds=0.02)
     await recorder.wait_for(len(keys), timeout=120)
     by_key: dict[str, list[Run]] = defaultdict(list)
     for run in recorder.runs:

@@ -33,18 +33,21 @@ class FlowRequests(JobRequests):
     """Queue configs and key policies, on top of the producers' requests."""
 
     async def open(self) -> None:
-        """Open the provider, apply the ``[queues.NAME]`` tables, start the scheduler."""
-        await super().open()
-        for name, table in sorted(self.settings.queues.items()):
-            limits = table.limits()
-            if limits.empty:
-                continue
-            if not self.provider.supports_flow_control:
-                raise StartError(
-                    f"[queues.{name}]: the {self._provider_type} provider does not enforce "
-                    "flow control yet (the memory provider does); remove the table",
-                    key=f"queues.{name}",
-                )
+        """Open the provider and the scheduler, then apply the ``[queues.NAME]`` tables.
+
+        A provider without flow control is refused limits before it opens.
+        """
+        tables = {name: table.limits() for name, table in sorted(self.settings.queues.items())}
+        tables = {name: limits for name, limits in tables.items() if not limits.empty}
+        if tables and not self.provider.supports_flow_control:
+            name = next(iter(tables))
+            raise StartError(
+                f"[queues.{name}]: the {self._provider_type} provider does not enforce "
+                "flow control yet (the memory provider does); remove the table",
+                key=f"queues.{name}",
+            )
+        await super().open()  # before the server serves: no claim runs without the limits
+        for name, limits in tables.items():
             await self.provider.set_limits(name, limits)
 
     # Queue configs -------------------------------------------------------------
