@@ -47,8 +47,8 @@ import commands
         ),
         (
             "[queues.reports]\nmax_concurrency_per_key = -2\n",
-            "jobwire.toml:2: queues.reports.max_concurrency_per_key: must be 0 (no limit) or"
-            " more, got -2",
+            "jobwire.toml:2: queues.reports.max_concurrency_per_key: must be 0 (no limit) to"
+            " 1000000000, got -2",
         ),
         (
             "[queues.reports]\nmax_per_key = 2\n",

@@ -37,8 +37,9 @@ def test_a_rate_reads_from_text_and_back(
         ("fast", '"COUNT/PERIOD" such as "100/minute"'),
         ("", "got ''"),
         ("5/fortnight", "got '5/fortnight'"),
-        ("0/second", "count of a rate must be at least 1"),
-        ("5/0s", "period of a rate must be at least 1ms"),
+        ("0/second", "count of a rate must be 1 to 1000000000"),
+        ("5/0s", "period of a rate must be 1ms to 366 days"),
+        ("5/400d", "period of a rate must be 1ms to 366 days"),
     ],
 )
 def test_a_bad_rate_says_what_is_accepted(text: str, words: str) -> None:

@@ -17,6 +17,10 @@ MAX_WEIGHT = 1000
 """Largest per-key weight of fair dispatch."""
 MAX_CONCURRENCY_KEY_BYTES = 256
 """Longest concurrency key, in UTF-8 bytes."""
+MAX_COUNT = 1_000_000_000
+"""Largest count, burst and limit of a queue's flow control."""
+MAX_PERIOD = 366 * 86400.0
+"""Longest period of a rate, in seconds."""
 
 _UNITS = {
     "ms": 0.001,
@@ -86,12 +90,12 @@ def parse_rate(text: str, burst: int = 1) -> RateLimit:
 
 def rate_limit(count: int, period: float, burst: int = 1) -> RateLimit:
     """A checked :class:`RateLimit`; ValueError saying which part is out of range."""
-    if count < 1:
-        raise ValueError(f"the count of a rate must be at least 1, got {count}")
-    if not math.isfinite(period) or period < 0.001:
-        raise ValueError(f"the period of a rate must be at least 1ms, got {period:g}s")
-    if burst < 0:
-        raise ValueError(f"burst must not be negative, got {burst}")
+    if not 1 <= count <= MAX_COUNT:
+        raise ValueError(f"the count of a rate must be 1 to {MAX_COUNT}, got {count}")
+    if not math.isfinite(period) or not 0.001 <= period <= MAX_PERIOD:
+        raise ValueError(f"the period of a rate must be 1ms to 366 days, got {period:g}s")
+    if not 0 <= burst <= MAX_COUNT:
+        raise ValueError(f"burst must be 0 (1) to {MAX_COUNT}, got {burst}")
     return RateLimit(count, period, burst or 1)
 
 
@@ -131,8 +135,8 @@ NO_LIMITS = QueueLimits()
 
 def check_limit(value: int) -> int:
     """Return ``value`` if it can be a concurrency limit (0: none); else ValueError."""
-    if value < 0:
-        raise ValueError(f"must be 0 (no limit) or more, got {value}")
+    if not 0 <= value <= MAX_COUNT:
+        raise ValueError(f"must be 0 (no limit) to {MAX_COUNT}, got {value}")
     return value
 
 

@@ -14,6 +14,7 @@ from google.protobuf import field_mask_pb2
 
 from jobwire.gateway._errors import InvalidArgumentError
 from jobwire.gateway._limits import (
+    MAX_COUNT,
     KeyPolicy,
     QueueLimits,
     RateLimit,
@@ -104,8 +105,10 @@ def _limit(value: int, suffix: str) -> int:
 
 
 def _rate(msg: flow_control_pb2.RateLimit) -> RateLimit:
-    if msg.burst < 0:
-        raise InvalidArgumentError("config.rate.burst", f"must be 0 (1) or more, got {msg.burst}")
+    if not 0 <= msg.burst <= MAX_COUNT:
+        raise InvalidArgumentError(
+            "config.rate.burst", f"must be 0 (1) to {MAX_COUNT}, got {msg.burst}"
+        )
     if msg.text:
         if msg.count or msg.HasField("period"):
             raise InvalidArgumentError(

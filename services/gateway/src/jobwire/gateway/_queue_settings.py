@@ -8,6 +8,7 @@ from pydantic import field_validator, model_validator
 
 from jobwire.gateway._config_types import QUEUE_NAME, Section
 from jobwire.gateway._limits import (
+    MAX_COUNT,
     KeyPolicy,
     QueueLimits,
     check_limit,
@@ -48,8 +49,8 @@ class QueueSettings(Section):
     @field_validator("burst")
     @classmethod
     def _check_burst(cls, value: int) -> int:
-        if value < 1:
-            raise ValueError(f"must be 1 or more, got {value}")
+        if not 1 <= value <= MAX_COUNT:
+            raise ValueError(f"must be 1 to {MAX_COUNT}, got {value}")
         return value
 
     @field_validator("key_weights")
