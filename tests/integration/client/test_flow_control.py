@@ -100,7 +100,10 @@ def test_the_queue_command_shows_and_changes_a_config(
         "burst": 10,
         "on_busy_key": "queue",
         "key_weights": {"big": 3},
+        "fifo_across_keys": False,
     }
+    assert main([*base, "config", "reports", "--fifo-across-keys", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fifo_across_keys"] is True
     assert main([*base, "config", "reports", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["burst"] == 10
     assert main([*base, "configs"]) == 0

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import pytest
 from integration.flow.flow_support import configure, enqueue_all
 
 from support import Producer, RawWorker
+from timing import QUIET
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
 
@@ -57,3 +59,19 @@ async def test_a_queue_without_keys_stays_strictly_fifo(
         order += [item.job.id for item in items]
         await worker.ack(*(item.lease_id for item in items))
     assert order == ids
+
+
+@pytest.mark.gateway(queues={"exports": {"fifo_across_keys": True, "max_concurrency_per_key": 2}})
+async def test_fair_dispatch_off_takes_the_oldest_across_keys_within_the_limits(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    await enqueue_all(producer, "exports", ["a"] * 5 + ["b"] * 5 + [""] * 2)
+    worker = await raw_worker(queues=["exports"], job_types=["work"], max_in_flight=10)
+    # The oldest first, but no more than 2 of a key at once: a, a, then the
+    # next key that may run; then one at a time as the slots free.
+    items = await worker.jobs(6)
+    assert [item.job.concurrency_key for item in items] == ["a", "a", "b", "b", "", ""]
+    await worker.nothing("delivery", QUIET)
+    await worker.ack(items[3].lease_id)  # a slot of b frees: b's next job, not a's
+    [item] = await worker.jobs(1)
+    assert item.job.concurrency_key == "b"

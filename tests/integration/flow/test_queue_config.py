@@ -31,7 +31,7 @@ TOML_QUEUES = {
         "on_busy_key": "cancel_newest",
         "key_weights": {"big": 3},
     },
-    "batch": {"max_concurrency": 4},
+    "batch": {"max_concurrency": 4, "fifo_across_keys": True},
 }
 
 
@@ -47,8 +47,10 @@ async def test_the_toml_tables_are_the_queues_configs(producer: Producer) -> Non
     assert config.rate.period.seconds == 60
     assert config.on_busy_key == Config.KEY_POLICY_CANCEL_NEWEST
     assert dict(config.key_weights) == {"big": 3}
+    assert not config.fifo_across_keys
     listed = (await producer.stub.ListQueueConfigs(Q.ListQueueConfigsRequest())).configs
     assert [c.queue for c in listed] == ["batch", "reports"]
+    assert listed[0].fifo_across_keys
     plain = (await producer.stub.GetQueueConfig(Q.GetQueueConfigRequest(queue="other"))).config
     assert plain == Config(queue="other", on_busy_key=Config.KEY_POLICY_QUEUE)
 

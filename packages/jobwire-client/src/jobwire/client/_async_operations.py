@@ -120,6 +120,7 @@ class AsyncOperations(AsyncCalls):
         burst: int = KEEP,  # type: ignore[assignment]
         on_busy_key: KeyPolicy = KEEP,  # type: ignore[assignment]
         key_weights: Mapping[str, int] | None = KEEP,  # type: ignore[assignment]
+        fifo_across_keys: bool = KEEP,  # type: ignore[assignment]
     ) -> QueueConfig:
         """See `Client.update_queue_config`."""
         request = update_request(
@@ -130,6 +131,7 @@ class AsyncOperations(AsyncCalls):
             burst=burst,
             on_busy_key=on_busy_key,
             key_weights=key_weights,
+            fifo_across_keys=fifo_across_keys,
         )
         response = await self._call(self._connect().queue.UpdateQueueConfig, request)
         return QueueConfig.from_proto(response.config)

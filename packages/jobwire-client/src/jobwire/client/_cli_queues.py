@@ -50,6 +50,11 @@ def add_commands(commands: Any, command: AddCommand) -> None:
         metavar="KEY=N",
         help="deliveries per fair-dispatch round of a key (repeat; replaces the weights)",
     )
+    config.add_argument(
+        "--fifo-across-keys",
+        action=argparse.BooleanOptionalAction,
+        help="fair dispatch off: the oldest ready job across keys first",
+    )
     command(actions, "configs", _configs, "every queue with flow control")
 
 
@@ -76,6 +81,8 @@ def _config(client: Client, args: argparse.Namespace, console: Console) -> Outpu
         changes["on_busy_key"] = args.on_busy_key
     if args.weight:
         changes["key_weights"] = dict(args.weight)
+    if args.fifo_across_keys is not None:
+        changes["fifo_across_keys"] = args.fifo_across_keys
     if changes:
         config = client.update_queue_config(args.queue, **changes)
     else:
@@ -89,7 +96,9 @@ def _configs(client: Client, args: argparse.Namespace, console: Console) -> Outp
 
 
 def _table(configs: Iterable[QueueConfig]) -> Table:
-    table = Table("queue", "max per key", "max concurrency", "rate", "on busy key", "weights")
+    table = Table(
+        "queue", "max per key", "max concurrency", "rate", "on busy key", "weights", "dispatch"
+    )
     for c in configs:
         table.add_row(
             c.queue,
@@ -98,5 +107,6 @@ def _table(configs: Iterable[QueueConfig]) -> Table:
             f"{c.rate} (burst {c.burst})" if c.rate else "-",
             c.on_busy_key,
             ", ".join(f"{k}={w}" for k, w in c.key_weights.items()) or "-",
+            "fifo across keys" if c.fifo_across_keys else "fair",
         )
     return table

@@ -43,6 +43,8 @@ class QueueConfig:
     on_busy_key: KeyPolicy = "queue"
     #: Deliveries per round of fair dispatch of the keys named (others: 1).
     key_weights: Mapping[str, int] = field(default_factory=dict, hash=False)
+    #: Fair dispatch off: the oldest ready job across keys goes first (limits still hold).
+    fifo_across_keys: bool = False
 
     @classmethod
     def from_proto(cls, proto: F.QueueConfig) -> QueueConfig:
@@ -57,6 +59,7 @@ class QueueConfig:
             burst=rate.burst if rate is not None else 1,
             on_busy_key=policy,
             key_weights=dict(proto.key_weights),
+            fifo_across_keys=proto.fifo_across_keys,
         )
 
 
@@ -69,6 +72,7 @@ def update_request(
     burst: Any = KEEP,
     on_busy_key: Any = KEEP,
     key_weights: Any = KEEP,
+    fifo_across_keys: Any = KEEP,
 ) -> Q.UpdateQueueConfigRequest:
     """The `UpdateQueueConfig` changing the fields given (`KEEP` leaves one as it is).
 
@@ -104,6 +108,9 @@ def update_request(
     if key_weights is not KEEP:
         config.key_weights.update(key_weights or {})
         paths.append("key_weights")
+    if fifo_across_keys is not KEEP:
+        config.fifo_across_keys = bool(fifo_across_keys)
+        paths.append("fifo_across_keys")
     if not paths:
         raise InvalidArgumentError(
             "name at least one setting to change, e.g. max_concurrency_per_key=2",

@@ -171,6 +171,7 @@ class SyncOperations(SyncCalls):
         burst: int = KEEP,  # type: ignore[assignment]
         on_busy_key: KeyPolicy = KEEP,  # type: ignore[assignment]
         key_weights: Mapping[str, int] | None = KEEP,  # type: ignore[assignment]
+        fifo_across_keys: bool = KEEP,  # type: ignore[assignment]
     ) -> QueueConfig:
         """Changes the settings given of a queue's flow control, on every gateway at once.
 
@@ -186,6 +187,8 @@ class SyncOperations(SyncCalls):
                 "queue" (wait), "cancel_in_progress" (cancel the key's oldest
                 jobs so the new one runs) or "cancel_newest" (cancel the new one).
             key_weights: Deliveries per round of fair dispatch of the keys named.
+            fifo_across_keys: True turns fair dispatch off: the oldest ready job
+                across keys goes first (the limits still hold).
 
         Returns:
             The queue's flow control as it is now.
@@ -203,6 +206,7 @@ class SyncOperations(SyncCalls):
             burst=burst,
             on_busy_key=on_busy_key,
             key_weights=key_weights,
+            fifo_across_keys=fifo_across_keys,
         )
         return QueueConfig.from_proto(self._call(self._queue.UpdateQueueConfig, request).config)
 

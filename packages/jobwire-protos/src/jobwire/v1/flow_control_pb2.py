@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1djobwire/v1/flow_control.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x03\n\x0bQueueConfig\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x1f\n\x17max_concurrency_per_key\x18\x02 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\x05\x12#\n\x04rate\x18\x04 \x01(\x0b\x32\x15.jobwire.v1.RateLimit\x12\x36\n\x0bon_busy_key\x18\x05 \x01(\x0e\x32!.jobwire.v1.QueueConfig.KeyPolicy\x12<\n\x0bkey_weights\x18\x06 \x03(\x0b\x32\'.jobwire.v1.QueueConfig.KeyWeightsEntry\x1a\x31\n\x0fKeyWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"~\n\tKeyPolicy\x12\x1a\n\x16KEY_POLICY_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_POLICY_QUEUE\x10\x01\x12!\n\x1dKEY_POLICY_CANCEL_IN_PROGRESS\x10\x02\x12\x1c\n\x18KEY_POLICY_CANCEL_NEWEST\x10\x03\"b\n\tRateLimit\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12)\n\x06period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x62urst\x18\x04 \x01(\x03\"X\n\nHeldCounts\x12\x0e\n\x06\x62y_key\x18\x01 \x01(\x03\x12\x16\n\x0e\x62y_concurrency\x18\x02 \x01(\x03\x12\x0f\n\x07\x62y_rate\x18\x03 \x01(\x03\x12\x11\n\tbusy_keys\x18\x04 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1djobwire/v1/flow_control.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\"\xbe\x03\n\x0bQueueConfig\x12\r\n\x05queue\x18\x01 \x01(\t\x12\x1f\n\x17max_concurrency_per_key\x18\x02 \x01(\x05\x12\x17\n\x0fmax_concurrency\x18\x03 \x01(\x05\x12#\n\x04rate\x18\x04 \x01(\x0b\x32\x15.jobwire.v1.RateLimit\x12\x36\n\x0bon_busy_key\x18\x05 \x01(\x0e\x32!.jobwire.v1.QueueConfig.KeyPolicy\x12<\n\x0bkey_weights\x18\x06 \x03(\x0b\x32\'.jobwire.v1.QueueConfig.KeyWeightsEntry\x12\x18\n\x10\x66ifo_across_keys\x18\x07 \x01(\x08\x1a\x31\n\x0fKeyWeightsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"~\n\tKeyPolicy\x12\x1a\n\x16KEY_POLICY_UNSPECIFIED\x10\x00\x12\x14\n\x10KEY_POLICY_QUEUE\x10\x01\x12!\n\x1dKEY_POLICY_CANCEL_IN_PROGRESS\x10\x02\x12\x1c\n\x18KEY_POLICY_CANCEL_NEWEST\x10\x03\"b\n\tRateLimit\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\x12)\n\x06period\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05\x62urst\x18\x04 \x01(\x03\"X\n\nHeldCounts\x12\x0e\n\x06\x62y_key\x18\x01 \x01(\x03\x12\x16\n\x0e\x62y_concurrency\x18\x02 \x01(\x03\x12\x0f\n\x07\x62y_rate\x18\x03 \x01(\x03\x12\x11\n\tbusy_keys\x18\x04 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_QUEUECONFIG_KEYWEIGHTSENTRY']._loaded_options = None
   _globals['_QUEUECONFIG_KEYWEIGHTSENTRY']._serialized_options = b'8\001'
   _globals['_QUEUECONFIG']._serialized_start=78
-  _globals['_QUEUECONFIG']._serialized_end=498
-  _globals['_QUEUECONFIG_KEYWEIGHTSENTRY']._serialized_start=321
-  _globals['_QUEUECONFIG_KEYWEIGHTSENTRY']._serialized_end=370
-  _globals['_QUEUECONFIG_KEYPOLICY']._serialized_start=372
-  _globals['_QUEUECONFIG_KEYPOLICY']._serialized_end=498
-  _globals['_RATELIMIT']._serialized_start=500
-  _globals['_RATELIMIT']._serialized_end=598
-  _globals['_HELDCOUNTS']._serialized_start=600
-  _globals['_HELDCOUNTS']._serialized_end=688
+  _globals['_QUEUECONFIG']._serialized_end=524
+  _globals['_QUEUECONFIG_KEYWEIGHTSENTRY']._serialized_start=347
+  _globals['_QUEUECONFIG_KEYWEIGHTSENTRY']._serialized_end=396
+  _globals['_QUEUECONFIG_KEYPOLICY']._serialized_start=398
+  _globals['_QUEUECONFIG_KEYPOLICY']._serialized_end=524
+  _globals['_RATELIMIT']._serialized_start=526
+  _globals['_RATELIMIT']._serialized_end=624
+  _globals['_HELDCOUNTS']._serialized_start=626
+  _globals['_HELDCOUNTS']._serialized_end=714
 # @@protoc_insertion_point(module_scope)

@@ -91,6 +91,7 @@ class QueueConfig(_message.Message):
     RATE_FIELD_NUMBER: _builtins.int
     ON_BUSY_KEY_FIELD_NUMBER: _builtins.int
     KEY_WEIGHTS_FIELD_NUMBER: _builtins.int
+    FIFO_ACROSS_KEYS_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """The queue. Output only in responses; required in `UpdateQueueConfig`."""
     max_concurrency_per_key: _builtins.int
@@ -101,6 +102,11 @@ class QueueConfig(_message.Message):
     """Most jobs of the queue processing at once; 0 means no limit."""
     on_busy_key: Global___QueueConfig.KeyPolicy.ValueType
     """What an enqueue does when its key is busy."""
+    fifo_across_keys: _builtins.bool
+    """Fair dispatch off: deliveries take the oldest ready job across keys (by
+    priority, then age) instead of rotating across keys; the limits still
+    hold. Each delivery then looks at every key with ready jobs.
+    """
     @_builtins.property
     def rate(self) -> Global___RateLimit:
         """Deliveries admitted per period (a token bucket); unset means no limit."""
@@ -120,10 +126,11 @@ class QueueConfig(_message.Message):
         rate: Global___RateLimit | None = ...,
         on_busy_key: Global___QueueConfig.KeyPolicy.ValueType = ...,
         key_weights: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        fifo_across_keys: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["rate", b"rate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["key_weights", b"key_weights", "max_concurrency", b"max_concurrency", "max_concurrency_per_key", b"max_concurrency_per_key", "on_busy_key", b"on_busy_key", "queue", b"queue", "rate", b"rate"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fifo_across_keys", b"fifo_across_keys", "key_weights", b"key_weights", "max_concurrency", b"max_concurrency", "max_concurrency_per_key", b"max_concurrency_per_key", "on_busy_key", b"on_busy_key", "queue", b"queue", "rate", b"rate"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

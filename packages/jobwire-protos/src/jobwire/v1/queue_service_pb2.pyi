@@ -84,7 +84,8 @@ class UpdateQueueConfigRequest(_message.Message):
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
         """The fields of `config` to change (max_concurrency_per_key,
-        max_concurrency, rate, on_busy_key, key_weights); empty replaces them all.
+        max_concurrency, rate, on_busy_key, key_weights, fifo_across_keys);
+        empty replaces them all.
         """
 
     def __init__(

@@ -113,6 +113,8 @@ class QueueLimits:
     """What an enqueue does when its key is at ``max_concurrency_per_key``."""
     key_weights: Mapping[str, int] = field(default_factory=dict)
     """Deliveries per round of fair dispatch of the keys named; others get 1."""
+    fifo_across_keys: bool = False
+    """Fair dispatch off: the oldest ready job across keys goes first."""
 
     @property
     def limited(self) -> bool:

@@ -27,7 +27,14 @@ from jobwire.gateway._models import duration
 from jobwire.v1 import flow_control_pb2
 
 Config = flow_control_pb2.QueueConfig
-MASKABLE = ("max_concurrency_per_key", "max_concurrency", "rate", "on_busy_key", "key_weights")
+MASKABLE = (
+    "max_concurrency_per_key",
+    "max_concurrency",
+    "rate",
+    "on_busy_key",
+    "key_weights",
+    "fifo_across_keys",
+)
 """The fields an ``update_mask`` may name."""
 
 _POLICIES = {
@@ -51,6 +58,7 @@ def to_proto(queue: str, limits: QueueLimits) -> flow_control_pb2.QueueConfig:
         max_concurrency=limits.max_concurrency,
         on_busy_key=_NUMBERS[limits.on_busy_key],
         key_weights=dict(limits.key_weights),
+        fifo_across_keys=limits.fifo_across_keys,
     )
     if limits.rate is not None:
         rate = limits.rate
@@ -93,6 +101,8 @@ def updated(
             except ValueError as error:
                 raise InvalidArgumentError("config.key_weights", str(error)) from None
         changes["key_weights"] = dict(msg.key_weights)
+    if "fifo_across_keys" in paths:
+        changes["fifo_across_keys"] = msg.fifo_across_keys
     return replace(current, **changes)
 
 

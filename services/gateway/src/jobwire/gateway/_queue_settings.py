@@ -33,6 +33,8 @@ class QueueSettings(Section):
     "cancel_in_progress" (cancel the key's oldest jobs) or "cancel_newest"."""
     key_weights: dict[str, int] = {}
     """Deliveries per round of fair dispatch of the keys named (others: 1)."""
+    fifo_across_keys: bool = False
+    """Fair dispatch off: the oldest ready job across keys goes first (limits still hold)."""
 
     @field_validator("max_concurrency_per_key", "max_concurrency")
     @classmethod
@@ -74,6 +76,7 @@ class QueueSettings(Section):
             rate=parse_rate(self.rate, self.burst) if self.rate is not None else None,
             on_busy_key=self.on_busy_key,
             key_weights=dict(self.key_weights),
+            fifo_across_keys=self.fifo_across_keys,
         )
 
 

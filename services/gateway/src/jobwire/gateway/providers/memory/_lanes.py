@@ -132,6 +132,11 @@ class MemoryQueue:
         limits = self.limits
         tokens = self.bucket.available() if self.bucket is not None else None
         room = min(max_jobs, budget(limits, self.counts[JobState.PROCESSING], tokens))
+        if limits.fifo_across_keys:
+            count = self._take_oldest(consumer, room, taken)
+            if count and self.bucket is not None:
+                self.bucket.take(count)
+            return
         rotation = self.rotation
         skipped: list[Lane] = []  # lanes of types this consumer does not take
         count = 0
@@ -168,6 +173,42 @@ class MemoryQueue:
             rotation.appendleft(lane)
         if count and self.bucket is not None:
             self.bucket.take(count)
+
+    def _take_oldest(self, consumer: Consumer, room: float, taken: list[MemoryJob]) -> int:
+        """Fair dispatch off: take the oldest ready jobs across the lanes that may run."""
+        count = 0
+        while count < room:
+            best: tuple[tuple[int, int], Lane, deque[MemoryJob]] | None = None
+            for lane in self.rotation:
+                if not self.runnable(lane):
+                    continue
+                for (job_type, _), ready in lane.ready.items():
+                    while ready and ready[0].state is not JobState.PENDING:
+                        ready.popleft()  # cancelled or purged
+                    if ready and consumer.accepts(job_type):
+                        order = (-ready[0].priority, ready[0].ready_order)
+                        if best is None or order < best[0]:
+                            best = (order, lane, ready)
+            if best is None:
+                break
+            _, lane, ready = best
+            job = ready.popleft()
+            taken.append(job)
+            if lane.key:
+                lane.running[job.id] = job
+                lane.pending -= 1
+            count += 1
+        # The rotation keeps the lanes that may still run; a key at its limit
+        # comes back when a job of it stops processing.
+        lanes = list(self.rotation)
+        self.rotation.clear()
+        for lane in lanes:
+            lane.queued = False
+            if lane.has_ready() and self.runnable(lane):
+                self.enqueue(lane)
+            else:
+                self.retire(lane)
+        return count
 
     def release(self, job: MemoryJob) -> bool:
         """A job of this queue stopped processing; return whether claims may take more now."""
