@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from integration.flow.flow_support import enqueue_all
 
-from support import Producer, RawWorker, Response, State
+from support import Producer, RawWorker, Response, State, seconds
 from timing import QUIET
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
@@ -75,3 +75,27 @@ async def test_cancel_newest_cancels_the_new_job_at_once_saying_why(
     assert other.state == State.STATE_PENDING
     await worker.ack(running.lease_id)
     await producer.wait_state(first.id, State.STATE_COMPLETED)
+
+
+@pytest.mark.gateway(
+    scheduler={"delay_threshold": 0.5}, queues={"reports": {"max_concurrency_per_key": 1}}
+)
+async def test_a_job_the_scheduler_holds_keeps_its_key_and_its_limit(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    worker = await raw_worker(queues=["reports"], job_types=["work"], max_in_flight=10)
+    [now] = await enqueue_all(producer, "reports", ["customer-7"])
+    [running] = await worker.jobs(1)
+    later = await producer.enqueue(
+        "work", queue="reports", concurrency_key="customer-7", delay=seconds(1.5)
+    )
+    held = await producer.get(later.id)
+    assert (held.state, held.concurrency_key) == (State.STATE_SCHEDULED, "customer-7")
+    # Handed to the provider when due: still of its key, so held by the running one.
+    await producer.wait_state(later.id, State.STATE_PENDING)
+    await worker.nothing("delivery", QUIET)
+    assert (await producer.get(later.id)).waiting_reason.startswith("concurrency key customer-7")
+    await worker.ack(running.lease_id)
+    [item] = await worker.jobs(1)
+    assert (item.job.id, item.job.concurrency_key) == (later.id, "customer-7")
+    assert running.job.id == now
