@@ -38,6 +38,7 @@ class AsyncJobs(AsyncCalls):
         attributes: Mapping[str, str] | None = None,
         content_type: str | None = None,
         priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
         """Enqueues a job; see `Client.enqueue`. Concurrent calls are coalesced."""
         request = JobRequest(
@@ -52,6 +53,7 @@ class AsyncJobs(AsyncCalls):
             attributes=attributes,
             content_type=content_type,
             priority=priority,
+            concurrency_key=concurrency_key,
         )
         proto = self._enqueue_request(request)
         return self._enqueued(proto, await self._connect().coalescer.submit(proto))

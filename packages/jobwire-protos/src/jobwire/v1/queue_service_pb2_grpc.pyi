@@ -33,7 +33,7 @@ class QueueServiceStub:
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -104,6 +104,17 @@ class QueueServiceStub:
     """
     ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
     """Resumes deliveries from a paused queue at once. Requires the admin role."""
+    GetQueueConfig: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueConfigRequest, _queue_service_pb2.GetQueueConfigResponse]
+    """Returns a queue's flow control (limits and key policy); a queue never
+    configured has no limits.
+    """
+    UpdateQueueConfig: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueConfigRequest, _queue_service_pb2.UpdateQueueConfigResponse]
+    """Changes a queue's flow control; claims honour it at once. Fails with
+    FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+    does not enforce limits yet. Requires the admin role.
+    """
+    ListQueueConfigs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueueConfigsRequest, _queue_service_pb2.ListQueueConfigsResponse]
+    """Lists the queues that have flow control configured, sorted by name."""
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -113,7 +124,7 @@ class QueueServiceAsyncStub(QueueServiceStub):
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -181,6 +192,17 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
     """Resumes deliveries from a paused queue at once. Requires the admin role."""
+    GetQueueConfig: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueConfigRequest, _queue_service_pb2.GetQueueConfigResponse]  # type: ignore[assignment]
+    """Returns a queue's flow control (limits and key policy); a queue never
+    configured has no limits.
+    """
+    UpdateQueueConfig: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueConfigRequest, _queue_service_pb2.UpdateQueueConfigResponse]  # type: ignore[assignment]
+    """Changes a queue's flow control; claims honour it at once. Fails with
+    FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+    does not enforce limits yet. Requires the admin role.
+    """
+    ListQueueConfigs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueueConfigsRequest, _queue_service_pb2.ListQueueConfigsResponse]  # type: ignore[assignment]
+    """Lists the queues that have flow control configured, sorted by name."""
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Producers enqueue jobs and follow them through their lifecycle.
@@ -189,7 +211,7 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -333,5 +355,34 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.ResumeQueueResponse, _abc.Awaitable[_queue_service_pb2.ResumeQueueResponse]]:
         """Resumes deliveries from a paused queue at once. Requires the admin role."""
+
+    @_abc_1.abstractmethod
+    def GetQueueConfig(
+        self,
+        request: _queue_service_pb2.GetQueueConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.GetQueueConfigResponse, _abc.Awaitable[_queue_service_pb2.GetQueueConfigResponse]]:
+        """Returns a queue's flow control (limits and key policy); a queue never
+        configured has no limits.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateQueueConfig(
+        self,
+        request: _queue_service_pb2.UpdateQueueConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.UpdateQueueConfigResponse, _abc.Awaitable[_queue_service_pb2.UpdateQueueConfigResponse]]:
+        """Changes a queue's flow control; claims honour it at once. Fails with
+        FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+        does not enforce limits yet. Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def ListQueueConfigs(
+        self,
+        request: _queue_service_pb2.ListQueueConfigsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ListQueueConfigsResponse, _abc.Awaitable[_queue_service_pb2.ListQueueConfigsResponse]]:
+        """Lists the queues that have flow control configured, sorted by name."""
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -105,7 +105,13 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     ) -> queue_service_pb2.GetJobResponse:
         """Return one job."""
         job = await self._service.get_job(request.id)
-        return queue_service_pb2.GetJobResponse(job=job.to_proto(full=_view(request.view, _FULL)))
+        response = queue_service_pb2.GetJobResponse(
+            job=job.to_proto(full=_view(request.view, _FULL))
+        )
+        reason = await self._service.waiting_reason(job)
+        if reason:
+            response.job.waiting_reason = reason
+        return response
 
     @unary
     async def ListJobs(
@@ -171,6 +177,30 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         """Resume deliveries from a queue."""
         row = await self._service.pause_queue(request.queue, paused=False)
         return queue_service_pb2.ResumeQueueResponse(stats=_stats(row))
+
+    @unary
+    async def GetQueueConfig(
+        self, request: queue_service_pb2.GetQueueConfigRequest, context: Context
+    ) -> queue_service_pb2.GetQueueConfigResponse:
+        """Return a queue's flow control."""
+        config = await self._service.queue_config(request.queue)
+        return queue_service_pb2.GetQueueConfigResponse(config=config)
+
+    @unary
+    async def UpdateQueueConfig(
+        self, request: queue_service_pb2.UpdateQueueConfigRequest, context: Context
+    ) -> queue_service_pb2.UpdateQueueConfigResponse:
+        """Change a queue's flow control."""
+        config = await self._service.update_queue_config(request)
+        return queue_service_pb2.UpdateQueueConfigResponse(config=config)
+
+    @unary
+    async def ListQueueConfigs(
+        self, request: queue_service_pb2.ListQueueConfigsRequest, context: Context
+    ) -> queue_service_pb2.ListQueueConfigsResponse:
+        """Return every configured queue's flow control."""
+        configs = await self._service.queue_configs()
+        return queue_service_pb2.ListQueueConfigsResponse(configs=configs)
 
     async def WatchJob(
         self, request: queue_service_pb2.WatchJobRequest, context: Context
@@ -288,6 +318,12 @@ def _stats(row: QueueCounts) -> queue_service_pb2.QueueStats:
         unserved_types=row.unserved_types,
         paused=row.paused,
     )
+    if row.held is not None:
+        held = row.held
+        stat.held.by_key = held.by_key
+        stat.held.by_concurrency = held.by_concurrency
+        stat.held.by_rate = held.by_rate
+        stat.held.busy_keys = held.busy_keys
     for state, count in row.by_state.items():
         setattr(stat, state.name.lower(), count)
     return stat
