@@ -149,6 +149,12 @@ class PriorityUnsupportedError(FailedPreconditionError):
     reason = "PRIORITY_UNSUPPORTED"
 
 
+class FlowControlUnsupportedError(FailedPreconditionError):
+    """The gateway's provider does not enforce flow control yet: leave `concurrency_key` unset."""
+
+    reason = "FLOW_CONTROL_UNSUPPORTED"
+
+
 # Access errors
 
 
@@ -251,6 +257,7 @@ _BY_REASON: dict[str, type[JobwireError]] = {
         JobTerminalError,
         JobNotRetryableError,
         PriorityUnsupportedError,
+        FlowControlUnsupportedError,
     )
     if cls.reason is not None
 }

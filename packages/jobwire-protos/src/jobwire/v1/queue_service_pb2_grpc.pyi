@@ -33,7 +33,7 @@ class QueueServiceStub:
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -86,9 +86,16 @@ class QueueServiceStub:
     """Streams the current state of many jobs, then their changes, batched: a
     frame carries every change since the previous frame, the latest state of
     each job once. Every job's terminal state is sent exactly once (for a job
-    finished before the watch began, in the first frame), and the stream ends
-    after every watched job has reached one. Fails with NOT_FOUND naming an
-    unknown id, before any frame.
+    finished before the watch began, in the first frame).
+
+    By `ids`, the stream ends after every watched job has reached one; it
+    fails with NOT_FOUND naming an unknown id, before any frame. By
+    `selector`, it follows every job the selector matches: those that exist
+    when it begins (unless `only_new`; they come first, in frames of at most
+    1000 jobs, the first frame sent even when none match) and those that
+    start matching later (new enqueues, through any gateway of the backend),
+    until the client cancels it. A job replayed after its end was sent is
+    followed again, and its next end sent once too.
     """
     RetryJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobRequest, _queue_service_pb2.RetryJobResponse]
     """Replays a dead, failed or cancelled job: it is pending again as a new
@@ -116,6 +123,17 @@ class QueueServiceStub:
     """
     ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
     """Resumes deliveries from a paused queue at once. Requires the admin role."""
+    GetQueueConfig: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueConfigRequest, _queue_service_pb2.GetQueueConfigResponse]
+    """Returns a queue's flow control (limits and key policy); a queue never
+    configured has no limits.
+    """
+    UpdateQueueConfig: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueConfigRequest, _queue_service_pb2.UpdateQueueConfigResponse]
+    """Changes a queue's flow control; claims honour it at once. Fails with
+    FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+    does not enforce limits yet. Requires the admin role.
+    """
+    ListQueueConfigs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueueConfigsRequest, _queue_service_pb2.ListQueueConfigsResponse]
+    """Lists the queues that have flow control configured, sorted by name."""
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -125,7 +143,7 @@ class QueueServiceAsyncStub(QueueServiceStub):
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -175,9 +193,16 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """Streams the current state of many jobs, then their changes, batched: a
     frame carries every change since the previous frame, the latest state of
     each job once. Every job's terminal state is sent exactly once (for a job
-    finished before the watch began, in the first frame), and the stream ends
-    after every watched job has reached one. Fails with NOT_FOUND naming an
-    unknown id, before any frame.
+    finished before the watch began, in the first frame).
+
+    By `ids`, the stream ends after every watched job has reached one; it
+    fails with NOT_FOUND naming an unknown id, before any frame. By
+    `selector`, it follows every job the selector matches: those that exist
+    when it begins (unless `only_new`; they come first, in frames of at most
+    1000 jobs, the first frame sent even when none match) and those that
+    start matching later (new enqueues, through any gateway of the backend),
+    until the client cancels it. A job replayed after its end was sent is
+    followed again, and its next end sent once too.
     """
     RetryJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.RetryJobRequest, _queue_service_pb2.RetryJobResponse]  # type: ignore[assignment]
     """Replays a dead, failed or cancelled job: it is pending again as a new
@@ -205,6 +230,17 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
     """Resumes deliveries from a paused queue at once. Requires the admin role."""
+    GetQueueConfig: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueConfigRequest, _queue_service_pb2.GetQueueConfigResponse]  # type: ignore[assignment]
+    """Returns a queue's flow control (limits and key policy); a queue never
+    configured has no limits.
+    """
+    UpdateQueueConfig: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueConfigRequest, _queue_service_pb2.UpdateQueueConfigResponse]  # type: ignore[assignment]
+    """Changes a queue's flow control; claims honour it at once. Fails with
+    FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+    does not enforce limits yet. Requires the admin role.
+    """
+    ListQueueConfigs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueueConfigsRequest, _queue_service_pb2.ListQueueConfigsResponse]  # type: ignore[assignment]
+    """Lists the queues that have flow control configured, sorted by name."""
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Producers enqueue jobs and follow them through their lifecycle.
@@ -213,7 +249,7 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -315,9 +351,16 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams the current state of many jobs, then their changes, batched: a
         frame carries every change since the previous frame, the latest state of
         each job once. Every job's terminal state is sent exactly once (for a job
-        finished before the watch began, in the first frame), and the stream ends
-        after every watched job has reached one. Fails with NOT_FOUND naming an
-        unknown id, before any frame.
+        finished before the watch began, in the first frame).
+
+        By `ids`, the stream ends after every watched job has reached one; it
+        fails with NOT_FOUND naming an unknown id, before any frame. By
+        `selector`, it follows every job the selector matches: those that exist
+        when it begins (unless `only_new`; they come first, in frames of at most
+        1000 jobs, the first frame sent even when none match) and those that
+        start matching later (new enqueues, through any gateway of the backend),
+        until the client cancels it. A job replayed after its end was sent is
+        followed again, and its next end sent once too.
         """
 
     @_abc_1.abstractmethod
@@ -375,5 +418,34 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.ResumeQueueResponse, _abc.Awaitable[_queue_service_pb2.ResumeQueueResponse]]:
         """Resumes deliveries from a paused queue at once. Requires the admin role."""
+
+    @_abc_1.abstractmethod
+    def GetQueueConfig(
+        self,
+        request: _queue_service_pb2.GetQueueConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.GetQueueConfigResponse, _abc.Awaitable[_queue_service_pb2.GetQueueConfigResponse]]:
+        """Returns a queue's flow control (limits and key policy); a queue never
+        configured has no limits.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateQueueConfig(
+        self,
+        request: _queue_service_pb2.UpdateQueueConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.UpdateQueueConfigResponse, _abc.Awaitable[_queue_service_pb2.UpdateQueueConfigResponse]]:
+        """Changes a queue's flow control; claims honour it at once. Fails with
+        FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+        does not enforce limits yet. Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def ListQueueConfigs(
+        self,
+        request: _queue_service_pb2.ListQueueConfigsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ListQueueConfigsResponse, _abc.Awaitable[_queue_service_pb2.ListQueueConfigsResponse]]:
+        """Lists the queues that have flow control configured, sorted by name."""
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

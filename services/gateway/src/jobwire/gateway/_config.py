@@ -24,6 +24,7 @@ from jobwire.gateway._provider_config import (
     ProviderSettings,
     SqsProviderSettings,
 )
+from jobwire.gateway._queue_settings import QueueSettings, check_queue_names
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("jobwire_config_file", default=None)
 
@@ -258,6 +259,13 @@ class GatewaySettings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    queues: dict[str, QueueSettings] = {}
+    """Flow control per queue (``[queues.NAME]``), applied at start."""
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queue_names(cls, value: dict[str, QueueSettings]) -> dict[str, QueueSettings]:
+        return check_queue_names(value)
 
     @model_validator(mode="after")
     def _in_process_worker_without_tls(self) -> Self:
