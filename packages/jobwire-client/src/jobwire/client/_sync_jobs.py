@@ -87,8 +87,9 @@ class SyncJobs(SyncCalls):
         )
         proto = self._enqueue_request(request)
         self._ensure_open()
-        # Calls made now by other threads share one EnqueueJobs call with this one.
-        return self._enqueued(proto, self._coalescer.enqueue(proto))
+        # Over the client's enqueue stream; calls made meanwhile by other threads
+        # share the next frame with this one.
+        return self._enqueued(proto, self._enqueuer.enqueue(proto))
 
     def pipeline(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> Pipeline:
         """Opens a pipelined producer: `enqueue` returns a `PendingJob` at once.

@@ -715,6 +715,156 @@ class EnqueueJobsResponse(_message.Message):
 Global___EnqueueJobsResponse: _TypeAlias = EnqueueJobsResponse  # noqa: Y015
 
 @_typing.final
+class EnqueueStreamRequest(_message.Message):
+    """One frame of jobs to enqueue on an `EnqueueStream`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_ID_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    frame_id: _builtins.int
+    """Chosen by the client, echoed by the frame's answer; unique among the
+    stream's unanswered frames. Not an idempotency key: that is each job's
+    `request_id`.
+    """
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueJobRequest]:
+        """Jobs to enqueue, at least 1 and at most 1000 (the gateway's
+        `max_batch_size`), validated as a whole as in `EnqueueJobs`.
+        """
+
+    def __init__(
+        self,
+        *,
+        frame_id: _builtins.int = ...,
+        requests: _abc.Iterable[Global___EnqueueJobRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame_id", b"frame_id", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueStreamRequest: _TypeAlias = EnqueueStreamRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueStreamResponse(_message.Message):
+    """The answer to one frame, or a notice: the stream is open, or the gateway
+    is shutting down.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_ID_FIELD_NUMBER: _builtins.int
+    ENQUEUED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    OPENED_FIELD_NUMBER: _builtins.int
+    frame_id: _builtins.int
+    """The frame answered; 0 on a notice."""
+    draining: _builtins.bool
+    """The gateway is shutting down: send no more frames on this stream (open a
+    new one) and half-close it; the frames already sent are answered.
+    """
+    opened: _builtins.bool
+    """The gateway accepted the stream: frames may follow. Clients wait for
+    this notice before their first frame, because gRPC can report a message
+    written to a stream refused on arrival as INTERNAL instead of the
+    refusal (grpc/grpc#36066).
+    """
+    @_builtins.property
+    def enqueued(self) -> Global___EnqueueJobsResponse:
+        """The stored jobs, one result per request in request order."""
+
+    @_builtins.property
+    def error(self) -> Global___EnqueueStreamError:
+        """Why the frame was refused: nothing of it was stored."""
+
+    def __init__(
+        self,
+        *,
+        frame_id: _builtins.int = ...,
+        enqueued: Global___EnqueueJobsResponse | None = ...,
+        error: Global___EnqueueStreamError | None = ...,
+        draining: _builtins.bool = ...,
+        opened: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enqueued", b"enqueued", "error", b"error", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "enqueued", b"enqueued", "error", b"error", "frame_id", b"frame_id", "opened", b"opened", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["enqueued", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___EnqueueStreamResponse: _TypeAlias = EnqueueStreamResponse  # noqa: Y015
+
+@_typing.final
+class EnqueueStreamError(_message.Message):
+    """Why a frame was refused: the status the unary call would have ended with
+    (a `google.rpc.Status` and its `google.rpc.ErrorInfo`, flattened, so the
+    contract imports nothing beyond the well-known types).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """Canonical gRPC status code (`google.rpc.Code`), never OK."""
+    message: _builtins.str
+    """Developer-facing message, naming the field at fault, for example
+    "requests[3].type: is required".
+    """
+    reason: _builtins.str
+    """Machine-readable reason, for example INVALID_ARGUMENT or PAYLOAD_TOO_LARGE."""
+    domain: _builtins.str
+    """Domain of `reason`: "jobwire.dev"."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Details, for example {"field": "requests[3].type"}."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        domain: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "domain", b"domain", "message", b"message", "metadata", b"metadata", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueStreamError: _TypeAlias = EnqueueStreamError  # noqa: Y015
+
+@_typing.final
 class GetJobRequest(_message.Message):
     """Which job to read."""
 

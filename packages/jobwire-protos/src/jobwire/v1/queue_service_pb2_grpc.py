@@ -52,6 +52,11 @@ class QueueServiceStub:
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsResponse.FromString,
                 _registered_method=True)
+        self.EnqueueStream = channel.stream_stream(
+                '/jobwire.v1.QueueService/EnqueueStream',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamResponse.FromString,
+                _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/jobwire.v1.QueueService/GetJob',
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.GetJobRequest.SerializeToString,
@@ -145,6 +150,29 @@ class QueueServiceServicer:
     def EnqueueJobs(self, request, context):
         """Enqueues several jobs in one call. The batch is validated as a whole: if
         any entry is invalid nothing is enqueued and the error names the entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueStream(self, request_iterator, context):
+        """Enqueues jobs over one long-lived stream, for producers that enqueue one
+        job at a time and wait for each answer: a frame costs a message on an
+        open stream instead of a call. Each request frame carries a client-chosen
+        `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+        job as `EnqueueJob`); its answer carries the same `frame_id` and either
+        the results or the error that call would have ended with. Answers may
+        come out of order. Send `request_id`s: a frame left unanswered by a
+        broken stream can then be sent again without enqueueing twice.
+
+        The gateway's first frame, sent as it accepts the stream, has `opened`
+        set; wait for it before the first frame. The stream itself fails only
+        for what concerns it all (authentication, malformed frames, the
+        gateway's `max_streams`, a gateway shutting down when it opens). A
+        gateway that starts shutting down sends a frame with `draining` set and
+        keeps answering: the client opens a new stream for later frames and
+        half-closes this one, which then ends with OK once every frame read is
+        answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -292,6 +320,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsResponse.SerializeToString,
             ),
+            'EnqueueStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EnqueueStream,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamResponse.SerializeToString,
+            ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
                     request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.GetJobRequest.FromString,
@@ -425,6 +458,33 @@ class QueueService:
             '/jobwire.v1.QueueService/EnqueueJobs',
             jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsRequest.SerializeToString,
             jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/jobwire.v1.QueueService/EnqueueStream',
+            jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,25 @@ class QueueServiceStub:
     """Enqueues several jobs in one call. The batch is validated as a whole: if
     any entry is invalid nothing is enqueued and the error names the entry.
     """
+    EnqueueStream: _grpc.StreamStreamMultiCallable[_queue_service_pb2.EnqueueStreamRequest, _queue_service_pb2.EnqueueStreamResponse]
+    """Enqueues jobs over one long-lived stream, for producers that enqueue one
+    job at a time and wait for each answer: a frame costs a message on an
+    open stream instead of a call. Each request frame carries a client-chosen
+    `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+    job as `EnqueueJob`); its answer carries the same `frame_id` and either
+    the results or the error that call would have ended with. Answers may
+    come out of order. Send `request_id`s: a frame left unanswered by a
+    broken stream can then be sent again without enqueueing twice.
+
+    The gateway's first frame, sent as it accepts the stream, has `opened`
+    set; wait for it before the first frame. The stream itself fails only
+    for what concerns it all (authentication, malformed frames, the
+    gateway's `max_streams`, a gateway shutting down when it opens). A
+    gateway that starts shutting down sends a frame with `draining` set and
+    keeps answering: the client opens a new stream for later frames and
+    half-closes this one, which then ends with OK once every frame read is
+    answered.
+    """
     GetJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetJobRequest, _queue_service_pb2.GetJobResponse]
     """Returns one job."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListJobsRequest, _queue_service_pb2.ListJobsResponse]
@@ -134,6 +153,25 @@ class QueueServiceAsyncStub(QueueServiceStub):
     EnqueueJobs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.EnqueueJobsRequest, _queue_service_pb2.EnqueueJobsResponse]  # type: ignore[assignment]
     """Enqueues several jobs in one call. The batch is validated as a whole: if
     any entry is invalid nothing is enqueued and the error names the entry.
+    """
+    EnqueueStream: _aio.StreamStreamMultiCallable[_queue_service_pb2.EnqueueStreamRequest, _queue_service_pb2.EnqueueStreamResponse]  # type: ignore[assignment]
+    """Enqueues jobs over one long-lived stream, for producers that enqueue one
+    job at a time and wait for each answer: a frame costs a message on an
+    open stream instead of a call. Each request frame carries a client-chosen
+    `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+    job as `EnqueueJob`); its answer carries the same `frame_id` and either
+    the results or the error that call would have ended with. Answers may
+    come out of order. Send `request_id`s: a frame left unanswered by a
+    broken stream can then be sent again without enqueueing twice.
+
+    The gateway's first frame, sent as it accepts the stream, has `opened`
+    set; wait for it before the first frame. The stream itself fails only
+    for what concerns it all (authentication, malformed frames, the
+    gateway's `max_streams`, a gateway shutting down when it opens). A
+    gateway that starts shutting down sends a frame with `draining` set and
+    keeps answering: the client opens a new stream for later frames and
+    half-closes this one, which then ends with OK once every frame read is
+    answered.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetJobRequest, _queue_service_pb2.GetJobResponse]  # type: ignore[assignment]
     """Returns one job."""
@@ -231,6 +269,31 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queue_service_pb2.EnqueueJobsResponse, _abc.Awaitable[_queue_service_pb2.EnqueueJobsResponse]]:
         """Enqueues several jobs in one call. The batch is validated as a whole: if
         any entry is invalid nothing is enqueued and the error names the entry.
+        """
+
+    @_abc_1.abstractmethod
+    def EnqueueStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_queue_service_pb2.EnqueueStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_service_pb2.EnqueueStreamResponse], _abc.AsyncIterator[_queue_service_pb2.EnqueueStreamResponse]]:
+        """Enqueues jobs over one long-lived stream, for producers that enqueue one
+        job at a time and wait for each answer: a frame costs a message on an
+        open stream instead of a call. Each request frame carries a client-chosen
+        `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+        job as `EnqueueJob`); its answer carries the same `frame_id` and either
+        the results or the error that call would have ended with. Answers may
+        come out of order. Send `request_id`s: a frame left unanswered by a
+        broken stream can then be sent again without enqueueing twice.
+
+        The gateway's first frame, sent as it accepts the stream, has `opened`
+        set; wait for it before the first frame. The stream itself fails only
+        for what concerns it all (authentication, malformed frames, the
+        gateway's `max_streams`, a gateway shutting down when it opens). A
+        gateway that starts shutting down sends a frame with `draining` set and
+        keeps answering: the client opens a new stream for later frames and
+        half-closes this one, which then ends with OK once every frame read is
+        answered.
         """
 
     @_abc_1.abstractmethod

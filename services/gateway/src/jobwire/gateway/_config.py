@@ -107,7 +107,7 @@ class ServerSettings(Section):
     max_attributes: int = Field(default=64, ge=0)
     """Most attributes per job."""
     max_streams: int = Field(default=1000, gt=0)
-    """Most long-lived streams (worker streams and ``WatchJob``) open at once."""
+    """Most long-lived streams (worker, ``WatchJob(s)`` and ``EnqueueStream``) open at once."""
     lease_duration: Span = timedelta(seconds=30)
     """Default lease length of a delivery."""
     min_lease_duration: Span = timedelta(seconds=1)
