@@ -71,6 +71,9 @@ class MemoryQueue:
     counts: Counter[JobState] = field(default_factory=Counter)
     limits: QueueLimits = NO_LIMITS
     bucket: TokenBucket | None = None
+    out_of_tokens: bool = False
+    """Whether the last claim found the rate's bucket empty: then the next token, not
+    an insert or a freed slot, is what lets a waiting claim go on."""
 
     @property
     def ready(self) -> Ready:
@@ -122,15 +125,16 @@ class MemoryQueue:
 
     def rate_wait(self) -> float | None:
         """Seconds until the rate admits a job this queue holds ready; None if it is not why."""
-        if self.bucket is None or not self.rotation:
+        if self.bucket is None or not self.rotation or not self.out_of_tokens:
             return None
-        wait = self.bucket.wait()
-        return wait if wait > 0 else None
+        # 0 when a token came between the claim and now: the claim goes again at once.
+        return self.bucket.wait()
 
     def take(self, consumer: Consumer, max_jobs: int, taken: list[MemoryJob]) -> None:
         """Append to ``taken`` up to ``max_jobs`` jobs the limits admit, rotating across lanes."""
         limits = self.limits
         tokens = self.bucket.available() if self.bucket is not None else None
+        self.out_of_tokens = tokens == 0
         room = min(max_jobs, budget(limits, self.counts[JobState.PROCESSING], tokens))
         if limits.fifo_across_keys:
             count = self._take_oldest(consumer, room, taken)
