@@ -36,20 +36,28 @@ for i = 8, 7 + nqueues do
 end
 table.sort(heads, function(a, b) return a[1] < b[1] end)
 local leased = P .. 'leased:' .. gateway
-local taken = {}
+local taken, leases, gone = {}, {}, {}
 for i = 1, math.min(max, #heads) do
   local id, key = heads[i][2], heads[i][3]
-  redis.call('ZREM', key, id)
+  local ids = gone[key]
+  if not ids then
+    ids = {}
+    gone[key] = ids
+  end
+  ids[#ids + 1] = id
   local job = jkey(id)
-  local f = redis.call('HMGET', job, 's', 'q')
+  local f = redis.call('HMGET', job, 's', 'q', 'a', 'st')
   if f[1] == PENDING then
-    redis.call('HINCRBY', job, 'a', 1)
-    redis.call('HSET', job, 's', PROCESSING, 'w', worker, 'gw', gateway, 'u', now)
-    redis.call('HDEL', job, 'st')
-    redis.call('ZADD', leased, deadline, id)
+    redis.call('HSET', job, 's', PROCESSING, 'a', tostring(tonumber(f[3]) + 1), 'w', worker,
+      'gw', gateway, 'u', now)
+    if f[4] then redis.call('HDEL', job, 'st') end
+    append(leases, deadline, id)
     count(f[2], PENDING, PROCESSING)
     taken[#taken + 1] = redis.call('HGETALL', job)
   end
 end
+for key, ids in pairs(gone) do bulk('ZREM', key, ids) end
+bulk('ZADD', leased, leases)
 if #heads > 0 then redis.call('SADD', P .. 'gateways', gateway) end
+commit()
 return taken

@@ -26,27 +26,39 @@ local ORDER = 1099511627776
 
 local function jkey(id) return P .. 'job:' .. id end
 
-local function count(queue, old, new)
-  local key = P .. 'counts:' .. queue
-  if old then redis.call('HINCRBY', key, old, -1) end
-  if new then redis.call('HINCRBY', key, new, 1) end
+-- What a script changes beyond the hashes it writes is gathered while it runs
+-- and written once at its end by commit(): the counts (one HINCRBY per queue
+-- and state, not two per job), the ready sets (one ZADD per set), the history
+-- (one ZADD) and the wake-ups (one PUBLISH per queue). Every script that calls
+-- count, push_ready, finished or forget ends with commit().
+local tallies, readies, finishes, history_max, woken = {}, {}, {}, 0, {}
+
+-- Append two items to a list (a field and its value, a score and its member).
+local function append(list, a, b)
+  list[#list + 1] = a
+  list[#list + 1] = b
 end
 
-local woken = {}
-
-local function push_ready(id, queue, jtype, priority)
-  local order = redis.call('INCR', P .. 'seq')
-  local score = (255 - tonumber(priority)) * ORDER + order
-  redis.call('ZADD', P .. 'ready:' .. queue .. '/' .. jtype, score, id)
-  redis.call('SADD', P .. 'types:' .. queue, jtype)
-  woken[queue] = true
-end
-
--- Tell the waiting claims of every gateway (pub/sub) that queues have jobs.
-local function wake()
-  for queue in pairs(woken) do
-    redis.call('PUBLISH', P .. 'wake', queue)
+-- Many members in one command, in chunks that stay well inside Lua's stack.
+local function bulk(command, key, items)
+  for i = 1, #items, 512 do
+    redis.call(command, key, unpack(items, i, math.min(i + 511, #items)))
   end
+end
+
+local function count(queue, old, new)
+  local t = tallies[queue]
+  if not t then
+    t = {}
+    tallies[queue] = t
+  end
+  if old then t[old] = (t[old] or 0) - 1 end
+  if new then t[new] = (t[new] or 0) + 1 end
+end
+
+-- Ready in arrival order (the order push_ready is called in), by priority.
+local function push_ready(id, queue, jtype, priority)
+  readies[#readies + 1] = {id, queue, jtype, tonumber(priority)}
 end
 
 local function forget(id)
@@ -64,13 +76,54 @@ end
 
 -- A job reached a final state: into the history (in the order jobs finish, which
 -- one settle call's shared end time would not give), the oldest beyond
--- max_history forgotten.
+-- max_history forgotten (at commit()).
 local function finished(id, max_history)
-  local key = P .. 'history'
-  redis.call('ZADD', key, redis.call('INCR', P .. 'seq'), id)
-  local excess = redis.call('ZCARD', key) - max_history
-  if excess > 0 then
-    local old = redis.call('ZPOPMIN', key, excess)
-    for i = 1, #old, 2 do forget(old[i]) end
+  finishes[#finishes + 1] = id
+  history_max = max_history
+end
+
+local function commit()
+  if #readies > 0 then
+    local first = redis.call('INCRBY', P .. 'seq', #readies) - #readies
+    local sets, types = {}, {}
+    for n, r in ipairs(readies) do
+      local key = P .. 'ready:' .. r[2] .. '/' .. r[3]
+      local items = sets[key]
+      if not items then
+        items = {}
+        sets[key] = items
+        types[#types + 1] = {r[2], r[3]}
+      end
+      append(items, (255 - r[4]) * ORDER + first + n, r[1])
+      woken[r[2]] = true
+    end
+    for key, items in pairs(sets) do bulk('ZADD', key, items) end
+    for _, qt in ipairs(types) do redis.call('SADD', P .. 'types:' .. qt[1], qt[2]) end
+    readies = {}
   end
+  if #finishes > 0 then
+    local key = P .. 'history'
+    local first = redis.call('INCRBY', P .. 'seq', #finishes) - #finishes
+    local items = {}
+    for n, id in ipairs(finishes) do append(items, first + n, id) end
+    bulk('ZADD', key, items)
+    finishes = {}
+    local excess = redis.call('ZCARD', key) - history_max
+    if excess > 0 then
+      local old = redis.call('ZPOPMIN', key, excess)
+      for i = 1, #old, 2 do forget(old[i]) end
+    end
+  end
+  for queue, t in pairs(tallies) do
+    local key = P .. 'counts:' .. queue
+    for state, n in pairs(t) do
+      if n ~= 0 then redis.call('HINCRBY', key, state, n) end
+    end
+  end
+  tallies = {}
+  -- Tell the waiting claims of every gateway (pub/sub) that queues have jobs.
+  for queue in pairs(woken) do
+    redis.call('PUBLISH', P .. 'wake', queue)
+  end
+  woken = {}
 end
