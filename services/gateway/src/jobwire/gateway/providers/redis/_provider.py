@@ -157,7 +157,13 @@ class RedisProvider(QueueProvider[int]):
             presumed_dead=elsewhere.reconcile,
         )
         self._inserts = Inserts(
-            self._scripts, self._keys, self._reads, self.dedup, self._request_ttl, self._upkeep.due
+            self._scripts,
+            self._keys,
+            self._reads,
+            self.dedup,
+            self._request_ttl,
+            self._upkeep.due,
+            self._wake.wake_all,
         )
         self._ops = Operations(
             self._client,
