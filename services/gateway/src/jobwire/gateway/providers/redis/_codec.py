@@ -59,34 +59,44 @@ def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+_STATES = {str(state.value).encode(): state for state in JobState}
+"""A state as the hash holds it, to the enum (``JobState(int(...))`` costs more)."""
+
+
 def record(job_id: str, fields: Fields) -> JobRecord:
     """The job stored in ``fields``."""
+    # Every job a claim takes goes through here: the common case (no error,
+    # result, progress, attributes or timeout) skips what it does not need.
     msg = job_pb2.Job.FromString(fields[b"body"])
-    error = fields.get(b"err")
-    history = fields.get(b"errs")
-    progress = fields.get(b"pg")
-    result = fields.get(b"r")
+    get = fields.get
+    error = get(b"err")
+    history = get(b"errs")
+    progress = get(b"pg")
+    scheduled = get(b"st")
+    ended = get(b"e")
+    worker = get(b"w")
+    result_type = get(b"rct")
     return JobRecord(
         id=job_id,
         queue=fields[b"q"].decode(),
         type=fields[b"t"].decode(),
         payload=msg.payload,
         content_type=msg.content_type,
-        attributes=dict(msg.attributes),
+        attributes=dict(msg.attributes) if msg.attributes else {},
         max_retries=msg.max_retries,
         timeout=msg.timeout.ToNanoseconds() / 1e9 if msg.HasField("timeout") else None,
         deduplication_key=fields[b"dk"].decode(),
         create_time=float(fields[b"c"]),
-        state=JobState(int(fields[b"s"])),
-        schedule_time=_time(fields.get(b"st")),
+        state=_STATES[fields[b"s"]],
+        schedule_time=float(scheduled) if scheduled else None,
         update_time=float(fields[b"u"]),
-        end_time=_time(fields.get(b"e")),
+        end_time=float(ended) if ended else None,
         attempt=int(fields[b"a"]),
         last_error=_failure(job_pb2.JobFailure.FromString(error)) if error else None,
-        result=result,
-        result_content_type=fields.get(b"rct", b"").decode(),
+        result=get(b"r"),
+        result_content_type=result_type.decode() if result_type else "",
         progress=job_pb2.JobProgress.FromString(progress) if progress else None,
-        worker_id=fields.get(b"w", b"").decode(),
+        worker_id=worker.decode() if worker else "",
         schedule=msg.schedule,
         priority=int(fields[b"p"]),
         errors=tuple(map(_failure, job_pb2.Job.FromString(history).errors)) if history else (),
@@ -97,10 +107,6 @@ def from_flat(flat: Sequence[bytes]) -> JobRecord:
     """The job of an ``HGETALL`` reply returned by a script (its ``id`` field included)."""
     fields = pairs(flat)
     return record(fields[b"id"].decode(), fields)
-
-
-def _time(value: bytes | None) -> float | None:
-    return float(value) if value else None
 
 
 def _failure(msg: job_pb2.JobFailure) -> Failure:
