@@ -74,15 +74,15 @@ class Leasing:
             # The consumer left during the round trip: what the script leased goes back.
             call.add_done_callback(self._give_back)
             raise
-        return [Claim(job, job.attempt) for job in map(codec.from_flat, replies)]
+        return [Claim(job, job.attempt) for job in map(codec.job_of, replies)]
 
     def _give_back(self, call: asyncio.Future[Any]) -> None:
         if call.cancelled() or call.exception() is not None or not call.result():
             return
         now = time.time()
         items = []
-        for flat in call.result():
-            job = codec.from_flat(flat)
+        for values in call.result():
+            job = codec.job_of(values)
             failure = Failure(
                 "its worker stream closed before delivery", "WORKER_LOST", attempt=job.attempt
             )

@@ -4,7 +4,7 @@
 -- Paused queues (the paused set) are skipped.
 -- Oldest first among the highest priority, across queues and types. Each job
 -- taken is PROCESSING with its attempt counted, in leased:GATEWAY, and
--- returned as its hash (HGETALL) after the change.
+-- returned as load() reads it after the change.
 local gateway, worker, now, deadline = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local max = tonumber(ARGV[6])
 local nqueues = tonumber(ARGV[7])
@@ -53,7 +53,7 @@ for i = 1, math.min(max, #heads) do
     if f[4] then redis.call('HDEL', job, 'st') end
     append(leases, deadline, id)
     count(f[2], PENDING, PROCESSING)
-    taken[#taken + 1] = redis.call('HGETALL', job)
+    taken[#taken + 1] = load(job)
   end
 end
 for key, ids in pairs(gone) do bulk('ZREM', key, ids) end

@@ -26,6 +26,13 @@ local ORDER = 1099511627776
 
 local function jkey(id) return P .. 'job:' .. id end
 
+-- The fields a job is read back from, in the order _codec.py's FIELDS has them.
+local FIELDS = {'id', 'q', 't', 'dk', 'body', 's', 'a', 'c', 'u', 'p',
+  'st', 'e', 'err', 'errs', 'r', 'rct', 'pg', 'w'}
+
+-- A job as the gateway reads it back: its FIELDS' values (HMGET), no names.
+local function load(job) return redis.call('HMGET', job, unpack(FIELDS)) end
+
 -- What a script changes beyond the hashes it writes is gathered while it runs
 -- and written once at its end by commit(): the counts (one HINCRBY per queue
 -- and state, not two per job), the ready sets (one ZADD per set), the history
