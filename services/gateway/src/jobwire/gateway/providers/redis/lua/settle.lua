@@ -5,12 +5,15 @@
 -- attempt's error if E is 1, and by the result and its content type if R is 1. (One text argument for what
 -- most endings carry: each argument costs the client more than the script.)
 -- A lease is applied only if the job is still PROCESSING in that attempt and
--- leased by this gateway (another may have taken it back since); the answer is
--- 1 or 0 per ending.
+-- leased by this gateway (another may have taken it back since).
+-- Then, if an empty argument follows the endings, jobs are leased to the
+-- consumer whose leases ended, in the same call (claim ahead): the arguments
+-- after it are lease_jobs's (lib.lua) from the worker id on.
+-- Answers {1 or 0 per ending, the jobs leased (load())}.
 local gateway, max_history = ARGV[2], tonumber(ARGV[3])
 local applied, unleased, delayed = {}, {}, {}
 local i = 4
-while i <= #ARGV do
+while i <= #ARGV and ARGV[i] ~= '' do
   local id, attempt, state, now, ended, due, scheduled, has_error, has_result = string.match(
     ARGV[i], '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([01]),([01])$')
   i = i + 1
@@ -48,5 +51,7 @@ while i <= #ARGV do
 end
 bulk('ZREM', P .. 'leased:' .. gateway, unleased)
 bulk('ZADD', P .. 'delayed', delayed)
+local taken = {}
+if i < #ARGV then taken = lease_jobs(gateway, i + 1) end
 commit()
-return applied
+return {applied, taken}
