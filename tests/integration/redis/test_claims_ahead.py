@@ -1,4 +1,4 @@
-"""Claims ahead: the call that records a stream's answers leases the jobs its credits ask for next."""
+"""Claims ahead: the call recording a stream's answers leases the jobs its credits ask for next."""
 
 from __future__ import annotations
 
