@@ -39,7 +39,9 @@ connected between two commands, and a late answer from a gateway that lost a
 job changes nothing (the lease scripts: :mod:`._leasing`). Idle gateways
 wait on pub/sub (:mod:`._wake`), and claim as many jobs as the waiting
 stream has free credits in one script; the answers of one frame are one
-script call.
+script call, which also leases the jobs the stream's returned credits ask
+for next (:mod:`._ahead`). Per job a script writes only the job's hash; the
+counts, sorted sets and wake-ups are written once per call (``lua/lib.lua``).
 
 Operators' writes (:mod:`._operations`) live in the same keys, so every
 gateway sees them at once: a paused queue is in a set ``claim.lua`` skips
