@@ -41,18 +41,9 @@ class ClaimsAhead:
     def wanted(self, consumer: Consumer, free: int) -> int:
         """How many jobs to lease ahead for ``consumer`` with ``free`` credits.
 
-        Not those it holds already, nor those a claim of its asks for now.
+        Not those it holds already, nor those a claim of its looks or waits for now.
         """
         return free - len(self._held.get(consumer, ())) - self._asking.get(consumer, 0)
-
-    @contextlib.contextmanager
-    def asking(self, consumer: Consumer, max_jobs: int) -> Iterator[None]:
-        """While inside, a claim for ``consumer`` of up to ``max_jobs`` jobs is under way."""
-        self._asking[consumer] = max_jobs
-        try:
-            yield
-        finally:
-            self._asking.pop(consumer, None)
 
     def put(self, consumer: Consumer, claims: Sequence[Claim[int]]) -> None:
         """Hold ``claims`` for ``consumer``'s next claim; wake it if it waits."""
@@ -78,14 +69,21 @@ class ClaimsAhead:
         return held
 
     @contextlib.contextmanager
-    def waiting(self, consumer: Consumer, woken: asyncio.Future[None]) -> Iterator[None]:
-        """While inside, jobs held for ``consumer`` resolve ``woken``."""
+    def waiting(
+        self, consumer: Consumer, max_jobs: int, woken: asyncio.Future[None]
+    ) -> Iterator[None]:
+        """While inside, a claim for ``consumer`` of up to ``max_jobs`` jobs looks or waits.
+
+        Jobs held for ``consumer`` meanwhile resolve ``woken``.
+        """
         self._waiting[consumer] = woken
+        self._asking[consumer] = max_jobs
         try:
             yield
         finally:
             if self._waiting.get(consumer) is woken:
                 del self._waiting[consumer]
+                del self._asking[consumer]
 
     def drop(self, job_id: str) -> None:
         """Forget the held job ``job_id`` (cancelled or deleted through a gateway)."""

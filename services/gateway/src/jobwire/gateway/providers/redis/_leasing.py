@@ -77,8 +77,7 @@ class Leasing:
         args = [self._keys.prefix, self._gateway, *self._consumer_args(consumer, max_jobs)]
         call = asyncio.ensure_future(self._scripts.claim(keys=[self._keys.seq], args=args))
         try:
-            with self.ahead.asking(consumer, max_jobs):
-                replies = await asyncio.shield(call)
+            replies = await asyncio.shield(call)
         except asyncio.CancelledError:
             # The consumer left during the round trip: what the script leased goes back.
             call.add_done_callback(self._give_back)

@@ -305,7 +305,7 @@ class RedisProvider(QueueProvider[int]):
                 return claims
             with (
                 self._wake.waiting(consumer.queues) as woken,
-                ahead.waiting(consumer, woken),
+                ahead.waiting(consumer, max_jobs, woken),
                 translated(),
             ):
                 try:
