@@ -46,10 +46,16 @@ local function append(list, a, b)
   list[#list + 1] = b
 end
 
--- Many members in one command, in chunks that stay well inside Lua's stack.
+-- Many members (of key, or many keys if key is nil) in one command, in chunks
+-- that stay well inside Lua's stack.
 local function bulk(command, key, items)
   for i = 1, #items, 512 do
-    redis.call(command, key, unpack(items, i, math.min(i + 511, #items)))
+    local j = math.min(i + 511, #items)
+    if key then
+      redis.call(command, key, unpack(items, i, j))
+    else
+      redis.call(command, unpack(items, i, j))
+    end
   end
 end
 
@@ -68,18 +74,25 @@ local function push_ready(id, queue, jtype, priority)
   readies[#readies + 1] = {id, queue, jtype, tonumber(priority)}
 end
 
-local function forget(id)
-  local key = jkey(id)
-  local f = redis.call('HMGET', key, 'q', 's', 'dk')
-  if f[1] then
-    count(f[1], f[2], nil)
-    if f[3] and f[3] ~= '' and redis.call('GET', P .. 'dedup:' .. f[3]) == id then
-      redis.call('DEL', P .. 'dedup:' .. f[3])
+-- Delete jobs: their hashes, listing entries, counts and deduplication keys.
+local function forget_all(ids)
+  local keys = {}
+  for _, id in ipairs(ids) do
+    local key = jkey(id)
+    local f = redis.call('HMGET', key, 'q', 's', 'dk')
+    if f[1] then
+      count(f[1], f[2], nil)
+      if f[3] and f[3] ~= '' and redis.call('GET', P .. 'dedup:' .. f[3]) == id then
+        redis.call('DEL', P .. 'dedup:' .. f[3])
+      end
     end
+    keys[#keys + 1] = key
   end
-  redis.call('DEL', key)
-  redis.call('ZREM', P .. 'jobs', id)
+  bulk('DEL', nil, keys)
+  bulk('ZREM', P .. 'jobs', ids)
 end
+
+local function forget(id) forget_all({id}) end
 
 -- A job reached a final state: into the history (in the order jobs finish, which
 -- one settle call's shared end time would not give), the oldest beyond
@@ -183,8 +196,9 @@ local function commit()
     finishes = {}
     local excess = redis.call('ZCARD', key) - history_max
     if excess > 0 then
-      local old = redis.call('ZPOPMIN', key, excess)
-      for i = 1, #old, 2 do forget(old[i]) end
+      local old, ids = redis.call('ZPOPMIN', key, excess), {}
+      for i = 1, #old, 2 do ids[#ids + 1] = old[i] end
+      forget_all(ids)
     end
   end
   for queue, t in pairs(tallies) do
