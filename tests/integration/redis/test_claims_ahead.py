@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import redis
 from integration.redis.conftest import ClientFactory, RedisGateway
 from integration.redis.test_gateways import provider_of
 
-from jobwire.gateway.providers import Claim, Consumer
+from jobwire.gateway._models import JobState
+from jobwire.gateway.providers import AckRequest, Claim, Consumer
 from jobwire.gateway.providers.redis import RedisProvider
 from jobwire.v1 import queue_service_pb2
 
 from support import State, eventually
 
 Q = queue_service_pb2
+COUNTS = "{jobwire}:counts:default"
+"""Jobs of the default queue by state (``lua/lib.lua``)."""
 
 
 def consumer(name: str = "ahead") -> Consumer:
@@ -87,3 +93,34 @@ async def test_a_job_held_ahead_and_cancelled_is_not_delivered(
     await eventually(lambda: [c.job.id for c in held(provider, owner)] == [kept.job.id])
     assert [claim.job.id for claim in await provider.claim(owner, 2)] == [kept.job.id]
     assert (await client.producer.get(doomed.job.id)).state == State.STATE_CANCELLED
+
+
+async def test_jobs_leased_ahead_for_a_stream_that_ended_during_the_call_go_back(
+    redis_gateway: RedisGateway, connect: ClientFactory, redis_url: str
+) -> None:
+    gateway = await redis_gateway()
+    client = await connect(gateway)
+    for _ in range(3):
+        await client.producer.enqueue()
+    leases = gateway.service.leases
+    owner = consumer("cut")
+    owner.credits = 3
+    leases.connect(owner)
+    [delivery] = await leases.receive(owner, 1)
+    # The stream ends once Redis ran its ack's call (which leased the other two
+    # ahead), before the answer is read: looked at without letting the loop run.
+    answering = asyncio.create_task(leases.ack(owner, [AckRequest(delivery.lease_id)]))
+    with redis.Redis.from_url(redis_url) as admin:
+        for _ in range(100_000):
+            if admin.hget(COUNTS, JobState.COMPLETED.value) is not None:
+                break
+            await asyncio.sleep(0)
+    answering.cancel()
+    await leases.disconnect(owner)
+
+    async def back() -> bool:  # at once, not when their lease (30 s) runs out
+        listed = await client.producer.stub.ListJobs(Q.ListJobsRequest(page_size=10))
+        others = [job for job in listed.jobs if job.id != delivery.job.id]
+        return all((job.state, job.attempt) == (State.STATE_PENDING, 0) for job in others)
+
+    await eventually(back)

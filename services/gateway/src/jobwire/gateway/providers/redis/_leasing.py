@@ -97,6 +97,10 @@ class Leasing:
             items.append((job, job.attempt, AttemptEnd(JobState.PENDING, now, failure)))
         self._spawn(self.record(items))
 
+    def _unclaim_ahead(self, call: asyncio.Future[Any]) -> None:
+        if not call.cancelled() and call.exception() is None and call.result()[1]:
+            self._unclaim([codec.job_of(values) for values in call.result()[1]])
+
     def _unclaim(self, jobs: Sequence[JobRecord]) -> None:
         """Put jobs leased ahead that no stream took back in their queue, attempt undone."""
         args: list[Any] = [self._keys.prefix, self._gateway, repr(time.time())]
@@ -149,9 +153,17 @@ class Leasing:
                 args += [error, codec.errors(job)]
             if end.result is not None:
                 args += [end.result, end.result_content_type]
-        if consumer is not None:
+        if consumer is None:
+            applied, taken = await self._patiently(self._scripts.settle, args)
+        else:
             args += ["", *self._consumer_args(consumer, wanted)]
-        applied, taken = await self._patiently(self._scripts.settle, args)
+            call = asyncio.ensure_future(self._patiently(self._scripts.settle, args))
+            try:
+                applied, taken = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # The stream ended during the round trip: what was leased ahead goes back.
+                call.add_done_callback(self._unclaim_ahead)
+                raise
         for due_at in due:
             self._due(due_at)
         if consumer is not None and taken:
