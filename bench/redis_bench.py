@@ -6,7 +6,9 @@ rates, (a) queued then drained, (b) enqueued while the worker runs,
 enqueue → handler-start latency. The gateway's ``[provider]`` is Redis at
 ``--url`` (default: database 14 of the Redis ``compare`` uses), emptied
 before each run. Beside the rates, from ``INFO`` before and after each run:
-Redis's CPU time and script calls (``EVALSHA``) per job the run enqueued.
+Redis's CPU time, script calls (``EVALSHA``) and commands (those scripts
+run included; deterministic, whatever the machine's load) per job the run
+enqueued, the completion polling (``GetQueueStats``) included.
 
 ``--variant NAME=CHECKOUT`` (repeatable) runs the gateway of another
 checkout (``CHECKOUT/services/gateway/src`` first on its ``PYTHONPATH``; the
@@ -35,6 +37,7 @@ from measures import report
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15").rsplit("/", 1)[0] + "/14"
 """compare's Redis row: database 14 of the peers' Redis (they use 15)."""
 SCRIPT_CALLS = "Redis script calls per job enqueued"
+COMMANDS = "Redis commands per job enqueued (scripts' own included)"
 REDIS_CPU = "Redis CPU per job enqueued (µs)"
 
 
@@ -43,11 +46,13 @@ def enqueued(jobs: int, samples: int) -> int:
     return min(jobs, 2000) + 2 * jobs + 2 * jobs + samples
 
 
-def redis_counters(client: redis.Redis) -> tuple[float, int]:
-    """Redis's CPU seconds so far (user + system, every thread) and script calls."""
+def redis_counters(client: redis.Redis) -> tuple[float, int, int]:
+    """Redis's CPU seconds so far (user + system, every thread), script calls, all commands."""
     cpu = client.info("cpu")
-    calls = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(calls)
+    stats = client.info("commandstats")
+    scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+    commands = sum(int(row.get("calls", 0)) for row in stats.values())
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(scripts), commands
 
 
 @contextmanager
@@ -76,13 +81,14 @@ def run(url: str, checkout: Path | None, jobs: int, samples: int) -> dict[str, f
         admin.flushdb()
         config = Path(scratch) / "redis.toml"
         config.write_text(f'[provider]\ntype = "redis"\nurl = "{url}"\n')
-        cpu, calls = redis_counters(admin)
+        cpu, calls, commands = redis_counters(admin)
         with gateway_of(checkout):
             figures = asyncio.run(one_run(jobs, samples, "--config", str(config)))
-        cpu_after, calls_after = redis_counters(admin)
+        cpu_after, calls_after, commands_after = redis_counters(admin)
         admin.flushdb()
     count = enqueued(jobs, samples)
     figures[SCRIPT_CALLS] = (calls_after - calls) / count
+    figures[COMMANDS] = (commands_after - commands) / count
     figures[REDIS_CPU] = (cpu_after - cpu) / count * 1e6
     return figures
 
