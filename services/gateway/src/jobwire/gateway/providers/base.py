@@ -46,6 +46,10 @@ class ProviderHost(Protocol):
         """The backend took a job leased here back (cancelled through another gateway)."""
         ...
 
+    def free_credits(self, consumer: Consumer) -> int:
+        """Credits of a connected, not draining consumer that its leases do not use now."""
+        ...
+
 
 class WorkerBoard(Protocol):
     """Where the gateways that share a backend publish their worker streams.
@@ -82,6 +86,9 @@ class _Unbound:
 
     def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
         pass
+
+    def free_credits(self, consumer: Consumer) -> int:
+        return 0
 
 
 class QueueProvider(ABC, Generic[H]):
