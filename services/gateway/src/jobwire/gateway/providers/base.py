@@ -44,6 +44,10 @@ class ProviderHost(Protocol):
         """The backend took a job leased here back (cancelled through another gateway)."""
         ...
 
+    def in_use(self, consumer: Consumer) -> int:
+        """Credits the consumer uses: its leases and the expired ones it owes an answer for."""
+        ...
+
 
 class WorkerBoard(Protocol):
     """Where the gateways that share a backend publish their worker streams.
@@ -80,6 +84,9 @@ class _Unbound:
 
     def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
         pass
+
+    def in_use(self, consumer: Consumer) -> int:
+        return 0
 
 
 class QueueProvider(ABC, Generic[H]):
@@ -247,6 +254,13 @@ class QueueProvider(ABC, Generic[H]):
         leases live only in this gateway have nothing to do.
         """
         return [True] * len(leases)
+
+    async def release(self, consumer: Consumer) -> None:  # optional hook
+        """A consumer's stream ended, its leases settled: drop what was kept for it.
+
+        A backend that holds resources per consumer (RabbitMQ: its channel and
+        the messages prefetched for it) lets them go here.
+        """
 
     async def save_progress(self, lease: Lease[H]) -> None:  # optional hook
         """Store the progress the worker reported (already on ``lease.job``)."""

@@ -1,0 +1,160 @@
+"""Deliveries turned into leases, decided by the job records.
+
+The broker says a message is there; the records say what its job is now.
+For each message delivered to a worker stream's channel:
+
+* a finished job (completed, dead, cancelled), a purged one, or a second copy
+  of a job leased on some gateway is acked and dropped;
+* a job whose record is ``PROCESSING`` and whose message comes back
+  ``redelivered`` lost its lease with its gateway or channel: the lost
+  attempt counts, and the job is dead when it was the last;
+* a delayed or backed-off job whose time has not come is parked again in a
+  delay queue (a copy of a failed job that was already parked is dropped);
+* a job a stream does not take (its types) is parked for a second, so it
+  comes back as a fresh message rather than bouncing against
+  ``x-delivery-limit``;
+* anything else is leased: the next attempt, counted in the record.
+
+A message that is not a jobwire job is rejected to the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+
+from jobwire.gateway._events import JobEvents
+from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
+from jobwire.gateway.providers._records import JobRecords
+from jobwire.gateway.providers._retry import exhausted
+from jobwire.gateway.providers._types import Claim, Consumer
+from jobwire.gateway.providers.rabbitmq._codec import Carried, decode
+from jobwire.gateway.providers.rabbitmq._stream import Handle
+
+logger = logging.getLogger("jobwire.gateway.rabbitmq")
+
+EARLY = 0.002
+"""Seconds before its time at which a parked job counts as due (timer slack)."""
+SKIP_DELAY = 1.0
+"""Seconds a job no stream here takes is parked before it is offered again."""
+
+Park = Callable[[JobRecord, Handle, float, int], None]
+"""Park a job's message for some seconds, as a fresh copy, then ack the delivered one."""
+
+
+class Receipt:
+    """Decides what each delivered message is.
+
+    Args:
+        records: the job records.
+        events: where jobs found dead on delivery are published.
+        park: parks a message for some seconds (after which attempt count).
+        purged_among: which of some job ids were purged.
+        leased_here: ids of the jobs leased on this gateway.
+    """
+
+    def __init__(
+        self,
+        records: JobRecords,
+        events: JobEvents,
+        park: Park,
+        purged_among: Callable[[Collection[str]], Awaitable[set[str]]],
+        leased_here: Callable[[], Collection[str]],
+    ) -> None:
+        self._records = records
+        self._events = events
+        self._park = park
+        self._purged_among = purged_among
+        self._leased_here = leased_here
+
+    async def accept(self, consumer: Consumer, handles: Sequence[Handle]) -> list[Claim[Handle]]:
+        """Lease what is leasable among ``handles``; settle the rest."""
+        carried: list[tuple[Handle, Carried]] = []
+        for handle in handles:
+            try:
+                item = decode(handle.properties, handle.body)
+            except ValueError as error:
+                logger.warning(
+                    "a message that is not a jobwire job goes to dead letters: %s", error
+                )
+                handle.reject()
+                continue
+            handle.job_id = item.record.id
+            if not consumer.accepts(item.record.type):
+                self._park(item.record, handle, SKIP_DELAY, item.after)
+                continue
+            carried.append((handle, item))
+        if not carried:
+            return []
+        views = await self._records.for_receipt([item.record.id for _, item in carried])
+        missing = {item.record.id for _, item in carried if item.record.id not in views}
+        purged = await self._purged_among(missing) if missing else set()
+        now = time.time()
+        leased = self._leased_here()
+        seen: set[str] = set()
+        claims: list[Claim[Handle]] = []
+        for handle, item in carried:
+            job_id = item.record.id
+            if job_id in purged or job_id in seen or job_id in leased:
+                handle.ack()  # gone, or a second copy of a job leased here
+                continue
+            seen.add(job_id)
+            view = views.get(job_id)
+            if view is None:
+                # Its record was pruned or lost: the message is the job.
+                record = item.record
+                record.attempt = item.after
+                await self._records.adopt(record)
+            else:
+                record = view.record
+            attempt = self._attempt(record, item, handle, now)
+            if attempt is None:
+                continue
+            record.begin_attempt(attempt, consumer.worker_id, now)
+            self._records.save(record)
+            claims.append(Claim(record, handle))
+        return claims
+
+    def _attempt(self, record: JobRecord, item: Carried, handle: Handle, now: float) -> int | None:
+        """The attempt a delivery starts, or None when it starts none (settled here)."""
+        state = record.state
+        if state.is_terminal:
+            handle.ack()
+            return None
+        if state is JobState.PROCESSING:
+            if not handle.redelivered:
+                handle.ack()  # a second copy of a job leased on another gateway
+                return None
+            if exhausted(record.attempt, record.max_retries):
+                self._lost_with_its_holder(record, handle, now)
+                return None
+            return record.attempt + 1
+        due = record.schedule_time
+        if state in (JobState.SCHEDULED, JobState.FAILED) and due is not None and due > now + EARLY:
+            if state is JobState.FAILED and item.after < record.attempt:
+                handle.ack()  # the failed attempt's own message: its parked copy comes back
+                return None
+            self._park(record, handle, due - now, item.after)
+            return None
+        return record.attempt + 1
+
+    def _lost_with_its_holder(self, record: JobRecord, handle: Handle, now: float) -> None:
+        """The last attempt's lease ended with its gateway or channel, no retry left: dead."""
+        lost = record.attempt
+        failure = Failure(
+            f"attempt {lost} was lost: its lease ended without an answer",
+            "WORKER_LOST",
+            attempt=lost,
+        )
+        record.end_attempt(AttemptEnd(JobState.DEAD, now, failure))
+        self._records.save(record, handle.reject)
+        self._events.publish(record)
+
+
+def spawn(tasks: set[asyncio.Task[None]], step: Awaitable[None]) -> None:
+    """Run ``step`` as a task kept in ``tasks`` until it ends."""
+    task = asyncio.ensure_future(step)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
