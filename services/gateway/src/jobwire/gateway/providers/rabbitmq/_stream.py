@@ -150,8 +150,8 @@ class StreamChannel:
             # started after it, so the consumers start again.
             self.prefetch = credits
             await raw.basic_qos(prefetch_count=credits)
-            for tag in self._tags.values():
-                await raw.basic_cancel(tag)
+            for consumer_tag in self._tags.values():
+                await raw.basic_cancel(consumer_tag)
             self._tags.clear()
         for name, amqp in self.queues.items():
             tag = self._tags.get(name)
