@@ -76,6 +76,7 @@ TABLES = RecordTables("jobwire_rabbitmq_", lock_key=0x6A6F62616D71)
 REPLAYABLE = frozenset({JobState.DEAD, JobState.CANCELLED})
 """The states RabbitMQ replays (a failed job's message waits in a delay queue)."""
 _RETRY_PAUSE = 0.5
+_MAX_PURGED_HERE = 1_000_000
 
 
 class RabbitMqProvider(QueueProvider[Handle]):
@@ -337,6 +338,9 @@ class RabbitMqProvider(QueueProvider[Handle]):
         if validate_only or not jobs:
             return Purged(len(jobs), processing)
         await self._operations.purge([job.id for job in jobs], now)
+        if len(self._receipt.purged_here) > _MAX_PURGED_HERE:
+            self._receipt.purged_here.clear()  # the records' tombstones still tell
+        self._receipt.purged_here.update(job.id for job in jobs)
         for job_id in processing:
             handle = self._held.pop(job_id, None)
             if handle is not None:
@@ -361,7 +365,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
             )
         while True:
             try:
-                handles = await stream.take(max_jobs, self._paused)
+                handles = await stream.take(max_jobs, lambda: self._paused)
             except asyncio.CancelledError:
                 if consumer.draining:
                     spawn(self._tasks, stream.stop())

@@ -68,6 +68,9 @@ class Receipt:
         self._park = park
         self._purged_among = purged_among
         self._leased_here = leased_here
+        self.purged_here: set[str] = set()
+        """Jobs purged through this gateway whose messages were not seen yet:
+        dropped on delivery without asking the records."""
 
     async def accept(self, consumer: Consumer, handles: Sequence[Handle]) -> list[Claim[Handle]]:
         """Lease what is leasable among ``handles``; settle the rest."""
@@ -81,9 +84,10 @@ class Receipt:
                 )
                 handle.reject()
                 continue
-            handle.job_id = item.record.id
-            if not consumer.accepts(item.record.type):
-                self._park(item.record, handle, SKIP_DELAY, item.after)
+            job_id = handle.job_id = item.record.id
+            if job_id in self.purged_here:
+                self.purged_here.discard(job_id)
+                handle.ack()
                 continue
             carried.append((handle, item))
         if not carried:
@@ -112,6 +116,11 @@ class Receipt:
             attempt = self._attempt(record, item, handle, now)
             if attempt is None:
                 continue
+            if not consumer.accepts(record.type):
+                self._park(record, handle, SKIP_DELAY, record.attempt)
+                if record.state is JobState.PENDING:
+                    self._records.save(record)
+                continue
             record.begin_attempt(attempt, consumer.worker_id, now)
             self._records.save(record)
             claims.append(Claim(record, handle))
@@ -130,6 +139,8 @@ class Receipt:
             if exhausted(record.attempt, record.max_retries):
                 self._lost_with_its_holder(record, handle, now)
                 return None
+            # The lost attempt counts; the job is pending until leased again.
+            record.end_attempt(AttemptEnd(JobState.PENDING, now, _lost(record.attempt)))
             return record.attempt + 1
         due = record.schedule_time
         if state in (JobState.SCHEDULED, JobState.FAILED) and due is not None and due > now + EARLY:
@@ -142,15 +153,18 @@ class Receipt:
 
     def _lost_with_its_holder(self, record: JobRecord, handle: Handle, now: float) -> None:
         """The last attempt's lease ended with its gateway or channel, no retry left: dead."""
-        lost = record.attempt
-        failure = Failure(
-            f"attempt {lost} was lost: its lease ended without an answer",
-            "WORKER_LOST",
-            attempt=lost,
-        )
-        record.end_attempt(AttemptEnd(JobState.DEAD, now, failure))
+        record.end_attempt(AttemptEnd(JobState.DEAD, now, _lost(record.attempt)))
         self._records.save(record, handle.reject)
         self._events.publish(record)
+
+
+def _lost(attempt: int) -> Failure:
+    return Failure(
+        f"attempt {attempt} was lost with its gateway or channel: its lease ended "
+        "without an answer",
+        "WORKER_LOST",
+        attempt=attempt,
+    )
 
 
 def spawn(tasks: set[asyncio.Task[None]], step: Awaitable[None]) -> None:

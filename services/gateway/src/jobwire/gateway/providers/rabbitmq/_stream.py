@@ -120,10 +120,13 @@ class StreamChannel:
             and self.generation == self._broker.generation
         )
 
-    async def take(self, max_jobs: int, paused: Collection[str]) -> list[Handle]:
-        """Wait for deliveries from the unpaused queues; return up to ``max_jobs``."""
+    async def take(self, max_jobs: int, paused: Callable[[], Collection[str]]) -> list[Handle]:
+        """Wait for deliveries from the unpaused queues; return up to ``max_jobs``.
+
+        ``paused()`` names the paused queues as of now (a pause wakes the wait).
+        """
         while True:
-            await self.follow(paused)
+            await self.follow(paused())
             if self._buffer:
                 taken: list[Handle] = []
                 while self._buffer and len(taken) < max_jobs:
