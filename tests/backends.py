@@ -38,7 +38,11 @@ def _rabbitmq(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict
     from rabbitmq_support import RabbitVhost
 
     vhost: RabbitVhost = request.getfixturevalue("rabbitmq_vhost")
-    settings = {"type": "rabbitmq", "url": vhost.url, "queue_prefix": vhost.fresh_prefix()}
+    settings = {
+        "type": "rabbitmq",
+        "url": vhost.url,
+        "queue_prefix": vhost.prefix_of(request.node.nodeid),
+    }
     return {**settings, **overrides}
 
 

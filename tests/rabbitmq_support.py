@@ -57,14 +57,19 @@ class RabbitVhost:
         rabbitmqctl("add_vhost", self.name)
         rabbitmqctl("set_permissions", "-p", self.name, "guest", ".*", ".*", ".*")
         self._prefixes = itertools.count(1)
+        self._of_test: dict[str, str] = {}
 
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@{HOST}:{PORT}/{self.name}"
 
-    def fresh_prefix(self) -> str:
-        """A queue-name prefix no other test of the session used."""
-        return f"t{next(self._prefixes)}."
+    def prefix_of(self, test: str) -> str:
+        """The queue-name prefix of ``test`` (a node id): the same for all its gateways,
+        used by no other test of the session."""
+        prefix = self._of_test.get(test)
+        if prefix is None:
+            prefix = self._of_test[test] = f"t{next(self._prefixes)}."
+        return prefix
 
     def close_connections(self, reason: str = "fault test") -> None:
         """Close every client connection to the vhost, as a broker restart would."""

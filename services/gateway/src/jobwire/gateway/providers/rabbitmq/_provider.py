@@ -361,7 +361,14 @@ class RabbitMqProvider(QueueProvider[Handle]):
             queues = {name: await self._topology.ensure_queue(name) for name in consumer.queues}
             stream = self._streams.setdefault(
                 consumer,
-                StreamChannel(self._broker, consumer, queues, self._channel_lost, self.host.in_use),
+                StreamChannel(
+                    self._broker,
+                    consumer,
+                    queues,
+                    self._channel_lost,
+                    self.host.in_use,
+                    self._hand_back,
+                ),
             )
         while True:
             try:
@@ -429,6 +436,24 @@ class RabbitMqProvider(QueueProvider[Handle]):
         if job.state is JobState.FAILED and job.schedule_time is not None:
             job.schedule_time = min(job.schedule_time, time.time())
             self._records.save(job, functools.partial(handle.requeue, _RETRY_PAUSE))
+        else:
+            handle.requeue(_RETRY_PAUSE)
+
+    def _hand_back(self, handle: Handle) -> None:
+        """Return a delivery that started no attempt as a fresh message, then ack it."""
+        spawn(self._tasks, self._handing_back(handle))
+
+    async def _handing_back(self, handle: Handle) -> None:
+        headers = dict(handle.properties.headers or {})
+        headers.pop("x-delivery-count", None)
+        after = headers.get("x-jobwire-after", 0)
+        headers["x-jobwire-after"] = (after if isinstance(after, int) else 0) + handle.returns
+        props = handle.properties
+        props.headers = headers
+        queue = handle.stream.queues[handle.queue]
+        [error] = await self._broker.publish([Outgoing("", queue, handle.body, props)])
+        if error is None:
+            handle.ack()
         else:
             handle.requeue(_RETRY_PAUSE)
 

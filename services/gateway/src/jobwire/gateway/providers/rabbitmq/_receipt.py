@@ -15,6 +15,15 @@ For each message delivered to a worker stream's channel:
   ``x-delivery-limit``;
 * anything else is leased: the next attempt, counted in the record.
 
+Attempts: the record counts those it saw start; a message also carries the
+attempts made before it was published (``x-jobwire-after``) and the broker
+counts its returns (``x-delivery-count``). Every return is an attempt's end
+(a lease lost, requeued; a gateway or channel gone with the lease), since a
+delivery that starts no attempt goes back as a fresh message rather than by
+a requeue; so an attempt whose record a dying gateway never committed still
+counts. The exception is a channel that closes with deliveries not leased
+yet (prefetched when a gateway dies): those count one attempt too many.
+
 A message that is not a jobwire job is rejected to the dead-letter queue.
 """
 
@@ -141,7 +150,7 @@ class Receipt:
                 return None
             # The lost attempt counts; the job is pending until leased again.
             record.end_attempt(AttemptEnd(JobState.PENDING, now, _lost(record.attempt)))
-            return record.attempt + 1
+            return max(record.attempt, item.after + handle.returns) + 1
         due = record.schedule_time
         if state in (JobState.SCHEDULED, JobState.FAILED) and due is not None and due > now + EARLY:
             if state is JobState.FAILED and item.after < record.attempt:
@@ -149,7 +158,9 @@ class Receipt:
                 return None
             self._park(record, handle, due - now, item.after)
             return None
-        return record.attempt + 1
+        # The broker's returns of this message count too: an attempt whose
+        # record a gateway did not commit before it died was one.
+        return max(record.attempt, item.after + handle.returns) + 1
 
     def _lost_with_its_holder(self, record: JobRecord, handle: Handle, now: float) -> None:
         """The last attempt's lease ended with its gateway or channel, no retry left: dead."""

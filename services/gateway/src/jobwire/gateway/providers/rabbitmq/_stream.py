@@ -40,6 +40,7 @@ class Handle:
         "properties",
         "queue",
         "redelivered",
+        "returns",
         "stream",
         "tag",
     )
@@ -52,6 +53,11 @@ class Handle:
         self.tag: int = delivery.delivery_tag or 0
         self.redelivered: bool = bool(delivery.redelivered)
         self.properties = message.header.properties
+        headers = self.properties.headers or {}
+        count = headers.get("x-delivery-count")
+        # Times the broker gave this message back to its queue (x-delivery-count
+        # of quorum queues; classic queues only say whether it did).
+        self.returns: int = count if isinstance(count, int) else int(bool(delivery.redelivered))
         self.body = message.body
         self.queue = queue
         self.job_id = ""
@@ -83,6 +89,8 @@ class StreamChannel:
             stays): ``consumer_timeout`` ran out on one of its deliveries.
         in_use: the credits the stream's leases use (expired ones not answered
             for included).
+        hand_back: returns a delivery that started no attempt to its queue as a
+            fresh message (a requeue would count as a delivery, see ``_receipt``).
     """
 
     def __init__(
@@ -92,8 +100,10 @@ class StreamChannel:
         queues: dict[str, str],
         on_lost: Callable[[StreamChannel], None],
         in_use: Callable[[Consumer], int],
+        hand_back: Callable[[Handle], None],
     ) -> None:
         self._broker = broker
+        self._hand_back = hand_back
         self._on_lost = on_lost
         self._in_use = in_use
         self._throttled = False
@@ -180,6 +190,7 @@ class StreamChannel:
 
     async def close(self) -> None:
         """Close the channel: the broker requeues what it still holds unacked."""
+        await self.stop()
         self._tags.clear()
         self._buffer.clear()
         channel, self._channel, self._raw = self._channel, None, None
@@ -277,7 +288,7 @@ class StreamChannel:
                 # More than the stream has credits for (the broker counts an
                 # expired lease's requeued message as room, the stream does not
                 # while its worker owes an answer): stop consuming until it asks.
-                self.settle(handle, True)
+                self._hand_back(handle)
                 self._throttle()
                 return
             self._buffer.append(handle)
@@ -298,7 +309,7 @@ class StreamChannel:
         kept: deque[Handle] = deque()
         for handle in self._buffer:
             if queue is None or handle.queue == queue:
-                self.settle(handle, True)
+                self._hand_back(handle)
             else:
                 kept.append(handle)
         self._buffer = kept
