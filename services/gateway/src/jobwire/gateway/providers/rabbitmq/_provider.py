@@ -30,7 +30,6 @@ the rules; this is where they meet the broker):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import time
@@ -62,20 +61,17 @@ from jobwire.gateway.providers._types import (
 )
 from jobwire.gateway.providers._worker_rows import WorkerRows
 from jobwire.gateway.providers.base import QueueProvider
-from jobwire.gateway.providers.rabbitmq._broker import Broker, Outgoing
-from jobwire.gateway.providers.rabbitmq._codec import properties
-from jobwire.gateway.providers.rabbitmq._errors import QueueMissingError
-from jobwire.gateway.providers.rabbitmq._receipt import EARLY, Receipt, spawn
+from jobwire.gateway.providers.rabbitmq._broker import Broker
+from jobwire.gateway.providers.rabbitmq._receipt import Receipt, spawn
+from jobwire.gateway.providers.rabbitmq._replays import REPLAYABLE, Replays
+from jobwire.gateway.providers.rabbitmq._sending import RETRY_PAUSE, Sending
 from jobwire.gateway.providers.rabbitmq._stream import Handle, StreamChannel
-from jobwire.gateway.providers.rabbitmq._topology import MAX_PARK, Topology, bucket_of
+from jobwire.gateway.providers.rabbitmq._topology import MAX_PARK, Topology
 
 logger = logging.getLogger("jobwire.gateway.rabbitmq")
 
 TABLES = RecordTables("jobwire_rabbitmq_", lock_key=0x6A6F62616D71)
 """The RabbitMQ provider's job records (``jobwire_rabbitmq_jobs``, …)."""
-REPLAYABLE = frozenset({JobState.DEAD, JobState.CANCELLED})
-"""The states RabbitMQ replays (a failed job's message waits in a delay queue)."""
-_RETRY_PAUSE = 0.5
 _MAX_PURGED_HERE = 1_000_000
 
 
@@ -105,10 +101,14 @@ class RabbitMqProvider(QueueProvider[Handle]):
         """Messages of the jobs leased on this gateway, by job id."""
         self._paused: frozenset[str] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending = Sending(self._broker, self._topology, self._records)
+        self._replays = Replays(
+            self._records, self._operations, self._sending, self._broker, events
+        )
         self._receipt = Receipt(
             self._records,
             events,
-            self._park,
+            self._sending.park,
             self._operations.purged_among,
             lambda: self.host.leased_job_ids(),
         )
@@ -145,6 +145,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
         """Stop looking up changes, commit the records, close the channels and connection."""
         await self._sync.stop()
         await self._records.close()
+        await self._sending.aclose()
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for stream in list(self._streams.values()):
@@ -167,39 +168,8 @@ class RabbitMqProvider(QueueProvider[Handle]):
         results = await self._records.insert(candidates, now)
         fresh = [record for (record, duplicate) in results if not duplicate]
         if fresh:
-            await self._publish(fresh, now)
+            await self._sending.publish(fresh, now)
         return results
-
-    async def _publish(self, jobs: Sequence[JobRecord], now: float) -> None:
-        """Publish the jobs' messages; on a refusal, forget their records and raise."""
-        outgoing = [await self._message(job, now, job.attempt) for job in jobs]
-        outcomes = await self._broker.publish(outgoing)
-        failed = [(job, error) for job, error in zip(jobs, outcomes, strict=True) if error]
-        if failed:
-            # Forget the jobs that were not published, so a retry with the same
-            # request ids enqueues exactly those.
-            await self._records.delete(job.id for job, _ in failed)
-            error = failed[0][1]
-            assert error is not None
-            if isinstance(error, QueueMissingError):
-                for job, _ in failed:
-                    self._topology.forget(self._topology.queue_name(job.queue))
-            raise error
-
-    async def _message(self, job: JobRecord, now: float, after: int) -> Outgoing:
-        """A job's message: to its queue, or through a delay queue until its time."""
-        queue = self._topology.queue_name(job.queue)
-        ahead = (job.schedule_time or now) - now
-        if ahead <= EARLY:
-            return Outgoing("", queue, job.payload, properties(job, after=after))
-        return await self._delayed(job, ahead, after)
-
-    async def _delayed(self, job: JobRecord, ahead: float, after: int) -> Outgoing:
-        longest, ttl = bucket_of(ahead)
-        bucket = await self._topology.ensure_bucket(longest)
-        props = properties(job, after=after, bucket=bucket, ttl_ms=ttl)
-        exchange = self._topology.delay_exchange
-        return Outgoing(exchange, self._topology.queue_name(job.queue), job.payload, props)
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return a job from the records (this gateway's own changes included)."""
@@ -261,58 +231,11 @@ class RabbitMqProvider(QueueProvider[Handle]):
         self, job_id: str, payload: bytes | None, max_retries: int | None
     ) -> tuple[JobRecord, bool] | None:
         """Replay one dead or cancelled job: pending again, as a fresh message."""
-        await self._records.flush()
-        record = await self._records.get(job_id)
-        if record is None:
-            return None
-        if record.state not in REPLAYABLE:
-            return record, False
-        stored = await self._replay([record], payload, max_retries)
-        return record, bool(stored)
+        return await self._replays.replay(job_id, payload, max_retries)
 
     async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
         """Replay every selected dead or cancelled job, once per request id."""
-        if request_id:
-            done = await self._operations.replayed_count(request_id)
-            if done is not None:
-                return done
-        states = selector.states & REPLAYABLE
-        jobs = await self._operations.selected(selector, states, time.time()) if states else []
-        count = await self._replay(jobs, None, None, request_id)
-        if count is None:  # the same request id, recorded meanwhile by another call
-            return await self._operations.replayed_count(request_id) or 0
-        self.events.publish_all(jobs)
-        return count
-
-    async def _replay(
-        self,
-        jobs: Sequence[JobRecord],
-        payload: bytes | None,
-        max_retries: int | None,
-        request_id: str = "",
-    ) -> int | None:
-        now = time.time()
-        before = [dataclasses.replace(job) for job in jobs]
-        for job in jobs:
-            job.replay(now, payload, max_retries)
-        count = await self._operations.replay(
-            [(job, was.state) for job, was in zip(jobs, before, strict=True)], request_id
-        )
-        if count is None or not jobs:
-            return count
-        outcomes = await self._broker.publish([await self._message(job, now, 0) for job in jobs])
-        error = next((e for e in outcomes if e is not None), None)
-        if error is not None:
-            # Not published: the jobs go back as they were and the request id
-            # is forgotten, so the same request replays them when retried. (A
-            # message published before the failure finds its job dead and is dropped.)
-            for old in before:
-                self._records.save(old)
-            await self._records.flush()
-            if request_id:
-                await self._operations.forget_request(request_id)
-            raise error
-        return count
+        return await self._replays.replay_jobs(selector, request_id)
 
     async def purge(
         self, selector: JobSelector, *, include_processing: bool, validate_only: bool
@@ -367,7 +290,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
                     queues,
                     self._channel_lost,
                     self.host.in_use,
-                    self._hand_back,
+                    self._sending.hand_back,
                 ),
             )
         while True:
@@ -380,7 +303,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
             except Exception as error:
                 # The connection went while (re)opening the channel: it is reopened.
                 logger.debug("worker channel of %s not open: %s", consumer.worker_id, error)
-                await asyncio.sleep(_RETRY_PAUSE)
+                await asyncio.sleep(RETRY_PAUSE)
                 continue
             claims = await self._receipt.accept(consumer, handles)
             for claim in claims:
@@ -400,7 +323,9 @@ class RabbitMqProvider(QueueProvider[Handle]):
                 assert end.run_at is not None
                 self._records.save(
                     job,
-                    functools.partial(self._park, job, handle, end.run_at - end.time, job.attempt),
+                    functools.partial(
+                        self._sending.park, job, handle, end.run_at - end.time, job.attempt
+                    ),
                 )
             elif end.state is JobState.PENDING:
                 self._records.save(job, handle.requeue)
@@ -418,44 +343,6 @@ class RabbitMqProvider(QueueProvider[Handle]):
         self._records.save(lease.job)
 
     # Internals ---------------------------------------------------------------
-
-    def _park(self, job: JobRecord, handle: Handle, delay: float, after: int) -> None:
-        """Publish a fresh copy through a delay queue, then ack the delivered message."""
-        spawn(self._tasks, self._parking(job, handle, delay, after))
-
-    async def _parking(self, job: JobRecord, handle: Handle, delay: float, after: int) -> None:
-        try:
-            [error] = await self._broker.publish([await self._delayed(job, delay, after)])
-        except Exception as caught:
-            error = caught
-        if error is None:
-            handle.ack()
-            return
-        # Not parked: back in its queue after a pause, due at once.
-        logger.warning("parking job %s for %.1fs failed (%s); requeued", job.id, delay, error)
-        if job.state is JobState.FAILED and job.schedule_time is not None:
-            job.schedule_time = min(job.schedule_time, time.time())
-            self._records.save(job, functools.partial(handle.requeue, _RETRY_PAUSE))
-        else:
-            handle.requeue(_RETRY_PAUSE)
-
-    def _hand_back(self, handle: Handle) -> None:
-        """Return a delivery that started no attempt as a fresh message, then ack it."""
-        spawn(self._tasks, self._handing_back(handle))
-
-    async def _handing_back(self, handle: Handle) -> None:
-        headers = dict(handle.properties.headers or {})
-        headers.pop("x-delivery-count", None)
-        after = headers.get("x-jobwire-after", 0)
-        headers["x-jobwire-after"] = (after if isinstance(after, int) else 0) + handle.returns
-        props = handle.properties
-        props.headers = headers
-        queue = handle.stream.queues[handle.queue]
-        [error] = await self._broker.publish([Outgoing("", queue, handle.body, props)])
-        if error is None:
-            handle.ack()
-        else:
-            handle.requeue(_RETRY_PAUSE)
 
     def _set_paused(self, queues: Collection[str]) -> None:
         paused = frozenset(queues)
