@@ -38,6 +38,7 @@ from typing import ClassVar
 
 from jobwire.gateway._db import transaction
 from jobwire.gateway._dedup import DedupRule
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
@@ -305,7 +306,15 @@ class RabbitMqProvider(QueueProvider[Handle]):
                 logger.debug("worker channel of %s not open: %s", consumer.worker_id, error)
                 await asyncio.sleep(RETRY_PAUSE)
                 continue
-            claims = await self._receipt.accept(consumer, handles)
+            try:
+                claims = await self._receipt.accept(consumer, handles)
+            except UnavailableError as error:
+                # The records database is away: the deliveries wait on the
+                # channel, and the stream stays open.
+                logger.warning("job records unavailable (%s); retrying", error)
+                stream.unget(handles)
+                await asyncio.sleep(RETRY_PAUSE)
+                continue
             for claim in claims:
                 self._held[claim.job.id] = claim.handle
             if claims:

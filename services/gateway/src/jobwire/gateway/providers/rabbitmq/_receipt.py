@@ -34,6 +34,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
 from jobwire.gateway.providers._records import JobRecords
@@ -82,7 +83,11 @@ class Receipt:
         dropped on delivery without asking the records."""
 
     async def accept(self, consumer: Consumer, handles: Sequence[Handle]) -> list[Claim[Handle]]:
-        """Lease what is leasable among ``handles``; settle the rest."""
+        """Lease what is leasable among ``handles``; settle the rest.
+
+        Raises:
+            UnavailableError: the records could not be read; nothing was settled.
+        """
         carried: list[tuple[Handle, Carried]] = []
         for handle in handles:
             try:
@@ -119,7 +124,11 @@ class Receipt:
                 # Its record was pruned or lost: the message is the job.
                 record = item.record
                 record.attempt = item.after
-                await self._records.adopt(record)
+                try:
+                    await self._records.adopt(record)
+                except UnavailableError:
+                    handle.requeue(SKIP_DELAY)  # looked at again once the database is back
+                    continue
             else:
                 record = view.record
             attempt = self._attempt(record, item, handle, now)

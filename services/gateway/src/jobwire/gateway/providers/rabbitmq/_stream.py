@@ -145,6 +145,13 @@ class StreamChannel:
             self._wake.clear()
             await self._wake.wait()
 
+    def unget(self, handles: list[Handle]) -> None:
+        """Put deliveries taken back in front, in order (their job could not be looked up)."""
+        live = [h for h in handles if h.generation == self.generation]
+        self._buffer.extendleft(reversed(live))
+        if live:
+            self._wake.set()
+
     def wake(self) -> None:
         """Make a waiting :meth:`take` look again (a pause, a reconnection)."""
         self._wake.set()
