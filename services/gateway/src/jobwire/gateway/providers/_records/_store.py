@@ -263,6 +263,19 @@ class JobRecords:
         except IntegrityError:
             pass  # another gateway adopted it first
 
+    async def take_over(self, record: JobRecord) -> bool:
+        """Commit ``record`` (a lost attempt ended) now; False if its stored job moved on.
+
+        For a job whose lease was lost with another gateway: the takeover
+        commits before the job is leased again, so a late finish of the lost
+        attempt on that gateway either came first (and the job is not run
+        again) or is refused.
+        """
+        self._buffer.forget(record.id)
+        async with self._connection() as conn:
+            result = await conn.execute(self.tables.update, update_params(record))
+        return bool(result.rowcount)
+
     async def delete(self, job_ids: Iterable[str]) -> None:
         """Remove records of jobs whose messages could not be sent."""
         ids = list(job_ids)

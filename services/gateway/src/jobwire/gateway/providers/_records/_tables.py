@@ -157,7 +157,12 @@ class RecordTables:
             .where(
                 c.id == bindparam("b_id"),
                 unfinished,
-                or_(bindparam("b_final", type_=Boolean), bindparam("b_rank") >= stored_rank),
+                # A finish applies unless a newer attempt began meanwhile (its
+                # lease was lost and another gateway took the job over).
+                or_(
+                    and_(bindparam("b_final", type_=Boolean), bindparam("b_attempt") >= c.attempt),
+                    bindparam("b_rank") >= stored_rank,
+                ),
             )
             .values(
                 state=bindparam("b_state"),

@@ -131,8 +131,12 @@ class Receipt:
                     continue
             else:
                 record = view.record
+            lost = record.state is JobState.PROCESSING and handle.redelivered
             attempt = self._attempt(record, item, handle, now)
             if attempt is None:
+                continue
+            if lost and not await self._records.take_over(record):
+                handle.ack()  # its lost attempt was answered after all, or taken over
                 continue
             if not consumer.accepts(record.type):
                 self._park(record, handle, SKIP_DELAY, record.attempt)
