@@ -19,7 +19,9 @@ from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import ProviderUnsupportedError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._limits import NO_LIMITS, QueueLimits
 from jobwire.gateway._models import REPLAYABLE, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway.providers._flow import Hold
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
@@ -106,6 +108,11 @@ class QueueProvider(ABC, Generic[H]):
     supports_priority: ClassVar[bool] = True
     #: The states ``replay`` replays; the service refuses others before asking.
     replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
+    #: Whether the provider enforces flow control (concurrency keys, limits,
+    #: rates, fair dispatch: :mod:`._flow` says what that takes). When False
+    #: the service refuses concurrency keys and limits (FAILED_PRECONDITION)
+    #: rather than ignore them.
+    supports_flow_control: ClassVar[bool] = False
 
     def __init__(self, events: JobEvents, dedup: DedupRule) -> None:
         self.events = events
@@ -114,6 +121,11 @@ class QueueProvider(ABC, Generic[H]):
         self.workers: WorkerBoard | None = None
         """Where gateways sharing the backend publish their worker streams; None when
         one gateway alone uses it (``ListWorkers`` then shows this gateway's)."""
+        self.look_interval: float | None = None
+        """Seconds between two reads of the changes other gateways made to the
+        jobs watched here (``events.watched()``, read back and published with
+        ``publish_if_newer``); None when one gateway alone uses the backend.
+        ``WatchJobs`` by selector also looks for new jobs this often."""
 
     def bind(self, host: ProviderHost) -> None:
         """Called once by the lease state machine that drives this provider."""
@@ -223,6 +235,31 @@ class QueueProvider(ABC, Generic[H]):
         paused queue even when it holds no job.
         """
         raise ProviderUnsupportedError(type(self).__name__, "set_paused")
+
+    # Flow control (see ._flow; only when supports_flow_control) ---------------
+
+    async def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Store ``queue``'s flow control for every gateway; claims honour it at once.
+
+        Limits raised or removed wake the claims waiting on the queue.
+        """
+        raise ProviderUnsupportedError(type(self).__name__, "set_limits")
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's stored flow control (queues never configured are absent)."""
+        return {}
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """One queue's stored flow control (``NO_LIMITS`` when never configured)."""
+        return NO_LIMITS
+
+    async def key_jobs(self, queue: str, key: str) -> list[JobRecord]:
+        """The pending and processing jobs of concurrency key ``key`` in ``queue``, oldest first."""
+        raise ProviderUnsupportedError(type(self).__name__, "key_jobs")
+
+    async def hold(self, job: JobRecord) -> Hold | None:
+        """The limit that holds the pending ``job`` back now, if one does (``_flow.hold_of``)."""
+        return None
 
     # Leases ------------------------------------------------------------------
 

@@ -84,6 +84,7 @@ class Operations:
                 job_id=cols.id,
                 create_time=cols.create_time,
                 as_stored=to_datetime,
+                attributes=cols.attributes,
             ),
         )
         async with self._connection() as conn:

@@ -113,6 +113,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
             self._operations.purged_among,
             lambda: self.host.leased_job_ids(),
         )
+        self.look_interval = settings.sync_interval.total_seconds()
         self.workers = WorkerRows(
             TABLES.workers,
             functools.partial(transaction, self._records.engine, "job records"),

@@ -10,7 +10,9 @@ Gateways reaping at once skip each other's rows (``SKIP LOCKED``).
 
 A gateway also checks the jobs it leases: one cancelled or released by
 another gateway (a ``NOTIFY`` it missed, or its own heartbeat lapsed) is
-revoked here (``host.lost``).
+revoked here (``host.lost``). And it reads back, every heartbeat, the jobs
+its ``WatchJob`` and ``WatchJobs`` streams watch that it does not lease:
+another gateway may be running or cancelling them.
 """
 
 from __future__ import annotations
@@ -161,3 +163,14 @@ class Fleet:
                 host.lost(job_id, RevokeReason.CANCELLED, "job cancelled through another gateway")
             else:
                 host.lost(job_id, RevokeReason.EXPIRED, "another gateway released the lease")
+
+    async def refresh_watched(self) -> None:
+        """Tell this gateway's watchers of the changes other gateways made to watched jobs."""
+        watched = self._events.watched()
+        if not watched:
+            return
+        here = self._host().leased_job_ids()
+        elsewhere = [job_id for job_id in watched if job_id not in here]
+        if elsewhere:
+            for record in await self._reads.get_many(elsewhere, time.time()):
+                self._events.publish_if_newer(record)

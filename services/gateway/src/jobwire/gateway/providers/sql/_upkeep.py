@@ -1,7 +1,8 @@
 """The SQL provider's background loop: heartbeat, dead gateways, lease checks, pruning.
 
-One task per gateway, every ``heartbeat_interval``: the heartbeat row and the
-release of dead gateways' leases (:mod:`._fleet`) each time, a check of this
+One task per gateway, every ``heartbeat_interval``: the heartbeat row, the
+release of dead gateways' leases and (PostgreSQL) the watched jobs' changes
+made elsewhere (:mod:`._fleet`) each time, a check of this
 gateway's leases every ``poll_interval``, pruning (:mod:`._retention`) every
 ``prune_interval``. A database that is away is logged and tried again.
 """
@@ -32,6 +33,8 @@ async def maintain(
         try:
             await fleet.beat()
             await fleet.reap()
+            if sql.postgres:
+                await fleet.refresh_watched()
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + poll

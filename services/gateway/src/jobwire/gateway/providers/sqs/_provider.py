@@ -117,6 +117,7 @@ class SqsProvider(QueueProvider[Message]):
             self._records, self._calls, events, self._sending.url, self._cap
         )
         self._operations = Operations(self._records)
+        self.look_interval = settings.sync_interval.total_seconds()
         self.workers = WorkerRows(
             TABLES.workers,
             functools.partial(transaction, self._records.engine, "job records"),
