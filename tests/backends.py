@@ -34,6 +34,18 @@ def _redis(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[st
     return {"type": "redis", "url": url, **overrides}
 
 
+def _rabbitmq(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
+    from rabbitmq_support import RabbitVhost
+
+    vhost: RabbitVhost = request.getfixturevalue("rabbitmq_vhost")
+    settings = {
+        "type": "rabbitmq",
+        "url": vhost.url,
+        "queue_prefix": vhost.prefix_of(request.node.nodeid),
+    }
+    return {**settings, **overrides}
+
+
 def _postgres(request: pytest.FixtureRequest, overrides: dict[str, Any]) -> dict[str, Any]:
     url: str = request.getfixturevalue("queue_database_url")
     return {"type": "postgres", "database_url": url, **overrides}
@@ -48,6 +60,7 @@ BACKENDS: dict[str, ProviderSettings] = {
     "memory": _memory,
     "sqs": _sqs,
     "redis": _redis,
+    "rabbitmq": _rabbitmq,
     "postgres": _postgres,
     "sqlite": _sqlite,
 }

@@ -17,6 +17,7 @@ from jobwire.gateway.testing import running_gateway, settings_for_tests
 from backends import PROVIDERS, provider_settings
 from fleet import OUTCOME, Outcome
 from postgres import emptied_url, temporary_database
+from rabbitmq_support import RabbitVhost
 from redis_support import RedisServer
 from sqs_support import AWS_ENVIRONMENT, MotoServer, SqsQueues, create_queues
 from support import Producer, RawWorker
@@ -94,6 +95,19 @@ def redis_url(redis_server: RedisServer) -> str:
     """The URL of the session's Redis, emptied for this test."""
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost() -> Iterator[RabbitVhost]:
+    """A vhost on the machine's RabbitMQ for the session (one per xdist worker), then deleted.
+
+    Tests keep apart by a queue prefix each (``RabbitVhost.fresh_prefix``).
+    """
+    vhost = RabbitVhost()
+    try:
+        yield vhost
+    finally:
+        vhost.delete()
 
 
 QUEUE_TABLES = (

@@ -34,7 +34,7 @@ from timing import SETTLE_WITHIN
 ROOT = Path(__file__).resolve().parents[1]
 HANDLERS = "tests.faults.handlers:registry"
 PROVIDERS = pytest.mark.parametrize(
-    "provider_kind", ["memory", "sqs", "redis", "postgres", "sqlite"]
+    "provider_kind", ["memory", "sqs", "redis", "rabbitmq", "postgres", "sqlite"]
 )
 """Run a scenario on every provider (the ``start_gateway`` fixture follows it)."""
 

@@ -41,6 +41,9 @@ PROVIDER_DEFAULTS: PerProvider[dict[str, Any]] = PerProvider.of_each(
     sqs={"visibility_timeout": 2, "wait_time": 1},
     # Redis: a dead gateway's leases are taken back 2 s after its last heartbeat.
     redis={"max_history": 100_000, "gateway_timeout": 2},
+    # RabbitMQ: a dead gateway's channels close with its connection; the broker
+    # requeues their messages at once.
+    rabbitmq={},
     # SQL: a gateway that died has its leases released 2 s after its last heartbeat.
     postgres={"max_history": 100_000, "heartbeat_interval": 0.5, "heartbeat_timeout": 2},
     sqlite={"max_history": 100_000},

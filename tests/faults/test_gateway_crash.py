@@ -1,6 +1,8 @@
 """The gateway SIGKILLed in the middle of a run and started again on the same port.
 
-With SQS the jobs live in SQS and the records database, with PostgreSQL and
+With SQS and RabbitMQ the jobs live in the broker and the records database
+(a dead gateway's unacked messages requeued by the broker when its connection
+drops), with PostgreSQL and
 SQLite in their table: nothing accepted is lost. The memory provider is
 volatile by design (README, "Providers"): what it held is gone, and the
 scenario shows that the same worker processes reconnect and jobs accepted
@@ -23,7 +25,7 @@ from support import eventually
 from timing import GATEWAY_DOWN as DOWN
 
 
-@pytest.mark.parametrize("provider_kind", ["sqs", "postgres", "sqlite"])
+@pytest.mark.parametrize("provider_kind", ["sqs", "rabbitmq", "postgres", "sqlite"])
 async def test_durable_gateway_killed_and_restarted_loses_no_job(
     provider_kind: str,
     fleet: Fleet,

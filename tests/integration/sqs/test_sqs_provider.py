@@ -25,8 +25,8 @@ from integration.sqs.conftest import ClientFactory, SqsGateway
 
 from jobwire.gateway import SqsProviderSettings
 from jobwire.gateway._dedup import DedupRule
-from jobwire.gateway.providers.sqs import SqsProvider
-from jobwire.gateway.providers.sqs._records import JobRecords
+from jobwire.gateway.providers._records import JobRecords
+from jobwire.gateway.providers.sqs import TABLES, SqsProvider
 from jobwire.v1 import queue_service_pb2
 
 from conftest import GatewayFactory
@@ -128,7 +128,7 @@ async def test_enqueue_ack_deletes_the_message_and_records_the_result(
     settings = gateway.settings.provider
     assert isinstance(settings, SqsProviderSettings)
     assert settings.database_url
-    records = JobRecords(settings.database_url, dedup=DedupRule(0), retention=1)
+    records = JobRecords(settings.database_url, tables=TABLES, dedup=DedupRule(0), retention=1)
     try:
         [stored] = await records.load([job.id])
     finally:

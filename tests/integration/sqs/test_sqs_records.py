@@ -11,7 +11,8 @@ import pytest
 
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._models import JobRecord, JobState, NewJob
-from jobwire.gateway.providers.sqs._records import JobRecords
+from jobwire.gateway.providers._records import JobRecords
+from jobwire.gateway.providers.sqs import TABLES
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -26,8 +27,8 @@ def records_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def gateways(records_url: str) -> AsyncIterator[tuple[JobRecords, JobRecords]]:
     """The records as two gateways see them."""
     pair = (
-        JobRecords(records_url, dedup=DedupRule(60), retention=3600),
-        JobRecords(records_url, dedup=DedupRule(60), retention=3600),
+        JobRecords(records_url, tables=TABLES, dedup=DedupRule(60), retention=3600),
+        JobRecords(records_url, tables=TABLES, dedup=DedupRule(60), retention=3600),
     )
     for records in pair:
         await records.open()

@@ -28,6 +28,7 @@ from jobwire.gateway._errors import StartError
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     PostgresProviderSettings,
+    RabbitMqProviderSettings,
     RedisProviderSettings,
     RetrySettings,
     SqliteProviderSettings,
@@ -41,6 +42,7 @@ __all__ = [
     "GatewaySettings",
     "MemoryProviderSettings",
     "PostgresProviderSettings",
+    "RabbitMqProviderSettings",
     "RedisProviderSettings",
     "RetrySettings",
     "SchedulerSettings",

@@ -22,6 +22,7 @@ from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     PostgresProviderSettings,
     ProviderSettings,
+    RabbitMqProviderSettings,
     SqsProviderSettings,
 )
 from jobwire.gateway._queue_settings import QueueSettings, check_queue_names
@@ -290,11 +291,12 @@ class GatewaySettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _sqs_records_next_to_the_scheduler(self) -> Self:
-        # The SQS provider's job records default to the scheduler's database,
-        # so a deployment configures one database for both.
+    def _broker_records_next_to_the_scheduler(self) -> Self:
+        # The broker providers' job records default to the scheduler's
+        # database, so a deployment configures one database for both.
         provider = self.provider
-        if isinstance(provider, SqsProviderSettings) and provider.database_url is None:
+        brokers = (SqsProviderSettings, RabbitMqProviderSettings)
+        if isinstance(provider, brokers) and provider.database_url is None:
             update = {"database_url": self.scheduler.database_url}
             object.__setattr__(self, "provider", provider.model_copy(update=update))
         return self

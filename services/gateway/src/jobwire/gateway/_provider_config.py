@@ -161,6 +161,74 @@ class RedisProviderSettings(_ProviderBase):
         return value
 
 
+_AMQP_SCHEMES = ("amqp://", "amqps://")
+_QUEUE_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
+
+
+class RabbitMqProviderSettings(_ProviderBase):
+    """``type = "rabbitmq"``: RabbitMQ queues through aio-pika (the gateway's ``rabbitmq`` extra).
+
+    Any number of gateways may share one broker (and one ``queue_prefix``).
+    Job records (state, attempts, results) live in ``database_url``; give every
+    gateway on the same queues the same PostgreSQL database. README, "RabbitMQ",
+    says what is declared and which broker settings to use.
+    """
+
+    type: Literal["rabbitmq"] = "rabbitmq"
+    url: SecretStr = SecretStr("amqp://guest:guest@127.0.0.1:5672/")
+    """``amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST]``, ``amqps://…`` for TLS (the
+    vhost URL-encoded: ``%2F`` is ``/``). A secret: it may hold a password, and is
+    never logged."""
+    username: str | None = None
+    """User name; overrides the URL's."""
+    password: SecretStr | None = None
+    """Password; overrides the URL's (e.g. from ``JOBWIRE_PROVIDER__PASSWORD``)."""
+    queue_prefix: str = "jobwire."
+    """Prefix of every name jobwire uses on the broker: queue ``NAME`` is
+    ``{prefix}NAME``, dead jobs go to ``{prefix}dead``, delays through exchange
+    ``{prefix}delay`` and queues ``{prefix}delay.N``."""
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    """Type of the job queues: replicated, durable quorum queues, or classic ones."""
+    declare: bool = True
+    """Declare the queues and exchange jobwire needs; False: check that they exist
+    and refuse (naming what is missing) when they do not."""
+    delivery_limit: int = Field(default=50, ge=0)
+    """Quorum queues' ``x-delivery-limit``: a message returned this many times
+    without an answer is dead-lettered by the broker itself (a backstop for
+    crash loops that outrun the job records; 0: none)."""
+    database_url: str | None = None
+    """Database of the job records; None: the scheduler's ``database_url``."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``
+    (and dead jobs' messages in the dead-letter queue)."""
+    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """How often the gateway looks for changes other gateways made to jobs it
+    leases (cancellation) or that clients watch; bounds how late those are seen."""
+    connect_timeout: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
+    """How long connecting to the broker may take."""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith(_AMQP_SCHEMES):
+            raise ValueError("expected an amqp:// or amqps:// URL")
+        return value
+
+    @field_validator("queue_prefix")
+    @classmethod
+    def _check_queue_prefix(cls, value: str) -> str:
+        if not _QUEUE_PREFIX.match(value) or value.startswith("amq."):
+            raise ValueError(
+                "use at most 64 letters, digits, '.', '_', ':' or '-', not starting with 'amq.'"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return value if value is None else check_database_url(value)
+
+
 _TABLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,30}$")
 
 
@@ -261,6 +329,7 @@ ProviderSettings = Annotated[
     Annotated[MemoryProviderSettings, Tag("memory")]
     | Annotated[SqsProviderSettings, Tag("sqs")]
     | Annotated[RedisProviderSettings, Tag("redis")]
+    | Annotated[RabbitMqProviderSettings, Tag("rabbitmq")]
     | Annotated[PostgresProviderSettings, Tag("postgres")]
     | Annotated[SqliteProviderSettings, Tag("sqlite")],
     Discriminator(_provider_type),

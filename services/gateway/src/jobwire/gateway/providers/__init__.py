@@ -16,6 +16,7 @@ from jobwire.gateway._models import JobFilter
 from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     PostgresProviderSettings,
+    RabbitMqProviderSettings,
     RedisProviderSettings,
     SqliteProviderSettings,
     SqsProviderSettings,
@@ -87,6 +88,26 @@ def _redis(settings: Any, events: JobEvents) -> QueueProvider[Any]:
 _REDIS_SDK = frozenset({"redis", "hiredis"})
 
 
+def _rabbitmq(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    try:
+        from jobwire.gateway.providers.rabbitmq import RabbitMqProvider
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in _RABBITMQ_SDK:
+            raise
+        raise StartError(
+            f'"rabbitmq" needs the gateway\'s rabbitmq extra ({error.name} is missing); '
+            + install_hint("'./services/gateway[rabbitmq]'")
+            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
+            key="provider.type",
+        ) from None
+
+    assert isinstance(settings, RabbitMqProviderSettings)
+    return RabbitMqProvider(settings, events)
+
+
+_RABBITMQ_SDK = frozenset({"aio_pika", "aiormq", "pamqp"})
+
+
 def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     try:  # the driver SQLAlchemy loads for postgresql+asyncpg URLs
         importlib.import_module("asyncpg")
@@ -118,6 +139,7 @@ PROVIDERS: dict[str, ProviderFactory] = {
     "memory": _memory,
     "sqs": _sqs,
     "redis": _redis,
+    "rabbitmq": _rabbitmq,
     "postgres": _postgres,
     "sqlite": _sqlite,
 }

@@ -80,6 +80,7 @@ class Leases(ProducerSide[H]):
             endings.append(Ending(lease, self.retry.after_loss(job, failure, now)))
         if endings:
             await self._settle_quietly(endings)
+        await self.provider.release(consumer)
 
     async def receive(self, consumer: Consumer, max_jobs: int) -> list[Delivery]:
         """Lease up to ``max_jobs`` jobs, waiting until at least one is ready."""

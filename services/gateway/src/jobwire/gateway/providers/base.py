@@ -50,6 +50,10 @@ class ProviderHost(Protocol):
         """Credits of a connected, not draining consumer that its leases do not use now."""
         ...
 
+    def in_use(self, consumer: Consumer) -> int:
+        """Credits the consumer uses: its leases and the expired ones it owes an answer for."""
+        ...
+
 
 class WorkerBoard(Protocol):
     """Where the gateways that share a backend publish their worker streams.
@@ -88,6 +92,9 @@ class _Unbound:
         pass
 
     def free_credits(self, consumer: Consumer) -> int:
+        return 0
+
+    def in_use(self, consumer: Consumer) -> int:
         return 0
 
 
@@ -291,6 +298,13 @@ class QueueProvider(ABC, Generic[H]):
         leases live only in this gateway have nothing to do.
         """
         return [True] * len(leases)
+
+    async def release(self, consumer: Consumer) -> None:  # optional hook
+        """A consumer's stream ended, its leases settled: drop what was kept for it.
+
+        A backend that holds resources per consumer (RabbitMQ: its channel and
+        the messages prefetched for it) lets them go here.
+        """
 
     async def save_progress(self, lease: Lease[H]) -> None:  # optional hook
         """Store the progress the worker reported (already on ``lease.job``)."""

@@ -7,6 +7,12 @@ from jobwire.gateway.providers.sqs._errors import (
     SqsRefusedError,
     SqsUnavailableError,
 )
-from jobwire.gateway.providers.sqs._provider import SqsProvider
+from jobwire.gateway.providers.sqs._provider import TABLES, SqsProvider
 
-__all__ = ["QueueNotConfiguredError", "SqsProvider", "SqsRefusedError", "SqsUnavailableError"]
+__all__ = [
+    "TABLES",
+    "QueueNotConfiguredError",
+    "SqsProvider",
+    "SqsRefusedError",
+    "SqsUnavailableError",
+]

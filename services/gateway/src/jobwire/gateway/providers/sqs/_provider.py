@@ -14,11 +14,11 @@ the rules; this is where they meet SQS):
   attempt (a message handed back unleased, or received twice), which the
   records count.
 * **Long polling on demand** (:mod:`._dispatcher`), only while consumers wait.
-* **Job records** live in the gateway's database (:mod:`._records`), with
+* **Job records** live in the gateway's database (:mod:`.._records`), with
   writes batched; SQS calls that must follow a write (deleting a finished
   job's message) run once it is committed. A message whose record is finished
   (cancelled, say) is deleted on receipt. Other gateways' cancellations are
-  looked up every ``sync_interval`` (:mod:`._sync`).
+  looked up every ``sync_interval`` (``RemoteChanges``).
 * **Delays** up to 15 minutes are ``DelaySeconds``; the gateway's scheduler
   holds longer ones (:attr:`SqsProvider.max_native_delay`). Messages are
   built, checked and sent after their records (:mod:`._sending`).
@@ -32,9 +32,7 @@ import math
 import time
 from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
-from typing import TYPE_CHECKING, ClassVar, cast
-
-from sqlalchemy import Table
+from typing import TYPE_CHECKING, ClassVar
 
 from jobwire.gateway._db import transaction
 from jobwire.gateway._dedup import DedupRule
@@ -43,6 +41,14 @@ from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import SqsProviderSettings
+from jobwire.gateway.providers._records import (
+    JobRecords,
+    Operations,
+    RecordTables,
+    RemoteChanges,
+    effective,
+    to_datetime,
+)
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
@@ -60,13 +66,9 @@ from jobwire.gateway.providers.sqs._errors import (
     SqsUnavailableError,
 )
 from jobwire.gateway.providers.sqs._messages import Message
-from jobwire.gateway.providers.sqs._operations import Operations
 from jobwire.gateway.providers.sqs._receiving import Receiving
-from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._redrive import REPLAYABLE, Redrive
 from jobwire.gateway.providers.sqs._sending import Sending
-from jobwire.gateway.providers.sqs._sync import RemoteChanges
-from jobwire.gateway.providers.sqs._tables import SharedWorker, effective, to_datetime
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -75,6 +77,8 @@ import logging
 
 logger = logging.getLogger("jobwire.gateway.sqs")
 
+TABLES = RecordTables("jobwire_sqs_", lock_key=0x6A6F627371)
+"""The SQS provider's job records (``jobwire_sqs_jobs``, …)."""
 MAX_VISIBILITY = 43_200
 """Longest visibility SQS allows a message, counted from its receipt."""
 _CLOSE_TIMEOUT = 5.0
@@ -94,6 +98,7 @@ class SqsProvider(QueueProvider[Message]):
         self._settings = settings
         self._records = JobRecords(
             settings.database_url,
+            tables=TABLES,
             dedup=self.dedup,
             retention=settings.history_retention.total_seconds(),
         )
@@ -114,7 +119,7 @@ class SqsProvider(QueueProvider[Message]):
         self._operations = Operations(self._records)
         self.look_interval = settings.sync_interval.total_seconds()
         self.workers = WorkerRows(
-            cast(Table, SharedWorker.__table__),
+            TABLES.workers,
             functools.partial(transaction, self._records.engine, "job records"),
             stamp=to_datetime,
         )

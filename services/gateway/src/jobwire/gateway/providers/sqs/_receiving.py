@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
+from jobwire.gateway.providers._records import JobRecords
 from jobwire.gateway.providers._retry import exhausted
 from jobwire.gateway.providers._types import Consumer, Lease
 from jobwire.gateway.providers.sqs._calls import MessageCalls
@@ -26,7 +27,6 @@ from jobwire.gateway.providers.sqs._codec import decode
 from jobwire.gateway.providers.sqs._dispatcher import Dispatcher, Waiter
 from jobwire.gateway.providers.sqs._errors import GONE, EntryFailed
 from jobwire.gateway.providers.sqs._messages import Message, Received
-from jobwire.gateway.providers.sqs._records import JobRecords
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import MessageTypeDef

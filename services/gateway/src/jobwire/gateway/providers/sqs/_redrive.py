@@ -23,10 +23,9 @@ from typing import TYPE_CHECKING
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
+from jobwire.gateway.providers._records import JobRecords, Operations
 from jobwire.gateway.providers.sqs._calls import MessageCalls
 from jobwire.gateway.providers.sqs._errors import sqs_error
-from jobwire.gateway.providers.sqs._operations import Operations
-from jobwire.gateway.providers.sqs._records import JobRecords
 from jobwire.gateway.providers.sqs._sending import Sending
 
 if TYPE_CHECKING:

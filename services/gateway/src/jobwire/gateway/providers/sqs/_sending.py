@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 from jobwire.gateway._errors import PayloadTooLargeError
 from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway.providers._records import JobRecords
 from jobwire.gateway.providers.sqs._calls import MessageCalls
 from jobwire.gateway.providers.sqs._codec import MAX_DELAY, Outgoing, encode
 from jobwire.gateway.providers.sqs._errors import (
@@ -25,7 +26,6 @@ from jobwire.gateway.providers.sqs._errors import (
     SqsRefusedError,
     sqs_error,
 )
-from jobwire.gateway.providers.sqs._records import JobRecords
 
 
 class Sending:

@@ -1,4 +1,4 @@
-"""What clients ask of the SQS job records as a whole: job listings and queue counts."""
+"""What clients ask of the job records as a whole: job listings and queue counts."""
 
 from __future__ import annotations
 
@@ -10,40 +10,44 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobwire.gateway._db import filter_clauses
 from jobwire.gateway._models import JobFilter, JobRecord, JobState
-from jobwire.gateway.providers._types import QueueCounts
-from jobwire.gateway.providers.sqs._tables import COLUMNS as _J
-from jobwire.gateway.providers.sqs._tables import (
+from jobwire.gateway.providers._records._tables import (
     PENDING,
-    StoredJob,
+    RecordTables,
     effective,
-    effective_state,
     from_db_time,
     micros,
     parse_cursor,
     record_of,
     to_datetime,
 )
+from jobwire.gateway.providers._types import QueueCounts
 
 Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 """Opens a connection in a transaction."""
 
 
 async def list_page(
-    connection: Connect, where: JobFilter, limit: int, cursor: str | None, now: float
+    tables: RecordTables,
+    connection: Connect,
+    where: JobFilter,
+    limit: int,
+    cursor: str | None,
+    now: float,
 ) -> tuple[list[JobRecord], str | None]:
     """Up to ``limit`` committed jobs, newest first after ``cursor``, and the next cursor."""
     stamp = to_datetime(now)
-    query = select(StoredJob).order_by(_J.create_time.desc(), _J.id.desc()).limit(limit + 1)
-    query = query.where(*filter_clauses(where, _J.queue, _J.type, _J.id))
+    cols = tables.jobs.c
+    query = select(tables.jobs).order_by(cols.create_time.desc(), cols.id.desc()).limit(limit + 1)
+    query = query.where(*filter_clauses(where, cols.queue, cols.type, cols.id))
     if where.states:
         names = [state.name.lower() for state in where.states]
-        query = query.where(effective_state(stamp).in_(names))
+        query = query.where(tables.effective_state(stamp).in_(names))
     if cursor is not None:
         created, job_id = parse_cursor(cursor)
         query = query.where(
             or_(
-                _J.create_time < created,
-                and_(_J.create_time == created, _J.id < job_id),
+                cols.create_time < created,
+                and_(cols.create_time == created, cols.id < job_id),
             )
         )
     async with connection() as conn:
@@ -56,19 +60,20 @@ async def list_page(
 
 
 async def queue_counts(
-    connection: Connect, queue: str | None, now: float
+    tables: RecordTables, connection: Connect, queue: str | None, now: float
 ) -> dict[str, QueueCounts]:
     """Per queue, of the committed records: jobs by state, oldest pending wait, pending types."""
     stamp = to_datetime(now)
-    state = effective_state(stamp)
-    by_state = select(_J.queue, state, func.count()).group_by(_J.queue, state)
-    since = case((_J.state == PENDING, _J.update_time), else_=_J.schedule_time)
-    oldest = select(_J.queue, func.min(since)).where(state == PENDING).group_by(_J.queue)
-    types = select(_J.queue, _J.type).where(state == PENDING).distinct()
+    cols = tables.jobs.c
+    state = tables.effective_state(stamp)
+    by_state = select(cols.queue, state, func.count()).group_by(cols.queue, state)
+    since = case((cols.state == PENDING, cols.update_time), else_=cols.schedule_time)
+    oldest = select(cols.queue, func.min(since)).where(state == PENDING).group_by(cols.queue)
+    types = select(cols.queue, cols.type).where(state == PENDING).distinct()
     if queue is not None:
-        by_state = by_state.where(_J.queue == queue)
-        oldest = oldest.where(_J.queue == queue)
-        types = types.where(_J.queue == queue)
+        by_state = by_state.where(cols.queue == queue)
+        oldest = oldest.where(cols.queue == queue)
+        types = types.where(cols.queue == queue)
     rows: dict[str, QueueCounts] = {}
     async with connection() as conn:
         for name, state_name, count in await conn.execute(by_state):

@@ -2,7 +2,7 @@
 
 The provider changes :class:`JobRecord` objects in memory and saves them
 here; one flusher task commits everything saved since its last commit in one
-transaction, then runs the callbacks saved with it (the SQS calls that must
+transaction, then runs the callbacks saved with it (the broker calls that must
 follow a write: delete a finished job's message only once its end is
 recorded). A failed commit is retried with backoff, the batch kept in front of
 what was saved meanwhile. Reads look here first, so a gateway always reads
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import JobRecord
 
-logger = logging.getLogger("jobwire.gateway.sqs")
+logger = logging.getLogger("jobwire.gateway.records")
 
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 5.0
@@ -54,7 +54,7 @@ class WriteBuffer:
 
     def start(self) -> None:
         """Start the flusher task."""
-        self._flusher = asyncio.create_task(self._flush_loop(), name="jobwire-sqs-records")
+        self._flusher = asyncio.create_task(self._flush_loop(), name="jobwire-records")
 
     async def close(self, grace: float) -> None:
         """Commit what is buffered, waiting ``grace`` seconds at most; stop the flusher."""

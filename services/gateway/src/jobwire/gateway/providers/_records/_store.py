@@ -1,15 +1,17 @@
-"""Job records of the SQS provider, in the gateway's SQL database.
+"""Job records of a broker provider (SQS, RabbitMQ), in the gateway's SQL database.
 
-SQS cannot look a message up by id, so the state a client asks about (state,
-attempts, last error, result, progress) lives in table ``jobwire_sqs_jobs``,
-shared by every gateway on the same queues. ``jobwire_sqs_dedup_keys`` makes a
-deduplication key taken by one job at a time across gateways.
+A broker cannot look a message up by id, so the state a client asks about
+(state, attempts, last error, result, progress) lives in table
+``<prefix>jobs``, shared by every gateway on the same queues.
+``<prefix>dedup_keys`` makes a deduplication key taken by one job at a time
+across gateways.
 
 Writes are buffered: providers change :class:`JobRecord` objects in memory and
 call :meth:`JobRecords.save`; one flusher task commits everything saved since
 its last commit in one transaction (group commit), then runs the callbacks
-saved with it, which is where the provider's SQS calls that must follow the
-write go (delete a finished job's message only once its end is recorded).
+saved with it, which is where the provider's broker calls that must follow
+the write go (delete or ack a finished job's message only once its end is
+recorded).
 Reads look at the buffer first, so a gateway always reads its own writes.
 
 Gateways write concurrently and may commit out of order, so an update never
@@ -17,7 +19,7 @@ moves a record back: it applies only if the record is not finished and the
 update is as new or newer, ranked by attempt, and within an attempt
 "processing" before its outcome. A finished state is never overwritten.
 
-Schema changes: ``jobwire_sqs_schema`` holds one row, the version the tables
+Schema changes: ``<prefix>schema`` holds one row, the version the tables
 were created with (:data:`SCHEMA_VERSION`); the gateway creates missing tables
 at start-up and refuses a database whose version it does not know, as the
 scheduler does.
@@ -47,35 +49,21 @@ from jobwire.gateway._db import create_engine, failure_json, open_schema, transa
 from jobwire.gateway._dedup import DedupRule, admit_again, lookups
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import Failure, JobFilter, JobRecord, NewJob
-from jobwire.gateway.providers._types import QueueCounts
-from jobwire.gateway.providers.sqs._buffer import Write, WriteBuffer
-from jobwire.gateway.providers.sqs._reports import list_page, queue_counts
-from jobwire.gateway.providers.sqs._tables import (
-    COLUMNS as _J,
-)
-from jobwire.gateway.providers.sqs._tables import (
-    COUNT_UNCOUNTED,
+from jobwire.gateway.providers._records._buffer import Write, WriteBuffer
+from jobwire.gateway.providers._records._reports import list_page, queue_counts
+from jobwire.gateway.providers._records._tables import (
     SCHEMA_VERSION,
     TERMINAL,
-    UPDATE,
-    Base,
-    DedupKey,
-    PurgedJob,
-    ReplayRequest,
-    SchemaVersion,
-    SharedWorker,
-    StoredJob,
+    RecordTables,
     insert_params,
     record_of,
     to_datetime,
     update_params,
 )
+from jobwire.gateway.providers._types import QueueCounts
 
-logger = logging.getLogger("jobwire.gateway.sqs")
+logger = logging.getLogger("jobwire.gateway.records")
 
-# Key of the PostgreSQL advisory lock that serializes table creation when
-# several gateways start at once (the scheduler uses another key).
-_SCHEMA_LOCK = 0x6A6F627371
 _PRUNE_EVERY = 3600.0
 _CLOSE_TIMEOUT = 5.0
 
@@ -93,12 +81,21 @@ class JobRecords:
 
     Args:
         url: SQLAlchemy URL of the database.
+        tables: the provider's tables.
         dedup: the deduplication rule, with the configured window.
         retention: seconds finished jobs are kept.
     """
 
-    def __init__(self, url: str, *, dedup: DedupRule, retention: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        tables: RecordTables,
+        dedup: DedupRule,
+        retention: float,
+    ) -> None:
         self.engine: AsyncEngine = create_engine(url, what="provider.database_url")
+        self.tables = tables
         self._postgres = self.engine.dialect.name == "postgresql"
         self._dedup = dedup
         self._retention = retention
@@ -113,10 +110,10 @@ class JobRecords:
         """
         await open_schema(
             self.engine,
-            Base.metadata,
-            SchemaVersion,
+            self.tables.metadata,
+            self.tables.schema,
             SCHEMA_VERSION,
-            lock_key=_SCHEMA_LOCK,
+            lock_key=self.tables.lock_key,
             what="job records",
         )
         self._buffer.start()
@@ -153,9 +150,9 @@ class JobRecords:
         ]
         async with self._connection() as conn:
             if params:
-                await conn.execute(UPDATE, params)
+                await conn.execute(self.tables.update, params)
             if counted:
-                await conn.execute(COUNT_UNCOUNTED, counted)
+                await conn.execute(self.tables.count_uncounted, counted)
 
     async def _maybe_prune(self) -> None:
         now = time.time()
@@ -163,19 +160,23 @@ class JobRecords:
             return
         self._next_prune = now + _PRUNE_EVERY
         before = to_datetime(now - self._retention)
+        t = self.tables
+        jobs = t.jobs.c
         try:
             async with self._connection() as conn:
                 pruned = await conn.execute(
-                    delete(StoredJob).where(_J.state.in_(TERMINAL), _J.end_time < before)
+                    delete(t.jobs).where(jobs.state.in_(TERMINAL), jobs.end_time < before)
                 )
-                await conn.execute(delete(DedupKey).where(DedupKey.job_id.not_in(select(_J.id))))
+                keys = t.dedup_keys.c
+                await conn.execute(delete(t.dedup_keys).where(keys.job_id.not_in(select(jobs.id))))
                 # Operators' leftovers: tombstones of purged jobs and RetryJobs
                 # request ids live as long as finished jobs; streams of
                 # gateways that stopped without clearing them, an hour.
-                await conn.execute(delete(PurgedJob).where(PurgedJob.purge_time < before))
-                await conn.execute(delete(ReplayRequest).where(ReplayRequest.create_time < before))
+                await conn.execute(delete(t.purged).where(t.purged.c.purge_time < before))
+                requests = t.replay_requests
+                await conn.execute(delete(requests).where(requests.c.create_time < before))
                 stale = to_datetime(now - _PRUNE_EVERY)
-                await conn.execute(delete(SharedWorker).where(SharedWorker.seen_time < stale))
+                await conn.execute(delete(t.workers).where(t.workers.c.seen_time < stale))
         except UnavailableError as error:
             logger.warning("job records: pruning failed (%s); next try in an hour", error)
             return
@@ -216,19 +217,18 @@ class JobRecords:
                 if new.deduplication_key:
                     keys[new.deduplication_key] = record.id
             if rows:
-                await conn.execute(insert(StoredJob), rows)
+                await conn.execute(insert(self.tables.jobs), rows)
             if keys:
                 # Take over only the keys whose holders let them go, as seen
                 # here: a key another gateway took meanwhile makes the insert
                 # collide, and the retry finds that gateway's job.
                 stale = [(k, by_key[k].id) for k in keys if k in by_key]
+                held = self.tables.dedup_keys
                 if stale:
                     await conn.execute(
-                        delete(DedupKey).where(tuple_(DedupKey.key, DedupKey.job_id).in_(stale))
+                        delete(held).where(tuple_(held.c.key, held.c.job_id).in_(stale))
                     )
-                await conn.execute(
-                    insert(DedupKey), [{"key": k, "job_id": v} for k, v in keys.items()]
-                )
+                await conn.execute(insert(held), [{"key": k, "job_id": v} for k, v in keys.items()])
         return results
 
     async def _duplicates(
@@ -237,15 +237,16 @@ class JobRecords:
         request_ids, keys = lookups(jobs)
         by_request: dict[str, JobRecord] = {}
         by_key: dict[str, JobRecord] = {}
+        stored = self.tables.jobs
         if request_ids:
-            rows = await conn.execute(select(StoredJob).where(_J.request_id.in_(request_ids)))
+            rows = await conn.execute(select(stored).where(stored.c.request_id.in_(request_ids)))
             for row in rows.mappings():
                 by_request[row["request_id"]] = self._fresh(row)
         if keys:
-            held = _holders(keys)
+            held = _holders(self.tables, keys)
             if self._postgres:
                 # Two gateways taking over the same expired key take turns.
-                held = held.with_for_update(of=DedupKey)
+                held = held.with_for_update(of=self.tables.dedup_keys)
             for row in (await conn.execute(held)).mappings():
                 by_key[row["key"]] = self._fresh(row)
         return by_request, by_key
@@ -258,18 +259,32 @@ class JobRecords:
         """Store the record of a message that has none (its record was pruned or lost)."""
         try:
             async with self._connection() as conn:
-                await conn.execute(insert(StoredJob), [insert_params(record, "")])
+                await conn.execute(insert(self.tables.jobs), [insert_params(record, "")])
         except IntegrityError:
             pass  # another gateway adopted it first
+
+    async def take_over(self, record: JobRecord) -> bool:
+        """Commit ``record`` (a lost attempt ended) now; False if its stored job moved on.
+
+        For a job whose lease was lost with another gateway: the takeover
+        commits before the job is leased again, so a late finish of the lost
+        attempt on that gateway either came first (and the job is not run
+        again) or is refused.
+        """
+        self._buffer.forget(record.id)
+        async with self._connection() as conn:
+            result = await conn.execute(self.tables.update, update_params(record))
+        return bool(result.rowcount)
 
     async def delete(self, job_ids: Iterable[str]) -> None:
         """Remove records of jobs whose messages could not be sent."""
         ids = list(job_ids)
         for job_id in ids:
             self._buffer.forget(job_id)
+        t = self.tables
         async with self._connection() as conn:
-            await conn.execute(delete(DedupKey).where(DedupKey.job_id.in_(ids)))
-            await conn.execute(delete(StoredJob).where(_J.id.in_(ids)))
+            await conn.execute(delete(t.dedup_keys).where(t.dedup_keys.c.job_id.in_(ids)))
+            await conn.execute(delete(t.jobs).where(t.jobs.c.id.in_(ids)))
 
     async def cancel(self, job_id: str, failure: Failure, now: float) -> JobRecord | None:
         """Cancel an unfinished job in the database; return the stored record, or None.
@@ -279,10 +294,11 @@ class JobRecords:
         """
         await self.flush()
         stamp = to_datetime(now)
+        jobs = self.tables.jobs
         async with self._connection() as conn:
             await conn.execute(
-                update(StoredJob)
-                .where(_J.id == job_id, _J.state.not_in(TERMINAL))
+                update(jobs)
+                .where(jobs.c.id == job_id, jobs.c.state.not_in(TERMINAL))
                 .values(
                     state="cancelled",
                     update_time=stamp,
@@ -290,7 +306,7 @@ class JobRecords:
                     last_error=failure_json(failure),
                 )
             )
-            row = (await conn.execute(select(StoredJob).where(_J.id == job_id))).mappings().first()
+            row = (await conn.execute(self._by_id(job_id))).mappings().first()
         return None if row is None else record_of(row)
 
     # Reads -------------------------------------------------------------------
@@ -301,13 +317,17 @@ class JobRecords:
         if buffered is not None:
             return buffered
         async with self._connection() as conn:
-            row = (await conn.execute(select(StoredJob).where(_J.id == job_id))).mappings().first()
+            row = (await conn.execute(self._by_id(job_id))).mappings().first()
         return None if row is None else record_of(row)
+
+    def _by_id(self, job_id: str) -> Select[Any]:
+        jobs = self.tables.jobs
+        return select(jobs).where(jobs.c.id == job_id)
 
     async def for_receipt(self, job_ids: Sequence[str]) -> dict[str, ReceiptView]:
         """Return what receipt needs of each job that has a record."""
         async with self._connection() as conn:
-            rows = await conn.execute(select(StoredJob).where(_J.id.in_(job_ids)))
+            rows = await conn.execute(self._among(job_ids))
             views = {
                 row["id"]: ReceiptView(record_of(row), row["uncounted"]) for row in rows.mappings()
             }
@@ -318,14 +338,15 @@ class JobRecords:
     async def load(self, job_ids: Sequence[str]) -> list[JobRecord]:
         """Return the committed records of ``job_ids`` (other gateways' changes included)."""
         async with self._connection() as conn:
-            rows = await conn.execute(select(StoredJob).where(_J.id.in_(job_ids)))
+            rows = await conn.execute(self._among(job_ids))
             return [record_of(row) for row in rows.mappings()]
 
     async def cancelled_among(self, job_ids: Sequence[str]) -> list[str]:
         """Return which of ``job_ids`` another gateway cancelled."""
         async with self._connection() as conn:
+            jobs = self.tables.jobs.c
             rows = await conn.scalars(
-                select(_J.id).where(_J.id.in_(job_ids), _J.state == "cancelled")
+                select(jobs.id).where(jobs.id.in_(job_ids), jobs.state == "cancelled")
             )
             return list(rows)
 
@@ -334,30 +355,35 @@ class JobRecords:
     ) -> tuple[list[JobRecord], str | None]:
         """Return up to ``limit`` jobs newest first after ``cursor``, and the next cursor."""
         await self.flush()
-        return await list_page(self._connection, where, limit, cursor, now)
+        return await list_page(self.tables, self._connection, where, limit, cursor, now)
 
     async def counts(self, queue: str | None, now: float) -> dict[str, QueueCounts]:
         """Per queue: jobs by state, the oldest pending job's wait, the pending types."""
         await self.flush()
-        return await queue_counts(self._connection, queue, now)
+        return await queue_counts(self.tables, self._connection, queue, now)
 
     async def key_holders(self, keys: Collection[str], now: float) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys now."""
         await self.flush()
         async with self._connection() as conn:
-            rows = list((await conn.execute(_holders(keys))).mappings())
+            rows = list((await conn.execute(_holders(self.tables, keys))).mappings())
         found = {row["key"]: record_of(row) for row in rows}
         return {key: job for key, job in found.items() if self._dedup.holds(job, now)}
+
+    def _among(self, job_ids: Sequence[str]) -> Select[Any]:
+        jobs = self.tables.jobs
+        return select(jobs).where(jobs.c.id.in_(job_ids))
 
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection in a transaction; a lost or refused database is UNAVAILABLE."""
         return transaction(self.engine, "job records")
 
 
-def _holders(keys: Collection[str]) -> Select[str, StoredJob]:
+def _holders(tables: RecordTables, keys: Collection[str]) -> Select[Any]:
     """Each of ``keys`` that is taken, with the job that took it."""
+    held = tables.dedup_keys
     return (
-        select(DedupKey.key, StoredJob)
-        .join(StoredJob, StoredJob.id == DedupKey.job_id)
-        .where(DedupKey.key.in_(keys))
+        select(held.c.key, tables.jobs)
+        .join(tables.jobs, tables.jobs.c.id == held.c.job_id)
+        .where(held.c.key.in_(keys))
     )

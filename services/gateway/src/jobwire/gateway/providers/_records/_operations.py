@@ -1,9 +1,9 @@
-"""Operators' writes on the SQS provider's records: replay, purge, pause.
+"""Operators' writes on a broker provider's records: replay, purge, pause.
 
 Everything here is in the gateway's database, so every gateway of one
 provider sees it: paused queues, the ``RetryJobs`` request ids and purged
-jobs' tombstones (their messages may still be in SQS; they are deleted when
-received). The worker streams each gateway publishes are rows there too
+jobs' tombstones (their messages may still be in the broker; they are
+deleted when received). The worker streams each gateway publishes are rows there too
 (:mod:`.._worker_rows`).
 """
 
@@ -13,46 +13,43 @@ import time
 from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Update, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobwire.gateway._db import error_json, selector_clauses, transaction
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.gateway.providers.sqs._records import JobRecords
-from jobwire.gateway.providers.sqs._tables import (
-    DedupKey,
-    PausedQueue,
-    PurgedJob,
-    ReplayRequest,
-    StoredJob,
+from jobwire.gateway.providers._records._store import JobRecords
+from jobwire.gateway.providers._records._tables import (
+    RecordTables,
     effective,
     record_of,
     to_datetime,
 )
 
-_J = StoredJob.__table__.c
 
-REPLAY = (
-    update(StoredJob)
-    .where(_J.id == bindparam("b_id"), _J.state == bindparam("b_was"))
-    .values(
-        state="pending",
-        attempt=0,
-        uncounted=0,
-        payload=bindparam("b_payload"),
-        max_retries=bindparam("b_max_retries"),
-        update_time=bindparam("b_now"),
-        schedule_time=None,
-        end_time=None,
-        worker_id="",
-        result=None,
-        result_content_type="",
-        progress=None,
-        last_error=bindparam("b_last_error"),
+def _replay_statement(tables: RecordTables) -> Update:
+    jobs = tables.jobs
+    return (
+        update(jobs)
+        .where(jobs.c.id == bindparam("b_id"), jobs.c.state == bindparam("b_was"))
+        .values(
+            state="pending",
+            attempt=0,
+            uncounted=0,
+            payload=bindparam("b_payload"),
+            max_retries=bindparam("b_max_retries"),
+            update_time=bindparam("b_now"),
+            schedule_time=None,
+            end_time=None,
+            worker_id="",
+            result=None,
+            result_content_type="",
+            progress=None,
+            last_error=bindparam("b_last_error"),
+        )
     )
-)
 
 
 class Operations:
@@ -64,6 +61,8 @@ class Operations:
 
     def __init__(self, records: JobRecords) -> None:
         self._records = records
+        self._tables = records.tables
+        self._replay = _replay_statement(records.tables)
 
     def _connection(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(self._records.engine, "job records")
@@ -75,16 +74,17 @@ class Operations:
     ) -> list[JobRecord]:
         """The jobs ``selector`` matches among those stored in ``states``."""
         await self._records.flush()
-        query = select(StoredJob).where(
-            _J.state.in_([s.name.lower() for s in states]),
+        cols = self._tables.jobs.c
+        query = select(self._tables.jobs).where(
+            cols.state.in_([s.name.lower() for s in states]),
             *selector_clauses(
                 selector,
-                queue=_J.queue,
-                job_type=_J.type,
-                job_id=_J.id,
-                create_time=_J.create_time,
+                queue=cols.queue,
+                job_type=cols.type,
+                job_id=cols.id,
+                create_time=cols.create_time,
                 as_stored=to_datetime,
-                attributes=_J.attributes,
+                attributes=cols.attributes,
             ),
         )
         async with self._connection() as conn:
@@ -116,10 +116,10 @@ class Operations:
         try:
             async with self._connection() as conn:
                 if params:
-                    await conn.execute(REPLAY, params)
+                    await conn.execute(self._replay, params)
                 if request_id:
                     await conn.execute(
-                        insert(ReplayRequest).values(
+                        insert(self._tables.replay_requests).values(
                             request_id=request_id,
                             count=len(params),
                             create_time=to_datetime(time.time()),
@@ -131,16 +131,18 @@ class Operations:
 
     async def replayed_count(self, request_id: str) -> int | None:
         """The count a ``RetryJobs`` request id recorded, or None when it is new."""
+        requests = self._tables.replay_requests.c
         async with self._connection() as conn:
             count = await conn.scalar(
-                select(ReplayRequest.count).where(ReplayRequest.request_id == request_id)
+                select(requests.count).where(requests.request_id == request_id)
             )
         return None if count is None else int(count)
 
     async def forget_request(self, request_id: str) -> None:
         """Drop a ``RetryJobs`` request id whose replay did not complete."""
+        requests = self._tables.replay_requests
         async with self._connection() as conn:
-            await conn.execute(delete(ReplayRequest).where(ReplayRequest.request_id == request_id))
+            await conn.execute(delete(requests).where(requests.c.request_id == request_id))
 
     # Purge -------------------------------------------------------------------
 
@@ -149,39 +151,43 @@ class Operations:
         for job_id in job_ids:
             self._records.forget(job_id)
         stamp = to_datetime(now)
+        t = self._tables
         async with self._connection() as conn:
             for start in range(0, len(job_ids), 500):
                 chunk = list(job_ids[start : start + 500])
-                await conn.execute(delete(DedupKey).where(DedupKey.job_id.in_(chunk)))
-                await conn.execute(delete(StoredJob).where(_J.id.in_(chunk)))
+                await conn.execute(delete(t.dedup_keys).where(t.dedup_keys.c.job_id.in_(chunk)))
+                await conn.execute(delete(t.jobs).where(t.jobs.c.id.in_(chunk)))
                 await conn.execute(
-                    insert(PurgedJob), [{"id": job_id, "purge_time": stamp} for job_id in chunk]
+                    insert(t.purged), [{"id": job_id, "purge_time": stamp} for job_id in chunk]
                 )
 
     async def purged_among(self, job_ids: Collection[str]) -> set[str]:
         """Which of ``job_ids`` were purged."""
         async with self._connection() as conn:
-            rows = await conn.scalars(select(PurgedJob.id).where(PurgedJob.id.in_(list(job_ids))))
+            purged = self._tables.purged.c
+            rows = await conn.scalars(select(purged.id).where(purged.id.in_(list(job_ids))))
             return set(rows)
 
     async def gone_among(self, job_ids: Collection[str]) -> set[str]:
         """Which of ``job_ids`` have no record any more (purged elsewhere)."""
         async with self._connection() as conn:
-            rows = await conn.scalars(select(_J.id).where(_J.id.in_(list(job_ids))))
+            jobs = self._tables.jobs.c
+            rows = await conn.scalars(select(jobs.id).where(jobs.id.in_(list(job_ids))))
             return set(job_ids) - set(rows)
 
     # Pause -------------------------------------------------------------------
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Record or clear a queue's pause."""
+        table = self._tables.paused
         async with self._connection() as conn:
-            await conn.execute(delete(PausedQueue).where(PausedQueue.queue == queue))
+            await conn.execute(delete(table).where(table.c.queue == queue))
             if paused:
                 await conn.execute(
-                    insert(PausedQueue).values(queue=queue, pause_time=to_datetime(time.time()))
+                    insert(table).values(queue=queue, pause_time=to_datetime(time.time()))
                 )
 
     async def paused(self) -> set[str]:
         """The paused queues."""
         async with self._connection() as conn:
-            return set(await conn.scalars(select(PausedQueue.queue)))
+            return set(await conn.scalars(select(self._tables.paused.c.queue)))

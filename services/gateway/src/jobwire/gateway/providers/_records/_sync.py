@@ -1,4 +1,4 @@
-"""Other gateways' changes, looked up: SQS cannot notify, so every gateway looks.
+"""Other gateways' changes, looked up in the records: every gateway looks.
 
 Every ``sync_interval`` the provider reads which queues are paused, asks its
 records which of the jobs leased here another gateway cancelled or purged
@@ -17,13 +17,13 @@ from collections.abc import Callable, Collection
 
 from jobwire.gateway._errors import GatewayError
 from jobwire.gateway._events import JobEvents
+from jobwire.gateway.providers._records._operations import Operations
+from jobwire.gateway.providers._records._store import JobRecords
+from jobwire.gateway.providers._records._tables import effective
 from jobwire.gateway.providers._types import RevokeReason
 from jobwire.gateway.providers.base import ProviderHost
-from jobwire.gateway.providers.sqs._operations import Operations
-from jobwire.gateway.providers.sqs._records import JobRecords
-from jobwire.gateway.providers.sqs._tables import effective
 
-logger = logging.getLogger("jobwire.gateway.sqs")
+logger = logging.getLogger("jobwire.gateway.records")
 
 
 class RemoteChanges:
@@ -52,7 +52,7 @@ class RemoteChanges:
 
     def start(self) -> None:
         """Start looking, as a task of the running loop."""
-        self._task = asyncio.create_task(self._loop(), name="jobwire-sqs-sync")
+        self._task = asyncio.create_task(self._loop(), name="jobwire-records-sync")
 
     async def stop(self) -> None:
         """Stop between two look-ups, never in the middle of one."""
