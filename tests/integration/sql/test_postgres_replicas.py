@@ -90,3 +90,22 @@ async def test_leases_of_a_gateway_without_heartbeat_are_released_as_an_attempt(
     assert (again.job.id, again.attempt) == (job.id, 2)
     assert again.job.last_error.type == "GATEWAY_LOST"
     assert "gateway gone stopped" in again.job.last_error.message
+
+
+async def test_a_job_leased_here_in_the_table_but_held_by_no_lease_is_released(
+    postgres_gateway: SqlGateway, connect: ClientFactory, queue_database: str
+) -> None:
+    a = await connect(await postgres_gateway(heartbeat_interval=0.2, heartbeat_timeout=1))
+    job = await a.producer.enqueue(max_retries=5)
+    # As a claim that committed while its connection died leaves it: leased by
+    # this gateway, which is alive (its heartbeat goes on) but holds no lease.
+    psql(
+        "UPDATE jobwire_jobs SET state = 3, attempt = 1, "
+        "gateway_id = (SELECT id FROM jobwire_gateways) "
+        f"WHERE id = '{job.id}'",
+        queue_database,
+    )
+    worker = await a.worker(worker_id="on-a")
+    [again] = await worker.jobs(1, timeout=10)
+    assert (again.job.id, again.attempt) == (job.id, 2)
+    assert again.job.last_error.type == "LEASE_LOST"

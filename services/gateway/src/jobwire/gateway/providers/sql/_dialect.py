@@ -15,20 +15,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobwire.gateway._db import transaction
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway.providers.sql._tables import Tables
+
+logger = logging.getLogger("jobwire.gateway.sql")
+
+T = TypeVar("T")
 
 PAYLOAD_LIMIT = 7000
 """Longest NOTIFY payload sent (PostgreSQL refuses 8,000 bytes)."""
+WRITE_PATIENCE = 10.0
+"""Seconds :meth:`Sql.outlast` tries a write again while the database is away."""
+_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 class FileInUseError(RuntimeError):
@@ -81,6 +91,26 @@ class Sql:
             return
         async with self._writer, transaction(self.engine, "queue") as conn:
             yield conn
+
+    async def outlast(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run ``step`` (one idempotent transaction) again while the database is away.
+
+        A terminated backend or a restart fails a transaction; the worker's
+        stream should not fail with it. Gives up (``UnavailableError``) after
+        :data:`WRITE_PATIENCE` seconds.
+        """
+        deadline = time.monotonic() + WRITE_PATIENCE
+        attempt = 0
+        while True:
+            try:
+                return await step()
+            except UnavailableError as error:
+                pause = _PAUSES[min(attempt, len(_PAUSES) - 1)]
+                if time.monotonic() + pause > deadline:
+                    raise
+                logger.warning("%s failed (%s); trying again in %gs", what, error, pause)
+                attempt += 1
+                await asyncio.sleep(pause)
 
     async def notify_ready(self, conn: AsyncConnection, queues: set[str]) -> None:
         """Tell the other gateways, at commit, that ``queues`` have jobs (PostgreSQL)."""

@@ -174,7 +174,7 @@ class SqlProvider(QueueProvider[None]):
             await self._release()
             raise
         self._maintenance = asyncio.get_running_loop().create_task(
-            maintain(self._sql, self._fleet, self._settings)
+            maintain(self._sql, self._fleet, self._settings, self._inflight.writing)
         )
 
     async def _warm_up(self) -> None:

@@ -1,7 +1,8 @@
 """The SQL provider's background loop: heartbeat, dead gateways, lease checks, pruning.
 
-One task per gateway, every ``heartbeat_interval``: the heartbeat row and the
-release of dead gateways' leases (:mod:`._fleet`) each time, a check of this
+One task per gateway, every ``heartbeat_interval``: the heartbeat row, the
+release of dead gateways' leases and of this gateway's stranded ones
+(:mod:`._fleet`) each time, a check of this
 gateway's leases every ``poll_interval``, pruning (:mod:`._retention`) every
 ``prune_interval``. A database that is away is logged and tried again.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._provider_config import PostgresProviderSettings, SqliteProviderSettings
@@ -22,7 +24,10 @@ logger = logging.getLogger("jobwire.gateway.sql")
 
 
 async def maintain(
-    sql: Sql, fleet: Fleet, settings: PostgresProviderSettings | SqliteProviderSettings
+    sql: Sql,
+    fleet: Fleet,
+    settings: PostgresProviderSettings | SqliteProviderSettings,
+    busy: Callable[[str], bool],
 ) -> None:
     """Run the loop until cancelled."""
     interval = settings.heartbeat_interval.total_seconds()
@@ -32,6 +37,7 @@ async def maintain(
         try:
             await fleet.beat()
             await fleet.reap()
+            await fleet.release_stranded(busy)
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + poll

@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
+    and_,
     cast,
     column,
     insert,
@@ -73,8 +74,8 @@ class Writes:
             "last_error = e.k_last_error, result = e.k_result, "
             "result_content_type = e.k_result_content_type, gateway_id = NULL "
             f"FROM unnest({unnested}) AS e({names}) "
-            f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND j.state = {PROCESSING} "
-            "RETURNING j.id"
+            f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND (j.state = {PROCESSING} "
+            "OR (j.state = e.k_state AND j.update_time = e.k_update_time)) RETURNING j.id"
         )
 
     async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
@@ -120,7 +121,10 @@ class Writes:
     ) -> set[str]:
         """Write the records of ended attempts, each only if still at ``attempts[i]``.
 
-        Returns the ids written (a job another gateway took back is not).
+        Returns the ids written (a job another gateway took back is not). The
+        same write again finds its own ending and counts it as written: a
+        transaction whose commit was not confirmed (the connection died) can
+        simply be run again.
         """
         rows = [
             {
@@ -162,7 +166,14 @@ class Writes:
         c, v = self._c, ended.c
         statement = (
             update(self._sql.jobs)
-            .where(c.id == v.k_id, c.attempt == v.k_attempt, c.state == PROCESSING)
+            .where(
+                c.id == v.k_id,
+                c.attempt == v.k_attempt,
+                or_(
+                    c.state == PROCESSING,
+                    and_(c.state == v.k_state, c.update_time == v.k_update_time),
+                ),
+            )
             .values(
                 state=v.k_state,
                 update_time=v.k_update_time,
@@ -189,7 +200,13 @@ class Writes:
         return {job_id for (job_id,) in found}
 
     async def settle(self, records: Sequence[JobRecord]) -> set[str]:
-        """Record how this gateway's leases ended (records already updated); ids written."""
+        """Record how this gateway's leases ended (records already updated); ids written.
+
+        Tried again while the database is away (:meth:`Sql.outlast`).
+        """
+        return await self._sql.outlast(lambda: self._settle(records), "recording lease endings")
+
+    async def _settle(self, records: Sequence[JobRecord]) -> set[str]:
         async with self._sql.write(async_commit=True) as conn:
             written = await self.apply_endings(conn, records, [r.attempt for r in records])
             again = {r.queue for r in records if r.id in written and not r.state.is_terminal}
@@ -225,7 +242,10 @@ class Writes:
         return record
 
     async def save_progress(self, record: JobRecord) -> None:
-        """Store a leased job's progress."""
+        """Store a leased job's progress (tried again while the database is away)."""
+        await self._sql.outlast(lambda: self._save_progress(record), "storing progress")
+
+    async def _save_progress(self, record: JobRecord) -> None:
         assert record.progress is not None
         c = self._c
         async with self._sql.write(async_commit=True) as conn:
