@@ -12,6 +12,8 @@ A gateway also checks the jobs it leases: one cancelled or released by
 another gateway (a ``NOTIFY`` it missed, or its own heartbeat lapsed) is
 revoked here (``host.lost``); one the table says it leases but no lease here
 holds (a write whose outcome its dropped connection took with it) is released.
+And it reads again the jobs its ``WatchJob`` streams watch that it does not
+lease: another gateway may have changed them.
 """
 
 from __future__ import annotations
@@ -204,6 +206,14 @@ class Fleet:
                 if record.id in written:
                     self._events.publish(record)
         return len(written), len(rows)
+
+    async def refresh_watched(self) -> None:
+        """Tell this gateway's watchers of the changes other gateways made to their jobs."""
+        here = self._host().leased_job_ids()
+        elsewhere = [job_id for job_id in self._events.watched() if job_id not in here]
+        if elsewhere:
+            for record in await self._reads.many(elsewhere, time.time()):
+                self._events.publish_if_newer(record)
 
     async def check_leases(self) -> None:
         """Revoke this gateway's leases on jobs cancelled or released elsewhere."""
