@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -29,6 +29,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from jobwire.gateway._db import transaction
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway.providers.sql._tables import Tables
+
+if TYPE_CHECKING:  # asyncpg is there only with the postgres extra
+    from jobwire.gateway.providers.sql._direct import Direct
 
 logger = logging.getLogger("jobwire.gateway.sql")
 
@@ -62,8 +65,11 @@ class Sql:
         gateway_id: str,
         channel_prefix: str,
         async_engine: AsyncEngine | None = None,
+        direct: Direct | None = None,
     ) -> None:
         self.engine = engine
+        self.direct = direct
+        """PostgreSQL: claims and completions, one statement and one round trip each."""
         self.async_engine = async_engine or engine
         """Connections that commit asynchronously (PostgreSQL): for what may be lost."""
         self.tables = tables

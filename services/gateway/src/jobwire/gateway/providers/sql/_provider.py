@@ -29,7 +29,7 @@ import math
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from sqlalchemy import text
 
@@ -70,6 +70,13 @@ logger = logging.getLogger("jobwire.gateway.sql")
 _SCHEMA_LOCK = 0x6A6F627173
 
 
+def _direct() -> Any:
+    # Imported with PostgreSQL only: asyncpg comes with the postgres extra.
+    from jobwire.gateway.providers.sql import _direct as module
+
+    return module
+
+
 class SqlProvider(QueueProvider[None]):
     """Queues in a SQL table, on PostgreSQL (N gateways) or a SQLite file (one gateway)."""
 
@@ -100,8 +107,16 @@ class SqlProvider(QueueProvider[None]):
             else None
         )
         prefix = settings.table_prefix
+        tables, gateway_id = make_tables(prefix), uuid.uuid4().hex
+        direct = (
+            _direct().Direct(
+                self._url, settings.pool_size, tables.jobs.name, tables.paused.name, gateway_id
+            )
+            if postgres
+            else None
+        )
         self._sql = Sql(
-            engine, make_tables(prefix), uuid.uuid4().hex, prefix, async_engine=async_engine
+            engine, tables, gateway_id, prefix, async_engine=async_engine, direct=direct
         )
         self._wakeups = Wakeups()
         self._writes = Writes(self._sql, self.dedup)
@@ -165,6 +180,8 @@ class SqlProvider(QueueProvider[None]):
                 what="queue",
                 migrations=MIGRATIONS,
             )
+            if self._sql.direct is not None:
+                await self._sql.direct.open()
             await self._fleet.join()
             await self._fleet.reap()
             await self._warm_up()
@@ -203,6 +220,8 @@ class SqlProvider(QueueProvider[None]):
         await self._release()
 
     async def _release(self) -> None:
+        if self._sql.direct is not None:
+            await self._sql.direct.close()
         await self._sql.engine.dispose()
         await self._sql.async_engine.dispose()
         if self._lock is not None:

@@ -43,7 +43,7 @@ from jobwire.gateway.providers.sql._rows import insert_row, record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
 
 # The columns of an ending and their PostgreSQL types (for unnest).
-_ENDING_COLUMNS = {
+ENDING_COLUMNS = {
     "k_id": "varchar",
     "k_attempt": "integer",
     "k_state": "smallint",
@@ -55,6 +55,26 @@ _ENDING_COLUMNS = {
     "k_result": "bytea",
     "k_result_content_type": "varchar",
 }
+
+
+def endings_statement(jobs: str, unnested: str) -> str:
+    """The ``UPDATE … FROM unnest(…)`` of ended attempts; ``unnested``: its arrays.
+
+    Fenced by attempt and state; the same ending written again finds itself
+    (a transaction whose commit was not confirmed may simply run again).
+    """
+    names = ", ".join(ENDING_COLUMNS)
+    return (
+        f"UPDATE {jobs} AS j SET state = e.k_state, update_time = e.k_update_time, "
+        "end_time = e.k_end_time, schedule_time = e.k_schedule_time, run_at = e.k_run_at, "
+        "last_error = e.k_last_error, result = e.k_result, "
+        "result_content_type = e.k_result_content_type, gateway_id = NULL "
+        f"FROM unnest({unnested}) AS e({names}) "
+        f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND (j.state = {PROCESSING} "
+        "OR (j.state = e.k_state AND j.update_time = e.k_update_time)) RETURNING j.id"
+    )
+
+
 _UNFINISHED = f"state IN ({', '.join(str(s) for s in UNFINISHED)})"
 
 
@@ -66,17 +86,8 @@ class Writes:
         self._dedup = dedup
         c = sql.jobs.c
         self._c = c
-        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ENDING_COLUMNS.items())
-        names = ", ".join(_ENDING_COLUMNS)
-        self._unnested = text(
-            f"UPDATE {sql.jobs.name} AS j SET state = e.k_state, update_time = e.k_update_time, "
-            "end_time = e.k_end_time, schedule_time = e.k_schedule_time, run_at = e.k_run_at, "
-            "last_error = e.k_last_error, result = e.k_result, "
-            "result_content_type = e.k_result_content_type, gateway_id = NULL "
-            f"FROM unnest({unnested}) AS e({names}) "
-            f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND (j.state = {PROCESSING} "
-            "OR (j.state = e.k_state AND j.update_time = e.k_update_time)) RETURNING j.id"
-        )
+        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in ENDING_COLUMNS.items())
+        self._unnested = text(endings_statement(sql.jobs.name, unnested))
 
     async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
         """Store new jobs; return each stored job and whether it was a duplicate."""
@@ -126,23 +137,7 @@ class Writes:
         transaction whose commit was not confirmed (the connection died) can
         simply be run again.
         """
-        rows = [
-            {
-                "k_id": r.id,
-                "k_attempt": attempt,
-                "k_state": r.state.value,
-                "k_update_time": r.update_time,
-                "k_end_time": r.end_time,
-                "k_schedule_time": r.schedule_time,
-                "k_run_at": r.schedule_time
-                if r.state is JobState.FAILED and r.schedule_time is not None
-                else r.update_time,
-                "k_last_error": error_json(r),
-                "k_result": r.result,
-                "k_result_content_type": r.result_content_type,
-            }
-            for r, attempt in zip(records, attempts, strict=True)
-        ]
+        rows = ending_rows(records, attempts)
         if self._sql.postgres:
             return await self._apply_unnested(conn, rows)
         table = values(
@@ -192,7 +187,7 @@ class Writes:
     async def _apply_unnested(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
         # One array per column: the same statement text whatever the number
         # of rows, so it is compiled and prepared once (a VALUES list is not).
-        arrays = {name: [row[name] for row in rows] for name in _ENDING_COLUMNS}
+        arrays = {name: [row[name] for row in rows] for name in ENDING_COLUMNS}
         arrays["k_last_error"] = [
             None if error is None else json.dumps(error) for error in arrays["k_last_error"]
         ]
@@ -207,6 +202,10 @@ class Writes:
         return await self._sql.outlast(lambda: self._settle(records), "recording lease endings")
 
     async def _settle(self, records: Sequence[JobRecord]) -> set[str]:
+        direct = self._sql.direct
+        if direct is not None and all(r.state.is_terminal for r in records):
+            # Nothing becomes ready: no NOTIFY, one statement on its own.
+            return await direct.end(ending_rows(records, [r.attempt for r in records]))
         async with self._sql.write(async_commit=True) as conn:
             written = await self.apply_endings(conn, records, [r.attempt for r in records])
             again = {r.queue for r in records if r.id in written and not r.state.is_terminal}
@@ -276,6 +275,27 @@ class Writes:
                 )
             )
             await self._sql.notify_ready(conn, {r.queue for r in records})
+
+
+def ending_rows(records: Sequence[JobRecord], attempts: Sequence[int]) -> list[dict[str, Any]]:
+    """The values of the endings statement, one dict a record (see ``ENDING_COLUMNS``)."""
+    return [
+        {
+            "k_id": r.id,
+            "k_attempt": attempt,
+            "k_state": r.state.value,
+            "k_update_time": r.update_time,
+            "k_end_time": r.end_time,
+            "k_schedule_time": r.schedule_time,
+            "k_run_at": r.schedule_time
+            if r.state is JobState.FAILED and r.schedule_time is not None
+            else r.update_time,
+            "k_last_error": error_json(r),
+            "k_result": r.result,
+            "k_result_content_type": r.result_content_type,
+        }
+        for r, attempt in zip(records, attempts, strict=True)
+    ]
 
 
 def _as_is(value: Any, _type: Any) -> Any:
