@@ -29,7 +29,15 @@ from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
 from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
 
-_AWAY = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError)
+# InternalClientError: a connection the server dropped in the middle of a
+# statement may be found in a state that refuses the next one.
+_AWAY = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
 
 
 def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
@@ -99,7 +107,11 @@ class Direct:
     async def _connection(self) -> AsyncIterator[Any]:
         try:
             async with self._pool.acquire() as conn:
-                yield conn
+                try:
+                    yield conn
+                except asyncpg.exceptions.InternalClientError:
+                    conn.terminate()  # not to be used again: the pool opens another
+                    raise
         except _AWAY as error:
             message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
             raise UnavailableError(f"queue database unavailable: {message}") from error
