@@ -54,6 +54,7 @@ from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sql._claim import Claims
 from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
 from jobwire.gateway.providers.sql._fleet import Fleet
+from jobwire.gateway.providers.sql._gather import Gathered
 from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._listen import Listener
 from jobwire.gateway.providers.sql._operations import Operations
@@ -147,6 +148,8 @@ class SqlProvider(QueueProvider[None]):
         )
         self._lock: IO[bytes] | None = None
         self._inflight = InFlight()
+        # The endings of frames that come while one is written go in one statement.
+        self._endings = Gathered(self._writes.settle, self._inflight.track)
         self._claims = Claims(
             self._sql,
             self._writes,
@@ -306,7 +309,7 @@ class SqlProvider(QueueProvider[None]):
             job.end_attempt(ending.end)
             records.append(job)
         written = await self._inflight.unstoppable(
-            self._inflight.written(records, self._writes.settle(records))
+            self._inflight.written(records, self._endings.write(records))
         )
         self._wakeups.notify({r.queue for r in records if not r.state.is_terminal})
         if len(written) == len(records):
