@@ -118,14 +118,18 @@ class Sql:
                 attempt += 1
                 await asyncio.sleep(pause)
 
+    def ready_payload(self, queues: set[str]) -> str:
+        """The payload of the ready ``NOTIFY`` for ``queues`` (``*``: too many to name)."""
+        names = ",".join(sorted(queues))
+        if len(names) > PAYLOAD_LIMIT:
+            names = "*"
+        return f"{self.gateway_id}|{names}"
+
     async def notify_ready(self, conn: AsyncConnection, queues: set[str]) -> None:
         """Tell the other gateways, at commit, that ``queues`` have jobs (PostgreSQL)."""
         if not self.postgres or not queues:
             return
-        names = ",".join(sorted(queues))
-        if len(names) > PAYLOAD_LIMIT:
-            names = "*"
-        await conn.execute(select(func.pg_notify(self.ready_channel, f"{self.gateway_id}|{names}")))
+        await conn.execute(select(func.pg_notify(self.ready_channel, self.ready_payload(queues))))
 
     async def notify_cancel(
         self, conn: AsyncConnection, gateway_id: str, job_id: str, message: str

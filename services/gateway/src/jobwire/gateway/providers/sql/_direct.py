@@ -1,14 +1,17 @@
-"""PostgreSQL's hot statements on asyncpg's own pool: one round trip each.
+"""PostgreSQL's hot statements on asyncpg's own pools: one round trip each.
 
-A claim and a frame's completions are each one statement, atomic on their
-own. Run through SQLAlchemy each cost four round trips (the pool's ping on
-checkout, ``BEGIN``, the statement, ``COMMIT``) and as much Python again; run
-here, on a connection of asyncpg's pool in autocommit, they cost one: the
-statement is its own transaction, prepared once per connection (asyncpg's
-statement cache). Its sessions have ``synchronous_commit`` off: a claim or
-a completion a database crash forgets is a redelivery, which at-least-once
-allows. Enqueues, which must be durable before they are answered, stay on
-the SQLAlchemy engine.
+An enqueue without deduplication keys, a claim and a frame's completions
+are each one statement, atomic on its own. Run through SQLAlchemy each
+costs four or five round trips (the pool's ping on checkout, ``BEGIN``, the
+statements, ``COMMIT``) and as much Python again; run here, on a
+connection of asyncpg's pool in autocommit, one: the statement is its own
+transaction, prepared once per connection (asyncpg's
+statement cache). Two pools: enqueues go through one whose commits are
+synchronous (an enqueue is answered after its commit), claims and
+completions through one with ``synchronous_commit`` off (a claim or a
+completion a database crash forgets is a redelivery, which at-least-once
+allows). An enqueue with deduplication keys, or one that collided on a
+request id, takes the engine's transaction that looks them up.
 
 asyncpg's pool replaces a connection the server dropped when it is next
 acquired; a statement that fails with it is ``UNAVAILABLE`` (the callers
@@ -24,6 +27,7 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
@@ -38,6 +42,48 @@ _AWAY = (
     OSError,
     TimeoutError,
 )
+
+
+# The columns of a new job and their PostgreSQL types (for unnest), in
+# ``insert_row``'s order.
+_JOB_COLUMNS = {
+    "id": "varchar",
+    "queue": "varchar",
+    "type": "varchar",
+    "priority": "smallint",
+    "state": "smallint",
+    "run_at": "float8",
+    "payload": "bytea",
+    "content_type": "varchar",
+    "attributes": "json",
+    "max_retries": "integer",
+    "timeout": "float8",
+    "deduplication_key": "varchar",
+    "request_id": "varchar",
+    "schedule": "varchar",
+    "attempt": "integer",
+    "create_time": "float8",
+    "update_time": "float8",
+    "schedule_time": "float8",
+    "end_time": "float8",
+    "worker_id": "varchar",
+    "gateway_id": "varchar",
+    "last_error": "json",
+    "result": "bytea",
+    "result_content_type": "varchar",
+    "progress": "bytea",
+}
+
+
+def _insert_statement(jobs: str) -> str:
+    # The NOTIFY is sent when the statement's own transaction commits.
+    n = len(_JOB_COLUMNS)
+    arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_JOB_COLUMNS.values(), start=1))
+    return (
+        f"WITH stored AS (INSERT INTO {jobs} ({', '.join(_JOB_COLUMNS)}) "
+        f"SELECT * FROM unnest({arrays}) RETURNING 1) "
+        f"SELECT pg_notify(${n + 1}, ${n + 2}), (SELECT count(*) FROM stored)"
+    )
 
 
 def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
@@ -81,10 +127,12 @@ class Direct:
             f"${n}::{kind}[]" for n, kind in enumerate(ENDING_COLUMNS.values(), start=1)
         )
         self._endings = endings_statement(jobs, arrays)
+        self._insert = _insert_statement(jobs)
         self._pool: Any = None
+        self._durable: Any = None
 
     async def open(self) -> None:
-        """Open the pool (one connection now, more as needed)."""
+        """Open the pools (one connection each now, more as needed)."""
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn,
@@ -93,20 +141,26 @@ class Direct:
                 init=_json_codec,
                 server_settings={"synchronous_commit": "off"},
             )
+            # Enqueues: committed as the server commits (synchronous_commit as set there).
+            self._durable = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._size, init=_json_codec
+            )
         except _AWAY as error:
+            await self.close()
             raise UnavailableError(f"queue database unavailable: {error}") from error
 
     async def close(self) -> None:
-        """Close the pool."""
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            with contextlib.suppress(*_AWAY):
-                await pool.close()
+        """Close the pools."""
+        for pool in (self._pool, self._durable):
+            if pool is not None:
+                with contextlib.suppress(*_AWAY):
+                    await pool.close()
+        self._pool = self._durable = None
 
     @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
+    async def _connection(self, durable: bool = False) -> AsyncIterator[Any]:
         try:
-            async with self._pool.acquire() as conn:
+            async with (self._durable if durable else self._pool).acquire() as conn:
                 try:
                     yield conn
                 except asyncpg.exceptions.InternalClientError:
@@ -132,6 +186,20 @@ class Direct:
             args.append(list(job_types))
         async with self._connection() as conn:
             return list(await conn.fetch(statement, *args))
+
+    async def insert(self, rows: Sequence[dict[str, Any]], channel: str, payload: str) -> None:
+        """Store new jobs' rows and notify ``channel``, in one statement; after its commit.
+
+        Raises:
+            IntegrityError: a unique index refused a row (a request id or a
+                key another enqueue stored meanwhile).
+        """
+        arrays = [[row[name] for row in rows] for name in _JOB_COLUMNS]
+        async with self._connection(durable=True) as conn:
+            try:
+                await conn.execute(self._insert, *arrays, channel, payload)
+            except asyncpg.UniqueViolationError as error:
+                raise IntegrityError(self._insert, None, error) from error
 
     async def end(self, rows: Sequence[dict[str, Any]]) -> set[str]:
         """Write endings that make no job ready (no ``NOTIFY``); return the ids written."""

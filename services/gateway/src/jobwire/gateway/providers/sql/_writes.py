@@ -90,12 +90,41 @@ class Writes:
         self._unnested = text(endings_statement(sql.jobs.name, unnested))
 
     async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
-        """Store new jobs; return each stored job and whether it was a duplicate."""
-        return await admit_again(lambda: self._insert(jobs, now), "queue")
+        """Store new jobs; return each stored job and whether it was a duplicate.
 
-    async def _insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
+        Request ids are looked up only when the insert collided on one: the
+        first try assumes a request is new (the SDKs give every request an
+        id; only a retried one was seen), and the unique index says otherwise.
+        """
+        tries = 0
+
+        async def once() -> list[tuple[JobRecord, bool]]:
+            nonlocal tries
+            tries += 1
+            return await self._insert(jobs, now, requests_seen=tries > 1)
+
+        return await admit_again(once, "queue")
+
+    async def _insert(
+        self, jobs: Sequence[NewJob], now: float, *, requests_seen: bool
+    ) -> list[tuple[JobRecord, bool]]:
+        direct = self._sql.direct
+        if direct is not None and not requests_seen and not any(j.deduplication_key for j in jobs):
+            # Nothing to look up: one statement (the rows and the NOTIFY).
+            results = self._dedup.admit(
+                jobs, now, lambda new: JobRecord.create(new, now), by_request={}, by_key={}
+            )
+            rows = [
+                insert_row(record, new.request_id)
+                for new, (record, duplicate) in zip(jobs, results, strict=True)
+                if not duplicate
+            ]
+            if rows:
+                queues = {row["queue"] for row in rows}
+                await direct.insert(rows, self._sql.ready_channel, self._sql.ready_payload(queues))
+            return results
         async with self._sql.write() as conn:
-            by_request, by_key = await self._holders(conn, jobs, now)
+            by_request, by_key = await self._holders(conn, jobs, now, requests_seen)
             results = self._dedup.admit(
                 jobs,
                 now,
@@ -116,11 +145,11 @@ class Writes:
         return results
 
     async def _holders(
-        self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float
+        self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float, requests_seen: bool
     ) -> tuple[dict[str, JobRecord], dict[str, JobRecord]]:
         request_ids, keys = lookups(jobs)
         by_request: dict[str, JobRecord] = {}
-        if request_ids:
+        if request_ids and requests_seen:
             query = select(self._sql.jobs).where(self._c.request_id.in_(request_ids))
             for row in (await conn.execute(query)).mappings():
                 by_request[row["request_id"]] = record_of(row, now)
