@@ -102,6 +102,12 @@ def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
     )
 
 
+async def _as_it_is(_conn: Any) -> None:
+    # asyncpg resets a connection returned to its pool (advisory locks, LISTEN,
+    # settings: a round trip each time). These statements leave nothing to reset.
+    return
+
+
 async def _json_codec(conn: Any) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -139,11 +145,12 @@ class Direct:
                 min_size=1,
                 max_size=self._size,
                 init=_json_codec,
+                reset=_as_it_is,
                 server_settings={"synchronous_commit": "off"},
             )
             # Enqueues: committed as the server commits (synchronous_commit as set there).
             self._durable = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._size, init=_json_codec
+                self._dsn, min_size=1, max_size=self._size, init=_json_codec, reset=_as_it_is
             )
         except _AWAY as error:
             await self.close()
