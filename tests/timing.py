@@ -52,10 +52,21 @@ EXPIRING_LEASE = 0.3
 """A lease a test lets expire on purpose; nothing races it."""
 EXTENSIBLE_LEASE = PerProvider.of_each(1.0, sqs=2.0)
 """A lease a test extends: the extension must reach the gateway within it."""
+ON_TIME = 5.0
+"""Seconds after its due time a timer-driven event (a delayed job, a schedule's fire) may
+come on a busy machine: far below the 60 s fallback poll of the scheduler, so an event
+within it came from the timer. How late it is when the machine is idle is a benchmark's
+question (``bench/scheduler_bench.py``), not a test's."""
 SETTLE_WITHIN = 60.0
 """Seconds for a fault scenario's jobs to finish once the fault is over."""
 FAULT_LEASE = 2.0
 """Lease of the workers of fault scenarios that wait for leases to expire."""
+STREAM_TIMEOUT = 40.0
+"""Seconds before the gateway drops a stream that stopped answering (gRPC keepalive 30 s + 10 s)."""
+RELEASED_WITHIN = FAULT_LEASE + 15.0
+"""Seconds from a fault to the rerun of a job whose lease it stranded: the lease, then the
+backlog queued ahead of the released job (its length depends on the machine's load), and
+still well under :data:`STREAM_TIMEOUT`, so a rerun within it came from the lease expiring."""
 GATEWAY_DOWN = 1.0
 """Seconds a killed gateway stays down before it is started again."""
 SQS_OUTAGE = 5.0

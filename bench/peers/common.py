@@ -16,7 +16,10 @@ One run, for every peer:
    handler start to the last completion (jobwire: from the instant all jobs
    fall due);
 3. latency: one ``stamp`` job at a time on the now idle worker, ``samples``
-   times, from just before the enqueue call to the handler's start;
+   times, from just before the enqueue call to the handler's start; each
+   sample waits :data:`IDLE_GAP` after the previous start, so that the
+   worker has finished that job and is idle again (jobwire's loop waits for
+   each stamp job's completion);
 4. end-to-end (b): ``jobs`` no-op jobs enqueued while the worker runs; timed
    from the first enqueue call to the last completion;
 5. peak RSS (VmHWM) of the worker's processes, and of the broker where it is
@@ -41,8 +44,20 @@ from processes import BENCH, _env, peak_rss_mib
 POLL = 0.01  # as bench/measures.py: completion is polled every 10 ms
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
-POSTGRES_DATABASE = "jobwire_bench_procrastinate"
+POSTGRES_DATABASE = os.environ.get("BENCH_POSTGRES_DATABASE", "jobwire_bench_procrastinate")
 CONCURRENCY = 8
+IDLE_GAP = 0.05
+"""Seconds between a stamp handler's start and the next sample's enqueue.
+
+Without it the next stamp was enqueued the instant the previous handler
+started, while the worker was still busy with that job: procrastinate's
+worker is then looking for its next job, and it clears its new-job event
+when that look ends (``Worker._new_job_event``, procrastinate 3.10), so a
+``NOTIFY`` that arrived during the look is lost and the job waits for the 5 s
+``fetch_job_polling_interval`` (bench/README.md, "How each peer is
+configured"). 50 ms is far more than any peer needs, on an idle machine, to
+finish a no-op job and its next look.
+"""
 
 
 def script(name: str) -> str:
@@ -166,6 +181,7 @@ async def one_run(peer: Peer, jobs: int, samples: int) -> dict[str, float]:
 
         values = []
         for _ in range(samples):
+            await asyncio.sleep(IDLE_GAP)
             sent = time.time()
             started = await peer.stamp()
             values.append((started - sent) * 1000)

@@ -14,7 +14,7 @@ from jobwire.client import AsyncClient, JobRequest
 from fleet import PROVIDERS, Fleet, Outcome, StartGateway, settle
 from support import eventually
 from timing import FAULT_LEASE as LEASE
-from timing import PerProvider
+from timing import RELEASED_WITHIN, STREAM_TIMEOUT, PerProvider
 
 JOBS = PerProvider.of_each(300, sqs=60)
 CREDITS = 32  # jobwire-worker's default max_in_flight at concurrency 8
@@ -55,11 +55,13 @@ async def test_a_deaf_worker_loses_its_leases_and_gets_no_more_work(
     # Only what it held when it went deaf came back late; it was sent nothing more.
     leased_again = [job async for job in client.iter_jobs(page_size=1000) if job.attempt > 1]
     assert 0 < len(leased_again) <= CREDITS
-    # Each ran elsewhere within the lease of the fault, not after a stream timeout.
-    # (Measured on every job leased again: the deaf worker may have started none
-    # of those it held, and then no job ran twice for `settle` to time.)
+    # Each ran elsewhere once its lease expired, not after a stream timeout. Measured
+    # on every job leased again (the deaf worker may have started none of those it
+    # held, and then no job ran twice for `settle` to time), from the fault to the
+    # rerun's start, so the bound also holds the jobs queued ahead of the released
+    # ones (with a load average of 10 on 2 cores a rerun started 6.3 s after it).
     runs = fleet.ledger.executions()
     late = [runs[job.id][-1].started - fleet.faults[-1] for job in leased_again]
-    assert max(late) < LEASE + 3
+    assert max(late) < RELEASED_WITHIN < STREAM_TIMEOUT
     if outcome.max_redelivery_delay is not None:
-        assert outcome.max_redelivery_delay < LEASE + 3
+        assert outcome.max_redelivery_delay < RELEASED_WITHIN

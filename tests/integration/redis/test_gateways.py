@@ -19,6 +19,7 @@ from conftest import GatewayFactory
 from redis_support import RedisServer
 from support import Response, State, eventually, seconds
 from timing import FRAME_TIMEOUT
+from watching import follow_across_gateways
 
 Q = queue_service_pb2
 
@@ -195,3 +196,13 @@ async def test_a_job_due_in_a_day_waits_in_redis_for_every_gateway(
     assert (held.state, held.schedule_time) == (State.STATE_SCHEDULED, job.schedule_time)
     await other.producer.stub.CancelJob(Q.CancelJobRequest(id=job.id))
     assert (await other.producer.get(job.id)).state == State.STATE_CANCELLED
+
+
+async def test_a_gateway_watches_jobs_another_gateway_enqueues_and_runs(
+    redis_gateway: RedisGateway, connect: ClientFactory
+) -> None:
+    # A reads back the watched jobs, and looks for new ones, every third of gateway_timeout.
+    a = await connect(await redis_gateway(gateway_timeout=1))
+    b = await connect(await redis_gateway(gateway_timeout=1))
+    worker = await b.worker(worker_id="on-b", max_in_flight=8)
+    await follow_across_gateways(a.producer, b.producer, worker)

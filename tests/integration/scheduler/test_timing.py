@@ -14,6 +14,7 @@ from jobwire.gateway.testing import running_gateway
 from jobwire.v1 import schedule_service_pb2, schedule_service_pb2_grpc
 
 from support import Producer, RawWorker, State, seconds
+from timing import ON_TIME
 
 S = schedule_service_pb2
 
@@ -44,10 +45,10 @@ async def test_one_time_job_is_processed_at_its_time_and_not_before(database_url
             assert await gateway.scheduler.get_job(job.id) is not None  # held, not queued
             due = job.schedule_time.ToNanoseconds() / 1e9
             await worker.nothing("delivery", within=due - time.time() - 0.1)
-            [item] = await worker.jobs(1, timeout=3)
+            [item] = await worker.jobs(1, timeout=due - time.time() + ON_TIME)
             arrived = time.time()
             assert item.job.id == job.id
-            assert due <= arrived < due + 0.5
+            assert due <= arrived < due + ON_TIME
             await worker.ack(item.lease_id)
             assert (await worker.result()).ok
 
@@ -60,7 +61,7 @@ async def test_every_second_schedule_fires_repeatedly(database_url: str) -> None
             name="tick", job_template=S.JobTemplate(type="tick"), interval=seconds(1)
         )
         await stub.CreateSchedule(S.CreateScheduleRequest(schedule=every_second))
-        items = await worker.jobs(3, timeout=4.5)
+        items = await worker.jobs(3, timeout=2 + ON_TIME)
         assert len({item.job.id for item in items}) == len(items)
         assert {item.job.schedule for item in items} == {"tick"}
         await worker.ack(*(item.lease_id for item in items))
@@ -82,7 +83,7 @@ async def test_jobs_and_schedules_survive_a_gateway_restart(database_url: str) -
         stub = schedule_service_pb2_grpc.ScheduleServiceStub(channel)
         again = (await stub.GetSchedule(S.GetScheduleRequest(name="daily"))).schedule
         assert again == created
-        [item] = await worker.jobs(1, timeout=3)
+        [item] = await worker.jobs(1, timeout=1.5 + ON_TIME)
         assert item.job.id == job.id
         assert time.time() >= job.schedule_time.ToNanoseconds() / 1e9
 
@@ -94,7 +95,7 @@ async def test_a_held_job_keeps_its_priority_through_the_hand_off(database_url: 
             job = await Producer(channel).enqueue(delay=seconds(1), priority=8)
             assert await gateway.scheduler.get_job(job.id) is not None  # held, not queued
             assert (await Producer(channel).get(job.id)).priority == 8
-            [item] = await worker.jobs(1, timeout=5)
+            [item] = await worker.jobs(1, timeout=1 + ON_TIME)
             assert (item.job.id, item.job.priority) == (job.id, 8)
 
 

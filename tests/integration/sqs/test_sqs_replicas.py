@@ -9,6 +9,7 @@ from integration.sqs.conftest import ClientFactory, SqsGateway
 from jobwire.v1 import queue_service_pb2
 
 from support import Response, State
+from watching import follow_across_gateways
 
 Q = queue_service_pb2
 
@@ -59,3 +60,14 @@ async def test_producer_on_one_gateway_worker_on_the_other(
     by_queue = {q.queue: q for q in stats.queues}
     assert (by_queue["default"].completed, by_queue["default"].cancelled) == (1, 1)
     assert by_queue["other"].pending == 1
+
+
+async def test_a_gateway_watches_jobs_another_gateway_enqueues_and_runs(
+    sqs_gateway: SqsGateway, postgres_url: str, connect: ClientFactory
+) -> None:
+    # A reads back the watched jobs, and looks for new ones, every sync_interval.
+    shared = {"scheduler": {"database_url": postgres_url}, "sync_interval": 0.2}
+    a = await connect(await sqs_gateway(**shared))
+    b = await connect(await sqs_gateway(**shared))
+    worker = await b.worker(worker_id="on-b", max_in_flight=8)
+    await follow_across_gateways(a.producer, b.producer, worker)

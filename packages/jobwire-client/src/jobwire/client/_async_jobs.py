@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +13,7 @@ from jobwire.client._async_pipeline import AsyncPipeline
 from jobwire.client._base import batches, states_of
 from jobwire.client._job_lists import JobList, JobPage
 from jobwire.client._models import Job, JobState
+from jobwire.client._operations import job_selector, watch_jobs_request
 from jobwire.client._pipeline_base import DEFAULT_MAX_PENDING
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
@@ -190,6 +191,43 @@ class AsyncJobs(AsyncCalls):
         try:
             async for response in call:
                 yield self._job(response.job)
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        finally:
+            call.cancel()
+
+    async def watch_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        ids: Iterable[Job | str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        only_new: bool = False,
+        full: bool = False,
+    ) -> AsyncGenerator[Job, None]:
+        """Yields every change of every matching job until you stop; see `Client.watch_jobs`.
+
+        Wrap it in `contextlib.aclosing` to end the stream as soon as the loop does.
+        """
+        selector = job_selector(
+            queue=queue,
+            type=type,
+            states=None,
+            error_contains=None,
+            created_after=created_after,
+            created_before=created_before,
+            ids=ids,
+            attributes=attributes,
+        )
+        request = watch_jobs_request(selector, only_new=only_new, full=full)
+        call = self._connect().queue.WatchJobs(request, metadata=self._metadata)
+        try:
+            async for response in call:
+                for proto in response.jobs:
+                    yield self._job(proto)
         except grpc.RpcError as error:
             raise self._error(error) from error
         finally:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,7 @@ class AsyncOperations(AsyncCalls):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         ids: Iterable[Job | str] | None = None,
+        attributes: Mapping[str, str] | None = None,
         request_id: str | None = None,
     ) -> int:
         """See `Client.retry_jobs`."""
@@ -54,6 +55,7 @@ class AsyncOperations(AsyncCalls):
                 created_after=created_after,
                 created_before=created_before,
                 ids=ids,
+                attributes=attributes,
             ),
         )
         return (await self._call(self._connect().queue.RetryJobs, request)).count
@@ -68,6 +70,7 @@ class AsyncOperations(AsyncCalls):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         ids: Iterable[Job | str] | None = None,
+        attributes: Mapping[str, str] | None = None,
         all: bool = False,
         include_processing: bool = False,
         dry_run: bool = False,
@@ -82,6 +85,7 @@ class AsyncOperations(AsyncCalls):
                 created_after=created_after,
                 created_before=created_before,
                 ids=ids,
+                attributes=attributes,
             ),
             all=all,
             include_processing=include_processing,

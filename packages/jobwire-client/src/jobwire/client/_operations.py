@@ -6,7 +6,7 @@ send what is built here and convert what comes back.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import uuid4
@@ -15,6 +15,7 @@ from jobwire.client._convert import to_datetime
 from jobwire.client._errors import InvalidArgumentError
 from jobwire.client._models import Job, JobState
 from jobwire.client._serializers import Serializer, encode_payload
+from jobwire.v1 import job_pb2
 from jobwire.v1 import queue_service_pb2 as Q
 from jobwire.v1 import worker_service_pb2 as W
 
@@ -85,8 +86,9 @@ def job_selector(
     created_after: datetime | None,
     created_before: datetime | None,
     ids: Iterable[Job | str] | None = None,
+    attributes: Mapping[str, str] | None = None,
 ) -> Q.JobSelector:
-    """The `jobwire.v1.JobSelector` of a bulk operation; None and empty match everything.
+    """The `jobwire.v1.JobSelector` of a bulk operation or a watch; None and empty match all.
 
     Raises:
         InvalidArgumentError: A time is naive, a state is unknown, or `ids` is one string.
@@ -97,16 +99,20 @@ def job_selector(
         error_contains=error_contains or "",
         states=[_state(state).to_proto() for state in states or ()],
         ids=_ids(ids),
+        attributes=attributes,
     )
-    for name, value in (
-        ("create_time_after", created_after),
-        ("create_time_before", created_before),
+    for name, proto_field, value in (
+        ("created_after", "create_time_after", created_after),
+        ("created_before", "create_time_before", created_before),
     ):
         if value is None:
             continue
         if value.utcoffset() is None:
-            raise InvalidArgumentError(f"`{name}` must be timezone-aware", metadata={"field": name})
-        getattr(selector, name).FromDatetime(value)
+            raise InvalidArgumentError(
+                f"`{name}` must be timezone-aware, e.g. datetime.now(UTC)",
+                metadata={"field": name},
+            )
+        getattr(selector, proto_field).FromDatetime(value)
     return selector
 
 
@@ -154,3 +160,11 @@ def purge_request(
     return Q.PurgeJobsRequest(
         selector=selector, all=all, include_processing=include_processing, validate_only=dry_run
     )
+
+
+def watch_jobs_request(
+    selector: Q.JobSelector, *, only_new: bool, full: bool
+) -> Q.WatchJobsRequest:
+    """The `WatchJobs` request by selector."""
+    view = job_pb2.JOB_VIEW_FULL if full else job_pb2.JOB_VIEW_BASIC
+    return Q.WatchJobsRequest(selector=selector, only_new=only_new, view=view)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +53,7 @@ class SyncOperations(SyncCalls):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         ids: Iterable[Job | str] | None = None,
+        attributes: Mapping[str, str] | None = None,
         request_id: str | None = None,
     ) -> int:
         """Runs every matching dead (or failed, cancelled) job again, in one gateway call.
@@ -71,6 +72,7 @@ class SyncOperations(SyncCalls):
             ids: Only these jobs (full ids or `Job`s, at most 1000); the
                 other filters still apply. A named job in another state is
                 left alone and not counted.
+            attributes: Only jobs carrying each of these attributes with this value.
             request_id: Idempotency key; a new one by default.
 
         Returns:
@@ -89,6 +91,7 @@ class SyncOperations(SyncCalls):
                 created_after=created_after,
                 created_before=created_before,
                 ids=ids,
+                attributes=attributes,
             ),
         )
         return self._call(self._queue.RetryJobs, request).count
@@ -103,6 +106,7 @@ class SyncOperations(SyncCalls):
         created_after: datetime | None = None,
         created_before: datetime | None = None,
         ids: Iterable[Job | str] | None = None,
+        attributes: Mapping[str, str] | None = None,
         all: bool = False,
         include_processing: bool = False,
         dry_run: bool = False,
@@ -119,6 +123,7 @@ class SyncOperations(SyncCalls):
             created_before: Only jobs created before this aware time.
             ids: Only these jobs (full ids or `Job`s, at most 1000); the
                 other filters still apply.
+            attributes: Only jobs carrying each of these attributes with this value.
             all: Required when no filter is given: every job of every queue.
             include_processing: Also delete running jobs; their workers are told to stop.
             dry_run: Count what would be deleted, delete nothing.
@@ -138,6 +143,7 @@ class SyncOperations(SyncCalls):
                 created_after=created_after,
                 created_before=created_before,
                 ids=ids,
+                attributes=attributes,
             ),
             all=all,
             include_processing=include_processing,

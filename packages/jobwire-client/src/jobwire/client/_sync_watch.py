@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from jobwire.client._job_lists import JobList
 from jobwire.client._models import Job, JobState
+from jobwire.client._operations import job_selector, watch_jobs_request
 from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
 from jobwire.client._sync_jobs import SyncJobs
 from jobwire.v1 import job_pb2, queue_service_pb2_grpc
@@ -34,6 +35,68 @@ class SyncWatch(SyncJobs):
         try:
             for response in call:
                 yield self._job(response.job)
+        except grpc.RpcError as error:
+            raise self._error(error) from error
+        finally:
+            call.cancel()
+
+    def watch_jobs(
+        self,
+        *,
+        queue: str | None = None,
+        type: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+        ids: Iterable[Job | str] | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        only_new: bool = False,
+        full: bool = False,
+    ) -> Iterator[Job]:
+        """Yields every change of every job matching the filters, until you stop.
+
+        First the jobs that match now, each as it is (unless `only_new`), then
+        each change of a matching job, those enqueued later included (through
+        any gateway of the backend). The gateway pushes them over one
+        `WatchJobs` stream, batched per frame, no polling. Each job's end
+        (completed, dead, cancelled) comes exactly once, also for jobs that
+        ended before the watch began; states in between may be skipped when
+        they follow each other faster than the frames (the latest wins).
+
+        The stream opens at the first `next()` and closes when the loop
+        ends (`break`) or the generator is closed.
+
+        Args:
+            queue: Only jobs of this queue.
+            type: Only jobs of this type.
+            attributes: Only jobs carrying each of these attributes with this
+                value, e.g. `{"batch": batch_id}` set on every job of a batch.
+            ids: Only these jobs (full ids or `Job`s, at most 1000).
+            created_after: Only jobs created at or after this aware time.
+            created_before: Only jobs created before this aware time.
+            only_new: Skip the jobs that exist when the watch begins.
+            full: Include payloads and results.
+
+        Raises:
+            InvalidArgumentError: A bad filter, or more than 100,000 existing
+                jobs match (narrow it, e.g. `created_after`, or set `only_new`).
+        """
+        self._ensure_open()
+        selector = job_selector(
+            queue=queue,
+            type=type,
+            states=None,
+            error_contains=None,
+            created_after=created_after,
+            created_before=created_before,
+            ids=ids,
+            attributes=attributes,
+        )
+        request = watch_jobs_request(selector, only_new=only_new, full=full)
+        call = self._queue.WatchJobs(request, metadata=self._metadata)
+        try:
+            for response in call:
+                for proto in response.jobs:
+                    yield self._job(proto)
         except grpc.RpcError as error:
             raise self._error(error) from error
         finally:

@@ -27,6 +27,26 @@ class JobSelector(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class AttributesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     QUEUE_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
@@ -34,6 +54,7 @@ class JobSelector(_message.Message):
     CREATE_TIME_AFTER_FIELD_NUMBER: _builtins.int
     CREATE_TIME_BEFORE_FIELD_NUMBER: _builtins.int
     IDS_FIELD_NUMBER: _builtins.int
+    ATTRIBUTES_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Only jobs in this queue."""
     type: _builtins.str
@@ -59,6 +80,12 @@ class JobSelector(_message.Message):
         must hold); an id no job has matches nothing. Repeated ids count once.
         """
 
+    @_builtins.property
+    def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Only jobs that carry every one of these attributes with exactly this
+        value (for example a batch id the producer set on each job).
+        """
+
     def __init__(
         self,
         *,
@@ -69,10 +96,11 @@ class JobSelector(_message.Message):
         create_time_after: _timestamp_pb2.Timestamp | None = ...,
         create_time_before: _timestamp_pb2.Timestamp | None = ...,
         ids: _abc.Iterable[_builtins.str] | None = ...,
+        attributes: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "error_contains", b"error_contains", "ids", b"ids", "queue", b"queue", "states", b"states", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attributes", b"attributes", "create_time_after", b"create_time_after", "create_time_before", b"create_time_before", "error_contains", b"error_contains", "ids", b"ids", "queue", b"queue", "states", b"states", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -928,13 +956,29 @@ class WatchJobsRequest(_message.Message):
 
     IDS_FIELD_NUMBER: _builtins.int
     VIEW_FIELD_NUMBER: _builtins.int
+    SELECTOR_FIELD_NUMBER: _builtins.int
+    ONLY_NEW_FIELD_NUMBER: _builtins.int
     view: _job_pb2.JobView.ValueType
     """How much of each job the frames carry; defaults to BASIC."""
+    only_new: _builtins.bool
+    """With `selector`: skip the jobs that exist when the watch begins and
+    follow only those created from then on.
+    """
     @_builtins.property
     def ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Required. The jobs to watch: ids, or unique prefixes of at least 8
-        characters, at most 100000 (for example every id an EnqueueJobs
-        returned). Repeated ids are watched once.
+        """The jobs to watch: ids, or unique prefixes of at least 8 characters, at
+        most 100000 (for example every id an EnqueueJobs returned). Repeated ids
+        are watched once. Required unless `selector` is set; not both.
+        """
+
+    @_builtins.property
+    def selector(self) -> Global___JobSelector:
+        """Watch the jobs this selector matches instead of a list of ids: by queue,
+        type, ids, creation time and attributes (not by `states` or
+        `error_contains`: a watched job goes through every state). Set but
+        empty, it matches every job. At most 100000 existing jobs may match
+        when the watch begins (narrow it with `create_time_after`, or set
+        `only_new`).
         """
 
     def __init__(
@@ -942,10 +986,12 @@ class WatchJobsRequest(_message.Message):
         *,
         ids: _abc.Iterable[_builtins.str] | None = ...,
         view: _job_pb2.JobView.ValueType = ...,
+        selector: Global___JobSelector | None = ...,
+        only_new: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["selector", b"selector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "view", b"view"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ids", b"ids", "only_new", b"only_new", "selector", b"selector", "view", b"view"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

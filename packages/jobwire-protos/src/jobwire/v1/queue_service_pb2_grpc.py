@@ -178,9 +178,16 @@ class QueueServiceServicer:
         """Streams the current state of many jobs, then their changes, batched: a
         frame carries every change since the previous frame, the latest state of
         each job once. Every job's terminal state is sent exactly once (for a job
-        finished before the watch began, in the first frame), and the stream ends
-        after every watched job has reached one. Fails with NOT_FOUND naming an
-        unknown id, before any frame.
+        finished before the watch began, in the first frame).
+
+        By `ids`, the stream ends after every watched job has reached one; it
+        fails with NOT_FOUND naming an unknown id, before any frame. By
+        `selector`, it follows every job the selector matches: those that exist
+        when it begins (unless `only_new`; they come first, in frames of at most
+        1000 jobs, the first frame sent even when none match) and those that
+        start matching later (new enqueues, through any gateway of the backend),
+        until the client cancels it. A job replayed after its end was sent is
+        followed again, and its next end sent once too.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

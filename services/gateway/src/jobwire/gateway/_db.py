@@ -237,11 +237,14 @@ def selector_clauses(
     job_id: SQLColumnExpression[str],
     create_time: SQLColumnExpression[Any],
     as_stored: Callable[[float], Any],
+    attributes: Any,
 ) -> list[ColumnElement[bool]]:
-    """The WHERE clauses of ``selector``'s queue, type, ids and creation times.
+    """The WHERE clauses of ``selector``'s queue, type, ids, creation times and attributes.
 
-    ``as_stored`` turns a selector's epoch seconds into ``create_time``'s type.
-    Its states and error text are each store's own: they are stored differently.
+    ``as_stored`` turns a selector's epoch seconds into ``create_time``'s type;
+    ``attributes`` is a JSON column (SQLAlchemy renders ``->>`` on PostgreSQL,
+    ``json_extract`` on SQLite). Its states and error text are each store's
+    own: they are stored differently.
     """
     clauses: list[ColumnElement[bool]] = []
     if selector.queue:
@@ -254,6 +257,8 @@ def selector_clauses(
         clauses.append(create_time >= as_stored(selector.created_after))
     if selector.created_before is not None:
         clauses.append(create_time < as_stored(selector.created_before))
+    for key, value in selector.attributes:
+        clauses.append(attributes[key].as_string() == value)
     return clauses
 
 

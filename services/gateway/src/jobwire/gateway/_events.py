@@ -3,9 +3,15 @@
 Whoever changes a job publishes it: the lease state machine on every lease
 transition, a provider on the transitions it makes by itself (a delayed job
 coming due), the service on enqueue and cancel, and :mod:`._due` for a
-delayed job that comes due with no write (a row whose ``run_at`` passes). Publishing costs one dict
-lookup when nobody watches the job, so everything publishes; a batch (an
-enqueue, a delivery or ack frame) is published with one call.
+delayed job that comes due with no write (a row whose ``run_at`` passes).
+Publishing costs one dict lookup when nobody watches the job, so everything
+publishes; a batch (an enqueue, a delivery or ack frame) is published with
+one call.
+
+A watch by selector (``WatchJobs`` with a ``selector``) sees every published
+job its selector matches. The unfinished jobs it follows are also registered
+by id, so that providers that read back the watched jobs' changes made
+through other gateways (:meth:`JobEvents.watched`) read them too.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 
+from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import JobRecord
 from jobwire.v1 import job_pb2
 
@@ -81,6 +88,7 @@ class JobEvents:
         self._seen: dict[str, float] = {}
         self.on_waiting: Callable[[JobRecord], None] | None = None
         """Told of each watched job published or seen (``_due.DueWatches`` sets it)."""
+        self._selectors: dict[JobsWatch, JobSelector] = {}
 
     def publish(self, job: JobRecord) -> None:
         """Tell the job's watchers about its current state."""
@@ -91,10 +99,26 @@ class JobEvents:
                 watcher.push(job)
             if self.on_waiting is not None:
                 self.on_waiting(job)
+        if self._selectors:
+            self._publish_selected(job, watchers)
+
+    def _publish_selected(self, job: JobRecord, watchers: set[_Watcher] | None) -> None:
+        finished = job.state.is_terminal
+        for watcher, selector in self._selectors.items():
+            if watchers is not None and watcher in watchers:
+                if finished:
+                    self._forget(watcher, job.id)
+            elif selector.matches(job):
+                watcher.push(job)
+                if not finished:
+                    self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
+                    self._watchers.setdefault(job.id, set()).add(watcher)
+                    if self.on_waiting is not None:
+                        self.on_waiting(job)
 
     def publish_all(self, jobs: Iterable[JobRecord]) -> None:
         """:meth:`publish` each of a frame's jobs; one check when nobody watches anything."""
-        if self._watchers:
+        if self._watchers or self._selectors:
             for job in jobs:
                 self.publish(job)
 
@@ -132,6 +156,38 @@ class JobEvents:
         with self._registered(watcher, watcher.job_ids):
             yield watcher
 
+    @contextmanager
+    def watch_selected(self, selector: JobSelector) -> Iterator[JobsWatch]:
+        """Register one watcher of every job ``selector`` matches for the ``with`` block.
+
+        A published job it matches is pushed to it; while unfinished, the job is
+        also watched by id (:meth:`watched`), and no longer once it has finished.
+        """
+        watcher = JobsWatch()
+        self._selectors[watcher] = selector
+        try:
+            yield watcher
+        finally:
+            del self._selectors[watcher]
+            for job_id in [i for i, w in self._watchers.items() if watcher in w]:
+                self._forget(watcher, job_id)
+
+    def follow(self, watcher: JobsWatch, jobs: Iterable[JobRecord]) -> None:
+        """Watch by id the unfinished ``jobs`` of a :meth:`watch_selected` watcher."""
+        for job in jobs:
+            if not job.state.is_terminal:
+                self._watchers.setdefault(job.id, set()).add(watcher)
+                self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
+
+    def _forget(self, watcher: _Watcher, job_id: str) -> None:
+        watchers = self._watchers.get(job_id)
+        if watchers is None:
+            return
+        watchers.discard(watcher)
+        if not watchers:
+            del self._watchers[job_id]
+            self._seen.pop(job_id, None)
+
     def add(self, watcher: JobsWatch, job_ids: Collection[str]) -> None:
         """Also watch ``job_ids`` with a watcher of :meth:`watch_many`, until its block ends."""
         watcher.job_ids.extend(job_ids)
@@ -147,10 +203,4 @@ class JobEvents:
             yield
         finally:
             for job_id in job_ids:
-                watchers = self._watchers.get(job_id)
-                if watchers is None:
-                    continue
-                watchers.discard(watcher)
-                if not watchers:
-                    del self._watchers[job_id]
-                    self._seen.pop(job_id, None)
+                self._forget(watcher, job_id)

@@ -1,4 +1,4 @@
-"""Which jobs a bulk operation (replay, purge) applies to."""
+"""Which jobs a bulk operation (replay, purge) or a ``WatchJobs`` stream applies to."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ _Job = TypeVar("_Job", bound=JobRecord)
 
 @dataclass(frozen=True, slots=True)
 class JobSelector:
-    """Which jobs a bulk operation (replay, purge) applies to; empty fields match all."""
+    """Which jobs a bulk operation (replay, purge) or a watch applies to; empty fields match all."""
 
     queue: str = ""
     type: str = ""
@@ -25,6 +25,8 @@ class JobSelector:
     created_before: float | None = None
     ids: frozenset[str] = frozenset()
     """Only these jobs (full ids); empty: any job."""
+    attributes: tuple[tuple[str, str], ...] = ()
+    """Only jobs with each of these (key, value) attributes, sorted by key."""
 
     @property
     def empty(self) -> bool:
@@ -60,4 +62,6 @@ class JobSelector:
             return False
         if self.created_after is not None and job.create_time < self.created_after:
             return False
-        return self.created_before is None or job.create_time < self.created_before
+        if self.created_before is not None and job.create_time >= self.created_before:
+            return False
+        return all(job.attributes.get(key) == value for key, value in self.attributes)

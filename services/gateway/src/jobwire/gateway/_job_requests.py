@@ -124,6 +124,7 @@ class JobRequests:
                 results[i] = result
                 if not result[1]:
                     self.metrics.enqueued(result[0])
+                    self.events.publish(result[0])  # for watches by selector
         return [result for result in results if result is not None]
 
     @staticmethod

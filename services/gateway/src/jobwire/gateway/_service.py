@@ -12,13 +12,20 @@ count, and the parts the service owns), operators' requests
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from jobwire.gateway._errors import InvalidArgumentError
 from jobwire.gateway._events import JobsWatch, JobWatch
-from jobwire.gateway._models import JobRecord
+from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._models import JobFilter, JobRecord
 from jobwire.gateway._operator_requests import OperatorRequests
+from jobwire.gateway._selected import NewElsewhere, existing
+from jobwire.gateway._validation import watch_selector
 from jobwire.gateway.providers import (
     AckRequest,
     Consumer,
@@ -26,7 +33,7 @@ from jobwire.gateway.providers import (
     LeaseOutcome,
     NackRequest,
 )
-from jobwire.v1 import job_pb2, worker_service_pb2
+from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
 
 MAX_WATCHED = 100_000
 """Most jobs one ``WatchJobs`` stream follows."""
@@ -84,6 +91,59 @@ class JobService(OperatorRequests):
             for job in unique:
                 self.events.seen(job)
             yield unique, watch
+
+    @asynccontextmanager
+    async def watch_selected(
+        self, message: queue_service_pb2.JobSelector, *, only_new: bool
+    ) -> AsyncIterator[tuple[list[JobRecord], JobsWatch]]:
+        """The jobs ``message`` matches now, and one watch of every matching job's changes.
+
+        With ``only_new`` no job matches now: only jobs created from now on do.
+        """
+        selector = watch_selector(message)
+        began = time.time()
+        if only_new:
+            selector = replace(selector, created_after=max(selector.created_after or 0.0, began))
+        # Watch before reading, so that no change between the two is missed.
+        with self.events.watch_selected(selector) as watch:
+            jobs = (
+                []
+                if only_new
+                else await existing(
+                    selector, self.leases.list_jobs, self._held_page(), self.get_known
+                )
+            )
+            self.events.follow(watch, jobs)
+            async with self._looking_elsewhere(selector, began):
+                yield jobs, watch
+
+    def _held_page(
+        self,
+    ) -> Callable[[JobFilter, int, tuple[float, str] | None], Awaitable[list[JobRecord]]] | None:
+        return None if self.scheduler is None else self.scheduler.list_jobs
+
+    async def get_known(self, job_id: str) -> JobRecord | None:
+        """The job with this full id, wherever it is held; None when unknown."""
+        job = await self.leases.get(job_id)
+        if job is None and self.scheduler is not None:
+            job = await self.scheduler.get_job(job_id)
+        return job
+
+    @asynccontextmanager
+    async def _looking_elsewhere(self, selector: JobSelector, began: float) -> AsyncIterator[None]:
+        """Look for jobs other gateways enqueue, when other gateways share the backend."""
+        interval = self.provider.look_interval
+        if interval is None or selector.ids:
+            yield
+            return
+        looking = NewElsewhere(selector, self.leases.list_jobs, self.events, interval, since=began)
+        task = asyncio.get_running_loop().create_task(looking.run(), name="jobwire-watch-look")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     # Worker side -------------------------------------------------------------
 

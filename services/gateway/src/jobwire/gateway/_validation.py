@@ -76,7 +76,7 @@ def priority(value: int, field: str) -> int:
 
 
 def job_selector(msg: queue_service_pb2.JobSelector, field: str = "selector") -> JobSelector:
-    """The selector of a bulk operation (``RetryJobs``, ``PurgeJobs``)."""
+    """The selector of a bulk operation (``RetryJobs``, ``PurgeJobs``) or a ``WatchJobs``."""
     after = _time(msg, "create_time_after", field)
     before = _time(msg, "create_time_before", field)
     if after is not None and before is not None and after >= before:
@@ -91,6 +91,12 @@ def job_selector(msg: queue_service_pb2.JobSelector, field: str = "selector") ->
             f"names {len(msg.ids)} jobs; at most {MAX_SELECTED_IDS} per call (split the ids,"
             " or select by queue, type, state, error or time instead)",
         )
+    if sum(len(k) + len(v) for k, v in msg.attributes.items()) > MAX_ATTRIBUTE_BYTES:
+        raise InvalidArgumentError(
+            f"{field}.attributes", f"keys and values total at most {MAX_ATTRIBUTE_BYTES} bytes"
+        )
+    if "" in msg.attributes:
+        raise InvalidArgumentError(f"{field}.attributes", "a key is empty: name the attribute")
     return JobSelector(
         queue=validate_queue_name(msg.queue, f"{field}.queue") if msg.queue else "",
         type=msg.type,
@@ -101,7 +107,20 @@ def job_selector(msg: queue_service_pb2.JobSelector, field: str = "selector") ->
         ids=frozenset(
             _selected_id(job_id, f"{field}.ids[{n}]") for n, job_id in enumerate(msg.ids)
         ),
+        attributes=tuple(sorted(msg.attributes.items())),
     )
+
+
+def watch_selector(msg: queue_service_pb2.JobSelector) -> JobSelector:
+    """The selector of a ``WatchJobs``: a bulk operation's, without states or error text."""
+    for name in ("states", "error_contains"):
+        if getattr(msg, name):
+            raise InvalidArgumentError(
+                f"selector.{name}",
+                "is not accepted by WatchJobs: a watched job goes through every state; select"
+                " by queue, type, ids, creation time or attributes",
+            )
+    return job_selector(msg)
 
 
 def _selected_id(job_id: str, field: str) -> str:

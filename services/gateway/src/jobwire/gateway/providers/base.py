@@ -107,6 +107,11 @@ class QueueProvider(ABC, Generic[H]):
         self.workers: WorkerBoard | None = None
         """Where gateways sharing the backend publish their worker streams; None when
         one gateway alone uses it (``ListWorkers`` then shows this gateway's)."""
+        self.look_interval: float | None = None
+        """Seconds between two reads of the changes other gateways made to the
+        jobs watched here (``events.watched()``, read back and published with
+        ``publish_if_newer``); None when one gateway alone uses the backend.
+        ``WatchJobs`` by selector also looks for new jobs this often."""
 
     def bind(self, host: ProviderHost) -> None:
         """Called once by the lease state machine that drives this provider."""

@@ -208,6 +208,7 @@ class SchedulerStore(Firing):
                 job_id=job.id,
                 create_time=job.create_time,
                 as_stored=lambda seconds: datetime.fromtimestamp(seconds, UTC),
+                attributes=job.attributes,
             ),
         ]
         if selector.error_contains:

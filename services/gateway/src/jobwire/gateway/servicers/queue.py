@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 
+from jobwire.gateway._errors import InvalidArgumentError
 from jobwire.gateway._models import JobRecord, duration
 from jobwire.gateway._service import JobService
 from jobwire.gateway.providers import QueueCounts
 from jobwire.gateway.servicers._rpc import Context, abort, unary
 from jobwire.gateway.servicers._streams import StreamSlots
+from jobwire.gateway.servicers._watch_frames import FrameFilter
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
 
 _FULL = job_pb2.JOB_VIEW_FULL
@@ -192,10 +194,19 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     async def WatchJobs(
         self, request: queue_service_pb2.WatchJobsRequest, context: Context
     ) -> AsyncIterator[queue_service_pb2.WatchJobsResponse]:
-        """Stream many jobs' changes, batched per frame, until every one is terminal."""
+        """Stream many jobs' changes, batched per frame, until every one is terminal.
+
+        With a selector: every matching job's, until the client cancels.
+        """
         full = _view(request.view, _BASIC)
+        if request.HasField("selector"):
+            async for frame in self._watch_selected(request, full, context):
+                yield frame
+            return
         try:
             with self._streams.hold():
+                if request.only_new:
+                    raise InvalidArgumentError("only_new", "applies to a selector, not to ids")
                 async with self._service.watch_many(request.ids) as (jobs, watch):
                     # Each job's update time as last sent; a job leaves once its end is sent.
                     sent: dict[str, float] = {}
@@ -223,6 +234,37 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         except Exception as error:
             await abort(context, error)
 
+    async def _watch_selected(
+        self, request: queue_service_pb2.WatchJobsRequest, full: bool, context: Context
+    ) -> AsyncIterator[queue_service_pb2.WatchJobsResponse]:
+        """``WatchJobs`` by selector: the jobs matching now, then every matching job's changes."""
+        try:
+            with self._streams.hold():
+                if request.ids:
+                    raise InvalidArgumentError("ids", "give ids or a selector, not both")
+                async with self._service.watch_selected(
+                    request.selector, only_new=request.only_new
+                ) as (jobs, watch):
+                    ends = FrameFilter()
+                    for start in range(0, max(len(jobs), 1), _FIRST_FRAMES):
+                        frame = queue_service_pb2.WatchJobsResponse()
+                        for job in jobs[start : start + _FIRST_FRAMES]:
+                            if ends.take(job):
+                                job.fill_proto(frame.jobs.add(), full=full)
+                        yield frame
+                    while True:
+                        frame = queue_service_pb2.WatchJobsResponse()
+                        for job in await watch.next():
+                            if ends.take(job):
+                                job.fill_proto(frame.jobs.add(), full=full)
+                        if frame.jobs:
+                            yield frame
+        except Exception as error:
+            await abort(context, error)
+
+
+_FIRST_FRAMES = 1000
+"""Most jobs in one of the frames that carry the jobs a selector matches at the start."""
 
 _TERMINAL = frozenset(
     {job_pb2.Job.STATE_COMPLETED, job_pb2.Job.STATE_DEAD, job_pb2.Job.STATE_CANCELLED}

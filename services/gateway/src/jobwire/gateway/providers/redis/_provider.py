@@ -169,6 +169,7 @@ class RedisProvider(QueueProvider[int]):
             self._request_ttl,
         )
         self.workers = SharedWorkers(self._client, self._scripts, self._keys)
+        self.look_interval = self._timeout / 3  # the upkeep tick (._upkeep)
 
     @property
     def gateway_id(self) -> str:

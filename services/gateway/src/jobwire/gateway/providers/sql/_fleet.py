@@ -11,9 +11,10 @@ Gateways reaping at once skip each other's rows (``SKIP LOCKED``).
 A gateway also checks the jobs it leases: one cancelled or released by
 another gateway (a ``NOTIFY`` it missed, or its own heartbeat lapsed) is
 revoked here (``host.lost``); one the table says it leases but no lease here
-holds (a write whose outcome its dropped connection took with it) is released.
-And it reads again the jobs its ``WatchJob`` streams watch that it does not
-lease: another gateway may have changed them.
+holds (a write whose outcome its dropped connection took with it) is
+released. And it reads back, every heartbeat, the jobs its ``WatchJob`` and
+``WatchJobs`` streams watch that it does not lease: another gateway may be
+running or cancelling them.
 """
 
 from __future__ import annotations
@@ -207,14 +208,6 @@ class Fleet:
                     self._events.publish(record)
         return len(written), len(rows)
 
-    async def refresh_watched(self) -> None:
-        """Tell this gateway's watchers of the changes other gateways made to their jobs."""
-        here = self._host().leased_job_ids()
-        elsewhere = [job_id for job_id in self._events.watched() if job_id not in here]
-        if elsewhere:
-            for record in await self._reads.many(elsewhere, time.time()):
-                self._events.publish_if_newer(record)
-
     async def check_leases(self) -> None:
         """Revoke this gateway's leases on jobs cancelled or released elsewhere."""
         host = self._host()
@@ -232,3 +225,14 @@ class Fleet:
                 host.lost(job_id, RevokeReason.CANCELLED, "job cancelled through another gateway")
             else:
                 host.lost(job_id, RevokeReason.EXPIRED, "another gateway released the lease")
+
+    async def refresh_watched(self) -> None:
+        """Tell this gateway's watchers of the changes other gateways made to watched jobs."""
+        watched = self._events.watched()
+        if not watched:
+            return
+        here = self._host().leased_job_ids()
+        elsewhere = [job_id for job_id in watched if job_id not in here]
+        if elsewhere:
+            for record in await self._reads.get_many(elsewhere, time.time()):
+                self._events.publish_if_newer(record)

@@ -69,6 +69,7 @@ class Operations:
             job_id=c.id,
             create_time=c.create_time,
             as_stored=float,
+            attributes=c.attributes,
         )
         if states:
             where.append(effective_state(jobs, now).in_(sorted(s.value for s in states)))

@@ -125,6 +125,8 @@ class SqlProvider(QueueProvider[None]):
         self._operations = Operations(self._sql)
         # A SQLite file serves one gateway: no other gateway's streams to show.
         self.workers = WorkerRows(self._sql.tables.workers, self._sql.write) if postgres else None
+        if postgres:  # the maintenance tick (._upkeep)
+            self.look_interval = settings.heartbeat_interval.total_seconds()
         self._fleet = Fleet(
             self._sql,
             self._writes,

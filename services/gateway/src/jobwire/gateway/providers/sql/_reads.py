@@ -38,14 +38,16 @@ class Reads:
             found = row.first()
         return None if found is None else record_of(found, now)
 
-    async def many(self, job_ids: Collection[str], now: float) -> list[JobRecord]:
-        """The stored jobs among ``job_ids``, as clients see them (in chunks of 5,000 ids)."""
-        ids, jobs = list(job_ids), self._sql.jobs
+    async def get_many(self, job_ids: Collection[str], now: float) -> list[JobRecord]:
+        """The stored ones of ``job_ids``, as clients see them, 1000 per statement."""
+        c = self._sql.jobs.c
+        ids = list(job_ids)
         found: list[JobRecord] = []
         async with self._sql.read() as conn:
-            for start in range(0, len(ids), 5000):
-                query = select(jobs).where(jobs.c.id.in_(ids[start : start + 5000]))
-                found.extend(record_of(row, now) for row in (await conn.execute(query)).mappings())
+            for start in range(0, len(ids), 1000):
+                chunk = ids[start : start + 1000]
+                rows = await conn.execute(select(self._sql.jobs).where(c.id.in_(chunk)))
+                found.extend(record_of(row, now) for row in rows.mappings())
         return found
 
     async def states(self, job_ids: Collection[str]) -> dict[str, tuple[int, str | None]]:

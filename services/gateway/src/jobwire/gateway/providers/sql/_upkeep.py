@@ -2,9 +2,10 @@
 
 One task per gateway, every ``heartbeat_interval``: the heartbeat row, the
 release of dead gateways' leases and of this gateway's stranded ones, and
-the changes other gateways made to watched jobs (:mod:`._fleet`) each time; a
-check of this gateway's leases every ``poll_interval``, pruning
-(:mod:`._retention`) every ``prune_interval``. A database that is away is logged and tried again.
+(PostgreSQL) the watched jobs' changes made elsewhere (:mod:`._fleet`) each
+time; a check of this gateway's leases every ``poll_interval``, pruning
+(:mod:`._retention`) every ``prune_interval``. A database that is away is
+logged and tried again.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def maintain(
             await fleet.beat()
             await fleet.reap()
             await fleet.release_stranded(busy)
-            if sql.postgres:  # a SQLite file has one gateway: every change is made here
+            if sql.postgres:
                 await fleet.refresh_watched()
             now = time.monotonic()
             if now >= next_check:

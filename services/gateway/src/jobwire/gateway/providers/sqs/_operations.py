@@ -84,6 +84,7 @@ class Operations:
                 job_id=_J.id,
                 create_time=_J.create_time,
                 as_stored=to_datetime,
+                attributes=_J.attributes,
             ),
         )
         async with self._connection() as conn:

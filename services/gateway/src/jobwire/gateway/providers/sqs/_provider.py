@@ -112,6 +112,7 @@ class SqsProvider(QueueProvider[Message]):
             self._records, self._calls, events, self._sending.url, self._cap
         )
         self._operations = Operations(self._records)
+        self.look_interval = settings.sync_interval.total_seconds()
         self.workers = WorkerRows(
             cast(Table, SharedWorker.__table__),
             functools.partial(transaction, self._records.engine, "job records"),
