@@ -40,14 +40,18 @@ async def test_gateways_reconnect_and_lose_nothing_when_the_database_drops_them(
     gateways = [start_gateway(provider={"poll_interval": 30}) for _ in range(2)]
     clients = [connect(gateway.address) for gateway in gateways]
     workers = [fleet.worker(gateway.address, concurrency=4) for gateway in gateways]
+    for client, worker in zip(clients, workers, strict=True):  # imported and connected
+
+        async def connected(client: AsyncClient = client, pid: int = worker.pid) -> bool:
+            return await _has_pid(client, pid)
+
+        await eventually(connected, 30.0)
     accepted = [
         job.id
         for job in await clients[0].enqueue_many(
             JobRequest("work", {"seconds": 0.005}) for _ in range(BATCH)
         )
     ]
-    for worker in workers:
-        await fleet.ledger.wait_running(worker)
     sessions = await _sessions(clients)
     assert {pid for pid, _ in sessions} == {worker.pid for worker in workers}
 
@@ -91,7 +95,11 @@ async def test_gateways_reconnect_and_lose_nothing_when_the_database_drops_them(
     # The second gateway listens again: a job enqueued through the first wakes
     # its idle worker at once (a missed NOTIFY would wait for the 30 s poll).
     listener = fleet.worker(gateways[1].address, "--queue", "late")
-    await eventually(lambda: _has_pid(clients[1], listener.pid), 30.0)
+
+    async def listening() -> bool:
+        return await _has_pid(clients[1], listener.pid)
+
+    await eventually(listening, 30.0)
     late = await clients[0].enqueue_many(JobRequest("work", {}, queue="late") for _ in range(5))
     await eventually(lambda: all(fleet.ledger.executions().get(job.id) for job in late), 10.0)
 
