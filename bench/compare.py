@@ -15,7 +15,9 @@ logic (bench/ceiling.py).
 Redis peers need Redis at 127.0.0.1:6379 (database 15 is emptied), procrastinate
 PostgreSQL at 127.0.0.1:5432 (a throwaway database is created and dropped);
 a peer whose server is missing is skipped with a note.
-Run: ``python3 -m hatch run bench:compare``.
+Run: ``python3 -m hatch run bench:compare``; ``--only redis,dramatiq,celery,rq,arq``
+runs just those rows (the Redis-based ones here), the first row named the
+reference of the ratios.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ import sqs_bench
 from measures import report
 
 PEERS = ["celery", "dramatiq", "arq", "rq", "procrastinate"]
+JOBWIRE_ROWS = ["memory", "scheduler", "sqs", "redis"]
+"""jobwire's rows: memory provider, with the scheduler, on SQS (moto), on Redis."""
+ROWS = [*JOBWIRE_ROWS, "ceiling", *PEERS]
+"""What ``--only`` may name, in the order the rows run."""
 ENQUEUE = "enqueue, one call per job (jobs/s)"
 DRAIN = "end-to-end (a) queued then drained (jobs/s)"
 FLOW = "end-to-end (b) enqueued while running (jobs/s)"
@@ -68,12 +74,15 @@ def times(ratio: float) -> str:
 
 
 def table(results: list[tuple[str, str, list[dict[str, float]]]]) -> str:
+    """The rows as Markdown; the ratios are to the first row (jobwire on memory, by default)."""
+    first, backend, reference = results[0]
+    named = first if backend == "memory" else f"{first} ({backend.split(' (')[0]})"
     header = (
         "| system | backend | enqueue jobs/s | end-to-end (a) jobs/s | end-to-end (b) jobs/s "
-        "| latency p50 / p99 ms | peak RSS worker / broker MiB | ratio to jobwire (end-to-end) |"
+        f"| latency p50 / p99 ms | peak RSS worker / broker MiB | ratio to {named} "
+        "(end-to-end) |"
     )
     lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
-    reference = results[0][2]
     for name, backend, runs in results:
         ratio_a = median(runs, DRAIN) / median(reference, DRAIN)
         ratio_b = median(runs, FLOW) / median(reference, FLOW)
@@ -137,7 +146,24 @@ class Results:
 
 def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
     """jobwire on the memory provider, with the scheduler, on SQS (moto) and on Redis."""
-    results.measure("jobwire", "memory", partial(run_jobwire, args.jobs, args.samples, args.repeat))
+    if "memory" in args.only:
+        results.measure(
+            "jobwire", "memory", partial(run_jobwire, args.jobs, args.samples, args.repeat)
+        )
+    if "scheduler" in args.only:
+        run_jobwire_with_scheduler(args, results)
+    if args.sqs_jobs and "sqs" in args.only:
+        results.measure(
+            "jobwire",
+            f"SQS on moto ({args.sqs_jobs:,} jobs)",
+            partial(run_jobwire, args.sqs_jobs, args.sqs_samples, args.repeat, sqs=True),
+        )
+    if "redis" in args.only:
+        run_jobwire_on_redis(args, results)
+
+
+def run_jobwire_with_scheduler(args: argparse.Namespace, results: Results) -> None:
+    """jobwire on the memory provider, every delayed job of (a) held by the scheduler."""
     with tempfile.TemporaryDirectory() as scratch:
         config = Path(scratch) / "scheduler.toml"
         # Every delayed job is held in the scheduler's SQLite database until due
@@ -148,14 +174,6 @@ def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
             "memory + scheduler (SQLite): (a) moved by the scheduler",
             partial(run_jobwire, args.jobs, args.samples, args.repeat, "--config", str(config)),
         )
-    if args.sqs_jobs:
-        results.measure(
-            "jobwire",
-            f"SQS on moto ({args.sqs_jobs:,} jobs)",
-            partial(run_jobwire, args.sqs_jobs, args.sqs_samples, args.repeat, sqs=True),
-        )
-    if args.redis:
-        run_jobwire_on_redis(args, results)
 
 
 def run_jobwire_on_redis(args: argparse.Namespace, results: Results) -> None:
@@ -222,7 +240,18 @@ def load(name: str) -> tuple[Callable[[], Peer] | None, str | None, Callable[[],
     return module.peer, None, lambda: None
 
 
-def main() -> None:
+def only(text: str) -> list[str]:
+    """``--only``'s comma-separated rows, each one of :data:`ROWS`."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(ROWS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown row {', '.join(unknown) or '(none)'}; choose from {', '.join(ROWS)}"
+        )
+    return names
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=300, help="latency samples")
@@ -235,15 +264,32 @@ def main() -> None:
     parser.add_argument(
         "--no-redis", dest="redis", action="store_false", help="no jobwire row on Redis"
     )
+    parser.add_argument(
+        "--only",
+        type=only,
+        metavar="ROW,ROW",
+        help=f"run only these rows (of {', '.join(ROWS)}); ratios are to the first one run, "
+        "e.g. --only redis,dramatiq,celery,rq,arq",
+    )
     args = parser.parse_args()
+    if args.only is None:
+        args.only = [*JOBWIRE_ROWS, "ceiling", *args.peers]
+        if not args.redis:
+            args.only.remove("redis")
+    return args
 
+
+def main() -> None:
+    args = parse_args()
     results = Results()
     run_jobwire_variants(args, results)
-    if not results.rows or results.rows[0][1] != "memory":
-        raise SystemExit("jobwire on the memory provider failed: no reference for the ratios")
-    print("transport ceiling: raw grpc.aio stream", flush=True)
-    raw = [asyncio.run(ceiling.one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
-    for name in args.peers:
+    if not results.rows and any(row in args.only for row in JOBWIRE_ROWS):
+        raise SystemExit("jobwire failed: no reference for the ratios")
+    raw = []
+    if "ceiling" in args.only:
+        print("transport ceiling: raw grpc.aio stream", flush=True)
+        raw = [asyncio.run(ceiling.one_run(args.jobs, args.samples)) for _ in range(args.repeat)]
+    for name in (row for row in ROWS if row in PEERS and row in args.only):
         factory, reason, cleanup = load(name)
         if factory is None:
             results.note(f"skipped {reason}")
@@ -254,6 +300,8 @@ def main() -> None:
             results.measure(peer.name, peer.backend, runs)
         finally:
             cleanup()
+    if not results.rows:
+        raise SystemExit("no row was measured")
 
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     print(
@@ -262,23 +310,27 @@ def main() -> None:
     )
     print(table(results.rows))
     jobwire = results.rows[0][2]
-    coalesced = cell(jobwire, "enqueue, concurrent calls coalesced (jobs/s)")
-    batched = cell(jobwire, "enqueue_many, batches of 1000 (jobs/s)")
-    print(
-        "\nenqueue: one enqueue call at a time for every system. jobwire's other ways: "
-        f"concurrent calls coalesced {coalesced} jobs/s, enqueue_many {batched} jobs/s."
-    )
-    stream = median(raw, ceiling.BATCHED)
-    print(
-        f"\nTransport ceiling (bench/ceiling.py: a raw grpc.aio stream, {args.jobs:,} jobs, "
-        "jobwire's messages, no queue logic):\n"
-    )
-    print(report(raw))
-    print(
-        "\njobwire end to end on the memory provider runs at "
-        f"{median(jobwire, DRAIN) / stream:.0%} (a) and {median(jobwire, FLOW) / stream:.0%} (b) "
-        "of the batched raw stream."
-    )
+    if results.rows[0][0] == "jobwire":
+        coalesced = cell(jobwire, "enqueue, concurrent calls coalesced (jobs/s)")
+        batched = cell(jobwire, "enqueue_many, batches of 1000 (jobs/s)")
+        print(
+            "\nenqueue: one enqueue call at a time for every system. jobwire's other ways "
+            f"({results.rows[0][1]}): concurrent calls coalesced {coalesced} jobs/s, "
+            f"enqueue_many {batched} jobs/s."
+        )
+    if raw:
+        stream = median(raw, ceiling.BATCHED)
+        print(
+            f"\nTransport ceiling (bench/ceiling.py: a raw grpc.aio stream, {args.jobs:,} jobs, "
+            "jobwire's messages, no queue logic):\n"
+        )
+        print(report(raw))
+        if results.rows[0][:2] == ("jobwire", "memory"):
+            print(
+                "\njobwire end to end on the memory provider runs at "
+                f"{median(jobwire, DRAIN) / stream:.0%} (a) and "
+                f"{median(jobwire, FLOW) / stream:.0%} (b) of the batched raw stream."
+            )
     for note in results.notes:
         print(f"\n{note}")
 

@@ -3,11 +3,12 @@
 One gateway process (memory provider) and one worker process (concurrency 8)
 that takes every queue below, so the jobs run while they are enqueued:
 
-- one thread, ``Client.enqueue`` once per job (waits for each answer);
+- one thread, ``Client.enqueue`` once per job (waits for each answer; a
+  frame on the client's ``EnqueueStream``);
 - one thread, ``Client.pipeline()``: ``enqueue`` once per job, timed until
   ``close()`` has every answer;
 - 16 threads sharing one ``Client``, ``enqueue`` once per job each
-  (concurrent calls share ``EnqueueJobs`` calls);
+  (calls made while frames are in flight share the next frame);
 - watch overhead: ``--watch-jobs`` jobs enqueued with ``enqueue_many``, timed
   until the worker has run them all, without and then with ``client.watch``
   over them (one ``WatchJobs`` stream), in the same process pair.

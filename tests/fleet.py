@@ -235,11 +235,11 @@ class Outcome:
 async def wait_finished(
     client: AsyncClient, queue: str, count: int, within: float = SETTLE_WITHIN
 ) -> None:
-    """Wait until ``count`` jobs of ``queue`` are completed or dead."""
+    """Wait until ``count`` jobs of ``queue`` are completed, dead or cancelled."""
 
     async def finished() -> bool:
         stats = await client.stats(queue)
-        return bool(stats) and stats[0].completed + stats[0].dead >= count
+        return bool(stats) and stats[0].completed + stats[0].dead + stats[0].cancelled >= count
 
     await eventually(finished, within, interval=0.05)
 
@@ -253,6 +253,7 @@ async def settle(
     provider: str,
     queue: str = "default",
     dead: Iterable[str] = (),
+    cancelled: Iterable[str] = (),
     in_flight_at_fault: Callable[[Execution], bool] | None = None,
     note: str = "",
 ) -> Outcome:
@@ -261,23 +262,31 @@ async def settle(
     Every accepted job must be completed (those in ``dead``: dead) and have run
     at least once; each run has its own attempt number, the last one the
     job's ``attempt``; and every run but a job's last must have been in flight
-    at a fault: by default, run by a process a fault killed or stopped.
+    at a fault: by default, run by a process a fault killed or stopped. Jobs
+    in ``cancelled`` must be cancelled, and ran at most once (none if
+    cancelled before a worker took them).
     """
     expected = {job_id: JobState.COMPLETED for job_id in accepted}
     expected.update({job_id: JobState.DEAD for job_id in dead})
+    expected.update({job_id: JobState.CANCELLED for job_id in cancelled})
     await wait_finished(client, queue, len(expected))
     states = {job.id: job async for job in client.iter_jobs(queue=queue, page_size=1000)}
     runs = fleet.ledger.executions()
     lost = sorted(
         job_id
         for job_id, state in expected.items()
-        if job_id not in states or states[job_id].state != state or not runs.get(job_id)
+        if job_id not in states
+        or states[job_id].state != state
+        or not (runs.get(job_id) or state == JobState.CANCELLED)
     )
     assert not lost, f"{len(lost)} jobs lost, e.g. {[states.get(i) for i in lost[:3]]}"
     in_flight = in_flight_at_fault or (lambda execution: execution.pid in fleet.killed)
     duplicates, delays = 0, []
-    for job_id in expected:
-        executions = runs[job_id]
+    for job_id, state in expected.items():
+        executions = runs.get(job_id, [])
+        if state == JobState.CANCELLED:
+            assert len(executions) <= 1, f"{job_id}: ran again after its cancellation"
+            continue
         attempts = [execution.attempt for execution in executions]
         assert len(set(attempts)) == len(attempts), f"{job_id}: attempts repeated: {attempts}"
         assert max(attempts) == states[job_id].attempt, (

@@ -71,3 +71,6 @@ GATEWAY_DOWN = 1.0
 """Seconds a killed gateway stays down before it is started again."""
 SQS_OUTAGE = 5.0
 """Seconds the SQS endpoint is away in the outage scenarios."""
+LIMIT_CHANGE_SEEN = 1.0
+"""Seconds within which a limit changed by ``UpdateQueueConfig`` is honoured (the issue's
+promise; the memory provider applies it before the RPC returns)."""

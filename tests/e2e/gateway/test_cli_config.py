@@ -40,8 +40,32 @@ import commands
             '[worker]\nmode = "sideways"\n',
             "jobwire.toml:2: worker.mode: Input should be 'standalone' or 'in-process'",
         ),
+        (
+            '[queues.reports]\nmax_concurrency_per_key = 2\nrate = "fast"\n',
+            'jobwire.toml:3: queues.reports.rate: expected "COUNT/PERIOD" such as "100/minute",'
+            ' "5/second", "1000/hour" or "10/30s", got \'fast\'',
+        ),
+        (
+            "[queues.reports]\nmax_concurrency_per_key = -2\n",
+            "jobwire.toml:2: queues.reports.max_concurrency_per_key: must be 0 (no limit) to"
+            " 1000000000, got -2",
+        ),
+        (
+            "[queues.reports]\nmax_per_key = 2\n",
+            "jobwire.toml:2: queues.reports.max_per_key: unknown key; expected one of: burst, ",
+        ),
     ],
-    ids=["provider", "duration", "toml", "key", "provider-key", "literal"],
+    ids=[
+        "provider",
+        "duration",
+        "toml",
+        "key",
+        "provider-key",
+        "literal",
+        "rate",
+        "negative-limit",
+        "queue-key",
+    ],
 )
 def test_a_config_error_is_one_line_naming_file_line_and_key(
     tmp_path: Path, text: str, expected: str

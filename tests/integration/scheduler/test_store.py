@@ -337,8 +337,9 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_held_jobs(
 ) -> None:
     clock = FakeClock()
     [(held, _)] = await store.hold([new_job(clock.now + timedelta(days=1))], clock.now)
-    # Version 1 had no priority column.
+    # Version 1 had no priority column (nor version 2's concurrency key).
     async with store.engine.begin() as conn:
+        await conn.execute(text("ALTER TABLE scheduled_jobs DROP COLUMN concurrency_key"))
         await conn.execute(text("ALTER TABLE scheduled_jobs DROP COLUMN priority"))
         await conn.execute(text("ALTER TABLE schedules DROP COLUMN priority"))
         await conn.execute(update(SchemaVersion).values(version=1))
@@ -348,7 +349,7 @@ async def test_a_version_1_database_is_upgraded_and_keeps_its_held_jobs(
         assert await conn.scalar(select(SchemaVersion.version)) == SCHEMA_VERSION
     row = await upgraded.get_held(held.id)
     assert row is not None
-    assert row.priority == 5
+    assert (row.priority, row.concurrency_key) == (5, "")
 
 
 async def test_times_round_trip_as_aware_utc(store: SchedulerStore) -> None:

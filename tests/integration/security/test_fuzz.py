@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from jobwire.gateway import EmbeddedGateway
 from jobwire.gateway.testing import settings_for_tests
 from jobwire.v1 import (
+    flow_control_pb2,
     job_pb2,
     queue_service_pb2,
     queue_service_pb2_grpc,
@@ -213,10 +214,16 @@ def test_random_requests(
             expect_client_mistake(error, following=method.server_streaming)
 
     fuzz()
+    # The worker-frame fuzzing below wants deliveries from the default queue.
+    queues = queue_service_pb2_grpc.QueueServiceStub(channel)
     if method.name == "PauseQueue":
-        # The worker-frame fuzzing below wants deliveries from the default queue.
-        queues = queue_service_pb2_grpc.QueueServiceStub(channel)
         queues.ResumeQueue(queue_service_pb2.ResumeQueueRequest(queue="default"), timeout=5)
+    if method.name == "UpdateQueueConfig":  # no limits, weights or key policies left
+        listed = queues.ListQueueConfigs(queue_service_pb2.ListQueueConfigsRequest(), timeout=5)
+        for config in listed.configs:
+            reset = flow_control_pb2.QueueConfig(queue=config.queue)
+            request = queue_service_pb2.UpdateQueueConfigRequest(config=reset)
+            queues.UpdateQueueConfig(request, timeout=5)
 
 
 def test_random_purges_preview_only(channel: grpc.Channel, accepted: dict[str, int]) -> None:

@@ -62,7 +62,7 @@ def test_retry_service_config() -> None:
             multiplier=1.5,
         ).service_config()
     )
-    [method] = config["methodConfig"]
+    method, stream = config["methodConfig"]
     assert method["name"] == [
         {"service": "jobwire.v1.QueueService"},
         {"service": "jobwire.v1.ScheduleService"},
@@ -74,11 +74,13 @@ def test_retry_service_config() -> None:
         "backoffMultiplier": 1.5,
         "retryableStatusCodes": ["UNAVAILABLE"],
     }
+    # The enqueue stream retries its own frames: its entry, more specific, has no policy.
+    assert stream == {"name": [{"service": "jobwire.v1.QueueService", "method": "EnqueueStream"}]}
 
 
 def test_single_attempt_has_no_retry_policy() -> None:
-    [method] = json.loads(RetryConfig(max_attempts=1).service_config())["methodConfig"]
-    assert "retryPolicy" not in method
+    methods = json.loads(RetryConfig(max_attempts=1).service_config())["methodConfig"]
+    assert all("retryPolicy" not in method for method in methods)
     with pytest.raises(ValueError, match="at least 1"):
         RetryConfig(max_attempts=0)
 

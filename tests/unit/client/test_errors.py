@@ -12,7 +12,8 @@ from grpc_status import rpc_status
 
 import jobwire.client as jc
 from jobwire.client import Job, JobFailure, JobState, StatusCode
-from jobwire.client._errors import from_rpc_error
+from jobwire.client._errors import from_rpc_error, from_stream_error
+from jobwire.v1 import queue_service_pb2
 
 ADDRESS = "127.0.0.1:50051"
 
@@ -90,6 +91,35 @@ def test_most_specific_class_by_reason_then_code(
     assert error.reason == reason
     assert error.metadata == {"jobId": "j1"}
     assert error.message == str(error) == "it failed"
+
+
+def test_a_refused_stream_frame_maps_as_its_unary_call_would() -> None:
+    # The same table, through the flattened status of an EnqueueStream answer.
+    for code, reason, expected in [
+        (grpc.StatusCode.INVALID_ARGUMENT, "PAYLOAD_TOO_LARGE", jc.PayloadTooLargeError),
+        (grpc.StatusCode.FAILED_PRECONDITION, "PRIORITY_UNSUPPORTED", jc.PriorityUnsupportedError),
+        (grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", jc.GatewayUnavailableError),
+        (grpc.StatusCode.INTERNAL, "INTERNAL", jc.InternalError),
+    ]:
+        flat = queue_service_pb2.EnqueueStreamError(
+            code=code.value[0],
+            message="it failed",
+            reason=reason,
+            domain="jobwire.dev",
+            metadata={"field": "requests[3].priority"},
+        )
+        unary = map_error(rich_error(code, "it failed", reason, {"field": "requests[3].priority"}))
+        error = from_stream_error(flat, address=ADDRESS)
+        assert type(error) is type(unary) is expected
+        assert (error.code, error.reason, error.metadata, error.message) == (
+            unary.code,
+            unary.reason,
+            unary.metadata,
+            unary.message,
+        )
+    odd = from_stream_error(queue_service_pb2.EnqueueStreamError(code=99), address=ADDRESS)
+    assert type(odd) is jc.JobwireError
+    assert odd.code is StatusCode.UNKNOWN
 
 
 def test_invalid_argument_names_the_field() -> None:

@@ -305,3 +305,20 @@ async def test_a_job_the_backend_took_back_is_revoked(
     assert revoked.message == "cancelled through another gateway"
     assert leases.leased == 0
     assert not backend.endings  # storage already knows
+
+
+async def test_free_credits_are_what_a_connected_consumer_does_not_use(
+    leases: Leases[int], backend: DictBackend
+) -> None:
+    worker = Worker(leases, lease=0.05)
+    worker.consumer.credits = 3
+    assert backend.host.free_credits(worker.consumer) == 3
+    await leased(leases, backend, worker)
+    assert backend.host.free_credits(worker.consumer) == 2
+    await asyncio.wait_for(worker.revoked.get(), 5)  # expired, still owes its answer
+    assert backend.host.free_credits(worker.consumer) == 2
+    worker.consumer.draining = True
+    assert backend.host.free_credits(worker.consumer) == 0
+    worker.consumer.draining = False
+    await leases.disconnect(worker.consumer)
+    assert backend.host.free_credits(worker.consumer) == 0

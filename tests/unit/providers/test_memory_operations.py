@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from jobwire.gateway import MemoryProviderSettings
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._limits import QueueLimits, parse_rate
 from jobwire.gateway._models import AttemptEnd, Failure, JobState, NewJob
 from jobwire.gateway.providers import Consumer, Ending, Lease
 from jobwire.gateway.providers.memory import MemoryProvider
+
+from timing import FRAME_TIMEOUT
 
 
 def new_job(queue: str = "default", priority: int = 5) -> NewJob:
@@ -70,3 +74,16 @@ async def test_claim_skips_paused_queues_and_takes_the_highest_priority_first() 
     )
     assert purged.count == 1
     assert (await provider.counts("held"))[0].by_state[JobState.PENDING] == 1
+
+
+async def test_a_token_that_comes_between_an_empty_claim_and_its_wait_lets_it_go_on() -> None:
+    provider = MemoryProvider(MemoryProviderSettings(), JobEvents())
+    await provider.set_limits("api", QueueLimits(rate=parse_rate("100/second")))
+    await provider.insert([new_job("api") for _ in range(3)])
+    assert len(await provider.claim(consumer("api"), 10)) == 1  # the burst of 1
+    store = provider._store
+    assert store.take(consumer("api"), 10) == []  # the bucket is empty
+    time.sleep(0.05)  # a token comes before the claim parks (a busy machine's pause)
+    # The claim must not park without a timer: nothing else would wake it.
+    assert store.rate_wait(consumer("api")) == 0.0
+    assert len(await asyncio.wait_for(provider.claim(consumer("api"), 10), FRAME_TIMEOUT)) == 1

@@ -24,6 +24,7 @@ from jobwire.client._errors import (
     AlreadyExistsError,
     DeadlineExceededError,
     FailedPreconditionError,
+    FlowControlUnsupportedError,
     GatewayUnavailableError,
     InternalError,
     InvalidArgumentError,
@@ -50,6 +51,7 @@ from jobwire.client._models import Job, JobFailure, JobProgress, JobState
 from jobwire.client._operations import WorkerInfo
 from jobwire.client._pipeline import PendingJob, Pipeline
 from jobwire.client._pipeline_base import EnqueueFailedError, PipelineFullError
+from jobwire.client._queue_config import KeyPolicy, QueueConfig
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.client._schedules import MisfirePolicy, Schedule, ScheduleList, parse_interval
@@ -65,6 +67,7 @@ __all__ = [
     "DeadlineExceededError",
     "EnqueueFailedError",
     "FailedPreconditionError",
+    "FlowControlUnsupportedError",
     "GatewayUnavailableError",
     "InternalError",
     "InvalidArgumentError",
@@ -82,6 +85,7 @@ __all__ = [
     "JobTerminalError",
     "JobwireError",
     "JsonSerializer",
+    "KeyPolicy",
     "MisfirePolicy",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -90,6 +94,7 @@ __all__ = [
     "Pipeline",
     "PipelineFullError",
     "PriorityUnsupportedError",
+    "QueueConfig",
     "QueueStats",
     "QueueStatsList",
     "RawSerializer",

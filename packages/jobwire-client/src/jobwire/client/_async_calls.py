@@ -9,7 +9,7 @@ import grpc
 from google.protobuf.message import Message
 
 from jobwire.client._base import BaseClient
-from jobwire.client._coalescer import EnqueueCoalescer
+from jobwire.client._enqueue_stream import StreamEnqueuer
 from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
 if TYPE_CHECKING:
@@ -61,4 +61,4 @@ class Connection:
             channel
         )
         self.workers: WorkerServiceAsyncStub = worker_service_pb2_grpc.WorkerServiceStub(channel)
-        self.coalescer = EnqueueCoalescer(client, self.queue, loop)
+        self.enqueuer = StreamEnqueuer(client, self.queue, loop, client._retry)

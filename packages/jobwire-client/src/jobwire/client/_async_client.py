@@ -25,10 +25,10 @@ from jobwire.client._serializers import Serializer
 class AsyncClient(AsyncJobs, AsyncSchedules, AsyncOperations):
     """Asyncio client of a jobwire gateway; see `Client` for the arguments.
 
-    Concurrent `enqueue` calls are coalesced: those made while the event loop runs
-    one iteration go to the gateway together in one `EnqueueJobs` call, sent on the
-    next iteration (never held back by a timer). Each caller still gets its own job
-    or its own error.
+    Enqueues go over one `EnqueueStream` the client keeps open, and concurrent
+    `enqueue` calls are coalesced: those made while a frame is in flight (or
+    during one loop iteration) leave together in the next frame, never held back
+    by a timer. Each caller still gets its own job or its own error.
 
     The channel is opened on first use and belongs to that event loop: use one
     client per loop.
@@ -91,7 +91,7 @@ class AsyncClient(AsyncJobs, AsyncSchedules, AsyncOperations):
             return
         self._closed = True
         if self._connection is not None:
-            await self._connection.coalescer.aclose()
+            await self._connection.enqueuer.aclose()
             await self._connection.channel.close()
 
     async def __aenter__(self) -> Self:

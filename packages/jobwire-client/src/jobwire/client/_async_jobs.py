@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -38,6 +39,7 @@ class AsyncJobs(AsyncCalls):
         attributes: Mapping[str, str] | None = None,
         content_type: str | None = None,
         priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
         """Enqueues a job; see `Client.enqueue`. Concurrent calls are coalesced."""
         request = JobRequest(
@@ -52,9 +54,15 @@ class AsyncJobs(AsyncCalls):
             attributes=attributes,
             content_type=content_type,
             priority=priority,
+            concurrency_key=concurrency_key,
         )
         proto = self._enqueue_request(request)
-        return self._enqueued(proto, await self._connect().coalescer.submit(proto))
+        connection = self._connect()
+        answer: asyncio.Future[queue_service_pb2.EnqueueJobResponse] = (
+            connection.loop.create_future()
+        )
+        connection.enqueuer.submit(proto, answer)
+        return self._enqueued(proto, await answer)
 
     def pipeline(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> AsyncPipeline:
         """Opens a pipelined producer; see `Client.pipeline`. Call it on the client's loop.

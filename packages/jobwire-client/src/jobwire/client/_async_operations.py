@@ -16,6 +16,7 @@ from jobwire.client._operations import (
     retry_jobs_request,
     retry_request,
 )
+from jobwire.client._queue_config import KeyPolicy, QueueConfig, update_request
 from jobwire.client._queue_stats import QueueStats
 from jobwire.v1 import queue_service_pb2 as Q
 from jobwire.v1 import worker_service_pb2 as W
@@ -106,6 +107,44 @@ class AsyncOperations(AsyncCalls):
         return QueueStats.from_proto(
             (await self._call(self._connect().queue.ResumeQueue, request)).stats
         )
+
+    async def get_queue_config(self, queue: str) -> QueueConfig:
+        """See `Client.get_queue_config`."""
+        request = Q.GetQueueConfigRequest(queue=queue)
+        response = await self._call(self._connect().queue.GetQueueConfig, request)
+        return QueueConfig.from_proto(response.config)
+
+    async def update_queue_config(
+        self,
+        queue: str,
+        *,
+        max_concurrency_per_key: int | None = KEEP,  # type: ignore[assignment]  # a sentinel
+        max_concurrency: int | None = KEEP,  # type: ignore[assignment]
+        rate: str | None = KEEP,  # type: ignore[assignment]
+        burst: int = KEEP,  # type: ignore[assignment]
+        on_busy_key: KeyPolicy = KEEP,  # type: ignore[assignment]
+        key_weights: Mapping[str, int] | None = KEEP,  # type: ignore[assignment]
+        fifo_across_keys: bool = KEEP,  # type: ignore[assignment]
+    ) -> QueueConfig:
+        """See `Client.update_queue_config`."""
+        request = update_request(
+            queue,
+            max_concurrency_per_key=max_concurrency_per_key,
+            max_concurrency=max_concurrency,
+            rate=rate,
+            burst=burst,
+            on_busy_key=on_busy_key,
+            key_weights=key_weights,
+            fifo_across_keys=fifo_across_keys,
+        )
+        response = await self._call(self._connect().queue.UpdateQueueConfig, request)
+        return QueueConfig.from_proto(response.config)
+
+    async def list_queue_configs(self) -> list[QueueConfig]:
+        """See `Client.list_queue_configs`."""
+        request = Q.ListQueueConfigsRequest()
+        response = await self._call(self._connect().queue.ListQueueConfigs, request)
+        return [QueueConfig.from_proto(config) for config in response.configs]
 
     async def list_workers(self, queue: str | None = None) -> list[WorkerInfo]:
         """See `Client.list_workers`."""

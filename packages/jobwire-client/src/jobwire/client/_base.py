@@ -10,14 +10,17 @@ jobs           ``_sync_jobs.py``       ``_async_jobs.py``
 watch, wait    ``_sync_watch.py``      ``_async_jobs.py``
 schedules      ``_sync_schedules.py``  ``_async_schedules.py``
 calls, stubs   ``_sync_calls.py``      ``_async_calls.py``
-coalescing     ``_sync_coalescer.py``  ``_coalescer.py``
+enqueue        ``_sync_stream.py``     ``_enqueue_stream.py``
+unary batches  ``_sync_coalescer.py``  ``_coalescer.py``
 pipeline       ``_pipeline.py``        ``_async_pipeline.py``
 lifecycle      ``_client.py``          ``_async_client.py``
 =============  ======================  =======================
 
 A new RPC gets its request building and result conversion here, and one
 method in each twin's mixin for its area. The pipelines' shared rules live
-in ``_pipeline_base.py``.
+in ``_pipeline_base.py``; the enqueue stream is one engine for both twins
+(``_enqueue_stream.py`` with ``_stream_parts.py``), which `Client` runs on a
+loop thread of its own (``_sync_stream.py``).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class BaseClient:
         self._metadata: Metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self._serializer = serializer or JsonSerializer()
         self._tls = tls
+        self._retry = retry
         self._channel_options: list[tuple[str, str | int]] = [
             ("grpc.service_config", retry.service_config()),
             ("grpc.enable_retries", 1),
@@ -176,9 +180,19 @@ class BaseClient:
         """
         mapped = self._error(error)
         mapped.__cause__ = error
-        if sent > 1 and mapped.code is StatusCode.INVALID_ARGUMENT:
+        if sent > 1 and self._split_on(mapped):
             return None
         return mapped
+
+    @staticmethod
+    def _split_on(error: JobwireError) -> bool:
+        """Whether a batch refused with `error` is to be sent again job by job.
+
+        The gateway refuses a whole batch for one invalid entry, or one its
+        provider cannot take (a priority on SQS); alone, each job gets its own
+        outcome, and a request id makes the resend safe.
+        """
+        return error.code in _SPLIT_CODES
 
     @staticmethod
     def _list_request(
@@ -284,6 +298,8 @@ def states_of(state: JobState | Iterable[JobState] | None) -> tuple[JobState, ..
         return (JobState(state),)
     return tuple(JobState(s) for s in state)
 
+
+_SPLIT_CODES = frozenset({StatusCode.INVALID_ARGUMENT, StatusCode.FAILED_PRECONDITION})
 
 _TERMINAL_PROTO = frozenset(
     {job_pb2.Job.STATE_COMPLETED, job_pb2.Job.STATE_DEAD, job_pb2.Job.STATE_CANCELLED}

@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from jobwire.client import _cli_operations
+from jobwire.client import _cli_operations, _cli_queues
 from jobwire.client.__about__ import __version__
 from jobwire.client._cli_args import aware_time, json_payload
 from jobwire.client._cli_output import (
@@ -57,6 +57,7 @@ def _enqueue(client: Client, args: argparse.Namespace, console: Console) -> Outp
         max_retries=args.max_retries,
         timeout=args.timeout,
         deduplication_key=args.dedup_key,
+        concurrency_key=args.key,
     )
     if not args.wait:
         return Output(job, job_view(job))
@@ -164,6 +165,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     enqueue.add_argument("--timeout", type=float, metavar="SECONDS", help="longest one attempt")
     enqueue.add_argument("--dedup-key", metavar="KEY", help="deduplication key")
+    enqueue.add_argument("--key", metavar="KEY", help="concurrency key (flow control)")
     enqueue.add_argument(
         "--wait",
         action="store_true",
@@ -180,6 +182,7 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("id", help="job id, or a unique prefix of at least 8 characters")
     cancel.add_argument("--reason", default="cancelled from the jobwire CLI")
     _cli_operations.add_commands(commands, command)
+    _cli_queues.add_commands(commands, command)
 
     schedules = commands.add_parser("schedules", help="recurring jobs")
     actions = schedules.add_subparsers(dest="action", required=True)

@@ -142,6 +142,8 @@ def job_view(job: Job) -> Table:
         ("worker", job.worker_id or "-"),
         ("schedule", job.schedule or "-"),
         ("deduplication key", job.deduplication_key or "-"),
+        ("concurrency key", job.concurrency_key or "-"),
+        ("waiting for", job.waiting_reason or "-"),
         ("attributes", ", ".join(f"{k}={v}" for k, v in job.attributes.items()) or "-"),
         ("progress", _progress(job)),
         ("last error", _failure(job)),

@@ -17,9 +17,9 @@ from jobwire.client._config import (
     TLSConfig,
 )
 from jobwire.client._serializers import Serializer
-from jobwire.client._sync_coalescer import ThreadCoalescer
 from jobwire.client._sync_operations import SyncOperations
 from jobwire.client._sync_schedules import SyncSchedules
+from jobwire.client._sync_stream import SyncEnqueuer
 from jobwire.client._sync_watch import SyncWatch
 from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
@@ -71,7 +71,7 @@ class Client(SyncWatch, SyncSchedules, SyncOperations):
         self._queue = queue_service_pb2_grpc.QueueServiceStub(self._channel)
         self._schedules = schedule_service_pb2_grpc.ScheduleServiceStub(self._channel)
         self._workers = worker_service_pb2_grpc.WorkerServiceStub(self._channel)
-        self._coalescer = ThreadCoalescer(self, lambda: self._queue)
+        self._enqueuer = SyncEnqueuer(self)
 
     @classmethod
     def connect(cls, address: str | None = None, **options: Unpack[ClientOptions]) -> Self:
@@ -104,9 +104,12 @@ class Client(SyncWatch, SyncSchedules, SyncOperations):
         return client
 
     def close(self) -> None:
-        """Closes the channel; calls in flight fail."""
+        """Waits for the enqueues in flight, then closes the channels; other calls fail."""
         self._closed = True
-        self._channel.close()
+        try:
+            self._enqueuer.close()
+        finally:
+            self._channel.close()
 
     def __enter__(self) -> Self:
         return self

@@ -96,7 +96,10 @@ class RetryConfig:
                 "backoffMultiplier": self.multiplier,
                 "retryableStatusCodes": ["UNAVAILABLE"],
             }
-        return json.dumps({"methodConfig": [method_config]})
+        # The enqueue stream retries its frames itself (`_enqueue_stream`): a
+        # method's own entry wins over its service's, and this one has no policy.
+        stream_config = {"name": [{"service": RETRIED_SERVICES[0], "method": "EnqueueStream"}]}
+        return json.dumps({"methodConfig": [method_config, stream_config]})
 
 
 DEFAULT_RETRY = RetryConfig()

@@ -16,6 +16,8 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from jobwire.v1 import queue_service_pb2
+
 if TYPE_CHECKING:
     from jobwire.client._models import Job, JobFailure
 
@@ -147,6 +149,12 @@ class PriorityUnsupportedError(FailedPreconditionError):
     reason = "PRIORITY_UNSUPPORTED"
 
 
+class FlowControlUnsupportedError(FailedPreconditionError):
+    """The gateway's provider does not enforce flow control yet: leave `concurrency_key` unset."""
+
+    reason = "FLOW_CONTROL_UNSUPPORTED"
+
+
 # Access errors
 
 
@@ -249,6 +257,7 @@ _BY_REASON: dict[str, type[JobwireError]] = {
         JobTerminalError,
         JobNotRetryableError,
         PriorityUnsupportedError,
+        FlowControlUnsupportedError,
     )
     if cls.reason is not None
 }
@@ -290,12 +299,33 @@ def from_rpc_error(error: grpc.RpcError, *, address: str) -> JobwireError:
     Returns:
         The exception to raise; the caller chains `error` to it.
     """
-    code = StatusCode(error.code().value[0])
-    details = error.details() or ""
     info = _error_info(error)
+    return from_status(
+        StatusCode(error.code().value[0]),
+        error.details() or "",
+        info,
+        address=address,
+    )
+
+
+def from_stream_error(error: queue_service_pb2.EnqueueStreamError, *, address: str) -> JobwireError:
+    """Translates the refusal of an `EnqueueStream` frame, as `from_rpc_error` its unary call's."""
+    info = error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=error.domain, metadata=error.metadata
+    )
+    return from_status(_code(error.code), error.message, info, address=address)
+
+
+def from_status(
+    code: StatusCode,
+    details: str,
+    info: error_details_pb2.ErrorInfo | None,
+    *,
+    address: str,
+) -> JobwireError:
+    """The most specific `JobwireError` for a status code and its `ErrorInfo`."""
     reason = info.reason if info is not None else None
     metadata = dict(info.metadata) if info is not None else {}
-
     cls = _BY_REASON.get(reason or "") if info is not None and info.domain == ERROR_DOMAIN else None
     if cls is None or cls.code != code:
         cls = _BY_CODE.get(code, JobwireError)
@@ -303,6 +333,13 @@ def from_rpc_error(error: grpc.RpcError, *, address: str) -> JobwireError:
         # No ErrorInfo means the gateway itself did not answer: the transport failed.
         details = unreachable_message(address, details)
     return cls(details or None, code=code, reason=reason, metadata=metadata)
+
+
+def _code(value: int) -> StatusCode:
+    try:
+        return StatusCode(value)
+    except ValueError:
+        return StatusCode.UNKNOWN
 
 
 def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:

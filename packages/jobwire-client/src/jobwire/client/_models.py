@@ -188,6 +188,11 @@ class Job(Rich):
     priority: int = 5
     #: Every failed attempt's error, oldest first (the last 20; `get_job` only).
     errors: tuple[JobFailure, ...] = ()
+    #: The job's group for flow control, if any.
+    concurrency_key: str | None = None
+    #: Why a pending job is not delivered yet, when a limit holds it (`get_job` only),
+    #: e.g. "concurrency key customer-7 (2 of 2 processing)".
+    waiting_reason: str | None = None
     _origin: _Origin = field(default=_JSON_ORIGIN, compare=False)
 
     @classmethod
@@ -244,6 +249,8 @@ class Job(Rich):
             schedule=proto.schedule or None,
             priority=proto.priority,
             errors=tuple(map(JobFailure.from_proto, proto.errors)),
+            concurrency_key=proto.concurrency_key or None,
+            waiting_reason=proto.waiting_reason or None,
             _origin=_Origin(serializer, client),
         )
 

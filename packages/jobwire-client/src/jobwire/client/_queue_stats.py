@@ -42,6 +42,14 @@ class QueueStats(Rich):
     unserved_types: tuple[str, ...] = ()
     #: Whether deliveries are paused (`pause_queue`).
     paused: bool = False
+    #: Pending jobs held back because their concurrency key is at its limit.
+    held_by_key: int = 0
+    #: Other pending jobs held back by the queue's `max_concurrency`.
+    held_by_concurrency: int = 0
+    #: Other pending jobs held back by the queue's rate limit.
+    held_by_rate: int = 0
+    #: Concurrency keys at their limit.
+    busy_keys: int = 0
 
     @classmethod
     def from_proto(cls, proto: queue_service_pb2.QueueStats) -> QueueStats:
@@ -59,6 +67,10 @@ class QueueStats(Rich):
             workers=proto.workers,
             unserved_types=tuple(proto.unserved_types),
             paused=proto.paused,
+            held_by_key=proto.held.by_key,
+            held_by_concurrency=proto.held.by_concurrency,
+            held_by_rate=proto.held.by_rate,
+            busy_keys=proto.held.busy_keys,
             backend=(
                 (proto.backend.visible, proto.backend.in_flight, proto.backend.delayed)
                 if proto.HasField("backend")

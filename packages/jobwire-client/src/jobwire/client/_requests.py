@@ -34,6 +34,8 @@ class JobRequest:
     content_type: str | None = None
     #: 0 to 9, higher runs first; None means the gateway's default (5).
     priority: int | None = None
+    #: Groups the job for flow control (e.g. a customer id); see `Client.enqueue`.
+    concurrency_key: str | None = None
 
     def __post_init__(self) -> None:
         if self.at is not None and self.at.utcoffset() is None:
@@ -62,6 +64,7 @@ class JobRequest:
             attributes=self.attributes,
             deduplication_key=self.deduplication_key or "",
             request_id=request_id,
+            concurrency_key=self.concurrency_key or "",
         )
         if self.delay is not None:
             request.delay.CopyFrom(to_duration(self.delay))

@@ -8,7 +8,7 @@ import grpc
 from google.protobuf.message import Message
 
 from jobwire.client._base import BaseClient
-from jobwire.client._sync_coalescer import ThreadCoalescer
+from jobwire.client._sync_stream import SyncEnqueuer
 from jobwire.v1 import queue_service_pb2_grpc, schedule_service_pb2_grpc, worker_service_pb2_grpc
 
 _Request = TypeVar("_Request", bound=Message)
@@ -22,7 +22,7 @@ class SyncCalls(BaseClient):
     _queue: queue_service_pb2_grpc.QueueServiceStub
     _schedules: schedule_service_pb2_grpc.ScheduleServiceStub
     _workers: worker_service_pb2_grpc.WorkerServiceStub
-    _coalescer: ThreadCoalescer
+    _enqueuer: SyncEnqueuer
 
     def _call(
         self, method: grpc.UnaryUnaryMultiCallable[_Request, _Response], request: _Request

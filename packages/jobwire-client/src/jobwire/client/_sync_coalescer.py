@@ -1,18 +1,13 @@
-"""Coalescing the blocking `Client`'s concurrent enqueues from many threads.
+"""Enqueueing a list of requests in as few unary calls as possible, blocking.
 
-`AsyncClient` sends the enqueues of one loop iteration in one call; threads
-have no loop iteration, so `Client` uses group commit: a thread whose enqueue
-finds no call in flight sends at once (alone, as a unary `EnqueueJob`: one
-thread in a loop pays nothing extra), and the enqueues that arrive while a
-call is in flight wait for it and then leave together in one `EnqueueJobs`
-call, sent by the first of them. Each caller still returns only once its own
-job is stored, or raises its own error: what `enqueue` promises is unchanged.
+`send` serves `Pipeline` (`Client.pipeline()`); its asyncio twin is
+`_coalescer.send`. `Client.enqueue` itself goes over the enqueue stream
+(`_sync_stream`).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -62,64 +57,3 @@ def _send_batch(client: BaseClient, stub: QueueServiceStub, batch: list[Request]
         return [mapped] * len(batch)
     except JobwireError as error:
         return [error] * len(batch)
-
-
-class _Slot:
-    __slots__ = ("outcome", "request", "wake")
-
-    def __init__(self, request: Request) -> None:
-        self.request = request
-        self.outcome: Outcome | None = None
-        self.wake = threading.Event()
-
-
-class ThreadCoalescer:
-    """Group commit of concurrent `Client.enqueue` calls (see the module docstring)."""
-
-    def __init__(self, client: BaseClient, stub: Callable[[], QueueServiceStub]) -> None:
-        self._client = client
-        self._stub = stub
-        self._lock = threading.Lock()
-        self._waiting: list[_Slot] = []
-        self._sending = False
-
-    def enqueue(self, request: Request) -> Response:
-        """Stores one job, in a call shared with the other threads enqueueing now."""
-        slot = _Slot(request)
-        with self._lock:
-            self._waiting.append(slot)
-        while True:
-            with self._lock:
-                if slot.outcome is not None:
-                    break
-                if self._sending:
-                    slot.wake.clear()
-                    batch = None
-                else:
-                    self._sending = True
-                    batch, self._waiting = self._waiting, []
-            if batch is None:
-                slot.wake.wait()
-                continue
-            self._lead(batch)
-        if isinstance(slot.outcome, JobwireError):
-            raise slot.outcome
-        return slot.outcome
-
-    def _lead(self, batch: list[_Slot]) -> None:
-        """Sends `batch` for its threads, then wakes the first of the next ones to send."""
-        try:
-            outcomes = send(self._client, self._stub(), [slot.request for slot in batch])
-        except BaseException as error:  # KeyboardInterrupt: the others must not hang
-            failed = JobwireError(f"enqueue interrupted: {error!r}")
-            outcomes = [failed] * len(batch)
-            raise
-        finally:
-            for slot, outcome in zip(batch, outcomes, strict=True):
-                slot.outcome = outcome
-                slot.wake.set()
-            with self._lock:
-                self._sending = False
-                following = self._waiting[0] if self._waiting else None
-            if following is not None:
-                following.wake.set()

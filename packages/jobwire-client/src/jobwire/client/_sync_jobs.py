@@ -38,6 +38,7 @@ class SyncJobs(SyncCalls):
         attributes: Mapping[str, str] | None = None,
         content_type: str | None = None,
         priority: int | None = None,
+        concurrency_key: str | None = None,
     ) -> Job:
         """Enqueues a job.
 
@@ -57,6 +58,10 @@ class SyncJobs(SyncCalls):
             content_type: Media type of the payload, overriding the default.
             priority: 0 to 9, higher runs first; None means 5. Providers without
                 priorities (SQS) refuse other values with `PriorityUnsupportedError`.
+            concurrency_key: Groups the job for flow control, e.g. a customer id
+                (at most 256 bytes): the queue's `max_concurrency_per_key` counts
+                the jobs of one key, and deliveries rotate across keys. Providers
+                without flow control raise `FlowControlUnsupportedError`.
 
         Returns:
             The job as stored.
@@ -78,11 +83,13 @@ class SyncJobs(SyncCalls):
             attributes=attributes,
             content_type=content_type,
             priority=priority,
+            concurrency_key=concurrency_key,
         )
         proto = self._enqueue_request(request)
         self._ensure_open()
-        # Calls made now by other threads share one EnqueueJobs call with this one.
-        return self._enqueued(proto, self._coalescer.enqueue(proto))
+        # Over the client's enqueue stream; calls made meanwhile by other threads
+        # share the next frame with this one.
+        return self._enqueued(proto, self._enqueuer.enqueue(proto))
 
     def pipeline(self, *, max_pending: int = DEFAULT_MAX_PENDING) -> Pipeline:
         """Opens a pipelined producer: `enqueue` returns a `PendingJob` at once.

@@ -1,4 +1,4 @@
-"""`Client`'s operator methods: replay, purge, pause and resume queues, see and drain workers."""
+"""`Client`'s operator methods: replay, purge, pause, resume and configure queues, workers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from jobwire.client._operations import (
     retry_jobs_request,
     retry_request,
 )
+from jobwire.client._queue_config import KeyPolicy, QueueConfig, update_request
 from jobwire.client._queue_stats import QueueStats
 from jobwire.client._sync_calls import SyncCalls
 from jobwire.v1 import queue_service_pb2 as Q
@@ -160,6 +161,65 @@ class SyncOperations(SyncCalls):
         """Resumes deliveries from a paused queue."""
         request = Q.ResumeQueueRequest(queue=queue)
         return QueueStats.from_proto(self._call(self._queue.ResumeQueue, request).stats)
+
+    def get_queue_config(self, queue: str) -> QueueConfig:
+        """Returns a queue's flow control (limits, rate, key policy); no limits if never set."""
+        request = Q.GetQueueConfigRequest(queue=queue)
+        return QueueConfig.from_proto(self._call(self._queue.GetQueueConfig, request).config)
+
+    def update_queue_config(
+        self,
+        queue: str,
+        *,
+        max_concurrency_per_key: int | None = KEEP,  # type: ignore[assignment]  # a sentinel
+        max_concurrency: int | None = KEEP,  # type: ignore[assignment]
+        rate: str | None = KEEP,  # type: ignore[assignment]
+        burst: int = KEEP,  # type: ignore[assignment]
+        on_busy_key: KeyPolicy = KEEP,  # type: ignore[assignment]
+        key_weights: Mapping[str, int] | None = KEEP,  # type: ignore[assignment]
+        fifo_across_keys: bool = KEEP,  # type: ignore[assignment]
+    ) -> QueueConfig:
+        """Changes the settings given of a queue's flow control, on every gateway at once.
+
+        Args:
+            queue: The queue.
+            max_concurrency_per_key: Most jobs of one concurrency key processing
+                at once; 0 or None: no limit.
+            max_concurrency: Most jobs of the queue processing at once; 0 or None: no limit.
+            rate: Deliveries admitted per period, e.g. "100/minute", "5/second",
+                "10/30s"; None removes the rate limit.
+            burst: Deliveries `rate` admits at once after an idle spell (default 1).
+            on_busy_key: What an enqueue does when its key is at its limit:
+                "queue" (wait), "cancel_in_progress" (cancel the key's oldest
+                jobs so the new one runs) or "cancel_newest" (cancel the new one).
+            key_weights: Deliveries per round of fair dispatch of the keys named.
+            fifo_across_keys: True turns fair dispatch off: the oldest ready job
+                across keys goes first (the limits still hold).
+
+        Returns:
+            The queue's flow control as it is now.
+
+        Raises:
+            InvalidArgumentError: A value is out of range (the message names it).
+            FlowControlUnsupportedError: The gateway's provider does not enforce
+                flow control yet.
+        """
+        request = update_request(
+            queue,
+            max_concurrency_per_key=max_concurrency_per_key,
+            max_concurrency=max_concurrency,
+            rate=rate,
+            burst=burst,
+            on_busy_key=on_busy_key,
+            key_weights=key_weights,
+            fifo_across_keys=fifo_across_keys,
+        )
+        return QueueConfig.from_proto(self._call(self._queue.UpdateQueueConfig, request).config)
+
+    def list_queue_configs(self) -> list[QueueConfig]:
+        """Returns the flow control of every queue that has some, sorted by queue."""
+        response = self._call(self._queue.ListQueueConfigs, Q.ListQueueConfigsRequest())
+        return [QueueConfig.from_proto(config) for config in response.configs]
 
     def list_workers(self, queue: str | None = None) -> list[WorkerInfo]:
         """Returns the worker streams connected to every gateway (of `queue`, if given)."""

@@ -26,7 +26,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14jobwire/v1/job.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x07\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x33\n\nattributes\x18\x06 \x03(\x0b\x32\x1f.jobwire.v1.Job.AttributesEntry\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.jobwire.v1.Job.State\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x13\n\x0bmax_retries\x18\t \x01(\x05\x12*\n\x07timeout\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x64\x65\x64uplication_key\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rschedule_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\nlast_error\x18\x10 \x01(\x0b\x32\x16.jobwire.v1.JobFailure\x12\x13\n\x06result\x18\x11 \x01(\x0cH\x00\x88\x01\x01\x12)\n\x08progress\x18\x12 \x01(\x0b\x32\x17.jobwire.v1.JobProgress\x12\x11\n\tworker_id\x18\x13 \x01(\t\x12\x10\n\x08schedule\x18\x14 \x01(\t\x12\x1b\n\x13result_content_type\x18\x15 \x01(\t\x12\x10\n\x08priority\x18\x16 \x01(\x05\x12&\n\x06\x65rrors\x18\x17 \x03(\x0b\x32\x16.jobwire.v1.JobFailure\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x14\n\x10STATE_PROCESSING\x10\x03\x12\x13\n\x0fSTATE_COMPLETED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x0e\n\nSTATE_DEAD\x10\x06\x12\x13\n\x0fSTATE_CANCELLED\x10\x07\x42\t\n\x07_result\"\x9d\x01\n\nJobFailure\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworker_id\x18\x07 \x01(\t\">\n\x0bJobProgress\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x01\x12\r\n\x05total\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t*J\n\x07JobView\x12\x18\n\x14JOB_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_VIEW_BASIC\x10\x01\x12\x11\n\rJOB_VIEW_FULL\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14jobwire/v1/job.proto\x12\njobwire.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe2\x07\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05queue\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x33\n\nattributes\x18\x06 \x03(\x0b\x32\x1f.jobwire.v1.Job.AttributesEntry\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.jobwire.v1.Job.State\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x13\n\x0bmax_retries\x18\t \x01(\x05\x12*\n\x07timeout\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x19\n\x11\x64\x65\x64uplication_key\x18\x0b \x01(\t\x12/\n\x0b\x63reate_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rschedule_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12*\n\nlast_error\x18\x10 \x01(\x0b\x32\x16.jobwire.v1.JobFailure\x12\x13\n\x06result\x18\x11 \x01(\x0cH\x00\x88\x01\x01\x12)\n\x08progress\x18\x12 \x01(\x0b\x32\x17.jobwire.v1.JobProgress\x12\x11\n\tworker_id\x18\x13 \x01(\t\x12\x10\n\x08schedule\x18\x14 \x01(\t\x12\x1b\n\x13result_content_type\x18\x15 \x01(\t\x12\x10\n\x08priority\x18\x16 \x01(\x05\x12&\n\x06\x65rrors\x18\x17 \x03(\x0b\x32\x16.jobwire.v1.JobFailure\x12\x17\n\x0f\x63oncurrency_key\x18\x18 \x01(\t\x12\x16\n\x0ewaiting_reason\x18\x19 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_PENDING\x10\x01\x12\x13\n\x0fSTATE_SCHEDULED\x10\x02\x12\x14\n\x10STATE_PROCESSING\x10\x03\x12\x13\n\x0fSTATE_COMPLETED\x10\x04\x12\x10\n\x0cSTATE_FAILED\x10\x05\x12\x0e\n\nSTATE_DEAD\x10\x06\x12\x13\n\x0fSTATE_CANCELLED\x10\x07\x42\t\n\x07_result\"\x9d\x01\n\nJobFailure\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0f\n\x07\x64\x65tails\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x05 \x01(\x05\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tworker_id\x18\x07 \x01(\t\">\n\x0bJobProgress\x12\x0f\n\x07\x63urrent\x18\x01 \x01(\x01\x12\r\n\x05total\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t*J\n\x07JobView\x12\x18\n\x14JOB_VIEW_UNSPECIFIED\x10\x00\x12\x12\n\x0eJOB_VIEW_BASIC\x10\x01\x12\x11\n\rJOB_VIEW_FULL\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,16 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOB_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_JOB_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_JOBVIEW']._serialized_start=1273
-  _globals['_JOBVIEW']._serialized_end=1347
+  _globals['_JOBVIEW']._serialized_start=1322
+  _globals['_JOBVIEW']._serialized_end=1396
   _globals['_JOB']._serialized_start=102
-  _globals['_JOB']._serialized_end=1047
-  _globals['_JOB_ATTRIBUTESENTRY']._serialized_start=816
-  _globals['_JOB_ATTRIBUTESENTRY']._serialized_end=865
-  _globals['_JOB_STATE']._serialized_start=868
-  _globals['_JOB_STATE']._serialized_end=1036
-  _globals['_JOBFAILURE']._serialized_start=1050
-  _globals['_JOBFAILURE']._serialized_end=1207
-  _globals['_JOBPROGRESS']._serialized_start=1209
-  _globals['_JOBPROGRESS']._serialized_end=1271
+  _globals['_JOB']._serialized_end=1096
+  _globals['_JOB_ATTRIBUTESENTRY']._serialized_start=865
+  _globals['_JOB_ATTRIBUTESENTRY']._serialized_end=914
+  _globals['_JOB_STATE']._serialized_start=917
+  _globals['_JOB_STATE']._serialized_end=1085
+  _globals['_JOBFAILURE']._serialized_start=1099
+  _globals['_JOBFAILURE']._serialized_end=1256
+  _globals['_JOBPROGRESS']._serialized_start=1258
+  _globals['_JOBPROGRESS']._serialized_end=1320
 # @@protoc_insertion_point(module_scope)

@@ -139,6 +139,8 @@ class Job(_message.Message):
     RESULT_CONTENT_TYPE_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     ERRORS_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
+    WAITING_REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Server-generated identifier, unique across all queues."""
     queue: _builtins.str
@@ -170,6 +172,17 @@ class Job(_message.Message):
     priority: _builtins.int
     """Delivery order within the queue: 0 to 9, higher first, FIFO among equals.
     Defaults to 5.
+    """
+    concurrency_key: _builtins.str
+    """The job's group for flow control (for example a customer id): its
+    queue's `max_concurrency_per_key` counts the jobs of one key, and fair
+    dispatch rotates deliveries across keys. Empty means none.
+    """
+    waiting_reason: _builtins.str
+    """Output only, in `GetJob`. Why a pending job is not delivered yet, when
+    a limit holds it: "concurrency key customer-7 (2 of 2 processing)",
+    "max_concurrency reports (10 of 10 processing)", "rate_limit reports
+    (100/minute)". Empty otherwise.
     """
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -240,10 +253,12 @@ class Job(_message.Message):
         result_content_type: _builtins.str = ...,
         priority: _builtins.int = ...,
         errors: _abc.Iterable[Global___JobFailure] | None = ...,
+        concurrency_key: _builtins.str = ...,
+        waiting_reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "create_time", b"create_time", "end_time", b"end_time", "last_error", b"last_error", "progress", b"progress", "result", b"result", "schedule_time", b"schedule_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "attempt", b"attempt", "attributes", b"attributes", "content_type", b"content_type", "create_time", b"create_time", "deduplication_key", b"deduplication_key", "end_time", b"end_time", "errors", b"errors", "id", b"id", "last_error", b"last_error", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "progress", b"progress", "queue", b"queue", "result", b"result", "result_content_type", b"result_content_type", "schedule", b"schedule", "schedule_time", b"schedule_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_result", b"_result", "attempt", b"attempt", "attributes", b"attributes", "concurrency_key", b"concurrency_key", "content_type", b"content_type", "create_time", b"create_time", "deduplication_key", b"deduplication_key", "end_time", b"end_time", "errors", b"errors", "id", b"id", "last_error", b"last_error", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "progress", b"progress", "queue", b"queue", "result", b"result", "result_content_type", b"result_content_type", "schedule", b"schedule", "schedule_time", b"schedule_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "waiting_reason", b"waiting_reason", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__result: _TypeAlias = _typing.Literal["result"]  # noqa: Y015
     _WhichOneofArgType__result: _TypeAlias = _typing.Literal["_result", b"_result"]  # noqa: Y015

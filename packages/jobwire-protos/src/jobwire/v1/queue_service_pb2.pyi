@@ -6,9 +6,11 @@ isort:skip_file
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from jobwire.v1 import flow_control_pb2 as _flow_control_pb2
 from jobwire.v1 import job_pb2 as _job_pb2
 import builtins as _builtins
 import sys
@@ -20,6 +22,150 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+@_typing.final
+class GetQueueConfigRequest(_message.Message):
+    """Which queue's flow control to read."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUE_FIELD_NUMBER: _builtins.int
+    queue: _builtins.str
+    """Required. The queue."""
+    def __init__(
+        self,
+        *,
+        queue: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["queue", b"queue"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueueConfigRequest: _TypeAlias = GetQueueConfigRequest  # noqa: Y015
+
+@_typing.final
+class GetQueueConfigResponse(_message.Message):
+    """A queue's flow control."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> _flow_control_pb2.QueueConfig:
+        """The configuration."""
+
+    def __init__(
+        self,
+        *,
+        config: _flow_control_pb2.QueueConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetQueueConfigResponse: _TypeAlias = GetQueueConfigResponse  # noqa: Y015
+
+@_typing.final
+class UpdateQueueConfigRequest(_message.Message):
+    """A change of a queue's flow control."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> _flow_control_pb2.QueueConfig:
+        """Required: `config.queue`. The new values."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """The fields of `config` to change (max_concurrency_per_key,
+        max_concurrency, rate, on_busy_key, key_weights, fifo_across_keys);
+        empty replaces them all.
+        """
+
+    def __init__(
+        self,
+        *,
+        config: _flow_control_pb2.QueueConfig | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateQueueConfigRequest: _TypeAlias = UpdateQueueConfigRequest  # noqa: Y015
+
+@_typing.final
+class UpdateQueueConfigResponse(_message.Message):
+    """The changed flow control."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def config(self) -> _flow_control_pb2.QueueConfig:
+        """The configuration as it is now."""
+
+    def __init__(
+        self,
+        *,
+        config: _flow_control_pb2.QueueConfig | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateQueueConfigResponse: _TypeAlias = UpdateQueueConfigResponse  # noqa: Y015
+
+@_typing.final
+class ListQueueConfigsRequest(_message.Message):
+    """Lists every configured queue."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQueueConfigsRequest: _TypeAlias = ListQueueConfigsRequest  # noqa: Y015
+
+@_typing.final
+class ListQueueConfigsResponse(_message.Message):
+    """The configured queues."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def configs(self) -> _containers.RepeatedCompositeFieldContainer[_flow_control_pb2.QueueConfig]:
+        """One entry per queue with flow control, sorted by name."""
+
+    def __init__(
+        self,
+        *,
+        configs: _abc.Iterable[_flow_control_pb2.QueueConfig] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configs", b"configs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQueueConfigsResponse: _TypeAlias = ListQueueConfigsResponse  # noqa: Y015
 
 @_typing.final
 class JobSelector(_message.Message):
@@ -411,6 +557,7 @@ class EnqueueJobRequest(_message.Message):
     DEDUPLICATION_KEY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
+    CONCURRENCY_KEY_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue to put the job in. Empty means "default"."""
     type: _builtins.str
@@ -431,6 +578,11 @@ class EnqueueJobRequest(_message.Message):
     """Delivery order within the queue: 0 to 9, higher first. Unset means 5.
     Providers without priorities (SQS) refuse other values with
     FAILED_PRECONDITION.
+    """
+    concurrency_key: _builtins.str
+    """Groups the job for flow control, for example a customer id (at most 256
+    bytes): see `Job.concurrency_key`. Providers without flow control
+    refuse it with FAILED_PRECONDITION.
     """
     @_builtins.property
     def attributes(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
@@ -463,10 +615,11 @@ class EnqueueJobRequest(_message.Message):
         deduplication_key: _builtins.str = ...,
         request_id: _builtins.str = ...,
         priority: _builtins.int | None = ...,
+        concurrency_key: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "delay", b"delay", "max_retries", b"max_retries", "priority", b"priority", "schedule_time", b"schedule_time", "timeout", b"timeout", "when", b"when"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "attributes", b"attributes", "content_type", b"content_type", "deduplication_key", b"deduplication_key", "delay", b"delay", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "queue", b"queue", "request_id", b"request_id", "schedule_time", b"schedule_time", "timeout", b"timeout", "type", b"type", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries", "_priority", b"_priority", "attributes", b"attributes", "concurrency_key", b"concurrency_key", "content_type", b"content_type", "deduplication_key", b"deduplication_key", "delay", b"delay", "max_retries", b"max_retries", "payload", b"payload", "priority", b"priority", "queue", b"queue", "request_id", b"request_id", "schedule_time", b"schedule_time", "timeout", b"timeout", "type", b"type", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_retries: _TypeAlias = _typing.Literal["max_retries"]  # noqa: Y015
     _WhichOneofArgType__max_retries: _TypeAlias = _typing.Literal["_max_retries", b"_max_retries"]  # noqa: Y015
@@ -560,6 +713,156 @@ class EnqueueJobsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EnqueueJobsResponse: _TypeAlias = EnqueueJobsResponse  # noqa: Y015
+
+@_typing.final
+class EnqueueStreamRequest(_message.Message):
+    """One frame of jobs to enqueue on an `EnqueueStream`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_ID_FIELD_NUMBER: _builtins.int
+    REQUESTS_FIELD_NUMBER: _builtins.int
+    frame_id: _builtins.int
+    """Chosen by the client, echoed by the frame's answer; unique among the
+    stream's unanswered frames. Not an idempotency key: that is each job's
+    `request_id`.
+    """
+    @_builtins.property
+    def requests(self) -> _containers.RepeatedCompositeFieldContainer[Global___EnqueueJobRequest]:
+        """Jobs to enqueue, at least 1 and at most 1000 (the gateway's
+        `max_batch_size`), validated as a whole as in `EnqueueJobs`.
+        """
+
+    def __init__(
+        self,
+        *,
+        frame_id: _builtins.int = ...,
+        requests: _abc.Iterable[Global___EnqueueJobRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frame_id", b"frame_id", "requests", b"requests"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueStreamRequest: _TypeAlias = EnqueueStreamRequest  # noqa: Y015
+
+@_typing.final
+class EnqueueStreamResponse(_message.Message):
+    """The answer to one frame, or a notice: the stream is open, or the gateway
+    is shutting down.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FRAME_ID_FIELD_NUMBER: _builtins.int
+    ENQUEUED_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    OPENED_FIELD_NUMBER: _builtins.int
+    frame_id: _builtins.int
+    """The frame answered; 0 on a notice."""
+    draining: _builtins.bool
+    """The gateway is shutting down: send no more frames on this stream (open a
+    new one) and half-close it; the frames already sent are answered.
+    """
+    opened: _builtins.bool
+    """The gateway accepted the stream: frames may follow. Clients wait for
+    this notice before their first frame, because gRPC can report a message
+    written to a stream refused on arrival as INTERNAL instead of the
+    refusal (grpc/grpc#36066).
+    """
+    @_builtins.property
+    def enqueued(self) -> Global___EnqueueJobsResponse:
+        """The stored jobs, one result per request in request order."""
+
+    @_builtins.property
+    def error(self) -> Global___EnqueueStreamError:
+        """Why the frame was refused: nothing of it was stored."""
+
+    def __init__(
+        self,
+        *,
+        frame_id: _builtins.int = ...,
+        enqueued: Global___EnqueueJobsResponse | None = ...,
+        error: Global___EnqueueStreamError | None = ...,
+        draining: _builtins.bool = ...,
+        opened: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["enqueued", b"enqueued", "error", b"error", "outcome", b"outcome"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["draining", b"draining", "enqueued", b"enqueued", "error", b"error", "frame_id", b"frame_id", "opened", b"opened", "outcome", b"outcome"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_outcome: _TypeAlias = _typing.Literal["enqueued", "error"]  # noqa: Y015
+    _WhichOneofArgType_outcome: _TypeAlias = _typing.Literal["outcome", b"outcome"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_outcome) -> _WhichOneofReturnType_outcome | None: ...
+
+Global___EnqueueStreamResponse: _TypeAlias = EnqueueStreamResponse  # noqa: Y015
+
+@_typing.final
+class EnqueueStreamError(_message.Message):
+    """Why a frame was refused: the status the unary call would have ended with
+    (a `google.rpc.Status` and its `google.rpc.ErrorInfo`, flattened, so the
+    contract imports nothing beyond the well-known types).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    DOMAIN_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """Canonical gRPC status code (`google.rpc.Code`), never OK."""
+    message: _builtins.str
+    """Developer-facing message, naming the field at fault, for example
+    "requests[3].type: is required".
+    """
+    reason: _builtins.str
+    """Machine-readable reason, for example INVALID_ARGUMENT or PAYLOAD_TOO_LARGE."""
+    domain: _builtins.str
+    """Domain of `reason`: "jobwire.dev"."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Details, for example {"field": "requests[3].type"}."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        domain: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "domain", b"domain", "message", b"message", "metadata", b"metadata", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EnqueueStreamError: _TypeAlias = EnqueueStreamError  # noqa: Y015
 
 @_typing.final
 class GetJobRequest(_message.Message):
@@ -806,6 +1109,7 @@ class QueueStats(_message.Message):
     BACKEND_FIELD_NUMBER: _builtins.int
     UNSERVED_TYPES_FIELD_NUMBER: _builtins.int
     PAUSED_FIELD_NUMBER: _builtins.int
+    HELD_FIELD_NUMBER: _builtins.int
     queue: _builtins.str
     """Queue name."""
     pending: _builtins.int
@@ -842,6 +1146,10 @@ class QueueStats(_message.Message):
         such jobs wait until a worker that handles them connects.
         """
 
+    @_builtins.property
+    def held(self) -> _flow_control_pb2.HeldCounts:
+        """Pending jobs held back by the queue's flow control, per limit."""
+
     def __init__(
         self,
         *,
@@ -858,10 +1166,11 @@ class QueueStats(_message.Message):
         backend: Global___BackendCounts | None = ...,
         unserved_types: _abc.Iterable[_builtins.str] | None = ...,
         paused: _builtins.bool = ...,
+        held: _flow_control_pb2.HeldCounts | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "oldest_pending_age", b"oldest_pending_age"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "held", b"held", "oldest_pending_age", b"oldest_pending_age"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "oldest_pending_age", b"oldest_pending_age", "paused", b"paused", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "unserved_types", b"unserved_types", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "cancelled", b"cancelled", "completed", b"completed", "dead", b"dead", "failed", b"failed", "held", b"held", "oldest_pending_age", b"oldest_pending_age", "paused", b"paused", "pending", b"pending", "processing", b"processing", "queue", b"queue", "scheduled", b"scheduled", "unserved_types", b"unserved_types", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

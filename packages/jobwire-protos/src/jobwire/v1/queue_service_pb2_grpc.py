@@ -32,7 +32,7 @@ class QueueServiceStub:
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -51,6 +51,11 @@ class QueueServiceStub:
                 '/jobwire.v1.QueueService/EnqueueJobs',
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsResponse.FromString,
+                _registered_method=True)
+        self.EnqueueStream = channel.stream_stream(
+                '/jobwire.v1.QueueService/EnqueueStream',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamResponse.FromString,
                 _registered_method=True)
         self.GetJob = channel.unary_unary(
                 '/jobwire.v1.QueueService/GetJob',
@@ -107,6 +112,21 @@ class QueueServiceStub:
                 request_serializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
                 response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
                 _registered_method=True)
+        self.GetQueueConfig = channel.unary_unary(
+                '/jobwire.v1.QueueService/GetQueueConfig',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.GetQueueConfigRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.GetQueueConfigResponse.FromString,
+                _registered_method=True)
+        self.UpdateQueueConfig = channel.unary_unary(
+                '/jobwire.v1.QueueService/UpdateQueueConfig',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.UpdateQueueConfigRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.UpdateQueueConfigResponse.FromString,
+                _registered_method=True)
+        self.ListQueueConfigs = channel.unary_unary(
+                '/jobwire.v1.QueueService/ListQueueConfigs',
+                request_serializer=jobwire_dot_v1_dot_queue__service__pb2.ListQueueConfigsRequest.SerializeToString,
+                response_deserializer=jobwire_dot_v1_dot_queue__service__pb2.ListQueueConfigsResponse.FromString,
+                _registered_method=True)
 
 
 class QueueServiceServicer:
@@ -116,7 +136,7 @@ class QueueServiceServicer:
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -130,6 +150,29 @@ class QueueServiceServicer:
     def EnqueueJobs(self, request, context):
         """Enqueues several jobs in one call. The batch is validated as a whole: if
         any entry is invalid nothing is enqueued and the error names the entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnqueueStream(self, request_iterator, context):
+        """Enqueues jobs over one long-lived stream, for producers that enqueue one
+        job at a time and wait for each answer: a frame costs a message on an
+        open stream instead of a call. Each request frame carries a client-chosen
+        `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+        job as `EnqueueJob`); its answer carries the same `frame_id` and either
+        the results or the error that call would have ended with. Answers may
+        come out of order. Send `request_id`s: a frame left unanswered by a
+        broken stream can then be sent again without enqueueing twice.
+
+        The gateway's first frame, sent as it accepts the stream, has `opened`
+        set; wait for it before the first frame. The stream itself fails only
+        for what concerns it all (authentication, malformed frames, the
+        gateway's `max_streams`, a gateway shutting down when it opens). A
+        gateway that starts shutting down sends a frame with `draining` set and
+        keeps answering: the client opens a new stream for later frames and
+        half-closes this one, which then ends with OK once every frame read is
+        answered.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -240,6 +283,30 @@ class QueueServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetQueueConfig(self, request, context):
+        """Returns a queue's flow control (limits and key policy); a queue never
+        configured has no limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateQueueConfig(self, request, context):
+        """Changes a queue's flow control; claims honour it at once. Fails with
+        FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+        does not enforce limits yet. Requires the admin role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQueueConfigs(self, request, context):
+        """Lists the queues that have flow control configured, sorted by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_QueueServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -252,6 +319,11 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     servicer.EnqueueJobs,
                     request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsResponse.SerializeToString,
+            ),
+            'EnqueueStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.EnqueueStream,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamResponse.SerializeToString,
             ),
             'GetJob': grpc.unary_unary_rpc_method_handler(
                     servicer.GetJob,
@@ -308,6 +380,21 @@ def add_QueueServiceServicer_to_server(servicer, server):
                     request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.FromString,
                     response_serializer=jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.SerializeToString,
             ),
+            'GetQueueConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQueueConfig,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.GetQueueConfigRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.GetQueueConfigResponse.SerializeToString,
+            ),
+            'UpdateQueueConfig': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateQueueConfig,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.UpdateQueueConfigRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.UpdateQueueConfigResponse.SerializeToString,
+            ),
+            'ListQueueConfigs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueueConfigs,
+                    request_deserializer=jobwire_dot_v1_dot_queue__service__pb2.ListQueueConfigsRequest.FromString,
+                    response_serializer=jobwire_dot_v1_dot_queue__service__pb2.ListQueueConfigsResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'jobwire.v1.QueueService', rpc_method_handlers)
@@ -323,7 +410,7 @@ class QueueService:
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -371,6 +458,33 @@ class QueueService:
             '/jobwire.v1.QueueService/EnqueueJobs',
             jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsRequest.SerializeToString,
             jobwire_dot_v1_dot_queue__service__pb2.EnqueueJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnqueueStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/jobwire.v1.QueueService/EnqueueStream',
+            jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.EnqueueStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -668,6 +782,87 @@ class QueueService:
             '/jobwire.v1.QueueService/ResumeQueue',
             jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueRequest.SerializeToString,
             jobwire_dot_v1_dot_queue__service__pb2.ResumeQueueResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQueueConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/GetQueueConfig',
+            jobwire_dot_v1_dot_queue__service__pb2.GetQueueConfigRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.GetQueueConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateQueueConfig(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/UpdateQueueConfig',
+            jobwire_dot_v1_dot_queue__service__pb2.UpdateQueueConfigRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.UpdateQueueConfigResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueueConfigs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jobwire.v1.QueueService/ListQueueConfigs',
+            jobwire_dot_v1_dot_queue__service__pb2.ListQueueConfigsRequest.SerializeToString,
+            jobwire_dot_v1_dot_queue__service__pb2.ListQueueConfigsResponse.FromString,
             options,
             channel_credentials,
             insecure,

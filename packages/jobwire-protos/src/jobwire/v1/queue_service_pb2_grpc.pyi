@@ -33,7 +33,7 @@ class QueueServiceStub:
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -46,6 +46,25 @@ class QueueServiceStub:
     EnqueueJobs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.EnqueueJobsRequest, _queue_service_pb2.EnqueueJobsResponse]
     """Enqueues several jobs in one call. The batch is validated as a whole: if
     any entry is invalid nothing is enqueued and the error names the entry.
+    """
+    EnqueueStream: _grpc.StreamStreamMultiCallable[_queue_service_pb2.EnqueueStreamRequest, _queue_service_pb2.EnqueueStreamResponse]
+    """Enqueues jobs over one long-lived stream, for producers that enqueue one
+    job at a time and wait for each answer: a frame costs a message on an
+    open stream instead of a call. Each request frame carries a client-chosen
+    `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+    job as `EnqueueJob`); its answer carries the same `frame_id` and either
+    the results or the error that call would have ended with. Answers may
+    come out of order. Send `request_id`s: a frame left unanswered by a
+    broken stream can then be sent again without enqueueing twice.
+
+    The gateway's first frame, sent as it accepts the stream, has `opened`
+    set; wait for it before the first frame. The stream itself fails only
+    for what concerns it all (authentication, malformed frames, the
+    gateway's `max_streams`, a gateway shutting down when it opens). A
+    gateway that starts shutting down sends a frame with `draining` set and
+    keeps answering: the client opens a new stream for later frames and
+    half-closes this one, which then ends with OK once every frame read is
+    answered.
     """
     GetJob: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetJobRequest, _queue_service_pb2.GetJobResponse]
     """Returns one job."""
@@ -104,6 +123,17 @@ class QueueServiceStub:
     """
     ResumeQueue: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]
     """Resumes deliveries from a paused queue at once. Requires the admin role."""
+    GetQueueConfig: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueConfigRequest, _queue_service_pb2.GetQueueConfigResponse]
+    """Returns a queue's flow control (limits and key policy); a queue never
+    configured has no limits.
+    """
+    UpdateQueueConfig: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueConfigRequest, _queue_service_pb2.UpdateQueueConfigResponse]
+    """Changes a queue's flow control; claims honour it at once. Fails with
+    FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+    does not enforce limits yet. Requires the admin role.
+    """
+    ListQueueConfigs: _grpc.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueueConfigsRequest, _queue_service_pb2.ListQueueConfigsResponse]
+    """Lists the queues that have flow control configured, sorted by name."""
 
 @_typing.type_check_only
 class QueueServiceAsyncStub(QueueServiceStub):
@@ -113,7 +143,7 @@ class QueueServiceAsyncStub(QueueServiceStub):
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -123,6 +153,25 @@ class QueueServiceAsyncStub(QueueServiceStub):
     EnqueueJobs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.EnqueueJobsRequest, _queue_service_pb2.EnqueueJobsResponse]  # type: ignore[assignment]
     """Enqueues several jobs in one call. The batch is validated as a whole: if
     any entry is invalid nothing is enqueued and the error names the entry.
+    """
+    EnqueueStream: _aio.StreamStreamMultiCallable[_queue_service_pb2.EnqueueStreamRequest, _queue_service_pb2.EnqueueStreamResponse]  # type: ignore[assignment]
+    """Enqueues jobs over one long-lived stream, for producers that enqueue one
+    job at a time and wait for each answer: a frame costs a message on an
+    open stream instead of a call. Each request frame carries a client-chosen
+    `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+    job as `EnqueueJob`); its answer carries the same `frame_id` and either
+    the results or the error that call would have ended with. Answers may
+    come out of order. Send `request_id`s: a frame left unanswered by a
+    broken stream can then be sent again without enqueueing twice.
+
+    The gateway's first frame, sent as it accepts the stream, has `opened`
+    set; wait for it before the first frame. The stream itself fails only
+    for what concerns it all (authentication, malformed frames, the
+    gateway's `max_streams`, a gateway shutting down when it opens). A
+    gateway that starts shutting down sends a frame with `draining` set and
+    keeps answering: the client opens a new stream for later frames and
+    half-closes this one, which then ends with OK once every frame read is
+    answered.
     """
     GetJob: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetJobRequest, _queue_service_pb2.GetJobResponse]  # type: ignore[assignment]
     """Returns one job."""
@@ -181,6 +230,17 @@ class QueueServiceAsyncStub(QueueServiceStub):
     """
     ResumeQueue: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ResumeQueueRequest, _queue_service_pb2.ResumeQueueResponse]  # type: ignore[assignment]
     """Resumes deliveries from a paused queue at once. Requires the admin role."""
+    GetQueueConfig: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.GetQueueConfigRequest, _queue_service_pb2.GetQueueConfigResponse]  # type: ignore[assignment]
+    """Returns a queue's flow control (limits and key policy); a queue never
+    configured has no limits.
+    """
+    UpdateQueueConfig: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.UpdateQueueConfigRequest, _queue_service_pb2.UpdateQueueConfigResponse]  # type: ignore[assignment]
+    """Changes a queue's flow control; claims honour it at once. Fails with
+    FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+    does not enforce limits yet. Requires the admin role.
+    """
+    ListQueueConfigs: _aio.UnaryUnaryMultiCallable[_queue_service_pb2.ListQueueConfigsRequest, _queue_service_pb2.ListQueueConfigsResponse]  # type: ignore[assignment]
+    """Lists the queues that have flow control configured, sorted by name."""
 
 class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     """Producers enqueue jobs and follow them through their lifecycle.
@@ -189,7 +249,7 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     carries a `google.rpc.Status` whose `google.rpc.ErrorInfo` (domain
     "jobwire.dev") has a machine-readable reason: INVALID_ARGUMENT,
     PAYLOAD_TOO_LARGE, JOB_NOT_FOUND, JOB_TERMINAL, JOB_NOT_RETRYABLE,
-    PRIORITY_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
+    PRIORITY_UNSUPPORTED, FLOW_CONTROL_UNSUPPORTED, INVALID_PAGE_TOKEN, RESOURCE_EXHAUSTED,
     UNAUTHENTICATED, PERMISSION_DENIED, UNAVAILABLE.
     """
 
@@ -209,6 +269,31 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_queue_service_pb2.EnqueueJobsResponse, _abc.Awaitable[_queue_service_pb2.EnqueueJobsResponse]]:
         """Enqueues several jobs in one call. The batch is validated as a whole: if
         any entry is invalid nothing is enqueued and the error names the entry.
+        """
+
+    @_abc_1.abstractmethod
+    def EnqueueStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_queue_service_pb2.EnqueueStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_queue_service_pb2.EnqueueStreamResponse], _abc.AsyncIterator[_queue_service_pb2.EnqueueStreamResponse]]:
+        """Enqueues jobs over one long-lived stream, for producers that enqueue one
+        job at a time and wait for each answer: a frame costs a message on an
+        open stream instead of a call. Each request frame carries a client-chosen
+        `frame_id` and a batch, stored as `EnqueueJobs` stores one (a frame of one
+        job as `EnqueueJob`); its answer carries the same `frame_id` and either
+        the results or the error that call would have ended with. Answers may
+        come out of order. Send `request_id`s: a frame left unanswered by a
+        broken stream can then be sent again without enqueueing twice.
+
+        The gateway's first frame, sent as it accepts the stream, has `opened`
+        set; wait for it before the first frame. The stream itself fails only
+        for what concerns it all (authentication, malformed frames, the
+        gateway's `max_streams`, a gateway shutting down when it opens). A
+        gateway that starts shutting down sends a frame with `draining` set and
+        keeps answering: the client opens a new stream for later frames and
+        half-closes this one, which then ends with OK once every frame read is
+        answered.
         """
 
     @_abc_1.abstractmethod
@@ -333,5 +418,34 @@ class QueueServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_queue_service_pb2.ResumeQueueResponse, _abc.Awaitable[_queue_service_pb2.ResumeQueueResponse]]:
         """Resumes deliveries from a paused queue at once. Requires the admin role."""
+
+    @_abc_1.abstractmethod
+    def GetQueueConfig(
+        self,
+        request: _queue_service_pb2.GetQueueConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.GetQueueConfigResponse, _abc.Awaitable[_queue_service_pb2.GetQueueConfigResponse]]:
+        """Returns a queue's flow control (limits and key policy); a queue never
+        configured has no limits.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateQueueConfig(
+        self,
+        request: _queue_service_pb2.UpdateQueueConfigRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.UpdateQueueConfigResponse, _abc.Awaitable[_queue_service_pb2.UpdateQueueConfigResponse]]:
+        """Changes a queue's flow control; claims honour it at once. Fails with
+        FAILED_PRECONDITION (reason FLOW_CONTROL_UNSUPPORTED) on a provider that
+        does not enforce limits yet. Requires the admin role.
+        """
+
+    @_abc_1.abstractmethod
+    def ListQueueConfigs(
+        self,
+        request: _queue_service_pb2.ListQueueConfigsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_queue_service_pb2.ListQueueConfigsResponse, _abc.Awaitable[_queue_service_pb2.ListQueueConfigsResponse]]:
+        """Lists the queues that have flow control configured, sorted by name."""
 
 def add_QueueServiceServicer_to_server(servicer: QueueServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,6 +24,7 @@ from jobwire.gateway._provider_config import (
     ProviderSettings,
     SqsProviderSettings,
 )
+from jobwire.gateway._queue_settings import QueueSettings, check_queue_names
 
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("jobwire_config_file", default=None)
 
@@ -106,7 +107,7 @@ class ServerSettings(Section):
     max_attributes: int = Field(default=64, ge=0)
     """Most attributes per job."""
     max_streams: int = Field(default=1000, gt=0)
-    """Most long-lived streams (worker streams and ``WatchJob``) open at once."""
+    """Most long-lived streams (worker, ``WatchJob(s)`` and ``EnqueueStream``) open at once."""
     lease_duration: Span = timedelta(seconds=30)
     """Default lease length of a delivery."""
     min_lease_duration: Span = timedelta(seconds=1)
@@ -258,6 +259,13 @@ class GatewaySettings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     scheduler: SchedulerSettings = SchedulerSettings()
     dashboard: DashboardSettings = DashboardSettings()
+    queues: dict[str, QueueSettings] = {}
+    """Flow control per queue (``[queues.NAME]``), applied at start."""
+
+    @field_validator("queues")
+    @classmethod
+    def _check_queue_names(cls, value: dict[str, QueueSettings]) -> dict[str, QueueSettings]:
+        return check_queue_names(value)
 
     @model_validator(mode="after")
     def _in_process_worker_without_tls(self) -> Self:

@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
@@ -80,15 +80,20 @@ def _keys_at(model: type[BaseModel], loc: Sequence[str]) -> list[str]:
     """The keys the table at ``loc`` accepts (empty when it cannot be told)."""
     current: type[BaseModel] | None = model
     choices: list[type[BaseModel]] = []
+    named = False  # the part is a name of a table of tables ([queues.NAME])
     for part in loc:
         if choices:  # a tagged union: pydantic's location names the tag
             current = next((m for m in choices if _tag(m) == part), None)
             choices = []
             continue
+        if named:
+            named = False
+            continue
         field = current.model_fields.get(part) if current is not None else None
         if field is None:
             return []
         models = _models(field.annotation)
+        named = get_origin(field.annotation) is dict
         current, choices = (models[0], []) if len(models) == 1 else (None, models)
     return [] if current is None else sorted(current.model_fields)
 

@@ -225,3 +225,18 @@ class ProviderUnsupportedError(GatewayError):
             provider=provider,
             hook=hook,
         )
+
+
+class FlowControlUnsupportedError(GatewayError):
+    """The provider does not enforce flow control (concurrency keys, limits, rates) yet."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = "FLOW_CONTROL_UNSUPPORTED"
+
+    def __init__(self, field: str, provider: str) -> None:
+        super().__init__(
+            f"{field}: the {provider} provider does not enforce flow control yet (the memory "
+            "provider does; see the README's Flow control); leave it unset",
+            field=field,
+            provider=provider,
+        )

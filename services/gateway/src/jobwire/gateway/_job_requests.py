@@ -16,6 +16,7 @@ from typing import Any
 from jobwire.gateway._config import GatewaySettings
 from jobwire.gateway._due import DueWatches
 from jobwire.gateway._errors import (
+    FlowControlUnsupportedError,
     InvalidArgumentError,
     JobNotFoundError,
     PriorityUnsupportedError,
@@ -48,6 +49,7 @@ class JobRequests:
         events: JobEvents,
         metrics: GatewayMetrics | None = None,
     ) -> None:
+        self.settings = settings
         self.provider = provider
         self.events = events
         self.metrics = metrics or GatewayMetrics()
@@ -94,7 +96,7 @@ class JobRequests:
         jobs = [
             new_job(req, now, f"requests[{i}]." if batch else "") for i, req in enumerate(requests)
         ]
-        if not self.provider.supports_priority:
+        if not self.provider.supports_priority or not self.provider.supports_flow_control:
             for i, job in enumerate(jobs):
                 self._check_priority(job, f"requests[{i}]." if batch else "")
         if self.scheduler is None:
@@ -163,9 +165,11 @@ class JobRequests:
         return job
 
     def _check_priority(self, job: NewJob, field_prefix: str) -> None:
-        """Refuse a priority the provider would ignore."""
+        """Refuse a priority or a concurrency key the provider would ignore."""
         if job.priority != DEFAULT_PRIORITY and not self.provider.supports_priority:
             raise PriorityUnsupportedError(field_prefix + "priority", self._provider_type)
+        if job.concurrency_key and not self.provider.supports_flow_control:
+            raise FlowControlUnsupportedError(field_prefix + "concurrency_key", self._provider_type)
 
     async def get_job(self, job_id: str) -> JobRecord:
         """Return one job, from the provider or, while it waits, from the scheduler.

@@ -126,6 +126,7 @@ class NewJob:
     id: str = ""
     """Preassigned id (jobs the scheduler held keep theirs); empty means a new one."""
     priority: int = DEFAULT_PRIORITY
+    concurrency_key: str = ""
 
 
 @dataclass(slots=True, eq=False)
@@ -156,6 +157,8 @@ class JobRecord:
     priority: int = DEFAULT_PRIORITY
     errors: tuple[Failure, ...] = ()
     """Every failed attempt's error, oldest first, at most :data:`MAX_ERRORS`."""
+    concurrency_key: str = ""
+    """The job's group for flow control (``max_concurrency_per_key``, fair dispatch)."""
 
     @classmethod
     def create(cls, new: NewJob, now: float) -> Self:
@@ -179,6 +182,7 @@ class JobRecord:
             schedule_time=new.schedule_time,
             schedule=new.schedule,
             priority=new.priority,
+            concurrency_key=new.concurrency_key,
         )
 
     def begin_attempt(self, attempt: int, worker_id: str, now: float) -> None:
@@ -258,6 +262,8 @@ class JobRecord:
         msg.priority = self.priority
         if self.deduplication_key:
             msg.deduplication_key = self.deduplication_key
+        if self.concurrency_key:
+            msg.concurrency_key = self.concurrency_key
         set_time(msg.create_time, self.create_time)
         set_time(msg.update_time, self.update_time)
         if self.worker_id:
@@ -270,6 +276,10 @@ class JobRecord:
             msg.payload = self.payload
             if self.result is not None:
                 msg.result = self.result
+        self._fill_times_and_errors(msg)
+
+    def _fill_times_and_errors(self, msg: job_pb2.Job) -> None:
+        """The optional times, errors and progress of :meth:`fill_proto`."""
         if self.timeout is not None:
             set_time(msg.timeout, self.timeout)
         if self.schedule_time is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from jobwire.gateway._errors import InvalidArgumentError, JobNotRetryableError
-from jobwire.gateway._job_requests import JobRequests
+from jobwire.gateway._flow_requests import FlowRequests
 from jobwire.gateway._models import REPLAYABLE, JobRecord, JobState, states_text
 from jobwire.gateway._validation import (
     MAX_RETRIES_LIMIT,
@@ -22,7 +22,7 @@ from jobwire.gateway.providers import QueueCounts, WorkerInfo
 from jobwire.v1 import queue_service_pb2
 
 
-class OperatorRequests(JobRequests):
+class OperatorRequests(FlowRequests):
     """Operators' requests, on top of the producers' ones."""
 
     async def retry_job(self, request: queue_service_pb2.RetryJobRequest) -> JobRecord:

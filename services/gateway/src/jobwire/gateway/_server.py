@@ -65,6 +65,7 @@ class Gateway:
         self._workers = WorkerServicer(
             self.settings.server, self.service, self._streams, self.metrics
         )
+        self._queue = QueueServicer(self.service, self._streams, lambda: self._workers.sessions > 0)
         self._health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._in_process: InProcessWorker | None = None
@@ -130,10 +131,7 @@ class Gateway:
                 ("grpc.so_reuseport", 0),
             ],
         )
-        queue_service_pb2_grpc.add_QueueServiceServicer_to_server(
-            QueueServicer(self.service, self._streams, lambda: self._workers.sessions > 0),
-            server,
-        )
+        queue_service_pb2_grpc.add_QueueServiceServicer_to_server(self._queue, server)
         worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(self._workers, server)
         schedule_service_pb2_grpc.add_ScheduleServiceServicer_to_server(
             ScheduleServicer(self.scheduler, self.service), server
@@ -217,10 +215,14 @@ class Gateway:
         return self._workers.leases_held
 
     async def _drain(self, grace: float) -> None:
+        # Producers' enqueue streams move to another gateway while workers finish.
+        self._queue.enqueue_streams.drain()
         if self._in_process is not None:
             await self._in_process.stop()
         self._workers.drain(grace)
-        await self._workers.wait_drained(grace)
+        await asyncio.gather(
+            self._workers.wait_drained(grace), self._queue.enqueue_streams.wait_closed(grace)
+        )
 
     async def _close(self, grace: float) -> None:
         """Stop the server, then the scheduler and the provider, whatever started."""

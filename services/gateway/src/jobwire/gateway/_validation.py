@@ -6,15 +6,16 @@ index in a batch, ``requests[3].type``) and what is accepted.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Literal
 
 from google.protobuf import duration_pb2
 
 from jobwire.gateway._config import ServerSettings
+from jobwire.gateway._config_types import QUEUE_NAME
 from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
 from jobwire.gateway._filters import MAX_SELECTED_IDS, JobSelector
+from jobwire.gateway._limits import check_key
 from jobwire.gateway._models import DEFAULT_PRIORITY, JobFilter, JobState, NewJob
 from jobwire.gateway.providers import Consumer, Revocation
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
@@ -32,7 +33,6 @@ MAX_TIMEOUT = 7 * 86400.0
 MAX_QUEUES = 64
 MAX_JOB_TYPES = 1024
 MAX_PRIORITY = 9
-QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _Invalid = Callable[[str, str], InvalidArgumentError]
 
 
@@ -220,6 +220,11 @@ class Validator:
             raise invalid("deduplication_key", f"at most {MAX_KEY_LENGTH} characters")
         if len(req.request_id) > MAX_KEY_LENGTH:
             raise invalid("request_id", f"at most {MAX_KEY_LENGTH} characters")
+        if req.concurrency_key:
+            try:
+                check_key(req.concurrency_key)
+            except ValueError as error:
+                raise invalid("concurrency_key", str(error)) from None
         max_retries = req.max_retries if req.HasField("max_retries") else DEFAULT_MAX_RETRIES
         if not 0 <= max_retries <= MAX_RETRIES_LIMIT:
             raise invalid("max_retries", f"must be between 0 and {MAX_RETRIES_LIMIT}")
@@ -241,6 +246,7 @@ class Validator:
             priority=priority(req.priority, prefix + "priority")
             if req.HasField("priority")
             else DEFAULT_PRIORITY,
+            concurrency_key=req.concurrency_key,
         )
 
     def _timeout(self, req: queue_service_pb2.EnqueueJobRequest, invalid: _Invalid) -> float | None:

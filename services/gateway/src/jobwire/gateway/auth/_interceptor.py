@@ -35,7 +35,14 @@ _ADMIN_ONLY: frozenset[Role] = frozenset({"admin"})
 METHOD_ROLES: dict[str, frozenset[Role]] = {
     **{
         f"/jobwire.v1.QueueService/{name}": _ADMIN_ONLY
-        for name in ("RetryJob", "RetryJobs", "PurgeJobs", "PauseQueue", "ResumeQueue")
+        for name in (
+            "RetryJob",
+            "RetryJobs",
+            "PurgeJobs",
+            "PauseQueue",
+            "ResumeQueue",
+            "UpdateQueueConfig",
+        )
     },
     "/jobwire.v1.WorkerService/ListWorkers": frozenset({"producer", "admin"}),
     "/jobwire.v1.WorkerService/DrainWorker": _ADMIN_ONLY,

@@ -81,6 +81,13 @@ class LeaseTable(Generic[H]):
         for name in consumer.queues:
             self._workers[name] += 1
 
+    def free_credits(self, consumer: Consumer) -> int:
+        """Credits of a connected, not draining consumer that its leases do not use now."""
+        holder = self._holders.get(consumer)
+        if holder is None or consumer.draining:
+            return 0
+        return max(0, consumer.credits - len(holder.leases) - len(holder.unanswered))
+
     def in_use(self, consumer: Consumer) -> int:
         """Credits the consumer uses: its leases and the expired ones it owes an answer for."""
         holder = self._holders[consumer]

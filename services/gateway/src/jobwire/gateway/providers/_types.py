@@ -12,6 +12,7 @@ from enum import IntEnum
 from typing import Any, Generic, TypeVar
 
 from jobwire.gateway._models import AttemptEnd, JobRecord, JobState
+from jobwire.gateway.providers._flow import HeldCounts
 from jobwire.v1 import job_pb2, worker_service_pb2
 
 H = TypeVar("H")
@@ -205,6 +206,8 @@ class QueueCounts:
     """Pending types no consumer of this gateway takes (the state machine fills it in)."""
     paused: bool = False
     """Whether deliveries from the queue are paused."""
+    held: HeldCounts | None = None
+    """Pending jobs held back by flow control, per limit (None: the queue has no limits)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,9 @@ from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import ProviderUnsupportedError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._limits import NO_LIMITS, QueueLimits
 from jobwire.gateway._models import REPLAYABLE, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway.providers._flow import Hold
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
@@ -42,6 +44,10 @@ class ProviderHost(Protocol):
 
     def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
         """The backend took a job leased here back (cancelled through another gateway)."""
+        ...
+
+    def free_credits(self, consumer: Consumer) -> int:
+        """Credits of a connected, not draining consumer that its leases do not use now."""
         ...
 
 
@@ -81,6 +87,9 @@ class _Unbound:
     def lost(self, job_id: str, reason: RevokeReason, message: str) -> None:
         pass
 
+    def free_credits(self, consumer: Consumer) -> int:
+        return 0
+
 
 class QueueProvider(ABC, Generic[H]):
     """A queue backend's storage. Subclasses register a factory in :mod:`.providers`.
@@ -99,6 +108,11 @@ class QueueProvider(ABC, Generic[H]):
     supports_priority: ClassVar[bool] = True
     #: The states ``replay`` replays; the service refuses others before asking.
     replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
+    #: Whether the provider enforces flow control (concurrency keys, limits,
+    #: rates, fair dispatch: :mod:`._flow` says what that takes). When False
+    #: the service refuses concurrency keys and limits (FAILED_PRECONDITION)
+    #: rather than ignore them.
+    supports_flow_control: ClassVar[bool] = False
 
     def __init__(self, events: JobEvents, dedup: DedupRule) -> None:
         self.events = events
@@ -221,6 +235,31 @@ class QueueProvider(ABC, Generic[H]):
         paused queue even when it holds no job.
         """
         raise ProviderUnsupportedError(type(self).__name__, "set_paused")
+
+    # Flow control (see ._flow; only when supports_flow_control) ---------------
+
+    async def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Store ``queue``'s flow control for every gateway; claims honour it at once.
+
+        Limits raised or removed wake the claims waiting on the queue.
+        """
+        raise ProviderUnsupportedError(type(self).__name__, "set_limits")
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """Every queue's stored flow control (queues never configured are absent)."""
+        return {}
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """One queue's stored flow control (``NO_LIMITS`` when never configured)."""
+        return NO_LIMITS
+
+    async def key_jobs(self, queue: str, key: str) -> list[JobRecord]:
+        """The pending and processing jobs of concurrency key ``key`` in ``queue``, oldest first."""
+        raise ProviderUnsupportedError(type(self).__name__, "key_jobs")
+
+    async def hold(self, job: JobRecord) -> Hold | None:
+        """The limit that holds the pending ``job`` back now, if one does (``_flow.hold_of``)."""
+        return None
 
     # Leases ------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from jobwire.gateway._db import TYPE_ANNOTATIONS
 from jobwire.gateway.scheduler.timetable import MisfirePolicy
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the tables below; see the module docstring."""
 MIGRATIONS: dict[int, list[str]] = {
     # 1 -> 2: held jobs and schedules' jobs keep their priority.
@@ -43,6 +43,8 @@ MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE scheduled_jobs ADD COLUMN priority INTEGER NOT NULL DEFAULT 5",
         "ALTER TABLE schedules ADD COLUMN priority INTEGER NOT NULL DEFAULT 5",
     ],
+    # 2 -> 3: held jobs keep their concurrency key (flow control).
+    2: ["ALTER TABLE scheduled_jobs ADD COLUMN concurrency_key VARCHAR(256) NOT NULL DEFAULT ''"],
 }
 """SQL taking the tables from each version to the next (see ``_db.open_schema``)."""
 
@@ -126,6 +128,8 @@ class ScheduledJob(_JobFields, Base):
     create_time: Mapped[datetime]
     update_time: Mapped[datetime]
     last_error: Mapped[str] = mapped_column(Text, default="")
+    concurrency_key: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    """The job's concurrency key (schema version 3)."""
 
     __table_args__ = (
         Index("ix_scheduled_jobs_due", "status", "schedule_time"),

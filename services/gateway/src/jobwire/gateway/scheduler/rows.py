@@ -38,6 +38,7 @@ def new_held(new: NewJob, now: datetime) -> ScheduledJob:
         update_time=now,
         last_error="",
         priority=new.priority,
+        concurrency_key=new.concurrency_key,
     )
 
 
@@ -66,6 +67,7 @@ def held_record(row: ScheduledJob) -> JobRecord:
             else None
         ),
         priority=row.priority,
+        concurrency_key=row.concurrency_key,
     )
 
 
@@ -84,6 +86,7 @@ def held_job(row: ScheduledJob) -> NewJob:
         request_id=f"jobwire-scheduler:{row.id}",
         id=row.id,
         priority=row.priority,
+        concurrency_key=row.concurrency_key,
     )
 
 

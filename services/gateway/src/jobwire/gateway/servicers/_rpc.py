@@ -15,6 +15,8 @@ logger = logging.getLogger("jobwire.gateway")
 
 Context = grpc.aio.ServicerContext[Any, Any]
 _S = TypeVar("_S")
+#: What a caller is told of a bug in the gateway (the log has the traceback).
+INTERNAL_MESSAGE = "internal error in the gateway; see its logs"
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 
@@ -29,7 +31,7 @@ async def abort(context: Context, error: BaseException) -> NoReturn:
     if isinstance(error, GatewayError):
         await context.abort_with_status(error.to_status())
     logger.error("unexpected error in %s", context.peer(), exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, "internal error in the gateway; see its logs")
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
 
 
 def unary(

@@ -9,7 +9,7 @@ from jobwire.gateway._errors import ResourceExhaustedError
 
 
 class StreamSlots:
-    """Counts open worker and ``WatchJob`` streams and refuses one past the limit.
+    """Counts open worker, watch and enqueue streams and refuses one past the limit.
 
     Each stream holds tasks, a provider consumer or a watch until it ends, so
     without a cap a client could open streams until the gateway runs out of

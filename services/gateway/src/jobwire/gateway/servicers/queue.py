@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
 from jobwire.gateway._errors import InvalidArgumentError
 from jobwire.gateway._models import JobRecord, duration
 from jobwire.gateway._service import JobService
 from jobwire.gateway.providers import QueueCounts
+from jobwire.gateway.servicers._enqueue_stream import EnqueueStreams
 from jobwire.gateway.servicers._rpc import Context, abort, unary
 from jobwire.gateway.servicers._streams import StreamSlots
 from jobwire.gateway.servicers._watch_frames import FrameFilter
@@ -73,31 +75,59 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         self._service = service
         self._streams = streams
         self._workers_connected = workers_connected
+        #: The open ``EnqueueStream`` streams, which the gateway drains when it stops.
+        self.enqueue_streams = EnqueueStreams(self.store)
+
+    async def store(
+        self,
+        requests: Sequence[queue_service_pb2.EnqueueJobRequest],
+        into: queue_service_pb2.EnqueueJobsResponse,
+        *,
+        batch: bool,
+    ) -> None:
+        """Enqueue jobs and write their results into ``into``: every enqueue RPC's one rule.
+
+        A batch is validated as a whole, its errors naming the entry
+        (``requests[3].type``); a single job's name its field (``type``).
+        """
+        results = await self._service.enqueue(requests, batch=batch)
+        add = into.results.add
+        for job, deduplicated in results:
+            _enqueued(add(), job, deduplicated)
+        # A batch is answered at once: batches are about throughput, and a
+        # producer that waits for this answer to send its next batch would wait
+        # longer. A single job lets the delivery it made possible go first.
+        if not batch and self._workers_connected():
+            await _deliveries_first()
 
     @unary
     async def EnqueueJob(
         self, request: queue_service_pb2.EnqueueJobRequest, context: Context
     ) -> queue_service_pb2.EnqueueJobResponse:
         """Enqueue one job."""
-        [(job, deduplicated)] = await self._service.enqueue([request], batch=False)
-        response = _enqueued(queue_service_pb2.EnqueueJobResponse(), job, deduplicated)
-        if self._workers_connected():
-            await _deliveries_first()
-        return response
+        response = queue_service_pb2.EnqueueJobsResponse()
+        await self.store([request], response, batch=False)
+        return response.results[0]
 
     @unary
     async def EnqueueJobs(
         self, request: queue_service_pb2.EnqueueJobsRequest, context: Context
     ) -> queue_service_pb2.EnqueueJobsResponse:
         """Enqueue a batch, validated as a whole."""
-        results = await self._service.enqueue(request.requests, batch=True)
         response = queue_service_pb2.EnqueueJobsResponse()
-        add = response.results.add
-        for job, deduplicated in results:
-            _enqueued(add(), job, deduplicated)
-        # Answered at once: batches are about throughput, and a producer that
-        # waits for this answer to send its next batch would wait longer.
+        await self.store(request.requests, response, batch=True)
         return response
+
+    async def EnqueueStream(
+        self, request_iterator: Any, context: Context
+    ) -> AsyncIterator[queue_service_pb2.EnqueueStreamResponse]:
+        """Enqueue frames of jobs, each answered by its id, until the client half-closes."""
+        try:
+            with self._streams.hold():
+                async for response in self.enqueue_streams.serve(context):
+                    yield response
+        except Exception as error:
+            await abort(context, error)
 
     @unary
     async def GetJob(
@@ -105,7 +135,13 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
     ) -> queue_service_pb2.GetJobResponse:
         """Return one job."""
         job = await self._service.get_job(request.id)
-        return queue_service_pb2.GetJobResponse(job=job.to_proto(full=_view(request.view, _FULL)))
+        response = queue_service_pb2.GetJobResponse(
+            job=job.to_proto(full=_view(request.view, _FULL))
+        )
+        reason = await self._service.waiting_reason(job)
+        if reason:
+            response.job.waiting_reason = reason
+        return response
 
     @unary
     async def ListJobs(
@@ -171,6 +207,30 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
         """Resume deliveries from a queue."""
         row = await self._service.pause_queue(request.queue, paused=False)
         return queue_service_pb2.ResumeQueueResponse(stats=_stats(row))
+
+    @unary
+    async def GetQueueConfig(
+        self, request: queue_service_pb2.GetQueueConfigRequest, context: Context
+    ) -> queue_service_pb2.GetQueueConfigResponse:
+        """Return a queue's flow control."""
+        config = await self._service.queue_config(request.queue)
+        return queue_service_pb2.GetQueueConfigResponse(config=config)
+
+    @unary
+    async def UpdateQueueConfig(
+        self, request: queue_service_pb2.UpdateQueueConfigRequest, context: Context
+    ) -> queue_service_pb2.UpdateQueueConfigResponse:
+        """Change a queue's flow control."""
+        config = await self._service.update_queue_config(request)
+        return queue_service_pb2.UpdateQueueConfigResponse(config=config)
+
+    @unary
+    async def ListQueueConfigs(
+        self, request: queue_service_pb2.ListQueueConfigsRequest, context: Context
+    ) -> queue_service_pb2.ListQueueConfigsResponse:
+        """Return every configured queue's flow control."""
+        configs = await self._service.queue_configs()
+        return queue_service_pb2.ListQueueConfigsResponse(configs=configs)
 
     async def WatchJob(
         self, request: queue_service_pb2.WatchJobRequest, context: Context
@@ -288,6 +348,12 @@ def _stats(row: QueueCounts) -> queue_service_pb2.QueueStats:
         unserved_types=row.unserved_types,
         paused=row.paused,
     )
+    if row.held is not None:
+        held = row.held
+        stat.held.by_key = held.by_key
+        stat.held.by_concurrency = held.by_concurrency
+        stat.held.by_rate = held.by_rate
+        stat.held.busy_keys = held.busy_keys
     for state, count in row.by_state.items():
         setattr(stat, state.name.lower(), count)
     return stat

@@ -12,13 +12,16 @@ import functools
 import logging
 import time
 from collections.abc import Collection, Sequence
+from operator import attrgetter
 
 from jobwire.gateway._dedup import DedupRule, lookups
 from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
+from jobwire.gateway._limits import NO_LIMITS, QueueLimits
 from jobwire.gateway._models import REPLAYABLE, JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import MemoryProviderSettings
+from jobwire.gateway.providers._flow import Hold, hold_of
 from jobwire.gateway.providers._types import Claim, Consumer, Ending, Lease, Purged, QueueCounts
 from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.memory._store import MemoryJob, MemoryStore
@@ -28,6 +31,8 @@ logger = logging.getLogger("jobwire.gateway")
 
 class MemoryProvider(QueueProvider[None]):
     """Queues in this process's memory (``type = "memory"``)."""
+
+    supports_flow_control = True
 
     def __init__(self, settings: MemoryProviderSettings, events: JobEvents) -> None:
         super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
@@ -114,6 +119,10 @@ class MemoryProvider(QueueProvider[None]):
         old, now = job.state, time.time()
         job.cancel(message, now)
         store.moved(job, old)
+        if old is JobState.PENDING:
+            store.unready(job)
+        elif old is JobState.PROCESSING:
+            store.stopped(job)
         store.finished(job)
         return job
 
@@ -219,9 +228,14 @@ class MemoryProvider(QueueProvider[None]):
             queues = [store.queue(name) for name in consumer.queues]
             for queue in queues:
                 queue.waiters[wake] = consumer
+            # Jobs a rate holds back become admissible with its next token.
+            wait = store.rate_wait(consumer)
+            timer = None if wait is None else loop.call_later(wait, _resolve, wake)
             try:
                 await wake
             finally:
+                if timer is not None:
+                    timer.cancel()
                 for queue in queues:
                     queue.waiters.pop(wake, None)
 
@@ -236,6 +250,7 @@ class MemoryProvider(QueueProvider[None]):
             if job.state is JobState.PROCESSING:
                 job.end_attempt(end)
                 jobs.append(job)  # counted below, with the others
+                store.stopped(job)
             else:  # purged while its ending was on its way
                 old = job.state
                 job.end_attempt(end)
@@ -250,3 +265,57 @@ class MemoryProvider(QueueProvider[None]):
         store.moved_all(jobs, JobState.PROCESSING)
         if finished:
             store.finished_all(finished)
+
+    # Flow control --------------------------------------------------------------
+
+    async def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Take a queue's limits (this gateway's only); claims held back by old ones wake."""
+        store = self._store
+        target = store.queue(queue)
+        target.configure(limits)
+        if limits.empty:
+            store.configured.discard(queue)
+        else:
+            store.configured.add(queue)
+        for wake in target.waiters:
+            if not wake.done():
+                wake.set_result(None)
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """One queue's limits."""
+        found = self._store.queues.get(queue)
+        return found.limits if found is not None else NO_LIMITS
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """The limits of every configured queue."""
+        store = self._store
+        return {name: store.queue(name).limits for name in sorted(store.configured)}
+
+    async def key_jobs(self, queue: str, key: str) -> list[JobRecord]:
+        """A key's pending and processing jobs, oldest first."""
+        lane = self._store.queue(queue).lanes.get(key)
+        if lane is None:
+            return []
+        jobs: list[MemoryJob] = [*lane.running.values(), *lane.pending_jobs()]
+        jobs.sort(key=attrgetter("seq"))
+        return list(jobs)
+
+    async def hold(self, job: JobRecord) -> Hold | None:
+        """The limit holding a pending job back now, if one does."""
+        queue = self._store.queues.get(job.queue)
+        if queue is None or job.state is not JobState.PENDING or not queue.limits.limited:
+            return None
+        lane = queue.lanes.get(job.concurrency_key) if job.concurrency_key else None
+        return hold_of(
+            queue.limits,
+            job.queue,
+            job.concurrency_key,
+            len(lane.running) if lane is not None else 0,
+            queue.counts[JobState.PROCESSING],
+            queue.bucket.available() if queue.bucket is not None else None,
+        )
+
+
+def _resolve(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)

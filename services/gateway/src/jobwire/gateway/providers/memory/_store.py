@@ -3,9 +3,10 @@
 Everything happens on the event loop without locks: a method never awaits in
 the middle of a state change. Waiting claims park on futures that a job
 becoming ready resolves at once; delays and backoffs are ``loop.call_later``
-timers, so nothing polls. Per queue, ready jobs wait in one deque per type
-and priority, and the counts by state are kept on every transition, so
-``counts`` never scans the jobs.
+timers, so nothing polls. Per queue, ready jobs wait in lanes (one per
+concurrency key, :mod:`._lanes`) of one deque per type and priority, and the
+counts by state are kept on every transition, so ``counts`` never scans the
+jobs.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import itertools
 import time
 from collections import Counter, deque
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import JobRecord, JobState
+from jobwire.gateway.providers._flow import HeldCounts, held_counts
 from jobwire.gateway.providers._types import Consumer, QueueCounts
+from jobwire.gateway.providers.memory._lanes import MemoryQueue
 
 MAX_REQUEST_IDS = 100_000
 """Idempotency keys remembered; older ones are forgotten first."""
@@ -35,17 +38,6 @@ class MemoryJob(JobRecord):
     """When the job was stored; ``list`` pages by it."""
     ready_order: int = 0
     """When the job last became ready; the oldest ready job is taken first."""
-
-
-@dataclass(slots=True)
-class MemoryQueue:
-    """One queue: its ready jobs, the claims waiting on it, its counts by state."""
-
-    # Ready jobs by type and priority, in ready order. Cancelled and purged
-    # jobs stay until popped and are skipped then.
-    ready: dict[tuple[str, int], deque[MemoryJob]] = field(default_factory=dict)
-    waiters: dict[asyncio.Future[None], Consumer] = field(default_factory=dict)
-    counts: Counter[JobState] = field(default_factory=Counter)
 
 
 class MemoryStore:
@@ -73,6 +65,8 @@ class MemoryStore:
         self.replays: dict[str, int] = {}
         """``RetryJobs`` request id -> count, oldest first."""
         self.paused: set[str] = set()
+        self.configured: set[str] = set()
+        """Queues with flow control set (``set_limits``)."""
         self.order = itertools.count()
         """Order numbers: ``MemoryJob.seq`` and ``ready_order``."""
         self._history: deque[str] = deque()
@@ -112,22 +106,35 @@ class MemoryStore:
         """One queue's counts, pending types and oldest pending age."""
         queue = self.queues.get(name) or MemoryQueue()
         oldest: float | None = None
-        types: list[str] = []
-        for (job_type, _), ready in queue.ready.items():
-            while ready and ready[0].state is not JobState.PENDING:
-                ready.popleft()  # drop cancelled entries so the head is live
-            if ready:
-                types.append(job_type)
-                head = ready[0]
-                since = head.update_time
-                oldest = since if oldest is None else min(oldest, since)
+        types: set[str] = set()
+        for lane in (queue.plain, *queue.lanes.values()):
+            for (job_type, _), ready in lane.ready.items():
+                while ready and ready[0].state is not JobState.PENDING:
+                    ready.popleft()  # drop cancelled entries so the head is live
+                if ready:
+                    types.add(job_type)
+                    since = ready[0].update_time
+                    oldest = since if oldest is None else min(oldest, since)
         return QueueCounts(
             queue=name,
             by_state={state: queue.counts[state] for state in JobState},
             oldest_pending_age=0.0 if oldest is None else max(0.0, now - oldest),
             pending_types=frozenset(types),
             paused=name in self.paused,
+            held=self._held(queue) if queue.limits.limited else None,
         )
+
+    @staticmethod
+    def _held(queue: MemoryQueue) -> HeldCounts:
+        limit = queue.limits.max_concurrency_per_key
+        busy = {
+            key: lane.pending
+            for key, lane in queue.lanes.items()
+            if limit and len(lane.running) >= limit
+        }
+        tokens = queue.bucket.available() if queue.bucket is not None else None
+        pending = queue.counts[JobState.PENDING]
+        return held_counts(queue.limits, pending, busy, queue.counts[JobState.PROCESSING], tokens)
 
     def unfinished(self) -> int:
         """How many jobs are not finished."""
@@ -151,12 +158,19 @@ class MemoryStore:
         """Make a job ready (taken after the ones before it); wake claims that take it."""
         if queue is None:
             queue = self.queue(job.queue)
+        lane = queue.lane(job.concurrency_key) if job.concurrency_key else queue.plain
         key = (job.type, job.priority)
-        ready = queue.ready.get(key)
+        ready = lane.ready.get(key)
         if ready is None:
-            ready = queue.ready[key] = deque()
+            ready = lane.ready[key] = deque()
         job.ready_order = next(self.order) if order is None else order
         ready.append(job)
+        if lane.key:
+            lane.pending += 1
+            if not queue.runnable(lane):
+                return  # its key is busy: a claim could not take it
+        if not lane.queued:
+            queue.enqueue(lane)
         if wake:
             for waiter, consumer in queue.waiters.items():
                 if not waiter.done() and consumer.accepts(job.type):
@@ -170,15 +184,28 @@ class MemoryStore:
                 wake.set_result(None)
 
     def take(self, consumer: Consumer, max_jobs: int) -> list[MemoryJob]:
-        """Pop up to ``max_jobs`` pending jobs the consumer takes, in order."""
+        """Pop up to ``max_jobs`` pending jobs the consumer takes, in order.
+
+        Queues with keys or limits give theirs first, as their limits admit
+        and rotating across keys; the others in strict priority and age order.
+        """
+        taken: list[MemoryJob] = []
+        plain: list[MemoryQueue] = []
+        for name in consumer.queues:
+            if name in self.paused:
+                continue
+            queue = self.queue(name)
+            if queue.flows:
+                if len(taken) < max_jobs:
+                    queue.take(consumer, max_jobs - len(taken), taken)
+            else:
+                plain.append(queue)
         candidates = [
             ready
-            for name in consumer.queues
-            if name not in self.paused
-            for (job_type, _), ready in self.queue(name).ready.items()
+            for queue in plain
+            for (job_type, _), ready in queue.ready.items()
             if ready and consumer.accepts(job_type)
         ]
-        taken: list[MemoryJob] = []
         while candidates and len(taken) < max_jobs:
             # Highest priority first, then the oldest head across queues and
             # types, so order is kept (strict priority: see the README).
@@ -193,6 +220,32 @@ class MemoryStore:
             if not ready:
                 candidates.remove(ready)
         return taken
+
+    def stopped(self, job: MemoryJob) -> None:
+        """A job left ``PROCESSING``: free its key's slot and wake the claims it held back."""
+        queue = self.queues.get(job.queue)
+        if queue is None or not (job.concurrency_key or queue.limits.max_concurrency):
+            return
+        if queue.release(job):
+            for wake in queue.waiters:
+                if not wake.done():
+                    wake.set_result(None)
+
+    def unready(self, job: MemoryJob) -> None:
+        """A pending job left the ready jobs (cancelled, purged): its key counts it no more."""
+        if job.concurrency_key:
+            lane = self.queue(job.queue).lanes.get(job.concurrency_key)
+            if lane is not None:
+                lane.pending -= 1
+
+    def rate_wait(self, consumer: Consumer) -> float | None:
+        """Seconds until a rate admits a job a consumer's queue holds ready; None: no such."""
+        waits = [
+            wait
+            for name in consumer.queues
+            if name not in self.paused and (wait := self.queue(name).rate_wait()) is not None
+        ]
+        return min(waits) if waits else None
 
     # Timers ------------------------------------------------------------------
 
@@ -270,6 +323,11 @@ class MemoryStore:
         """Delete a job; its entry in a ready queue or the history is skipped later."""
         del self.jobs[job.id]
         self.queue(job.queue).counts[job.state] -= 1
+        if job.state is JobState.PENDING:
+            self.unready(job)
+        elif job.state is JobState.PROCESSING:
+            job.state = JobState.CANCELLED
+            self.stopped(job)
         self._release_dedup(job)
         self.cancel_timer(job.id)
         job.state = JobState.CANCELLED  # not pending: ready queues drop it

@@ -9,12 +9,11 @@ text (``repr`` of the float: exact both ways).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from jobwire.gateway._models import Failure, JobRecord, JobState, set_time
 from jobwire.v1 import job_pb2
-
-Fields = Mapping[bytes, bytes]
 
 
 def body(job: JobRecord) -> bytes:
@@ -59,48 +58,60 @@ def pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
     return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
-def record(job_id: str, fields: Fields) -> JobRecord:
-    """The job stored in ``fields``."""
-    msg = job_pb2.Job.FromString(fields[b"body"])
-    error = fields.get(b"err")
-    history = fields.get(b"errs")
-    progress = fields.get(b"pg")
-    result = fields.get(b"r")
+_STATES = {str(state.value).encode(): state for state in JobState}
+"""A state as the hash holds it, to the enum (``JobState(int(...))`` costs more)."""
+
+FIELDS = (
+    "id", "q", "t", "dk", "body", "s", "a", "c", "u", "p",
+    "st", "e", "err", "errs", "r", "rct", "pg", "w",
+)  # fmt: skip
+"""The hash fields a job is read back from, in the order ``lua/lib.lua``'s FIELDS
+lists them (``HMGET``: values only, no names to pair up)."""
+
+
+def from_values(values: Sequence[Any]) -> JobRecord | None:
+    """The job of an ``HMGET`` of :data:`FIELDS`; None if there is no such job."""
+    (
+        job_id, queue, job_type, key, body, state, attempt, created, updated, priority,
+        scheduled, ended, error, history, result, result_type, progress, worker,
+    ) = values  # fmt: skip
+    if job_id is None:
+        return None
+    # Every job a claim takes goes through here: the common case (no error,
+    # result, progress, attributes or timeout) skips what it does not need.
+    msg = job_pb2.Job.FromString(body)
     return JobRecord(
-        id=job_id,
-        queue=fields[b"q"].decode(),
-        type=fields[b"t"].decode(),
+        id=job_id.decode(),
+        queue=queue.decode(),
+        type=job_type.decode(),
         payload=msg.payload,
         content_type=msg.content_type,
-        attributes=dict(msg.attributes),
+        attributes=dict(msg.attributes) if msg.attributes else {},
         max_retries=msg.max_retries,
         timeout=msg.timeout.ToNanoseconds() / 1e9 if msg.HasField("timeout") else None,
-        deduplication_key=fields[b"dk"].decode(),
-        create_time=float(fields[b"c"]),
-        state=JobState(int(fields[b"s"])),
-        schedule_time=_time(fields.get(b"st")),
-        update_time=float(fields[b"u"]),
-        end_time=_time(fields.get(b"e")),
-        attempt=int(fields[b"a"]),
+        deduplication_key=key.decode(),
+        create_time=float(created),
+        state=_STATES[state],
+        schedule_time=float(scheduled) if scheduled else None,
+        update_time=float(updated),
+        end_time=float(ended) if ended else None,
+        attempt=int(attempt),
         last_error=_failure(job_pb2.JobFailure.FromString(error)) if error else None,
         result=result,
-        result_content_type=fields.get(b"rct", b"").decode(),
+        result_content_type=result_type.decode() if result_type else "",
         progress=job_pb2.JobProgress.FromString(progress) if progress else None,
-        worker_id=fields.get(b"w", b"").decode(),
+        worker_id=worker.decode() if worker else "",
         schedule=msg.schedule,
-        priority=int(fields[b"p"]),
+        priority=int(priority),
         errors=tuple(map(_failure, job_pb2.Job.FromString(history).errors)) if history else (),
     )
 
 
-def from_flat(flat: Sequence[bytes]) -> JobRecord:
-    """The job of an ``HGETALL`` reply returned by a script (its ``id`` field included)."""
-    fields = pairs(flat)
-    return record(fields[b"id"].decode(), fields)
-
-
-def _time(value: bytes | None) -> float | None:
-    return float(value) if value else None
+def job_of(values: Sequence[Any]) -> JobRecord:
+    """The job of an ``HMGET`` of :data:`FIELDS` a script returned for a job it holds."""
+    job = from_values(values)
+    assert job is not None, "a script returned a job without its hash"
+    return job
 
 
 def _failure(msg: job_pb2.JobFailure) -> Failure:

@@ -79,8 +79,8 @@ class Elsewhere:
         now = time.time()
         held = self._host().leased_job_ids()
         items = []
-        for gateway, flat in zip(replies[::2], replies[1::2], strict=True):
-            job = codec.from_flat(flat)
+        for gateway, values in zip(replies[::2], replies[1::2], strict=True):
+            job = codec.job_of(values)
             if gateway.decode() == self._gateway:
                 if job.id in held:
                     continue  # still leased here: its own timer ends it

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from jobwire.gateway._dedup import DedupRule, lookups
@@ -37,6 +37,9 @@ class Inserts:
         dedup: the deduplication rule.
         request_ttl: seconds a request id is kept.
         due: told the due time (ms) of each job stored as scheduled.
+        ready: told the queues that got jobs ready now, once they are stored: this
+            gateway's waiting claims look at once, without waiting for the
+            script's wake-up to come back over pub/sub.
     """
 
     def __init__(
@@ -47,6 +50,7 @@ class Inserts:
         dedup: DedupRule,
         request_ttl: int,
         due: Callable[[int], None],
+        ready: Callable[[Iterable[str]], None],
     ) -> None:
         self._scripts = scripts
         self._keys = keys
@@ -54,6 +58,7 @@ class Inserts:
         self._dedup = dedup
         self._request_ttl = request_ttl
         self._due = due
+        self._ready = ready
 
     async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store jobs in one script call, or answer with the jobs they duplicate."""
@@ -82,6 +87,7 @@ class Inserts:
                 )
                 args: list[Any] = [self._keys.prefix, self._request_ttl]
                 due: list[int] = []
+                queues: set[str] = set()
                 for new, (job, duplicate) in zip(jobs, results, strict=True):
                     if duplicate:
                         continue
@@ -89,6 +95,8 @@ class Inserts:
                     if job.state is JobState.SCHEDULED and job.schedule_time is not None:
                         due.append(codec.millis(job.schedule_time))
                         when = str(due[-1])
+                    else:
+                        queues.add(job.queue)
                     key, request = job.deduplication_key, new.request_id
                     flags = f"{1 if key else 0},{1 if request else 0}"
                     args += [
@@ -105,6 +113,8 @@ class Inserts:
                 if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
                     for due_at in due:
                         self._due(due_at)
+                    if queues:
+                        self._ready(queues)
                     return results
         raise RedisUnavailableError(
             "enqueue kept racing other gateways' enqueues with the same keys; retry"

@@ -3,7 +3,9 @@
 Each script is fenced on the job's state, attempt and owning gateway, so a
 late answer from a gateway that lost a job changes nothing. The answers a
 worker sends are recorded through a short Redis restart (``_patiently``): an
-answer that fails ends the worker's stream, and its jobs run again.
+answer that fails ends the worker's stream, and its jobs run again. The call
+that records a stream's answers also leases the jobs its returned credits
+will ask for (:mod:`._ahead`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from jobwire.gateway._models import AttemptEnd, Failure, JobRecord, JobState
 from jobwire.gateway.providers._types import Claim, Consumer, Ending, Lease
 from jobwire.gateway.providers.redis import _codec as codec
+from jobwire.gateway.providers.redis._ahead import ClaimsAhead
 from jobwire.gateway.providers.redis._errors import DISCONNECTED, translated
 from jobwire.gateway.providers.redis._keys import Keys
 from jobwire.gateway.providers.redis._scripts import Scripts
@@ -52,13 +55,14 @@ class Leasing:
         self._timeout = timeout
         self._due = due
         self._spawn = spawn
+        self.ahead = ClaimsAhead(self._unclaim)
+        """Jobs leased ahead for streams of this gateway."""
 
-    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
-        """Lease up to ``max_jobs`` jobs in one script; what a cancelled call leased goes back."""
+    @staticmethod
+    def _consumer_args(consumer: Consumer, max_jobs: int) -> list[Any]:
+        """``lease_jobs``'s arguments (``lua/lib.lua``) for ``consumer``."""
         now = time.time()
-        args: list[Any] = [
-            self._keys.prefix,
-            self._gateway,
+        return [
             consumer.worker_id,
             repr(now),
             codec.millis(now + consumer.lease_duration),
@@ -67,6 +71,10 @@ class Leasing:
             *consumer.queues,
             *sorted(consumer.job_types),
         ]
+
+    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
+        """Lease up to ``max_jobs`` jobs in one script; what a cancelled call leased goes back."""
+        args = [self._keys.prefix, self._gateway, *self._consumer_args(consumer, max_jobs)]
         call = asyncio.ensure_future(self._scripts.claim(keys=[self._keys.seq], args=args))
         try:
             replies = await asyncio.shield(call)
@@ -74,29 +82,59 @@ class Leasing:
             # The consumer left during the round trip: what the script leased goes back.
             call.add_done_callback(self._give_back)
             raise
-        return [Claim(job, job.attempt) for job in map(codec.from_flat, replies)]
+        return [Claim(job, job.attempt) for job in map(codec.job_of, replies)]
 
     def _give_back(self, call: asyncio.Future[Any]) -> None:
         if call.cancelled() or call.exception() is not None or not call.result():
             return
         now = time.time()
+        jobs = [codec.job_of(values) for values in call.result()]
         items = []
-        for flat in call.result():
-            job = codec.from_flat(flat)
+        for job in jobs:
             failure = Failure(
                 "its worker stream closed before delivery", "WORKER_LOST", attempt=job.attempt
             )
             items.append((job, job.attempt, AttemptEnd(JobState.PENDING, now, failure)))
         self._spawn(self.record(items))
 
-    async def settle(self, endings: Sequence[Ending[int]]) -> Sequence[bool]:
-        """Record the endings of one frame (or one expiry) in one script call."""
-        items = [(e.lease.job, e.lease.handle, e.end) for e in endings]
-        with translated():
-            return await self.record(items)
+    def _unclaim_ahead(self, call: asyncio.Future[Any]) -> None:
+        if not call.cancelled() and call.exception() is None and call.result()[1]:
+            self._unclaim([codec.job_of(values) for values in call.result()[1]])
 
-    async def record(self, items: Sequence[tuple[JobRecord, int, AttemptEnd]]) -> list[bool]:
-        """Record endings of this gateway's leases; True where the script applied one."""
+    def _unclaim(self, jobs: Sequence[JobRecord]) -> None:
+        """Put jobs leased ahead that no stream took back in their queue, attempt undone."""
+        args: list[Any] = [self._keys.prefix, self._gateway, repr(time.time())]
+        for job in jobs:
+            args += [job.id, job.attempt]
+        self._spawn(self._patiently(self._scripts.unclaim, args))
+
+    async def settle(self, endings: Sequence[Ending[int]], free: int = 0) -> Sequence[bool]:
+        """Record the endings of one frame (or one expiry) in one script call.
+
+        ``free``: credits of the endings' stream not in use; the call leases
+        as many jobs ahead for it as it does not hold yet (:mod:`._ahead`).
+        """
+        items = [(e.lease.job, e.lease.handle, e.end) for e in endings]
+        consumer = endings[0].lease.consumer if endings else None
+        wanted = 0
+        if consumer is not None and free > 0:
+            wanted = self.ahead.wanted(consumer, free)
+        with translated():
+            if consumer is None or wanted <= 0:
+                return await self.record(items)
+            return await self.record(items, consumer, wanted)
+
+    async def record(
+        self,
+        items: Sequence[tuple[JobRecord, int, AttemptEnd]],
+        consumer: Consumer | None = None,
+        wanted: int = 0,
+    ) -> list[bool]:
+        """Record endings of this gateway's leases; True where the script applied one.
+
+        With a ``consumer``, up to ``wanted`` jobs are leased ahead for it in
+        the same call.
+        """
         args: list[Any] = [self._keys.prefix, self._gateway, self._max_history]
         due: list[int] = []
         for job, attempt, end in items:
@@ -115,9 +153,21 @@ class Leasing:
                 args += [error, codec.errors(job)]
             if end.result is not None:
                 args += [end.result, end.result_content_type]
-        applied = await self._patiently(self._scripts.settle, args)
+        if consumer is None:
+            applied, taken = await self._patiently(self._scripts.settle, args)
+        else:
+            args += ["", *self._consumer_args(consumer, wanted)]
+            call = asyncio.ensure_future(self._patiently(self._scripts.settle, args))
+            try:
+                applied, taken = await asyncio.shield(call)
+            except asyncio.CancelledError:
+                # The stream ended during the round trip: what was leased ahead goes back.
+                call.add_done_callback(self._unclaim_ahead)
+                raise
         for due_at in due:
             self._due(due_at)
+        if consumer is not None and taken:
+            self.ahead.put(consumer, [Claim(job, job.attempt) for job in map(codec.job_of, taken)])
         return [bool(flag) for flag in applied]
 
     async def extend(self, leases: Sequence[Lease[int]]) -> Sequence[bool]:

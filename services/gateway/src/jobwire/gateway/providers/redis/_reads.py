@@ -56,19 +56,15 @@ class Reads:
             return {}
         async with self._client.pipeline(transaction=False) as pipe:
             for job_id in ids:
-                pipe.hgetall(self._keys.job(job_id))
+                pipe.hmget(self._keys.job(job_id), codec.FIELDS)
             replies = await pipe.execute()
-        return {
-            job_id: codec.record(job_id, fields)
-            for job_id, fields in zip(ids, replies, strict=True)
-            if fields
-        }
+        return {job.id: job for job in map(codec.from_values, replies) if job is not None}
 
     async def get(self, job_id: str) -> JobRecord | None:
         """Return a job as Redis holds it now (any gateway's changes included)."""
         with translated():
-            fields = cast(dict[bytes, bytes], await self._client.hgetall(self._keys.job(job_id)))
-        return codec.record(job_id, fields) if fields else None
+            values = await self._client.hmget(self._keys.job(job_id), codec.FIELDS)
+        return codec.from_values(values)
 
     async def list_jobs(
         self, where: JobFilter, limit: int, cursor: str | None

@@ -40,6 +40,7 @@ class Scripts:
     replay: AsyncScript
     purge: AsyncScript
     share: AsyncScript
+    unclaim: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

@@ -50,7 +50,7 @@ class Upkeep:
         gateway: this gateway's id.
         timeout: ``gateway_timeout`` in seconds.
         retention: ``history_retention`` in seconds.
-        take_back: ends the leases ``reap.lua`` returned ({from gateway, job hash} pairs).
+        take_back: ends the leases ``reap.lua`` returned ({from gateway, job} pairs).
         refresh: publishes the watched jobs' changes made elsewhere.
         promoted: called with the ids of jobs promoted.
         presumed_dead: called when this gateway finds its heartbeat had lapsed.

@@ -2,11 +2,14 @@
 
 Every script that makes jobs ready publishes the queue's name on the wake
 channel; each gateway's listener wakes its claims waiting on that queue, which
-then run the claim script. A cancellation of a job leased by a gateway is
-published on that gateway's own cancel channel. Pub/sub is fire and forget:
-a message sent while the listener reconnects is lost, so after every
-(re)connection all waiting claims look again, and a waiting claim also looks
-again after ``recheck`` seconds in case a wake-up went missing.
+then run the claim script. A gateway's own enqueues wake its claims as soon as
+the insert script answers, a pub/sub hop sooner (the echo then finds the
+claims busy or looking again, which costs one claim that finds nothing).
+A cancellation of a job leased by a gateway is published on that gateway's
+own cancel channel. Pub/sub is fire and forget: a message sent while the
+listener reconnects is lost, so after every (re)connection all waiting claims
+look again, and a waiting claim also looks again after ``recheck`` seconds in
+case a wake-up went missing.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ class Wakeups:
                     waiters.pop(future, None)
                     if not waiters:
                         del self._waiting[name]
+
+    def wake_all(self, queues: Iterable[str]) -> None:
+        """Wake the claims waiting on any of ``queues``."""
+        for queue in queues:
+            self.wake(queue)
 
     def wake(self, queue: str | None = None) -> None:
         """Wake the claims waiting on ``queue``, or on every queue."""

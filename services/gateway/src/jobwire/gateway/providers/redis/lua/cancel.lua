@@ -17,4 +17,5 @@ end
 redis.call('HSET', job, 's', CANCELLED, 'u', ARGV[5], 'e', ARGV[5], 'err', ARGV[6], 'gw', '')
 count(f[3], state, CANCELLED)
 finished(id, tonumber(ARGV[7]))
+commit()
 return 1

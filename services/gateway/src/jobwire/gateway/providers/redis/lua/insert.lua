@@ -28,21 +28,27 @@ while i <= #ARGV do
   end
   jobs[#jobs + 1] = job
 end
-for _, job in ipairs(jobs) do
+local created, delayed, queues = {}, {}, {}
+local first = redis.call('INCRBY', P .. 'seq', #jobs) - #jobs
+for n, job in ipairs(jobs) do
   local key = jkey(job.id)
-  redis.call('HSET', key, 'id', job.id, 'q', job.queue, 't', job.jtype, 'dk', job.key or '',
-    'body', job.body, 's', job.state, 'a', 0, 'c', job.now, 'u', job.now, 'p', job.priority)
-  if job.scheduled ~= '' then redis.call('HSET', key, 'st', job.scheduled) end
-  redis.call('ZADD', P .. 'jobs', redis.call('INCR', P .. 'seq'), job.id)
-  redis.call('SADD', P .. 'queues', job.queue)
+  local fields = {'id', job.id, 'q', job.queue, 't', job.jtype, 'dk', job.key or '',
+    'body', job.body, 's', job.state, 'a', 0, 'c', job.now, 'u', job.now, 'p', job.priority}
+  if job.scheduled ~= '' then append(fields, 'st', job.scheduled) end
+  redis.call('HSET', key, unpack(fields))
+  append(created, first + n, job.id)
+  queues[job.queue] = true
   count(job.queue, nil, job.state)
   if job.key then redis.call('SET', P .. 'dedup:' .. job.key, job.id) end
   if job.request then redis.call('SET', P .. 'req:' .. job.request, job.id, 'EX', ttl) end
   if job.due ~= '' then
-    redis.call('ZADD', P .. 'delayed', job.due, job.id)
+    append(delayed, job.due, job.id)
   else
     push_ready(job.id, job.queue, job.jtype, job.priority)
   end
 end
-wake()
+bulk('ZADD', P .. 'jobs', created)
+bulk('ZADD', P .. 'delayed', delayed)
+for queue in pairs(queues) do redis.call('SADD', P .. 'queues', queue) end
+commit()
 return 1

@@ -6,7 +6,6 @@ local key = P .. 'delayed'
 local due = redis.call('ZRANGEBYSCORE', key, '-inf', now, 'LIMIT', 0, limit)
 local moved = {}
 for _, id in ipairs(due) do
-  redis.call('ZREM', key, id)
   local job = jkey(id)
   local f = redis.call('HMGET', job, 's', 'q', 't', 'p')
   if f[1] == SCHEDULED or f[1] == FAILED then
@@ -16,7 +15,8 @@ for _, id in ipairs(due) do
     moved[#moved + 1] = id
   end
 end
-wake()
+bulk('ZREM', key, due)
+commit()
 local next_due = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
 moved[#moved + 1] = next_due[2] or ''
 return moved

@@ -25,4 +25,5 @@ for i = 2, #ARGV, 3 do
     out[1] = out[1] + 1
   end
 end
+commit()
 return out

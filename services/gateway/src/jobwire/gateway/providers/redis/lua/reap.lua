@@ -6,7 +6,7 @@
 -- gateway's leases are moved to this gateway (it ends them next, as lost
 -- attempts; if it dies first, the next gateway takes them from it). This
 -- gateway's own are only named: it knows whether it still holds them.
--- Answers {from gateway, job hash} pairs, flat.
+-- Answers {from gateway, job as load() reads it} pairs, flat.
 local me, now, grace = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local mine = P .. 'leased:' .. me
 local out = {}
@@ -26,13 +26,13 @@ for _, gateway in ipairs(redis.call('SMEMBERS', P .. 'gateways')) do
       redis.call('ZREM', key, id)
     elseif gateway == me then
       out[#out + 1] = gateway
-      out[#out + 1] = redis.call('HGETALL', job)
+      out[#out + 1] = load(job)
     else
       redis.call('ZREM', key, id)
       redis.call('ZADD', mine, now + grace, id)
       redis.call('HSET', job, 'gw', me)
       out[#out + 1] = gateway
-      out[#out + 1] = redis.call('HGETALL', job)
+      out[#out + 1] = load(job)
     end
   end
   if dead then

@@ -34,7 +34,7 @@ for i = 6, #ARGV, 4 do
     replayed[#replayed + 1] = id
   end
 end
-wake()
+commit()
 local total = ''
 if request ~= '' then
   total = tostring(redis.call('HINCRBY', request, 'n', #replayed))

@@ -5,40 +5,53 @@
 -- attempt's error if E is 1, and by the result and its content type if R is 1. (One text argument for what
 -- most endings carry: each argument costs the client more than the script.)
 -- A lease is applied only if the job is still PROCESSING in that attempt and
--- leased by this gateway (another may have taken it back since); the answer is
--- 1 or 0 per ending.
+-- leased by this gateway (another may have taken it back since).
+-- Then, if an empty argument follows the endings, jobs are leased to the
+-- consumer whose leases ended, in the same call (claim ahead): the arguments
+-- after it are lease_jobs's (lib.lua) from the worker id on.
+-- Answers {1 or 0 per ending, the jobs leased (load())}.
 local gateway, max_history = ARGV[2], tonumber(ARGV[3])
-local leased = P .. 'leased:' .. gateway
-local applied = {}
+local applied, unleased, delayed = {}, {}, {}
 local i = 4
-while i <= #ARGV do
+while i <= #ARGV and ARGV[i] ~= '' do
   local id, attempt, state, now, ended, due, scheduled, has_error, has_result = string.match(
     ARGV[i], '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([01]),([01])$')
   i = i + 1
-  local err, errs, result, result_type = nil, nil, nil, nil
-  if has_error == '1' then err, errs = ARGV[i], ARGV[i + 1]; i = i + 2 end
+  local fields = {'s', state, 'u', now, 'gw', ''}
+  if has_error == '1' then
+    append(fields, 'err', ARGV[i])
+    append(fields, 'errs', ARGV[i + 1])
+    i = i + 2
+  end
+  local result, result_type = nil, nil
   if has_result == '1' then result, result_type = ARGV[i], ARGV[i + 1]; i = i + 2 end
   local job = jkey(id)
   local f = redis.call('HMGET', job, 's', 'a', 'gw', 'q', 't', 'p')
   if f[1] == PROCESSING and f[2] == attempt and f[3] == gateway then
-    redis.call('ZREM', leased, id)
-    redis.call('HSET', job, 's', state, 'u', now, 'gw', '')
-    if err then redis.call('HSET', job, 'err', err, 'errs', errs) end
+    unleased[#unleased + 1] = id
     count(f[4], PROCESSING, state)
     if state == FAILED then
-      redis.call('HSET', job, 'st', scheduled)
-      redis.call('ZADD', P .. 'delayed', due, id)
+      append(fields, 'st', scheduled)
+      append(delayed, due, id)
     elseif state == PENDING then
       push_ready(id, f[4], f[5], f[6])
     else
-      redis.call('HSET', job, 'e', ended)
-      if result then redis.call('HSET', job, 'r', result, 'rct', result_type) end
+      append(fields, 'e', ended)
+      if result then
+        append(fields, 'r', result)
+        append(fields, 'rct', result_type)
+      end
       finished(id, max_history)
     end
+    redis.call('HSET', job, unpack(fields))
     applied[#applied + 1] = 1
   else
     applied[#applied + 1] = 0
   end
 end
-wake()
-return applied
+bulk('ZREM', P .. 'leased:' .. gateway, unleased)
+bulk('ZADD', P .. 'delayed', delayed)
+local taken = {}
+if i < #ARGV then taken = lease_jobs(gateway, i + 1) end
+commit()
+return {applied, taken}

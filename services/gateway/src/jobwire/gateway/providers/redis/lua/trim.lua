@@ -9,4 +9,5 @@ for _, id in ipairs(redis.call('ZRANGE', key, 0, tonumber(ARGV[3]) - 1)) do
   redis.call('ZREM', key, id)
   n = n + 1
 end
+commit()
 return n
