@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 
 import grpc
 import pytest
+from google.protobuf.duration_pb2 import Duration
 
 from jobwire.v1 import job_pb2, queue_service_pb2
 
@@ -85,6 +88,31 @@ async def test_a_watch_of_finished_jobs_sends_one_frame_and_ends(
         sorted((job.id, State.STATE_CANCELLED) for job in jobs)
     ]
     assert all(job.payload == b"{}" for job in frames[0].jobs), "FULL view"
+
+
+async def test_watchers_hear_a_delayed_job_come_due_though_nothing_writes_it(
+    producer: Producer,
+) -> None:
+    # Held natively (SQL: a row whose run_at passes), the job changes state
+    # with no write when its time comes; its watchers are told all the same.
+    job = await producer.enqueue(delay=Duration(seconds=1))
+    assert job.state == State.STATE_SCHEDULED
+    due = job.schedule_time.ToDatetime(UTC).timestamp()
+    one = producer.stub.WatchJob(Q.WatchJobRequest(id=job.id))
+    many = producer.stub.WatchJobs(Q.WatchJobsRequest(ids=[job.id]))
+    async with asyncio.timeout(FRAME_TIMEOUT):
+        first, first_many = await one.read(), await many.read()
+        assert isinstance(first, Q.WatchJobResponse)
+        assert isinstance(first_many, Q.WatchJobsResponse)
+        assert (first.job.state, first_many.jobs[0].state) == (State.STATE_SCHEDULED,) * 2
+        came, came_many = await one.read(), await many.read()
+    heard = time.time()
+    assert isinstance(came, Q.WatchJobResponse)
+    assert isinstance(came_many, Q.WatchJobsResponse)
+    assert (came.job.state, came_many.jobs[0].state) == (State.STATE_PENDING,) * 2
+    assert heard >= due, "told before the job was due"
+    one.cancel()
+    many.cancel()
 
 
 async def test_an_unknown_id_is_not_found_and_no_ids_is_invalid(producer: Producer) -> None:

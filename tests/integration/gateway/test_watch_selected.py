@@ -169,3 +169,20 @@ async def test_bulk_operations_select_by_attributes_too(producer: Producer) -> N
     named = Q.JobSelector(ids=[job.id for job in tagged], attributes={"run": "8"})
     retried = await producer.stub.RetryJobs(Q.RetryJobsRequest(selector=named))
     assert retried.count == 0, "the named jobs carry run=7"
+
+
+async def test_a_selector_watch_hears_a_delayed_job_come_due(producer: Producer) -> None:
+    # The job is enqueued after the watch started: the selector picks it up,
+    # and its coming due (no write on the SQL providers) is heard all the same.
+    frames = watch(producer, selector=Q.JobSelector(queue="other"), only_new=True)
+    async with asyncio.timeout(FRAME_TIMEOUT):
+        await frames.first()
+    job = await producer.enqueue(queue="other", delay=seconds(1))
+    async with asyncio.timeout(FRAME_TIMEOUT):
+        while frames.last().get(job.id) != State.STATE_PENDING:
+            frame = await frames.stream.read()
+            assert isinstance(frame, Q.WatchJobsResponse)
+            frames.frames.append(frame)
+    states = [j.state for f in frames.frames for j in f.jobs if j.id == job.id]
+    assert states[0] == State.STATE_SCHEDULED
+    frames.stream.cancel()

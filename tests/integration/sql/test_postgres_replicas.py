@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import grpc
+from google.protobuf.duration_pb2 import Duration
 from integration.sql.conftest import SqlGateway
 from integration.sqs.conftest import ClientFactory
 
@@ -11,6 +13,7 @@ from jobwire.v1 import queue_service_pb2
 
 from postgres import psql
 from support import Response, State
+from timing import FRAME_TIMEOUT
 
 Q = queue_service_pb2
 
@@ -90,3 +93,49 @@ async def test_leases_of_a_gateway_without_heartbeat_are_released_as_an_attempt(
     assert (again.job.id, again.attempt) == (job.id, 2)
     assert again.job.last_error.type == "GATEWAY_LOST"
     assert "gateway gone stopped" in again.job.last_error.message
+
+
+async def test_a_job_leased_here_in_the_table_but_held_by_no_lease_is_released(
+    postgres_gateway: SqlGateway, connect: ClientFactory, queue_database: str
+) -> None:
+    a = await connect(await postgres_gateway(heartbeat_interval=0.2, heartbeat_timeout=1))
+    job = await a.producer.enqueue(max_retries=5)
+    # As a claim that committed while its connection died leaves it: leased by
+    # this gateway, which is alive (its heartbeat goes on) but holds no lease.
+    psql(
+        "UPDATE jobwire_jobs SET state = 3, attempt = 1, "
+        "gateway_id = (SELECT id FROM jobwire_gateways) "
+        f"WHERE id = '{job.id}'",
+        queue_database,
+    )
+    worker = await a.worker(worker_id="on-a")
+    [again] = await worker.jobs(1, timeout=10)
+    assert (again.job.id, again.attempt) == (job.id, 2)
+    assert again.job.last_error.type == "LEASE_LOST"
+
+
+async def test_a_watch_on_any_gateway_follows_a_delayed_job_run_through_another(
+    postgres_gateway: SqlGateway, connect: ClientFactory
+) -> None:
+    a = await connect(await postgres_gateway())
+    b = await connect(await postgres_gateway())
+    job = await a.producer.enqueue(delay=Duration(seconds=1))
+    watch = b.producer.stub.WatchJob(Q.WatchJobRequest(id=job.id))
+    async with asyncio.timeout(FRAME_TIMEOUT):
+        assert await _state(watch) == State.STATE_SCHEDULED
+        # Due with no write at all: B's watcher is told all the same.
+        assert await _state(watch) == State.STATE_PENDING
+    worker = await a.worker(worker_id="on-a")
+    [item] = await worker.jobs(1, timeout=FRAME_TIMEOUT)
+    await worker.ack(item.lease_id)
+    assert (await worker.result()).ok
+    # Run and acked through A: B reads the changes of the jobs it watches.
+    async with asyncio.timeout(FRAME_TIMEOUT):
+        while await _state(watch) != State.STATE_COMPLETED:
+            pass
+
+
+async def _state(watch: grpc.aio.UnaryStreamCall[Q.WatchJobRequest, Q.WatchJobResponse]) -> int:
+    frame = await watch.read()
+    assert isinstance(frame, Q.WatchJobResponse)
+    return frame.job.state

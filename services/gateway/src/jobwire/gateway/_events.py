@@ -2,9 +2,11 @@
 
 Whoever changes a job publishes it: the lease state machine on every lease
 transition, a provider on the transitions it makes by itself (a delayed job
-coming due), the service on enqueue and cancel. Publishing costs one dict
-lookup when nobody watches the job, so everything publishes; a batch (an
-enqueue, a delivery or ack frame) is published with one call.
+coming due), the service on enqueue and cancel, and :mod:`._due` for a
+delayed job that comes due with no write (a row whose ``run_at`` passes).
+Publishing costs one dict lookup when nobody watches the job, so everything
+publishes; a batch (an enqueue, a delivery or ack frame) is published with
+one call.
 
 A watch by selector (``WatchJobs`` with a ``selector``) sees every published
 job its selector matches. The unfinished jobs it follows are also registered
@@ -15,7 +17,7 @@ through other gateways (:meth:`JobEvents.watched`) read them too.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 
 from jobwire.gateway._filters import JobSelector
@@ -84,6 +86,8 @@ class JobEvents:
     def __init__(self) -> None:
         self._watchers: dict[str, set[_Watcher]] = {}
         self._seen: dict[str, float] = {}
+        self.on_waiting: Callable[[JobRecord], None] | None = None
+        """Told of each watched job published or seen (``_due.DueWatches`` sets it)."""
         self._selectors: dict[JobsWatch, JobSelector] = {}
 
     def publish(self, job: JobRecord) -> None:
@@ -93,6 +97,8 @@ class JobEvents:
             self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
             for watcher in watchers:
                 watcher.push(job)
+            if self.on_waiting is not None:
+                self.on_waiting(job)
         if self._selectors:
             self._publish_selected(job, watchers)
 
@@ -107,6 +113,8 @@ class JobEvents:
                 if not finished:
                     self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
                     self._watchers.setdefault(job.id, set()).add(watcher)
+                    if self.on_waiting is not None:
+                        self.on_waiting(job)
 
     def publish_all(self, jobs: Iterable[JobRecord]) -> None:
         """:meth:`publish` each of a frame's jobs; one check when nobody watches anything."""
@@ -126,6 +134,8 @@ class JobEvents:
         """Note that the watchers start from ``job`` as it is now."""
         if job.id in self._watchers:
             self._seen[job.id] = max(self._seen.get(job.id, 0.0), job.update_time)
+            if self.on_waiting is not None:
+                self.on_waiting(job)
 
     def watched(self) -> Collection[str]:
         """Ids of the jobs someone watches."""

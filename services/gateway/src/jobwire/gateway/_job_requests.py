@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 from jobwire.gateway._config import GatewaySettings
+from jobwire.gateway._due import DueWatches
 from jobwire.gateway._errors import (
     FlowControlUnsupportedError,
     InvalidArgumentError,
@@ -54,6 +55,7 @@ class JobRequests:
         self.metrics = metrics or GatewayMetrics()
         self.validate = Validator(settings.server)
         self.leases = Leases(provider, RetryPolicy(settings.provider.retry), events)
+        self.due = DueWatches(events, self.leases.get)
         self.workers = WorkerDirectory(provider.workers, self.leases)
         self._provider_type = settings.provider.type
         self.scheduler = (
@@ -75,6 +77,7 @@ class JobRequests:
 
     async def aclose(self) -> None:
         """Stop the scheduler, the lease timers and the provider."""
+        await self.due.aclose()
         if self.scheduler is not None:
             await self.scheduler.stop()
         await self.workers.stop()

@@ -1,7 +1,11 @@
 """One worker stream's session: the reader, the deliverer and the outbox.
 
 The reader applies the worker's frames (acks, nacks, extensions, progress,
-credits). The deliverer leases jobs whenever credits are free and waits on an
+credits). A frame of answers (acks, nacks) is recorded by a task of its own
+while the reader goes on to the next frames, up to :data:`ANSWERS_IN_FLIGHT`
+at once, so that a provider can write the answers of several frames in one
+statement (the SQL provider does); the leases end in the order the frames
+came. The deliverer leases jobs whenever credits are free and waits on an
 event otherwise. The RPC's own generator is the only writer: it yields what
 the others put in an outbox, which credits keep bounded.
 """
@@ -11,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Coroutine, Sequence
+from typing import Any
 
 import grpc
 
@@ -41,6 +46,8 @@ _SHUTDOWN = Drain.REASON_SHUTDOWN
 _OPERATOR = Drain.REASON_OPERATOR
 #: Frames waiting to be sent before the session stops reading the worker's frames.
 OUTBOX_LIMIT = 64
+#: Frames of answers being recorded at once before the session stops reading.
+ANSWERS_IN_FLIGHT = 16
 
 
 class Session:
@@ -70,6 +77,7 @@ class Session:
         self._draining = False
         self._drain_sent = False
         self._deliverer: asyncio.Task[None] | None = None
+        self._answers: set[asyncio.Task[None]] = set()
         self._metrics = metrics
         consumer.on_revoke = self._on_revoke
         consumer.on_drain = self._drain_asked
@@ -103,6 +111,8 @@ class Session:
             reader.cancel()
             deliverer.cancel()
             await asyncio.gather(reader, deliverer, return_exceptions=True)
+            # Answers being recorded end before the stream's leases are released.
+            await asyncio.gather(*self._answers, return_exceptions=True)
 
     def grant(self, credits: int) -> None:
         window = min(self._window + credits, self._settings.max_in_flight_limit)
@@ -170,6 +180,8 @@ class Session:
                 while self._outbox.qsize() >= OUTBOX_LIMIT:
                     self._outbox_room.clear()
                     await self._outbox_room.wait()
+            # The worker stopped writing: its last answers are sent before the end.
+            await asyncio.gather(*self._answers, return_exceptions=True)
             self._stop()
         except asyncio.CancelledError:
             raise
@@ -206,13 +218,9 @@ class Session:
                 )
                 for i in frame.ack.items
             ]
-            outcomes = await self._service.ack(consumer, items)
-            self._record(outcomes)
-            self._answer(outcomes)
+            await self._answering(self._service.ack(consumer, items))
         elif kind == "nack":
-            outcomes = await self._nack(frame.nack.items)
-            self._record(outcomes)
-            self._answer(outcomes)
+            await self._answering(self._nack(frame.nack.items))
         elif kind == "extend_lease":
             await self._extend(frame.extend_lease)
         elif kind == "progress":
@@ -232,6 +240,23 @@ class Session:
             raise InvalidArgumentError(
                 "kind", "empty frame: set one of ack, nack, extend_lease, ..."
             )
+
+    async def _answering(self, answers: Coroutine[Any, Any, list[LeaseOutcome]]) -> None:
+        """Record a frame's answers in a task of its own; wait while too many are."""
+        while len(self._answers) >= ANSWERS_IN_FLIGHT:
+            await asyncio.wait(self._answers, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.get_running_loop().create_task(self._answered(answers))
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+
+    async def _answered(self, answers: Coroutine[Any, Any, list[LeaseOutcome]]) -> None:
+        try:
+            outcomes = await answers
+        except Exception as error:
+            self._stop(error)
+            return
+        self._record(outcomes)
+        self._answer(outcomes)
 
     async def _nack(self, items: Sequence[Request.Nack.Item]) -> list[LeaseOutcome]:
         requests: list[NackRequest] = []

@@ -197,13 +197,21 @@ class RecordTables:
 
 
 def effective(record: JobRecord, now: float) -> JobRecord:
-    """Return ``record`` as a client sees it at ``now`` (see :func:`effective_state`)."""
+    """Return ``record`` as a client sees it at ``now`` (see :func:`effective_state`).
+
+    A job that came due is pending since its ``schedule_time`` (watchers
+    compare update times).
+    """
     if (
         record.state in (JobState.SCHEDULED, JobState.FAILED)
         and record.schedule_time is not None
         and record.schedule_time <= now
     ):
-        return dataclasses.replace(record, state=JobState.PENDING)
+        return dataclasses.replace(
+            record,
+            state=JobState.PENDING,
+            update_time=max(record.update_time, record.schedule_time),
+        )
     return record
 
 

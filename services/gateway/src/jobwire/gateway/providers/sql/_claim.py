@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 from sqlalchemy import Update, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -84,11 +85,20 @@ async def claim_ready(sql: Sql, consumer: Consumer, limit: int, now: float) -> l
     """Claim up to ``limit`` jobs, in claim order; empty when none is ready."""
     # Committed asynchronously (PostgreSQL): a claim a database crash forgets
     # makes its jobs pending again, a redelivery, which at-least-once allows.
-    async with sql.write(async_commit=True) as conn:
-        rows = list((await conn.execute(claim_statement(sql, consumer, limit, now))).mappings())
+    if sql.direct is not None:
+        types = sorted(consumer.job_types)
+        rows = await sql.direct.claim(consumer.queues, types, consumer.worker_id, limit, now)
+    else:
+        async with sql.write(async_commit=True) as conn:
+            statement = claim_statement(sql, consumer, limit, now)
+            rows = list((await conn.execute(statement)).mappings())
     # RETURNING keeps no order: put the jobs back in the order they were picked.
-    rows.sort(key=lambda row: (-row["priority"], row["run_at"], row["seq"]))
+    rows.sort(key=_claim_order)
     return [record_of(row) for row in rows]
+
+
+def _claim_order(row: Any) -> tuple[int, float, int]:
+    return (-row["priority"], row["run_at"], row["seq"])
 
 
 async def next_due(sql: Sql, conn: AsyncConnection, consumer: Consumer) -> float | None:

@@ -15,20 +15,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from jobwire.gateway._db import transaction
+from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway.providers.sql._tables import Tables
+
+if TYPE_CHECKING:  # asyncpg is there only with the postgres extra
+    from jobwire.gateway.providers.sql._direct import Direct
+
+logger = logging.getLogger("jobwire.gateway.sql")
+
+T = TypeVar("T")
 
 PAYLOAD_LIMIT = 7000
 """Longest NOTIFY payload sent (PostgreSQL refuses 8,000 bytes)."""
+WRITE_PATIENCE = 10.0
+"""Seconds :meth:`Sql.outlast` tries a write again while the database is away."""
+_PAUSES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
 class FileInUseError(RuntimeError):
@@ -52,8 +65,11 @@ class Sql:
         gateway_id: str,
         channel_prefix: str,
         async_engine: AsyncEngine | None = None,
+        direct: Direct | None = None,
     ) -> None:
         self.engine = engine
+        self.direct = direct
+        """PostgreSQL: claims and completions, one statement and one round trip each."""
         self.async_engine = async_engine or engine
         """Connections that commit asynchronously (PostgreSQL): for what may be lost."""
         self.tables = tables
@@ -82,14 +98,38 @@ class Sql:
         async with self._writer, transaction(self.engine, "queue") as conn:
             yield conn
 
+    async def outlast(self, step: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run ``step`` (one idempotent transaction) again while the database is away.
+
+        A terminated backend or a restart fails a transaction; the worker's
+        stream should not fail with it. Gives up (``UnavailableError``) after
+        :data:`WRITE_PATIENCE` seconds.
+        """
+        deadline = time.monotonic() + WRITE_PATIENCE
+        attempt = 0
+        while True:
+            try:
+                return await step()
+            except UnavailableError as error:
+                pause = _PAUSES[min(attempt, len(_PAUSES) - 1)]
+                if time.monotonic() + pause > deadline:
+                    raise
+                logger.warning("%s failed (%s); trying again in %gs", what, error, pause)
+                attempt += 1
+                await asyncio.sleep(pause)
+
+    def ready_payload(self, queues: set[str]) -> str:
+        """The payload of the ready ``NOTIFY`` for ``queues`` (``*``: too many to name)."""
+        names = ",".join(sorted(queues))
+        if len(names) > PAYLOAD_LIMIT:
+            names = "*"
+        return f"{self.gateway_id}|{names}"
+
     async def notify_ready(self, conn: AsyncConnection, queues: set[str]) -> None:
         """Tell the other gateways, at commit, that ``queues`` have jobs (PostgreSQL)."""
         if not self.postgres or not queues:
             return
-        names = ",".join(sorted(queues))
-        if len(names) > PAYLOAD_LIMIT:
-            names = "*"
-        await conn.execute(select(func.pg_notify(self.ready_channel, f"{self.gateway_id}|{names}")))
+        await conn.execute(select(func.pg_notify(self.ready_channel, self.ready_payload(queues))))
 
     async def notify_cancel(
         self, conn: AsyncConnection, gateway_id: str, job_id: str, message: str

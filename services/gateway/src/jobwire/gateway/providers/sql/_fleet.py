@@ -10,9 +10,11 @@ Gateways reaping at once skip each other's rows (``SKIP LOCKED``).
 
 A gateway also checks the jobs it leases: one cancelled or released by
 another gateway (a ``NOTIFY`` it missed, or its own heartbeat lapsed) is
-revoked here (``host.lost``). And it reads back, every heartbeat, the jobs
-its ``WatchJob`` and ``WatchJobs`` streams watch that it does not lease:
-another gateway may be running or cancelling them.
+revoked here (``host.lost``); one the table says it leases but no lease here
+holds (a write whose outcome its dropped connection took with it) is
+released. And it reads back, every heartbeat, the jobs its ``WatchJob`` and
+``WatchJobs`` streams watch that it does not lease: another gateway may be
+running or cancelling them.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import logging
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, text, update
+from sqlalchemy import ColumnElement, Delete, delete, insert, or_, select, text, update
 
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._models import Failure, JobRecord, JobState
@@ -62,6 +65,8 @@ class Fleet:
         self._events = events
         self._host = host
         self._timeout = timeout
+        # Jobs leased here in the table that no lease here held at the last look.
+        self._stranded: set[tuple[str, int]] = set()
 
     async def join(self) -> None:
         """Register this gateway (on SQLite, the file's only one: earlier rows are dead)."""
@@ -108,15 +113,70 @@ class Fleet:
                 return released
 
     async def _reap_batch(self, now: float) -> int:
-        jobs, gateways = self._sql.jobs, self._sql.tables.gateways
-        c = jobs.c
+        gateways = self._sql.tables.gateways
+        c = self._sql.jobs.c
         live = select(gateways.c.id).where(gateways.c.heartbeat >= now - self._timeout)
-        query = (
-            select(jobs)
-            .where(
-                text(f"state = {PROCESSING}"),
-                or_(c.gateway_id.is_(None), c.gateway_id.not_in(live)),
+        released, taken = await self._release(
+            or_(c.gateway_id.is_(None), c.gateway_id.not_in(live)),
+            now,
+            lambda gone: f"gateway {gone} stopped during the attempt (heartbeat lapsed)",
+            "GATEWAY_LOST",
+            forget=delete(gateways).where(gateways.c.heartbeat < now - self._timeout),
+        )
+        if released:
+            logger.info("released %d leases of gateways that stopped", released)
+        return taken
+
+    async def release_stranded(self, busy: Callable[[str], bool]) -> int:
+        """Release the jobs leased here in the table that no lease here holds; how many.
+
+        A write whose outcome was lost with its connection (a claim that
+        committed as the backend was terminated, an ending that failed for
+        good) leaves a job leased by this live gateway that nobody works on:
+        its heartbeat goes on, so no other gateway would release it. A job
+        seen so at two looks in a row (``busy``: a claim or write of it in
+        flight here is not) is released as a lost attempt.
+        """
+        c = self._sql.jobs.c
+        async with self._sql.read() as conn:
+            rows = await conn.execute(
+                select(c.id, c.attempt).where(
+                    text(f"state = {PROCESSING}"), c.gateway_id == self._sql.gateway_id
+                )
             )
+            leased = {(job_id, attempt) for job_id, attempt in rows}
+        held = self._host().leased_job_ids()
+        stranded = {(job_id, a) for job_id, a in leased if job_id not in held and not busy(job_id)}
+        confirmed, self._stranded = stranded & self._stranded, stranded
+        if not confirmed:
+            return 0
+        self._stranded -= confirmed
+        released, _ = await self._release(
+            c.id.in_(sorted(job_id for job_id, _ in confirmed))
+            & (c.gateway_id == self._sql.gateway_id),
+            time.time(),
+            lambda _: "the gateway lost the lease (its database connection failed)",
+            "LEASE_LOST",
+            # Not a later attempt: one claimed again since is another lease.
+            keep=lambda row: (row["id"], row["attempt"]) in confirmed,
+        )
+        if released:
+            logger.warning("released %d jobs leased here that no worker held", released)
+        return released
+
+    async def _release(
+        self,
+        which: ColumnElement[bool],
+        now: float,
+        message: Callable[[str], str],
+        kind: str,
+        forget: Delete | None = None,
+        keep: Callable[[Any], bool] = lambda _: True,
+    ) -> tuple[int, int]:
+        """End the attempts of the processing jobs ``which`` selects, as lost; (ended, taken)."""
+        query = (
+            select(self._sql.jobs)
+            .where(text(f"state = {PROCESSING}"), which)
             .limit(_REAP_BATCH)
             .with_for_update(skip_locked=True)
         )
@@ -124,10 +184,12 @@ class Fleet:
             rows = list((await conn.execute(query)).mappings())
             records: list[JobRecord] = []
             for row in rows:
+                if not keep(row):
+                    continue
                 record = record_of(row)
-                gone = row["gateway_id"] or "unknown"
-                message = f"gateway {gone} stopped during the attempt (heartbeat lapsed)"
-                failure = Failure(message, "GATEWAY_LOST", attempt=record.attempt)
+                failure = Failure(
+                    message(row["gateway_id"] or "unknown"), kind, attempt=record.attempt
+                )
                 record.end_attempt(RetryPolicy.after_loss(record, failure, now))
                 records.append(record)
             written = (
@@ -137,14 +199,14 @@ class Fleet:
             )
             queues = {r.queue for r in records if r.id in written and not r.state.is_terminal}
             await self._sql.notify_ready(conn, queues)
-            await conn.execute(delete(gateways).where(gateways.c.heartbeat < now - self._timeout))
+            if forget is not None:
+                await conn.execute(forget)
         if written:
-            logger.info("released %d leases of gateways that stopped", len(written))
             self._wakeups.notify(queues)
             for record in records:
                 if record.id in written:
                     self._events.publish(record)
-        return len(rows)
+        return len(written), len(rows)
 
     async def check_leases(self) -> None:
         """Revoke this gateway's leases on jobs cancelled or released elsewhere."""

@@ -60,6 +60,10 @@ class InFlight:
         """Run ``write`` of ``records`` unstoppable, and make reads of them wait for it."""
         return await self.unstoppable(self.written(records, write))
 
+    def writing(self, job_id: str) -> bool:
+        """Whether a write of the job is in flight."""
+        return job_id in self._writing
+
     async def committed(self, job_id: str) -> None:
         """Wait until this gateway's write of the job, if one is in flight, ends."""
         writing = self._writing.get(job_id)

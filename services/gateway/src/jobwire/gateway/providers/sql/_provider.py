@@ -29,7 +29,7 @@ import math
 import time
 import uuid
 from collections.abc import Collection, Sequence
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from sqlalchemy import text
 
@@ -54,6 +54,7 @@ from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sql._claim import Claims
 from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
 from jobwire.gateway.providers.sql._fleet import Fleet
+from jobwire.gateway.providers.sql._gather import Gathered
 from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._listen import Listener
 from jobwire.gateway.providers.sql._operations import Operations
@@ -68,6 +69,13 @@ logger = logging.getLogger("jobwire.gateway.sql")
 # Key of the PostgreSQL advisory lock that serializes table creation when
 # several gateways start at once (the scheduler and SQS records use others).
 _SCHEMA_LOCK = 0x6A6F627173
+
+
+def _direct() -> Any:
+    # Imported with PostgreSQL only: asyncpg comes with the postgres extra.
+    from jobwire.gateway.providers.sql import _direct as module
+
+    return module
 
 
 class SqlProvider(QueueProvider[None]):
@@ -100,8 +108,16 @@ class SqlProvider(QueueProvider[None]):
             else None
         )
         prefix = settings.table_prefix
+        tables, gateway_id = make_tables(prefix), uuid.uuid4().hex
+        direct = (
+            _direct().Direct(
+                self._url, settings.pool_size, tables.jobs.name, tables.paused.name, gateway_id
+            )
+            if postgres
+            else None
+        )
         self._sql = Sql(
-            engine, make_tables(prefix), uuid.uuid4().hex, prefix, async_engine=async_engine
+            engine, tables, gateway_id, prefix, async_engine=async_engine, direct=direct
         )
         self._wakeups = Wakeups()
         self._writes = Writes(self._sql, self.dedup)
@@ -134,6 +150,8 @@ class SqlProvider(QueueProvider[None]):
         )
         self._lock: IO[bytes] | None = None
         self._inflight = InFlight()
+        # The endings of frames that come while one is written go in one statement.
+        self._endings = Gathered(self._writes.settle, self._inflight.track)
         self._claims = Claims(
             self._sql,
             self._writes,
@@ -167,6 +185,8 @@ class SqlProvider(QueueProvider[None]):
                 what="queue",
                 migrations=MIGRATIONS,
             )
+            if self._sql.direct is not None:
+                await self._sql.direct.open()
             await self._fleet.join()
             await self._fleet.reap()
             await self._warm_up()
@@ -176,7 +196,7 @@ class SqlProvider(QueueProvider[None]):
             await self._release()
             raise
         self._maintenance = asyncio.get_running_loop().create_task(
-            maintain(self._sql, self._fleet, self._settings)
+            maintain(self._sql, self._fleet, self._settings, self._inflight.writing)
         )
 
     async def _warm_up(self) -> None:
@@ -205,6 +225,8 @@ class SqlProvider(QueueProvider[None]):
         await self._release()
 
     async def _release(self) -> None:
+        if self._sql.direct is not None:
+            await self._sql.direct.close()
         await self._sql.engine.dispose()
         await self._sql.async_engine.dispose()
         if self._lock is not None:
@@ -289,7 +311,7 @@ class SqlProvider(QueueProvider[None]):
             job.end_attempt(ending.end)
             records.append(job)
         written = await self._inflight.unstoppable(
-            self._inflight.written(records, self._writes.settle(records))
+            self._inflight.written(records, self._endings.write(records))
         )
         self._wakeups.notify({r.queue for r in records if not r.state.is_terminal})
         if len(written) == len(records):

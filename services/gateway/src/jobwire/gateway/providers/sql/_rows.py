@@ -43,12 +43,18 @@ def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
 
 
 def record_of(row: Any, now: float | None = None) -> JobRecord:
-    """The record of a row; with ``now``, as a client sees it then (a due job is pending)."""
+    """The record of a row; with ``now``, as a client sees it then.
+
+    A waiting job whose ``run_at`` came is pending, changed at its ``run_at``
+    (what the memory provider's timer records; watchers compare update times).
+    """
     progress = row["progress"]
     last_error, errors = errors_of(row["last_error"])
     state = JobState(row["state"])
+    update_time = row["update_time"]
     if now is not None and state in (JobState.SCHEDULED, JobState.FAILED) and row["run_at"] <= now:
         state = JobState.PENDING
+        update_time = max(update_time, row["run_at"])
     return JobRecord(
         id=row["id"],
         queue=row["queue"],
@@ -62,7 +68,7 @@ def record_of(row: Any, now: float | None = None) -> JobRecord:
         create_time=row["create_time"],
         state=state,
         schedule_time=row["schedule_time"],
-        update_time=row["update_time"],
+        update_time=update_time,
         end_time=row["end_time"],
         attempt=row["attempt"],
         last_error=last_error,

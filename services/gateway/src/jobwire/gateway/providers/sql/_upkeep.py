@@ -1,10 +1,11 @@
 """The SQL provider's background loop: heartbeat, dead gateways, lease checks, pruning.
 
 One task per gateway, every ``heartbeat_interval``: the heartbeat row, the
-release of dead gateways' leases and (PostgreSQL) the watched jobs' changes
-made elsewhere (:mod:`._fleet`) each time, a check of this
-gateway's leases every ``poll_interval``, pruning (:mod:`._retention`) every
-``prune_interval``. A database that is away is logged and tried again.
+release of dead gateways' leases and of this gateway's stranded ones, and
+(PostgreSQL) the watched jobs' changes made elsewhere (:mod:`._fleet`) each
+time; a check of this gateway's leases every ``poll_interval``, pruning
+(:mod:`._retention`) every ``prune_interval``. A database that is away is
+logged and tried again.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._provider_config import PostgresProviderSettings, SqliteProviderSettings
@@ -23,7 +25,10 @@ logger = logging.getLogger("jobwire.gateway.sql")
 
 
 async def maintain(
-    sql: Sql, fleet: Fleet, settings: PostgresProviderSettings | SqliteProviderSettings
+    sql: Sql,
+    fleet: Fleet,
+    settings: PostgresProviderSettings | SqliteProviderSettings,
+    busy: Callable[[str], bool],
 ) -> None:
     """Run the loop until cancelled."""
     interval = settings.heartbeat_interval.total_seconds()
@@ -33,6 +38,7 @@ async def maintain(
         try:
             await fleet.beat()
             await fleet.reap()
+            await fleet.release_stranded(busy)
             if sql.postgres:
                 await fleet.refresh_watched()
             now = time.monotonic()

@@ -23,6 +23,7 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
+    and_,
     cast,
     column,
     insert,
@@ -42,7 +43,7 @@ from jobwire.gateway.providers.sql._rows import insert_row, record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
 
 # The columns of an ending and their PostgreSQL types (for unnest).
-_ENDING_COLUMNS = {
+ENDING_COLUMNS = {
     "k_id": "varchar",
     "k_attempt": "integer",
     "k_state": "smallint",
@@ -54,6 +55,26 @@ _ENDING_COLUMNS = {
     "k_result": "bytea",
     "k_result_content_type": "varchar",
 }
+
+
+def endings_statement(jobs: str, unnested: str) -> str:
+    """The ``UPDATE … FROM unnest(…)`` of ended attempts; ``unnested``: its arrays.
+
+    Fenced by attempt and state; the same ending written again finds itself
+    (a transaction whose commit was not confirmed may simply run again).
+    """
+    names = ", ".join(ENDING_COLUMNS)
+    return (
+        f"UPDATE {jobs} AS j SET state = e.k_state, update_time = e.k_update_time, "
+        "end_time = e.k_end_time, schedule_time = e.k_schedule_time, run_at = e.k_run_at, "
+        "last_error = e.k_last_error, result = e.k_result, "
+        "result_content_type = e.k_result_content_type, gateway_id = NULL "
+        f"FROM unnest({unnested}) AS e({names}) "
+        f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND (j.state = {PROCESSING} "
+        "OR (j.state = e.k_state AND j.update_time = e.k_update_time)) RETURNING j.id"
+    )
+
+
 _UNFINISHED = f"state IN ({', '.join(str(s) for s in UNFINISHED)})"
 
 
@@ -65,25 +86,45 @@ class Writes:
         self._dedup = dedup
         c = sql.jobs.c
         self._c = c
-        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in _ENDING_COLUMNS.items())
-        names = ", ".join(_ENDING_COLUMNS)
-        self._unnested = text(
-            f"UPDATE {sql.jobs.name} AS j SET state = e.k_state, update_time = e.k_update_time, "
-            "end_time = e.k_end_time, schedule_time = e.k_schedule_time, run_at = e.k_run_at, "
-            "last_error = e.k_last_error, result = e.k_result, "
-            "result_content_type = e.k_result_content_type, gateway_id = NULL "
-            f"FROM unnest({unnested}) AS e({names}) "
-            f"WHERE j.id = e.k_id AND j.attempt = e.k_attempt AND j.state = {PROCESSING} "
-            "RETURNING j.id"
-        )
+        unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in ENDING_COLUMNS.items())
+        self._unnested = text(endings_statement(sql.jobs.name, unnested))
 
     async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
-        """Store new jobs; return each stored job and whether it was a duplicate."""
-        return await admit_again(lambda: self._insert(jobs, now), "queue")
+        """Store new jobs; return each stored job and whether it was a duplicate.
 
-    async def _insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
+        Request ids are looked up only when the insert collided on one: the
+        first try assumes a request is new (the SDKs give every request an
+        id; only a retried one was seen), and the unique index says otherwise.
+        """
+        tries = 0
+
+        async def once() -> list[tuple[JobRecord, bool]]:
+            nonlocal tries
+            tries += 1
+            return await self._insert(jobs, now, requests_seen=tries > 1)
+
+        return await admit_again(once, "queue")
+
+    async def _insert(
+        self, jobs: Sequence[NewJob], now: float, *, requests_seen: bool
+    ) -> list[tuple[JobRecord, bool]]:
+        direct = self._sql.direct
+        if direct is not None and not requests_seen and not any(j.deduplication_key for j in jobs):
+            # Nothing to look up: one statement (the rows and the NOTIFY).
+            results = self._dedup.admit(
+                jobs, now, lambda new: JobRecord.create(new, now), by_request={}, by_key={}
+            )
+            rows = [
+                insert_row(record, new.request_id)
+                for new, (record, duplicate) in zip(jobs, results, strict=True)
+                if not duplicate
+            ]
+            if rows:
+                queues = {row["queue"] for row in rows}
+                await direct.insert(rows, self._sql.ready_channel, self._sql.ready_payload(queues))
+            return results
         async with self._sql.write() as conn:
-            by_request, by_key = await self._holders(conn, jobs, now)
+            by_request, by_key = await self._holders(conn, jobs, now, requests_seen)
             results = self._dedup.admit(
                 jobs,
                 now,
@@ -104,11 +145,11 @@ class Writes:
         return results
 
     async def _holders(
-        self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float
+        self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float, requests_seen: bool
     ) -> tuple[dict[str, JobRecord], dict[str, JobRecord]]:
         request_ids, keys = lookups(jobs)
         by_request: dict[str, JobRecord] = {}
-        if request_ids:
+        if request_ids and requests_seen:
             query = select(self._sql.jobs).where(self._c.request_id.in_(request_ids))
             for row in (await conn.execute(query)).mappings():
                 by_request[row["request_id"]] = record_of(row, now)
@@ -120,25 +161,12 @@ class Writes:
     ) -> set[str]:
         """Write the records of ended attempts, each only if still at ``attempts[i]``.
 
-        Returns the ids written (a job another gateway took back is not).
+        Returns the ids written (a job another gateway took back is not). The
+        same write again finds its own ending and counts it as written: a
+        transaction whose commit was not confirmed (the connection died) can
+        simply be run again.
         """
-        rows = [
-            {
-                "k_id": r.id,
-                "k_attempt": attempt,
-                "k_state": r.state.value,
-                "k_update_time": r.update_time,
-                "k_end_time": r.end_time,
-                "k_schedule_time": r.schedule_time,
-                "k_run_at": r.schedule_time
-                if r.state is JobState.FAILED and r.schedule_time is not None
-                else r.update_time,
-                "k_last_error": error_json(r),
-                "k_result": r.result,
-                "k_result_content_type": r.result_content_type,
-            }
-            for r, attempt in zip(records, attempts, strict=True)
-        ]
+        rows = ending_rows(records, attempts)
         if self._sql.postgres:
             return await self._apply_unnested(conn, rows)
         table = values(
@@ -162,7 +190,14 @@ class Writes:
         c, v = self._c, ended.c
         statement = (
             update(self._sql.jobs)
-            .where(c.id == v.k_id, c.attempt == v.k_attempt, c.state == PROCESSING)
+            .where(
+                c.id == v.k_id,
+                c.attempt == v.k_attempt,
+                or_(
+                    c.state == PROCESSING,
+                    and_(c.state == v.k_state, c.update_time == v.k_update_time),
+                ),
+            )
             .values(
                 state=v.k_state,
                 update_time=v.k_update_time,
@@ -181,7 +216,7 @@ class Writes:
     async def _apply_unnested(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> set[str]:
         # One array per column: the same statement text whatever the number
         # of rows, so it is compiled and prepared once (a VALUES list is not).
-        arrays = {name: [row[name] for row in rows] for name in _ENDING_COLUMNS}
+        arrays = {name: [row[name] for row in rows] for name in ENDING_COLUMNS}
         arrays["k_last_error"] = [
             None if error is None else json.dumps(error) for error in arrays["k_last_error"]
         ]
@@ -189,7 +224,17 @@ class Writes:
         return {job_id for (job_id,) in found}
 
     async def settle(self, records: Sequence[JobRecord]) -> set[str]:
-        """Record how this gateway's leases ended (records already updated); ids written."""
+        """Record how this gateway's leases ended (records already updated); ids written.
+
+        Tried again while the database is away (:meth:`Sql.outlast`).
+        """
+        return await self._sql.outlast(lambda: self._settle(records), "recording lease endings")
+
+    async def _settle(self, records: Sequence[JobRecord]) -> set[str]:
+        direct = self._sql.direct
+        if direct is not None and all(r.state.is_terminal for r in records):
+            # Nothing becomes ready: no NOTIFY, one statement on its own.
+            return await direct.end(ending_rows(records, [r.attempt for r in records]))
         async with self._sql.write(async_commit=True) as conn:
             written = await self.apply_endings(conn, records, [r.attempt for r in records])
             again = {r.queue for r in records if r.id in written and not r.state.is_terminal}
@@ -225,7 +270,10 @@ class Writes:
         return record
 
     async def save_progress(self, record: JobRecord) -> None:
-        """Store a leased job's progress."""
+        """Store a leased job's progress (tried again while the database is away)."""
+        await self._sql.outlast(lambda: self._save_progress(record), "storing progress")
+
+    async def _save_progress(self, record: JobRecord) -> None:
         assert record.progress is not None
         c = self._c
         async with self._sql.write(async_commit=True) as conn:
@@ -256,6 +304,27 @@ class Writes:
                 )
             )
             await self._sql.notify_ready(conn, {r.queue for r in records})
+
+
+def ending_rows(records: Sequence[JobRecord], attempts: Sequence[int]) -> list[dict[str, Any]]:
+    """The values of the endings statement, one dict a record (see ``ENDING_COLUMNS``)."""
+    return [
+        {
+            "k_id": r.id,
+            "k_attempt": attempt,
+            "k_state": r.state.value,
+            "k_update_time": r.update_time,
+            "k_end_time": r.end_time,
+            "k_schedule_time": r.schedule_time,
+            "k_run_at": r.schedule_time
+            if r.state is JobState.FAILED and r.schedule_time is not None
+            else r.update_time,
+            "k_last_error": error_json(r),
+            "k_result": r.result,
+            "k_result_content_type": r.result_content_type,
+        }
+        for r, attempt in zip(records, attempts, strict=True)
+    ]
 
 
 def _as_is(value: Any, _type: Any) -> Any:

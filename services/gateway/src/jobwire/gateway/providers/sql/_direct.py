@@ -1,0 +1,215 @@
+"""PostgreSQL's hot statements on asyncpg's own pools: one round trip each.
+
+An enqueue without deduplication keys, a claim and a frame's completions
+are each one statement, atomic on its own. Run through SQLAlchemy each
+costs four or five round trips (the pool's ping on checkout, ``BEGIN``, the
+statements, ``COMMIT``) and as much Python again; run here, on a
+connection of asyncpg's pool in autocommit, one: the statement is its own
+transaction, prepared once per connection (asyncpg's
+statement cache). Two pools: enqueues go through one whose commits are
+synchronous (an enqueue is answered after its commit), claims and
+completions through one with ``synchronous_commit`` off (a claim or a
+completion a database crash forgets is a redelivery, which at-least-once
+allows). An enqueue with deduplication keys, or one that collided on a
+request id, takes the engine's transaction that looks them up.
+
+asyncpg's pool replaces a connection the server dropped when it is next
+acquired; a statement that fails with it is ``UNAVAILABLE`` (the callers
+try again: :meth:`Sql.outlast`, the claim loop).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
+
+from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
+from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
+
+# InternalClientError: a connection the server dropped in the middle of a
+# statement may be found in a state that refuses the next one.
+_AWAY = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+# The columns of a new job and their PostgreSQL types (for unnest), in
+# ``insert_row``'s order.
+_JOB_COLUMNS = {
+    "id": "varchar",
+    "queue": "varchar",
+    "type": "varchar",
+    "priority": "smallint",
+    "state": "smallint",
+    "run_at": "float8",
+    "payload": "bytea",
+    "content_type": "varchar",
+    "attributes": "json",
+    "max_retries": "integer",
+    "timeout": "float8",
+    "deduplication_key": "varchar",
+    "request_id": "varchar",
+    "schedule": "varchar",
+    "attempt": "integer",
+    "create_time": "float8",
+    "update_time": "float8",
+    "schedule_time": "float8",
+    "end_time": "float8",
+    "worker_id": "varchar",
+    "gateway_id": "varchar",
+    "last_error": "json",
+    "result": "bytea",
+    "result_content_type": "varchar",
+    "progress": "bytea",
+}
+
+
+def _insert_statement(jobs: str) -> str:
+    # The NOTIFY is sent when the statement's own transaction commits.
+    n = len(_JOB_COLUMNS)
+    arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_JOB_COLUMNS.values(), start=1))
+    return (
+        f"WITH stored AS (INSERT INTO {jobs} ({', '.join(_JOB_COLUMNS)}) "
+        f"SELECT * FROM unnest({arrays}) RETURNING 1) "
+        f"SELECT pg_notify(${n + 1}, ${n + 2}), (SELECT count(*) FROM stored)"
+    )
+
+
+def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
+    waiting = ", ".join(str(s) for s in WAITING)
+    kinds = "AND type = ANY($6::varchar[]) " if typed else ""
+    # The waiting-state test is literal: the predicate of the partial index
+    # <prefix>jobs_ready, which the generic plan of a prepared statement uses.
+    return (
+        f"WITH picked AS (SELECT seq FROM {jobs} WHERE queue = ANY($1::varchar[]) "
+        f"AND state IN ({waiting}) AND run_at <= $2 "
+        f"AND queue NOT IN (SELECT queue FROM {paused}) {kinds}"
+        "ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
+        f"UPDATE {jobs} AS j SET state = {PROCESSING}, attempt = j.attempt + 1, "
+        "worker_id = $4, gateway_id = $5, update_time = $2, schedule_time = NULL "
+        "FROM picked WHERE j.seq = picked.seq RETURNING j.*"
+    )
+
+
+async def _as_it_is(_conn: Any) -> None:
+    # asyncpg resets a connection returned to its pool (advisory locks, LISTEN,
+    # settings: a round trip each time). These statements leave nothing to reset.
+    return
+
+
+async def _json_codec(conn: Any) -> None:
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class Direct:
+    """Claims and completions on an asyncpg pool of ``size`` connections.
+
+    Args:
+        url: the provider's SQLAlchemy URL (``postgresql+asyncpg://…``).
+        size: most connections.
+        jobs: the jobs table's name.
+        paused: the paused queues table's name.
+        gateway_id: this gateway's id (claims name it).
+    """
+
+    def __init__(self, url: str, size: int, jobs: str, paused: str, gateway_id: str) -> None:
+        self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
+        self._size = size
+        self._gateway_id = gateway_id
+        self._claim = _claim_statement(jobs, paused, typed=False)
+        self._claim_typed = _claim_statement(jobs, paused, typed=True)
+        arrays = ", ".join(
+            f"${n}::{kind}[]" for n, kind in enumerate(ENDING_COLUMNS.values(), start=1)
+        )
+        self._endings = endings_statement(jobs, arrays)
+        self._insert = _insert_statement(jobs)
+        self._pool: Any = None
+        self._durable: Any = None
+
+    async def open(self) -> None:
+        """Open the pools (one connection each now, more as needed)."""
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn,
+                min_size=1,
+                max_size=self._size,
+                init=_json_codec,
+                reset=_as_it_is,
+                server_settings={"synchronous_commit": "off"},
+            )
+            # Enqueues: committed as the server commits (synchronous_commit as set there).
+            self._durable = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._size, init=_json_codec, reset=_as_it_is
+            )
+        except _AWAY as error:
+            await self.close()
+            raise UnavailableError(f"queue database unavailable: {error}") from error
+
+    async def close(self) -> None:
+        """Close the pools."""
+        for pool in (self._pool, self._durable):
+            if pool is not None:
+                with contextlib.suppress(*_AWAY):
+                    await pool.close()
+        self._pool = self._durable = None
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, durable: bool = False) -> AsyncIterator[Any]:
+        try:
+            async with (self._durable if durable else self._pool).acquire() as conn:
+                try:
+                    yield conn
+                except asyncpg.exceptions.InternalClientError:
+                    conn.terminate()  # not to be used again: the pool opens another
+                    raise
+        except _AWAY as error:
+            message = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+            raise UnavailableError(f"queue database unavailable: {message}") from error
+
+    async def claim(
+        self,
+        queues: Sequence[str],
+        job_types: Sequence[str],
+        worker_id: str,
+        limit: int,
+        now: float,
+    ) -> list[Any]:
+        """Claim up to ``limit`` ready jobs; their rows, unordered."""
+        args: list[Any] = [list(queues), now, limit, worker_id, self._gateway_id]
+        statement = self._claim
+        if job_types:
+            statement = self._claim_typed
+            args.append(list(job_types))
+        async with self._connection() as conn:
+            return list(await conn.fetch(statement, *args))
+
+    async def insert(self, rows: Sequence[dict[str, Any]], channel: str, payload: str) -> None:
+        """Store new jobs' rows and notify ``channel``, in one statement; after its commit.
+
+        Raises:
+            IntegrityError: a unique index refused a row (a request id or a
+                key another enqueue stored meanwhile).
+        """
+        arrays = [[row[name] for row in rows] for name in _JOB_COLUMNS]
+        async with self._connection(durable=True) as conn:
+            try:
+                await conn.execute(self._insert, *arrays, channel, payload)
+            except asyncpg.UniqueViolationError as error:
+                raise IntegrityError(self._insert, None, error) from error
+
+    async def end(self, rows: Sequence[dict[str, Any]]) -> set[str]:
+        """Write endings that make no job ready (no ``NOTIFY``); return the ids written."""
+        arrays = [[row[name] for row in rows] for name in ENDING_COLUMNS]
+        async with self._connection() as conn:
+            return {record["id"] for record in await conn.fetch(self._endings, *arrays)}
