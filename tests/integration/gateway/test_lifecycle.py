@@ -15,8 +15,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from jobwire.v1 import queue_service_pb2
+
 from conftest import GatewayFactory
 from support import Producer, RawWorker, State
+from timing import FRAME_TIMEOUT
 
 
 async def test_health_and_reflection(channel: grpc.aio.Channel) -> None:
@@ -40,6 +43,10 @@ async def test_stop_drains_workers_and_waits_for_their_acks(
         job = await producer.enqueue()
         worker = await RawWorker(channel).open()
         [item] = await worker.jobs(1)
+        # Watched from before the stop: a watch opened during it could reach the
+        # gateway after its drain and be cut when the server stops.
+        watch = aiter(producer.stub.WatchJob(queue_service_pb2.WatchJobRequest(id=job.id)))
+        assert (await anext(watch)).job.state == State.STATE_PROCESSING
         stopping = asyncio.create_task(gateway.stop(grace=10))
         drain = (await worker.expect("drain")).drain
         assert drain.grace_period.seconds == 10
@@ -51,10 +58,10 @@ async def test_stop_drains_workers_and_waits_for_their_acks(
         # refusal and fail in gRPC core instead: grpc/grpc#36066).
         late = RawWorker(channel, worker_id="late")
         assert await late.call.code() == grpc.StatusCode.UNAVAILABLE
-        completed = asyncio.create_task(producer.wait_state(job.id, State.STATE_COMPLETED))
-        await asyncio.sleep(0)
         await worker.ack(item.lease_id)
-        assert (await completed).state == State.STATE_COMPLETED
+        async with asyncio.timeout(FRAME_TIMEOUT):
+            while (update := await anext(watch)).job.state != State.STATE_COMPLETED:
+                assert update.job.state == State.STATE_PROCESSING
         await asyncio.wait_for(stopping, 5)  # well before the 10 s grace
 
 
