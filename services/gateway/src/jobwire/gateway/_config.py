@@ -22,8 +22,7 @@ from jobwire.gateway._provider_config import (
     MemoryProviderSettings,
     PostgresProviderSettings,
     ProviderSettings,
-    RabbitMqProviderSettings,
-    SqsProviderSettings,
+    RecordsProviderSettings,
 )
 from jobwire.gateway._queue_settings import QueueSettings, check_queue_names
 
@@ -295,8 +294,7 @@ class GatewaySettings(BaseSettings):
         # The broker providers' job records default to the scheduler's
         # database, so a deployment configures one database for both.
         provider = self.provider
-        brokers = (SqsProviderSettings, RabbitMqProviderSettings)
-        if isinstance(provider, brokers) and provider.database_url is None:
+        if isinstance(provider, RecordsProviderSettings) and provider.database_url is None:
             update = {"database_url": self.scheduler.database_url}
             object.__setattr__(self, "provider", provider.model_copy(update=update))
         return self

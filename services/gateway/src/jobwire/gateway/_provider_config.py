@@ -40,10 +40,28 @@ class MemoryProviderSettings(_ProviderBase):
     """Finished jobs kept for ``GetJob``/``ListJobs``; the oldest are forgotten first."""
 
 
+class RecordsProviderSettings(_ProviderBase):
+    """Settings shared by the broker providers (``sqs`` and ``rabbitmq``): their job records."""
+
+    database_url: str | None = None
+    """Database of the job records; None: the scheduler's ``database_url``."""
+    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
+    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``
+    (on RabbitMQ, dead jobs' messages in the dead-letter queue too)."""
+    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
+    """How often the gateway looks for changes other gateways made to jobs it
+    leases (cancellation) or that clients watch; bounds how late those are seen."""
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        return value if value is None else check_database_url(value)
+
+
 _SQS_MAX_VISIBILITY = timedelta(hours=12)
 
 
-class SqsProviderSettings(_ProviderBase):
+class SqsProviderSettings(RecordsProviderSettings):
     """``type = "sqs"``: AWS SQS queues through aiobotocore (the gateway's ``sqs`` extra).
 
     Credentials come from the standard AWS chain (environment variables, the
@@ -77,13 +95,6 @@ class SqsProviderSettings(_ProviderBase):
     max_message_bytes: int = Field(default=MiB, gt=0, le=MiB)
     """Largest SQS message (body and attributes); larger jobs are refused at enqueue.
     SQS allows 1 MiB; some emulators and older setups 256 KiB."""
-    database_url: str | None = None
-    """Database of the job records; None: the scheduler's ``database_url``."""
-    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
-    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``."""
-    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
-    """How often the gateway looks for changes other gateways made to jobs it
-    leases (cancellation) or that clients watch; bounds how late those are seen."""
 
     @field_validator("queue_urls")
     @classmethod
@@ -101,11 +112,6 @@ class SqsProviderSettings(_ProviderBase):
         if value is not None and not value.startswith(("https://", "http://")):
             raise ValueError(f"expected an http(s) URL, got {value!r}")
         return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        return value if value is None else check_database_url(value)
 
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -165,7 +171,7 @@ _AMQP_SCHEMES = ("amqp://", "amqps://")
 _QUEUE_PREFIX = re.compile(r"^[A-Za-z0-9._:-]{0,64}$")
 
 
-class RabbitMqProviderSettings(_ProviderBase):
+class RabbitMqProviderSettings(RecordsProviderSettings):
     """``type = "rabbitmq"``: RabbitMQ queues through aio-pika (the gateway's ``rabbitmq`` extra).
 
     Any number of gateways may share one broker (and one ``queue_prefix``).
@@ -196,14 +202,6 @@ class RabbitMqProviderSettings(_ProviderBase):
     """Quorum queues' ``x-delivery-limit``: a message returned this many times
     without an answer is dead-lettered by the broker itself (a backstop for
     crash loops that outrun the job records; 0: none)."""
-    database_url: str | None = None
-    """Database of the job records; None: the scheduler's ``database_url``."""
-    history_retention: Span = Field(default=timedelta(days=1), gt=timedelta(0))
-    """How long finished jobs stay in the records for ``GetJob`` and ``ListJobs``
-    (and dead jobs' messages in the dead-letter queue)."""
-    sync_interval: Span = Field(default=timedelta(seconds=1), gt=timedelta(0))
-    """How often the gateway looks for changes other gateways made to jobs it
-    leases (cancellation) or that clients watch; bounds how late those are seen."""
     connect_timeout: Span = Field(default=timedelta(seconds=5), gt=timedelta(0))
     """How long connecting to the broker may take."""
 
@@ -222,11 +220,6 @@ class RabbitMqProviderSettings(_ProviderBase):
                 "use at most 64 letters, digits, '.', '_', ':' or '-', not starting with 'amq.'"
             )
         return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _check_database_url(cls, value: str | None) -> str | None:
-        return value if value is None else check_database_url(value)
 
 
 _TABLE_PREFIX = re.compile(r"^[a-z_][a-z0-9_]{0,30}$")

@@ -36,35 +36,14 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import ClassVar
 
-from jobwire.gateway._db import transaction
-from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import RabbitMqProviderSettings
-from jobwire.gateway.providers._records import (
-    JobRecords,
-    Operations,
-    RecordTables,
-    RemoteChanges,
-    effective,
-    to_datetime,
-)
-from jobwire.gateway.providers._types import (
-    Claim,
-    Consumer,
-    Ending,
-    Lease,
-    Purged,
-    QueueCounts,
-    RevokeReason,
-)
-from jobwire.gateway.providers._worker_rows import WorkerRows
-from jobwire.gateway.providers.base import QueueProvider
+from jobwire.gateway.providers._records import RecordsProvider, RecordTables
+from jobwire.gateway.providers._types import Claim, Consumer, Ending, RevokeReason
 from jobwire.gateway.providers.rabbitmq._broker import Broker
 from jobwire.gateway.providers.rabbitmq._receipt import Receipt, spawn
-from jobwire.gateway.providers.rabbitmq._replays import REPLAYABLE, Replays
 from jobwire.gateway.providers.rabbitmq._sending import RETRY_PAUSE, Sending
 from jobwire.gateway.providers.rabbitmq._stream import Handle, StreamChannel
 from jobwire.gateway.providers.rabbitmq._topology import MAX_PARK, Topology
@@ -76,24 +55,13 @@ TABLES = RecordTables("jobwire_rabbitmq_", lock_key=0x6A6F62616D71)
 _MAX_PURGED_HERE = 1_000_000
 
 
-class RabbitMqProvider(QueueProvider[Handle]):
+class RabbitMqProvider(RecordsProvider[Handle]):
     """Queues on RabbitMQ, job records in the gateway's database (``type = "rabbitmq"``)."""
 
     max_native_delay: ClassVar[float | None] = MAX_PARK
-    supports_priority: ClassVar[bool] = False
-    replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
 
     def __init__(self, settings: RabbitMqProviderSettings, events: JobEvents) -> None:
-        super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
-        if settings.database_url is None:
-            raise ValueError("provider.database_url is unset (GatewaySettings fills it in)")
-        self._records = JobRecords(
-            settings.database_url,
-            tables=TABLES,
-            dedup=self.dedup,
-            retention=settings.history_retention.total_seconds(),
-        )
-        self._operations = Operations(self._records)
+        super().__init__(settings, events, TABLES)
         self._broker = Broker(settings)
         self._broker.on_lost = self._connection_lost
         self._topology = Topology(settings, self._broker.connection)
@@ -103,30 +71,12 @@ class RabbitMqProvider(QueueProvider[Handle]):
         self._paused: frozenset[str] = frozenset()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending = Sending(self._broker, self._topology, self._records)
-        self._replays = Replays(
-            self._records, self._operations, self._sending, self._broker, events
-        )
         self._receipt = Receipt(
             self._records,
             events,
             self._sending.park,
             self._operations.purged_among,
             lambda: self.host.leased_job_ids(),
-        )
-        self.look_interval = settings.sync_interval.total_seconds()
-        self.workers = WorkerRows(
-            TABLES.workers,
-            functools.partial(transaction, self._records.engine, "job records"),
-            stamp=to_datetime,
-        )
-        self._sync = RemoteChanges(
-            self._records,
-            lambda: self.host,
-            events,
-            self._cancelled_elsewhere,
-            settings.sync_interval.total_seconds(),
-            operations=self._operations,
-            paused=self._set_paused,
         )
 
     async def open(self) -> None:
@@ -136,7 +86,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
             await self._broker.open()
             await self._topology.open()
             await self._topology.ensure_queue("default")
-            self._set_paused(await self._operations.paused())
+            self._follow_pauses(await self._operations.paused())
         except BaseException:
             await self._broker.aclose()
             await self._records.close()
@@ -173,109 +123,40 @@ class RabbitMqProvider(QueueProvider[Handle]):
             await self._sending.publish(fresh, now)
         return results
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        """Return a job from the records (this gateway's own changes included)."""
-        record = await self._records.get(job_id)
-        return None if record is None else effective(record, time.time())
+    # The broker's part of the records' operations ----------------------------
 
-    async def list_jobs(
-        self, where: JobFilter, limit: int, cursor: str | None
-    ) -> tuple[list[JobRecord], str | None]:
-        """List from the records, newest first; the cursor is creation time and id."""
-        return await self._records.list(where, limit, cursor, time.time())
+    def _let_go(self, job_id: str) -> Handle | None:
+        return self._held.pop(job_id, None)
 
-    async def cancel(
-        self, job_id: str, message: str, lease: Lease[Handle] | None
-    ) -> JobRecord | None:
-        """Cancel a job; one leased here has its message acked.
+    def _drop(self, handle: Handle) -> None:
+        handle.ack()
 
-        A job leased on another gateway is cancelled in the records; that
-        gateway revokes the lease within its ``sync_interval``. A job waiting
-        in a queue is dropped when next delivered.
-        """
-        now = time.time()
-        if lease is not None:
-            job = lease.job
-            self._held.pop(job.id, None)
-            job.cancel(message, now)
-            self._records.save(job, lease.handle.ack)
-            await self._records.flush()
-            return job
-        record = await self._records.get(job_id)
-        if record is None or record.state.is_terminal:
-            return record
-        failure = Failure(message, "CANCELLED", retryable=False, attempt=record.attempt)
-        return await self._records.cancel(job_id, failure, now)
-
-    async def counts(self, queue: str | None) -> list[QueueCounts]:
-        """Counts from the records, and the broker's own (ready; unacked here)."""
-        counts = await self._records.counts(queue, time.time())
-        paused = await self._operations.paused()
-        names = sorted({*counts, *paused}) if queue is None else [queue]
-        rows = []
-        for name in names:
-            row = counts.get(name) or QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
-            row.paused = name in paused
-            ready = await self._topology.depth(name)
-            if ready is not None:
-                held = sum(1 for h in self._held.values() if h.queue == name)
-                row.backend = (ready, held, 0)
-            rows.append(row)
-        return rows
-
-    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
-        """The jobs that hold these deduplication keys, from the records."""
-        return await self._records.key_holders(keys, time.time())
-
-    # Operations --------------------------------------------------------------
-
-    async def replay(
-        self, job_id: str, payload: bytes | None, max_retries: int | None
-    ) -> tuple[JobRecord, bool] | None:
-        """Replay one dead or cancelled job: pending again, as a fresh message."""
-        return await self._replays.replay(job_id, payload, max_retries)
-
-    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
-        """Replay every selected dead or cancelled job, once per request id."""
-        return await self._replays.replay_jobs(selector, request_id)
-
-    async def purge(
-        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
-    ) -> Purged:
-        """Delete the selected records; their messages are dropped when next delivered.
-
-        Messages of jobs leased here are acked at once; other gateways revoke
-        their leases on purged jobs within their ``sync_interval``.
-        """
-        states = set(selector.states or JobState)
-        if not include_processing:
-            states.discard(JobState.PROCESSING)
-        now = time.time()
-        stored = states | (
-            {JobState.SCHEDULED, JobState.FAILED} if JobState.PENDING in states else set()
+    async def _publish_replayed(self, jobs: Sequence[JobRecord], now: float) -> None:
+        outcomes = await self._broker.publish(
+            [await self._sending.message(job, now, 0) for job in jobs]
         )
-        jobs = [
-            job
-            for job in await self._operations.selected(selector, stored, now)
-            if job.state in states
-        ]
-        processing = tuple(job.id for job in jobs if job.state is JobState.PROCESSING)
-        if validate_only or not jobs:
-            return Purged(len(jobs), processing)
-        await self._operations.purge([job.id for job in jobs], now)
+        error = next((e for e in outcomes if e is not None), None)
+        if error is not None:
+            raise error
+
+    async def _broker_counts(self, queue: str) -> tuple[int, int, int] | None:
+        """Ready on the broker; unacked here."""
+        ready = await self._topology.depth(queue)
+        if ready is None:
+            return None
+        return ready, sum(1 for h in self._held.values() if h.queue == queue), 0
+
+    def _purged(self, job_ids: Sequence[str]) -> None:
         if len(self._receipt.purged_here) > _MAX_PURGED_HERE:
             self._receipt.purged_here.clear()  # the records' tombstones still tell
-        self._receipt.purged_here.update(job.id for job in jobs)
-        for job_id in processing:
-            handle = self._held.pop(job_id, None)
-            if handle is not None:
-                handle.ack()
-        return Purged(len(jobs), processing)
+        self._receipt.purged_here.update(job_ids)
 
-    async def set_paused(self, queue: str, paused: bool) -> None:
-        """Record the pause for every gateway; this one follows at once, others on sync."""
-        await self._operations.set_paused(queue, paused)
-        self._set_paused(await self._operations.paused())
+    def _follow_pauses(self, queues: Collection[str]) -> None:
+        paused = frozenset(queues)
+        if paused != self._paused:
+            self._paused = paused
+            for stream in self._streams.values():
+                stream.wake()
 
     # Leases ------------------------------------------------------------------
 
@@ -348,18 +229,7 @@ class RabbitMqProvider(QueueProvider[Handle]):
         if stream is not None:
             await stream.close()
 
-    async def save_progress(self, lease: Lease[Handle]) -> None:
-        """Buffer the progress into the records."""
-        self._records.save(lease.job)
-
     # Internals ---------------------------------------------------------------
-
-    def _set_paused(self, queues: Collection[str]) -> None:
-        paused = frozenset(queues)
-        if paused != self._paused:
-            self._paused = paused
-            for stream in self._streams.values():
-                stream.wake()
 
     def _connection_lost(self) -> None:
         """Every channel is gone and the broker requeued their messages: the leases are lost."""
@@ -382,8 +252,3 @@ class RabbitMqProvider(QueueProvider[Handle]):
                     "the broker took the job back (connection or channel lost); "
                     "it is in its queue again",
                 )
-
-    def _cancelled_elsewhere(self, job_id: str) -> None:
-        handle = self._held.pop(job_id, None)
-        if handle is not None:
-            handle.ack()

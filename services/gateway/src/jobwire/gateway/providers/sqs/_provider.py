@@ -28,52 +28,30 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
 import time
 from collections.abc import Collection, Sequence
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, ClassVar
 
-from jobwire.gateway._db import transaction
-from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import InvalidArgumentError
 from jobwire.gateway._events import JobEvents
-from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import Failure, JobFilter, JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import SqsProviderSettings
-from jobwire.gateway.providers._records import (
-    JobRecords,
-    Operations,
-    RecordTables,
-    RemoteChanges,
-    effective,
-    to_datetime,
-)
-from jobwire.gateway.providers._types import (
-    Claim,
-    Consumer,
-    Ending,
-    Lease,
-    Purged,
-    QueueCounts,
-)
-from jobwire.gateway.providers._worker_rows import WorkerRows
-from jobwire.gateway.providers.base import QueueProvider
+from jobwire.gateway.providers._records import RecordsProvider, RecordTables
+from jobwire.gateway.providers._types import Claim, Consumer, Ending, Lease
 from jobwire.gateway.providers.sqs._calls import MessageCalls
 from jobwire.gateway.providers.sqs._client import approximate_counts, open_client
 from jobwire.gateway.providers.sqs._codec import MAX_DELAY
-from jobwire.gateway.providers.sqs._errors import (
-    SqsUnavailableError,
-)
+from jobwire.gateway.providers.sqs._dlq_sweep import DeadLetterSweep
+from jobwire.gateway.providers.sqs._errors import SqsUnavailableError, sqs_error
 from jobwire.gateway.providers.sqs._messages import Message
 from jobwire.gateway.providers.sqs._receiving import Receiving
-from jobwire.gateway.providers.sqs._redrive import REPLAYABLE, Redrive
 from jobwire.gateway.providers.sqs._sending import Sending
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
-
-import logging
 
 logger = logging.getLogger("jobwire.gateway.sqs")
 
@@ -84,24 +62,14 @@ MAX_VISIBILITY = 43_200
 _CLOSE_TIMEOUT = 5.0
 
 
-class SqsProvider(QueueProvider[Message]):
+class SqsProvider(RecordsProvider[Message]):
     """Queues on AWS SQS, job records in the gateway's database (``type = "sqs"``)."""
 
     max_native_delay: ClassVar[float | None] = float(MAX_DELAY)
-    supports_priority: ClassVar[bool] = False
-    replayable: ClassVar[frozenset[JobState]] = REPLAYABLE
 
     def __init__(self, settings: SqsProviderSettings, events: JobEvents) -> None:
-        super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
-        if settings.database_url is None:
-            raise ValueError("provider.database_url is unset (GatewaySettings fills it in)")
+        super().__init__(settings, events, TABLES)
         self._settings = settings
-        self._records = JobRecords(
-            settings.database_url,
-            tables=TABLES,
-            dedup=self.dedup,
-            retention=settings.history_retention.total_seconds(),
-        )
         self._urls = dict(settings.queue_urls)
         self._cap = math.ceil(settings.visibility_timeout.total_seconds())
         self._stack = AsyncExitStack()
@@ -116,32 +84,8 @@ class SqsProvider(QueueProvider[Message]):
         self._receiving = Receiving(
             self._records, self._calls, events, self._sending.url, self._cap
         )
-        self._operations = Operations(self._records)
-        self.look_interval = settings.sync_interval.total_seconds()
-        self.workers = WorkerRows(
-            TABLES.workers,
-            functools.partial(transaction, self._records.engine, "job records"),
-            stamp=to_datetime,
-        )
         self._receiving.purged_among = self._operations.purged_among
-        self._redrive = Redrive(
-            self._records,
-            self._operations,
-            self._calls,
-            lambda: self.client,
-            self._sending,
-            events,
-            settings.dead_letter_queue_url,
-        )
-        self._sync = RemoteChanges(
-            self._records,
-            lambda: self.host,
-            events,
-            self._cancelled_elsewhere,
-            settings.sync_interval.total_seconds(),
-            operations=self._operations,
-            paused=self._receiving.set_paused,
-        )
+        self._sweep = DeadLetterSweep(lambda: self.client, settings.dead_letter_queue_url)
 
     @property
     def polling(self) -> dict[str, int]:
@@ -175,7 +119,7 @@ class SqsProvider(QueueProvider[Message]):
     async def aclose(self) -> None:
         """Stop receiving, commit the records, finish pending SQS calls, close the client."""
         await self._sync.stop()
-        await self._redrive.aclose()
+        await self._sweep.aclose()
         await self._receiving.close()
         await self._records.close()
         try:
@@ -193,102 +137,6 @@ class SqsProvider(QueueProvider[Message]):
         # A client that gives up half-way must not leave records without messages.
         return await asyncio.shield(self._sending.insert(jobs))
 
-    async def get(self, job_id: str) -> JobRecord | None:
-        """Return a job from the records (this gateway's own changes included)."""
-        record = await self._records.get(job_id)
-        return None if record is None else effective(record, time.time())
-
-    async def list_jobs(
-        self, where: JobFilter, limit: int, cursor: str | None
-    ) -> tuple[list[JobRecord], str | None]:
-        """List from the records, newest first; the cursor is creation time and id."""
-        return await self._records.list(where, limit, cursor, time.time())
-
-    async def cancel(
-        self, job_id: str, message: str, lease: Lease[Message] | None
-    ) -> JobRecord | None:
-        """Cancel a job; one leased here has its message deleted.
-
-        A job leased on another gateway is cancelled in the records; that
-        gateway revokes the lease within its ``sync_interval``. A job waiting
-        in SQS is deleted when next received.
-        """
-        now = time.time()
-        if lease is not None:
-            job = lease.job
-            self._receiving.release(job.id)
-            job.cancel(message, now)
-            self._records.save(job, functools.partial(self._calls.delete, lease.handle))
-            await self._records.flush()
-            return job
-        record = await self._records.get(job_id)
-        if record is None or record.state.is_terminal:
-            return record
-        failure = Failure(message, "CANCELLED", retryable=False, attempt=record.attempt)
-        return await self._records.cancel(job_id, failure, now)
-
-    async def counts(self, queue: str | None) -> list[QueueCounts]:
-        """Counts from the records, and SQS's own approximate ones."""
-        counts = await self._records.counts(queue, time.time())
-        paused = await self._operations.paused()
-        names = sorted({*counts, *paused}) if queue is None else [queue]
-        rows = []
-        for name in names:
-            row = counts.get(name) or QueueCounts(name, dict.fromkeys(JobState, 0), 0.0)
-            row.paused = name in paused
-            url = self._urls.get(name)
-            if url is not None:
-                row.backend = await approximate_counts(self.client, name, url)
-            rows.append(row)
-        return rows
-
-    async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
-        """The jobs that hold these deduplication keys, from the records."""
-        return await self._records.key_holders(keys, time.time())
-
-    # Operations --------------------------------------------------------------
-
-    async def replay(
-        self, job_id: str, payload: bytes | None, max_retries: int | None
-    ) -> tuple[JobRecord, bool] | None:
-        """Redrive one dead or cancelled job (see :mod:`._redrive`)."""
-        return await self._redrive.replay(job_id, payload, max_retries)
-
-    async def replay_jobs(self, selector: JobSelector, request_id: str) -> int:
-        """Redrive every selected dead or cancelled job, once per request id."""
-        return await self._redrive.replay_all(selector, request_id)
-
-    async def purge(
-        self, selector: JobSelector, *, include_processing: bool, validate_only: bool
-    ) -> Purged:
-        """Delete the selected records; their messages are deleted when next received.
-
-        Messages of jobs leased here are deleted at once; other gateways
-        revoke their leases on purged jobs within their ``sync_interval``.
-        """
-        states = set(selector.states or JobState)
-        if not include_processing:
-            states.discard(JobState.PROCESSING)
-        now = time.time()
-        # Stored states: a due scheduled or failed job is stored as such.
-        stored = states | (
-            {JobState.SCHEDULED, JobState.FAILED} if JobState.PENDING in states else set()
-        )
-        jobs = [
-            job
-            for job in await self._operations.selected(selector, stored, now)
-            if job.state in states
-        ]
-        processing = tuple(job.id for job in jobs if job.state is JobState.PROCESSING)
-        if validate_only or not jobs:
-            return Purged(len(jobs), processing)
-        await self._operations.purge([job.id for job in jobs], now)
-        for job_id in processing:
-            message = self._receiving.release(job_id)
-            if message is not None:
-                self._calls.delete(message)
-        return Purged(len(jobs), processing)
-
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Record the pause for every gateway; this one follows at once, others on sync."""
         if queue not in self._urls:
@@ -296,8 +144,7 @@ class SqsProvider(QueueProvider[Message]):
             raise InvalidArgumentError(
                 "queue", f"unknown queue {queue!r}: this gateway's SQS queues are {names}"
             )
-        await self._operations.set_paused(queue, paused)
-        self._receiving.set_paused(await self._operations.paused())
+        await super().set_paused(queue, paused)
 
     # Leases ------------------------------------------------------------------
 
@@ -346,11 +193,27 @@ class SqsProvider(QueueProvider[Message]):
         """Extend the messages' visibility, in one batch call per queue."""
         return await self._receiving.extend(leases)
 
-    async def save_progress(self, lease: Lease[Message]) -> None:
-        """Buffer the progress into the records."""
-        self._records.save(lease.job)
+    # The broker's part of the records' operations ----------------------------
 
-    def _cancelled_elsewhere(self, job_id: str) -> None:
-        message = self._receiving.release(job_id)
-        if message is not None:
-            self._calls.delete(message)
+    def _let_go(self, job_id: str) -> Message | None:
+        return self._receiving.release(job_id)
+
+    def _drop(self, handle: Message) -> None:
+        self._calls.delete(handle)
+
+    async def _publish_replayed(self, jobs: Sequence[JobRecord], now: float) -> None:
+        failed = await self._sending.send([self._sending.outgoing(job, now) for job in jobs])
+        if failed:
+            out, error = failed[0]
+            raise sqs_error(error, out.url)
+
+    def _replayed(self, job_ids: set[str]) -> None:
+        self._sweep.sweep(job_ids)
+
+    async def _broker_counts(self, queue: str) -> tuple[int, int, int] | None:
+        """SQS's approximate counts."""
+        url = self._urls.get(queue)
+        return None if url is None else await approximate_counts(self.client, queue, url)
+
+    def _follow_pauses(self, queues: Collection[str]) -> None:
+        self._receiving.set_paused(queues)

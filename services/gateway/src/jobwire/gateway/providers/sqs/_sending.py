@@ -6,7 +6,7 @@ queues and longer delays are refused, as are messages over SQS's size limit,
 before anything is stored. Enqueues record the jobs, then send the fresh
 ones' messages in batches; the records of messages SQS refused are deleted
 again, so a retry with the same request ids enqueues exactly those. Replays
-(:mod:`._redrive`) send through the same path.
+(``RecordsProvider._publish_replayed``) send through the same path.
 """
 
 from __future__ import annotations
