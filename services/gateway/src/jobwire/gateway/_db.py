@@ -45,6 +45,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from jobwire.gateway._errors import StartError, UnavailableError, install_hint
 from jobwire.gateway._filters import JobSelector
 from jobwire.gateway._models import Failure, JobFilter, JobRecord
+from jobwire.v1 import job_pb2
 
 # Errors that are the gateway's (or the caller's) doing, not the database
 # being away; they propagate as they are.
@@ -227,6 +228,36 @@ def errors_of(stored: Mapping[str, Any] | None) -> tuple[Failure | None, tuple[F
     error = dict(stored)
     history = error.pop("errors", [])
     return Failure(**error), tuple(Failure(**item) for item in history)
+
+
+def record_of_row(row: Any, **kept_apart: Any) -> JobRecord:
+    """A job record from a row of a jobs table: the columns every store keeps alike.
+
+    ``kept_apart`` gives the fields each store keeps its own way (state,
+    times, priority), already converted.
+    """
+    progress = row["progress"]
+    last_error, errors = errors_of(row["last_error"])
+    return JobRecord(
+        id=row["id"],
+        queue=row["queue"],
+        type=row["type"],
+        payload=row["payload"],
+        content_type=row["content_type"],
+        attributes=dict(row["attributes"]),
+        max_retries=row["max_retries"],
+        timeout=row["timeout"],
+        deduplication_key=row["deduplication_key"] or "",
+        attempt=row["attempt"],
+        last_error=last_error,
+        errors=errors,
+        result=row["result"],
+        result_content_type=row["result_content_type"],
+        progress=job_pb2.JobProgress.FromString(progress) if progress is not None else None,
+        worker_id=row["worker_id"],
+        schedule=row["schedule"],
+        **kept_apart,
+    )
 
 
 def selector_clauses(

@@ -37,10 +37,9 @@ from sqlalchemy import (
     update,
 )
 
-from jobwire.gateway._db import UtcDateTime, error_json, errors_of
+from jobwire.gateway._db import UtcDateTime, error_json, record_of_row
 from jobwire.gateway._errors import InvalidPageTokenError
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.v1 import job_pb2
 
 logger = logging.getLogger("jobwire.gateway.records")
 
@@ -267,33 +266,13 @@ def insert_params(record: JobRecord, request_id: str) -> dict[str, Any]:
 
 
 def record_of(row: Any) -> JobRecord:
-    progress = None
-    if row["progress"] is not None:
-        progress = job_pb2.JobProgress.FromString(row["progress"])
-    last_error, errors = errors_of(row["last_error"])
-    return JobRecord(
-        id=row["id"],
-        queue=row["queue"],
-        type=row["type"],
-        payload=row["payload"],
-        content_type=row["content_type"],
-        attributes=dict(row["attributes"]),
-        max_retries=row["max_retries"],
-        timeout=row["timeout"],
-        deduplication_key=row["deduplication_key"],
-        create_time=row["create_time"].timestamp(),
+    return record_of_row(
+        row,
         state=JobState[row["state"].upper()],
-        schedule_time=optional_epoch(row["schedule_time"]),
+        create_time=row["create_time"].timestamp(),
         update_time=row["update_time"].timestamp(),
+        schedule_time=optional_epoch(row["schedule_time"]),
         end_time=optional_epoch(row["end_time"]),
-        attempt=row["attempt"],
-        last_error=last_error,
-        errors=errors,
-        result=row["result"],
-        result_content_type=row["result_content_type"],
-        progress=progress,
-        worker_id=row["worker_id"],
-        schedule=row["schedule"],
     )
 
 

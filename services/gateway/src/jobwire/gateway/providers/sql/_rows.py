@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from jobwire.gateway._db import error_json, errors_of
+from jobwire.gateway._db import error_json, record_of_row
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.v1 import job_pb2
 
 
 def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
@@ -48,35 +47,17 @@ def record_of(row: Any, now: float | None = None) -> JobRecord:
     A waiting job whose ``run_at`` came is pending, changed at its ``run_at``
     (what the memory provider's timer records; watchers compare update times).
     """
-    progress = row["progress"]
-    last_error, errors = errors_of(row["last_error"])
     state = JobState(row["state"])
     update_time = row["update_time"]
     if now is not None and state in (JobState.SCHEDULED, JobState.FAILED) and row["run_at"] <= now:
         state = JobState.PENDING
         update_time = max(update_time, row["run_at"])
-    return JobRecord(
-        id=row["id"],
-        queue=row["queue"],
-        type=row["type"],
-        payload=row["payload"],
-        content_type=row["content_type"],
-        attributes=dict(row["attributes"]),
-        max_retries=row["max_retries"],
-        timeout=row["timeout"],
-        deduplication_key=row["deduplication_key"] or "",
-        create_time=row["create_time"],
+    return record_of_row(
+        row,
         state=state,
-        schedule_time=row["schedule_time"],
+        create_time=row["create_time"],
         update_time=update_time,
+        schedule_time=row["schedule_time"],
         end_time=row["end_time"],
-        attempt=row["attempt"],
-        last_error=last_error,
-        errors=errors,
-        result=row["result"],
-        result_content_type=row["result_content_type"],
-        progress=job_pb2.JobProgress.FromString(progress) if progress is not None else None,
-        worker_id=row["worker_id"],
-        schedule=row["schedule"],
         priority=row["priority"],
     )
