@@ -1,4 +1,4 @@
-"""Without the ``sqs`` extra the gateway imports and runs; ``type = "sqs"`` says what to install."""
+"""Without the ``sqs`` extra the gateway imports and runs (start errors: tests/unit/providers)."""
 
 from __future__ import annotations
 
@@ -51,33 +51,3 @@ except StartError as error:
     )
     assert INSTALL in result.stdout
     assert "aiobotocore is missing" in result.stdout
-
-
-def test_the_command_fails_at_start_with_the_install_command(
-    without_aiobotocore: dict[str, str], tmp_path: Path
-) -> None:
-    config = tmp_path / "jobwire.toml"
-    config.write_text(
-        '[provider]\ntype = "sqs"\n[provider.queue_urls]\ndefault = "https://sqs.example/1/q"\n'
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jobwire.gateway",
-            "--config",
-            "jobwire.toml",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        env=without_aiobotocore,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 2
-    [line] = result.stderr.strip().splitlines()
-    assert line.startswith('jobwire-gateway: jobwire.toml:2: provider.type: "sqs" needs the')
-    assert INSTALL in line

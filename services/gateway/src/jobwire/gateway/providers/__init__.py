@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from jobwire.gateway._errors import StartError, install_hint
@@ -48,78 +49,49 @@ def _memory(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     return MemoryProvider(settings, events)
 
 
-def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+def _import_extra(extra: str, sdk: frozenset[str], module: str) -> ModuleType:
+    """Import ``module``; a missing SDK module of ``extra`` says what to install."""
     try:
-        from jobwire.gateway.providers.sqs import SqsProvider
+        return importlib.import_module(module)
     except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] not in _SQS_SDK:
+        if (error.name or "").partition(".")[0] not in sdk:
             raise
         raise StartError(
-            f'"sqs" needs the gateway\'s sqs extra ({error.name} is missing); '
-            + install_hint("'./services/gateway[sqs]'")
+            f'"{extra}" needs the gateway\'s {extra} extra ({error.name} is missing); '
+            + install_hint(f"'./services/gateway[{extra}]'")
             + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
             key="provider.type",
         ) from None
 
+
+def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+    sdk = frozenset({"aiobotocore", "botocore", "aiohttp"})
+    module = _import_extra("sqs", sdk, "jobwire.gateway.providers.sqs")
     assert isinstance(settings, SqsProviderSettings)
-    return SqsProvider(settings, events)
-
-
-_SQS_SDK = frozenset({"aiobotocore", "botocore", "aiohttp"})
+    provider: QueueProvider[Any] = module.SqsProvider(settings, events)
+    return provider
 
 
 def _redis(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    try:
-        from jobwire.gateway.providers.redis import RedisProvider
-    except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] not in _REDIS_SDK:
-            raise
-        raise StartError(
-            f'"redis" needs the gateway\'s redis extra ({error.name} is missing); '
-            + install_hint("'./services/gateway[redis]'")
-            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
-            key="provider.type",
-        ) from None
-
+    module = _import_extra(
+        "redis", frozenset({"redis", "hiredis"}), "jobwire.gateway.providers.redis"
+    )
     assert isinstance(settings, RedisProviderSettings)
-    return RedisProvider(settings, events)
-
-
-_REDIS_SDK = frozenset({"redis", "hiredis"})
+    provider: QueueProvider[Any] = module.RedisProvider(settings, events)
+    return provider
 
 
 def _rabbitmq(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    try:
-        from jobwire.gateway.providers.rabbitmq import RabbitMqProvider
-    except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] not in _RABBITMQ_SDK:
-            raise
-        raise StartError(
-            f'"rabbitmq" needs the gateway\'s rabbitmq extra ({error.name} is missing); '
-            + install_hint("'./services/gateway[rabbitmq]'")
-            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
-            key="provider.type",
-        ) from None
-
+    sdk = frozenset({"aio_pika", "aiormq", "pamqp"})
+    module = _import_extra("rabbitmq", sdk, "jobwire.gateway.providers.rabbitmq")
     assert isinstance(settings, RabbitMqProviderSettings)
-    return RabbitMqProvider(settings, events)
-
-
-_RABBITMQ_SDK = frozenset({"aio_pika", "aiormq", "pamqp"})
+    provider: QueueProvider[Any] = module.RabbitMqProvider(settings, events)
+    return provider
 
 
 def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    try:  # the driver SQLAlchemy loads for postgresql+asyncpg URLs
-        importlib.import_module("asyncpg")
-    except ModuleNotFoundError as error:
-        if (error.name or "").partition(".")[0] != "asyncpg":
-            raise
-        raise StartError(
-            '"postgres" needs the gateway\'s postgres extra (asyncpg is missing); '
-            + install_hint("'./services/gateway[postgres]'")
-            + " (or use the hatch env that has it: python3 -m hatch -e test shell)",
-            key="provider.type",
-        ) from None
+    # asyncpg is the driver SQLAlchemy loads for postgresql+asyncpg URLs.
+    _import_extra("postgres", frozenset({"asyncpg"}), "asyncpg")
     from jobwire.gateway.providers.sql import SqlProvider
 
     assert isinstance(settings, PostgresProviderSettings)
