@@ -11,9 +11,14 @@ after), durable quorum queues, persistent messages, publisher confirms on:
   (a) queued then drained, (b) enqueued while the worker runs, enqueue →
   handler-start latency; job records in a SQLite file next to the gateway.
 
-The two rows are interleaved run by run, and the ratios printed (the issue's
+* Celery on the same broker (bench/peers/celery_rabbitmq_peer.py: a quorum
+  queue, persistent messages, publisher confirms; its handlers record in the
+  bench Redis at 127.0.0.1:6379, so that row needs it), the workload of
+  bench/peers/common.py (one ``delay()`` per job).
+
+The rows are interleaved run by run, and the ratios printed (the issue's
 targets: enqueue ≥ 80 % of the bare publisher, drained ≥ 80 % of the bare
-consumer). Celery on the same broker is ``bench/compare.py``'s business.
+consumer; and jobwire to Celery).
 
 Run: ``python3 -m hatch run bench:rabbitmq`` (machine otherwise idle).
 """
@@ -32,6 +37,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import aio_pika
+from peers.common import one_run as peer_run
+from peers.redis_records import reachable
 
 import measures
 from core import one_run
@@ -125,6 +132,17 @@ def jobwire(url: str, jobs: int, samples: int) -> dict[str, float]:
         return asyncio.run(one_run(jobs, samples, "--config", str(config), call_timeout=60))
 
 
+async def celery(url: str, jobs: int, samples: int) -> dict[str, float]:
+    from peers.celery_rabbitmq_peer import CeleryRabbitMqPeer
+
+    peer = CeleryRabbitMqPeer(url)
+    await peer.open()
+    try:
+        return await peer_run(peer, jobs, samples)
+    finally:
+        await peer.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default=URL, help="the broker, without a vhost")
@@ -135,11 +153,16 @@ def main() -> None:
     args = parser.parse_args()
     bare_runs: list[dict[str, float]] = []
     jobwire_runs: list[dict[str, float]] = []
-    for _ in range(args.repeat):  # interleaved: both rows see the same machine
+    celery_runs: list[dict[str, float]] = []
+    no_redis = reachable()
+    for _ in range(args.repeat):  # interleaved: every row sees the same machine
         with vhost(args.url) as url:
             bare_runs.append(asyncio.run(bare(url, args.jobs, args.in_flight)))
         with vhost(args.url) as url:
             jobwire_runs.append(jobwire(url, args.jobs, args.samples))
+        if no_redis is None:
+            with vhost(args.url) as url:
+                celery_runs.append(asyncio.run(celery(url, args.jobs, args.samples)))
     print(f"\nbare aio-pika, {args.jobs:,} messages, {args.repeat} runs\n", flush=True)
     print(report(bare_runs), flush=True)
     print(f"\njobwire, rabbitmq provider, {args.jobs:,} no-op jobs, {args.repeat} runs\n")
@@ -154,6 +177,19 @@ def main() -> None:
     )
     print(f"\nenqueue / bare publisher: {enqueue / published:.0%} (target ≥ 80 %)")
     print(f"drained / bare consumer: {drained / consumed:.0%} (target ≥ 80 %)")
+    if not celery_runs:
+        print(f"\nno Celery row: {no_redis}")
+        return
+    print(f"\nCelery, RabbitMQ quorum queue, confirms, {args.jobs:,} no-op jobs\n")
+    print(report(celery_runs), flush=True)
+    for key in (
+        "end-to-end (a) queued then drained (jobs/s)",
+        "end-to-end (b) enqueued while running (jobs/s)",
+    ):
+        ratio = statistics.median(run[key] for run in jobwire_runs) / statistics.median(
+            run[key] for run in celery_runs
+        )
+        print(f"jobwire / Celery, {key}: {ratio:.2f}x")
 
 
 if __name__ == "__main__":
