@@ -215,6 +215,9 @@ async def test_foreign_and_unknown_leases_do_not_kill_the_stream(
     # The owner still holds the lease and completes the job.
     await owner.ack(item.lease_id)
     assert (await owner.result()).ok
+    # The thief's stream still works: with the owner gone (its freed credit
+    # would compete for the next job), it gets the next job.
+    await owner.close()
     second = await producer.enqueue()
     assert (await thief.jobs(1))[0].job.id == second.id
 
