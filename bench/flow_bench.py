@@ -1,4 +1,4 @@
-"""Flow control's cost on the memory provider: the same no-op workload with and without limits.
+"""Flow control's cost: the same no-op workload with and without limits, per provider.
 
 One gateway process and one worker process (concurrency 8) per run, 10,000
 no-op jobs, three set-ups (issue 23's performance row):
@@ -10,7 +10,9 @@ no-op jobs, three set-ups (issue 23's performance row):
 
 Each is measured as core.py measures end-to-end: (a) queued then drained (all
 due at one instant), (b) enqueued while the worker runs. Medians of
-``--repeat`` runs. Run: ``python3 -m hatch run bench:flow``.
+``--repeat`` runs, on the memory provider and on PostgreSQL (a fresh database
+per run, as bench/sql_bench.py) unless ``--provider`` names others
+(``memory``, ``postgres``, ``sqlite``). Run: ``python3 -m hatch run bench:flow``.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from jobwire.client import AsyncClient, JobRequest
 
+import measures
 from measures import report, wait_completed, wait_worker
 from processes import gateway, worker
+from sql_bench import ADMIN, provider_config
 
 SETUPS = ("no keys", "100 keys", "100 keys, limits")
 KEYS = 100
@@ -65,9 +71,22 @@ async def _flowing(client: AsyncClient, jobs: int, setup: str, chunk: int = 500)
     return jobs / (await wait_completed(client, "flow", jobs, within=120) - start)
 
 
-async def one_run(jobs: int, setup: str) -> dict[str, float]:
+@contextmanager
+def gateway_on(kind: str) -> Iterator[str]:
+    """A fresh gateway of provider ``kind`` (a fresh database for the SQL ones); its address."""
+    if kind == "memory":
+        with gateway() as (_, address):
+            yield address
+        return
+    with provider_config(kind, ADMIN) as config, gateway("--config", str(config)) as (_, address):
+        yield address
+
+
+async def one_run(jobs: int, setup: str, kind: str) -> dict[str, float]:
     """Both measures of one set-up on a fresh gateway and worker."""
-    with gateway() as (_, address):
+    # As bench/sql_bench.py: GetQueueStats is a GROUP BY on the SQL providers.
+    measures.POLL = 0.01 if kind == "memory" else 0.1
+    with gateway_on(kind) as address:
         async with AsyncClient(address, timeout=10.0) as client:
             await _configure(client, setup)
             start = time.perf_counter()
@@ -91,13 +110,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--provider", choices=["memory", "postgres", "sqlite"], action="append")
     args = parser.parse_args()
-    runs: list[dict[str, float]] = [{} for _ in range(args.repeat)]
-    for run in runs:  # interleaved, so that a busy spell of the machine hits every set-up
-        for setup in SETUPS:
-            run.update(asyncio.run(one_run(args.jobs, setup)))
-    print(f"\njobwire, memory provider, {args.jobs:,} no-op jobs, {args.repeat} runs\n")
-    print(report(runs))
+    for kind in args.provider or ["memory", "postgres"]:
+        runs: list[dict[str, float]] = [{} for _ in range(args.repeat)]
+        for run in runs:  # interleaved, so that a busy spell of the machine hits every set-up
+            for setup in SETUPS:
+                run.update(asyncio.run(one_run(args.jobs, setup, kind)))
+        print(f"\njobwire, {kind} provider, {args.jobs:,} no-op jobs, {args.repeat} runs\n")
+        print(report(runs), flush=True)
 
 
 if __name__ == "__main__":

@@ -116,6 +116,7 @@ QUEUE_TABLES = (
     "jobwire_paused_queues",
     "jobwire_replay_requests",
     "jobwire_workers",
+    "jobwire_queue_flow",
 )
 """The postgres provider's tables (default prefix), emptied between tests."""
 

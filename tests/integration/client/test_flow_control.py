@@ -70,10 +70,8 @@ def test_the_sync_client_configures_a_queue(sync_client: Client) -> None:
     assert removed == QueueConfig(queue="exports")
 
 
-def test_a_provider_without_flow_control_raises_the_typed_error(tmp_path: object) -> None:
-    settings = settings_for_tests(
-        provider={"type": "sqlite", "database_url": f"sqlite+aiosqlite:///{tmp_path}/q.db"}
-    )
+def test_a_provider_without_flow_control_raises_the_typed_error(redis_url: str) -> None:
+    settings = settings_for_tests(provider={"type": "redis", "url": redis_url})
     with EmbeddedGateway(settings) as gateway, Client(gateway.address) as client:
         with pytest.raises(FlowControlUnsupportedError, match="does not enforce flow control"):
             client.enqueue("t", concurrency_key="customer-7")

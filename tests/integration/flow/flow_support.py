@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+import pytest
 
 from jobwire.v1 import flow_control_pb2, queue_service_pb2
 from jobwire.worker import HandlerRegistry, JobContext, Worker
 
 from support import Producer
+
+FLOW_PROVIDERS = [pytest.mark.contract, pytest.mark.providers("memory", "sqlite", "postgres")]
+"""The marks of a test that runs on every provider enforcing flow control."""
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on_flow_providers(test: F) -> F:
+    """Run ``test`` on every provider enforcing flow control (``pytestmark`` does a module)."""
+    for mark in FLOW_PROVIDERS:
+        test = mark(test)
+    return test
+
 
 Config = flow_control_pb2.QueueConfig
 StartWorkers = Callable[..., Awaitable[list[Worker]]]
@@ -26,6 +41,15 @@ class Run:
     key: str
     started: float
     ended: float
+
+
+def most_at_once(runs: Sequence[Run]) -> int:
+    """The most runs overlapping at one instant (an end before a start at the same time)."""
+    events = sorted(
+        [(run.started, 1) for run in runs] + [(run.ended, -1) for run in runs],
+        key=lambda event: (event[0], event[1]),
+    )
+    return max(itertools.accumulate(change for _, change in events), default=0)
 
 
 class Recorder:

@@ -1,18 +1,19 @@
-"""Concurrency keys on the memory provider: at most N jobs of a key processing, held jobs named."""
+"""Concurrency keys: at most N jobs of a key processing, held jobs named (every flow provider)."""
 
 from __future__ import annotations
 
-import itertools
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
 import pytest
 from integration.flow.flow_support import (
+    FLOW_PROVIDERS,
     Recorder,
     Run,
     StartWorkers,
     configure,
     enqueue_all,
+    most_at_once,
     stats,
 )
 
@@ -23,13 +24,7 @@ OpenWorker = Callable[..., Awaitable[RawWorker]]
 KEYS = [f"customer-{n}" for n in range(20)]
 
 
-def most_at_once(runs: list[Run]) -> int:
-    """The most runs overlapping at one instant (an end before a start at the same time)."""
-    events = sorted(
-        [(run.started, 1) for run in runs] + [(run.ended, -1) for run in runs],
-        key=lambda event: (event[0], event[1]),
-    )
-    return max(itertools.accumulate(change for _, change in events), default=0)
+pytestmark = FLOW_PROVIDERS
 
 
 @pytest.mark.gateway(queues={"reports": {"max_concurrency_per_key": 2}})
@@ -114,19 +109,24 @@ async def test_priorities_order_the_jobs_of_one_key(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
     worker = await raw_worker(queues=["reports"], job_types=["work"])
-    ids = {}
-    for priority in (1, 9, 5):
+    first = await producer.enqueue("work", queue="reports", concurrency_key="k", priority=1)
+    [running] = await worker.jobs(1)
+    assert running.job.id == first.id
+    later = {}
+    for priority in (5, 9, 5):
         job = await producer.enqueue(
             "work", queue="reports", concurrency_key="k", priority=priority
         )
-        ids[job.id] = priority
+        later[job.id] = priority
+    await worker.ack(running.lease_id)
     order = []
     for _ in range(3):
         [item] = await worker.jobs(1)
-        order.append(ids[item.job.id])
+        order.append((later[item.job.id], item.job.id))
         await worker.ack(item.lease_id)
-    # The first one ran before the others came; the rest by priority.
-    assert order == [1, 9, 5]
+    # The key's slot went to the highest priority, then the oldest among equals.
+    assert [priority for priority, _ in order] == [9, 5, 5]
+    assert [job_id for _, job_id in order[1:]] == [i for i, p in later.items() if p == 5]
 
 
 @pytest.mark.gateway(queues={"batch": {"max_concurrency": 3}})

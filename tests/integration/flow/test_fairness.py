@@ -1,16 +1,17 @@
-"""Fair dispatch on the memory provider: deliveries rotate across concurrency keys."""
+"""Fair dispatch: deliveries rotate across concurrency keys (every flow provider)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
 import pytest
-from integration.flow.flow_support import configure, enqueue_all
+from integration.flow.flow_support import FLOW_PROVIDERS, configure, enqueue_all
 
 from support import Producer, RawWorker
 from timing import QUIET
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
+pytestmark = FLOW_PROVIDERS
 
 
 async def deliveries(worker: RawWorker, count: int) -> list[str]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import pytest
-from integration.flow.flow_support import enqueue_all
+from integration.flow.flow_support import FLOW_PROVIDERS, enqueue_all
 
 from support import Producer, RawWorker, Response, State, seconds
 from timing import QUIET
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
+pytestmark = FLOW_PROVIDERS
 Revoked = Response.LeaseRevoked
 
 

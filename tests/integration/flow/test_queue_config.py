@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from integration.flow.flow_support import Config, configure, enqueue_all
+from integration.flow.flow_support import Config, configure, enqueue_all, on_flow_providers
 from integration.gateway.test_bad_input import expect_error
 
 from jobwire.gateway import StartError
@@ -36,6 +35,7 @@ TOML_QUEUES = {
 
 
 @pytest.mark.gateway(queues=TOML_QUEUES)
+@on_flow_providers
 async def test_the_toml_tables_are_the_queues_configs(producer: Producer) -> None:
     config = (await producer.stub.GetQueueConfig(Q.GetQueueConfigRequest(queue="reports"))).config
     assert (config.queue, config.max_concurrency_per_key, config.max_concurrency) == (
@@ -56,6 +56,7 @@ async def test_the_toml_tables_are_the_queues_configs(producer: Producer) -> Non
 
 
 @pytest.mark.gateway(queues=TOML_QUEUES)
+@on_flow_providers
 async def test_an_update_changes_the_masked_fields_or_all(producer: Producer) -> None:
     config = await configure(producer, "reports", "max_concurrency", max_concurrency=7)
     assert (config.max_concurrency, config.max_concurrency_per_key) == (7, 2)
@@ -73,6 +74,7 @@ async def test_an_update_changes_the_masked_fields_or_all(producer: Producer) ->
 
 
 @pytest.mark.gateway(queues={"live": {"max_concurrency_per_key": 1}})
+@on_flow_providers
 async def test_a_limit_changed_by_rpc_is_honoured_at_once(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
@@ -146,16 +148,16 @@ async def test_a_config_without_a_queue_and_a_key_too_long_are_refused(
 
 
 @pytest.mark.contract
-@pytest.mark.providers("sqlite")
+@pytest.mark.providers("redis")
 async def test_a_provider_without_flow_control_refuses_keys_and_limits(
-    producer: Producer, request: pytest.FixtureRequest, tmp_path: Path
+    producer: Producer, request: pytest.FixtureRequest
 ) -> None:
     failed = grpc.StatusCode.FAILED_PRECONDITION
     await expect_error(
         producer.enqueue("work", concurrency_key="customer-7"),
         failed,
         "FLOW_CONTROL_UNSUPPORTED",
-        "concurrency_key: the sqlite provider does not enforce flow control yet",
+        "concurrency_key: the redis provider does not enforce flow control yet",
     )
     update = Q.UpdateQueueConfigRequest(config=Config(queue="reports", max_concurrency=2))
     await expect_error(
@@ -163,8 +165,7 @@ async def test_a_provider_without_flow_control_refuses_keys_and_limits(
     )
     config = (await producer.stub.GetQueueConfig(Q.GetQueueConfigRequest(queue="reports"))).config
     assert not config.max_concurrency
-    other = {"database_url": f"sqlite+aiosqlite:///{tmp_path}/other.db"}
-    provider = provider_settings("sqlite", request, other)
-    with pytest.raises(StartError, match=r"\[queues.reports\]: the sqlite provider does not"):
+    provider = provider_settings("redis", request, {"key_prefix": "other"})
+    with pytest.raises(StartError, match=r"\[queues.reports\]: the redis provider does not"):
         async with running_gateway(provider=provider, queues={"reports": {"rate": "5/second"}}):
             pass

@@ -1,4 +1,4 @@
-"""Rate limits on the memory provider: a token bucket admits deliveries, per gateway."""
+"""Rate limits: a token bucket admits deliveries (every flow provider)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import bisect
 from collections.abc import Awaitable, Callable
 
 import pytest
-from integration.flow.flow_support import configure, enqueue_all, stats
+from integration.flow.flow_support import FLOW_PROVIDERS, configure, enqueue_all, stats
 
 from support import Producer, RawWorker
 from timing import FRAME_TIMEOUT, QUIET
 
 OpenWorker = Callable[..., Awaitable[RawWorker]]
+pytestmark = FLOW_PROVIDERS
 RATE, BURST, SPAN = 50, 10, 3.0
 STAMP_SLACK = 0.05
 """Seconds a claim may stamp its jobs after the bucket admitted them (no await between,

@@ -19,11 +19,19 @@ SqlGateway = Callable[..., Awaitable[Gateway]]
 
 @pytest.fixture
 def postgres_gateway(gateway_factory: GatewayFactory, queue_database_url: str) -> SqlGateway:
-    """Start gateways on this test's (emptied) database: ``await postgres_gateway(**provider)``."""
+    """Start gateways on this test's (emptied) database: ``await postgres_gateway(**provider)``.
 
-    async def start(*, server: dict[str, Any] | None = None, **provider: Any) -> Gateway:
+    ``queues`` is the gateway's ``[queues.NAME]`` tables.
+    """
+
+    async def start(
+        *,
+        server: dict[str, Any] | None = None,
+        queues: dict[str, Any] | None = None,
+        **provider: Any,
+    ) -> Gateway:
         settings = {"type": "postgres", "database_url": queue_database_url, **provider}
-        return await gateway_factory(server=server or {}, provider=settings)
+        return await gateway_factory(server=server or {}, provider=settings, queues=queues or {})
 
     return start
 

@@ -78,26 +78,36 @@ async def _has(listed: Callable[[], Awaitable[dict[str, W.WorkerInfo]]], names: 
     return set(await listed()) >= names
 
 
-async def test_a_version_1_database_gains_the_operators_tables(
+async def test_a_version_1_database_gains_the_operators_and_flow_control_tables(
     postgres_gateway: SqlGateway, connect: ClientFactory, queue_database: str
 ) -> None:
     first = await postgres_gateway()
     job = await (await connect(first)).producer.enqueue(queue="mail")
     await first.stop()
-    # Version 1 had jobs and gateways only.
+    # Version 1 had jobs and gateways only (version 3 added flow control).
     psql(
-        "DROP TABLE jobwire_paused_queues, jobwire_replay_requests, jobwire_workers; "
+        "DROP TABLE jobwire_paused_queues, jobwire_replay_requests, jobwire_workers, "
+        "jobwire_queue_flow; ALTER TABLE jobwire_jobs DROP COLUMN concurrency_key; "
         "UPDATE jobwire_queue_schema SET version = 1",
         queue_database,
     )
     upgraded = await connect(await postgres_gateway())
-    assert psql("SELECT version FROM jobwire_queue_schema", queue_database) == "2"
+    assert psql("SELECT version FROM jobwire_queue_schema", queue_database) == "3"
     await upgraded.producer.stub.PauseQueue(Q.PauseQueueRequest(queue="mail"))
     [row] = (
         await upgraded.producer.stub.GetQueueStats(Q.GetQueueStatsRequest(queue="mail"))
     ).queues
     assert (row.paused, row.pending) == (True, 1)
-    assert (await upgraded.producer.get(job.id)).queue == "mail"
+    old = await upgraded.producer.get(job.id)
+    assert (old.queue, old.concurrency_key) == ("mail", "")
+    keyed = await upgraded.producer.enqueue(queue="mail", concurrency_key="customer-7")
+    assert (await upgraded.producer.get(keyed.id)).concurrency_key == "customer-7"
+    indexes = psql(
+        "SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+        "WHERE indexname IN ('jobwire_jobs_lanes', 'jobwire_jobs_running')",
+        queue_database,
+    )
+    assert indexes == "jobwire_jobs_lanes,jobwire_jobs_running"
 
 
 async def test_a_purge_through_one_gateway_revokes_the_lease_held_on_the_other(

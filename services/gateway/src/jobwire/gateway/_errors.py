@@ -235,8 +235,8 @@ class FlowControlUnsupportedError(GatewayError):
 
     def __init__(self, field: str, provider: str) -> None:
         super().__init__(
-            f"{field}: the {provider} provider does not enforce flow control yet (the memory "
-            "provider does; see the README's Flow control); leave it unset",
+            f"{field}: the {provider} provider does not enforce flow control yet (the memory, "
+            "SQLite and PostgreSQL providers do; see the README's Flow control); leave it unset",
             field=field,
             provider=provider,
         )

@@ -43,7 +43,7 @@ class FlowRequests(JobRequests):
             name = next(iter(tables))
             raise StartError(
                 f"[queues.{name}]: the {self._provider_type} provider does not enforce "
-                "flow control yet (the memory provider does); remove the table",
+                "flow control yet (memory, SQLite and PostgreSQL do); remove the table",
                 key=f"queues.{name}",
             )
         await super().open()  # before the server serves: no claim runs without the limits

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 MAX_WEIGHT = 1000
 """Largest per-key weight of fair dispatch."""
@@ -129,6 +130,31 @@ class QueueLimits:
     def weight(self, key: str) -> int:
         """Deliveries ``key`` gets per round of fair dispatch."""
         return self.key_weights.get(key, 1) if self.key_weights else 1
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON object a durable provider stores (:meth:`from_json` reads it back)."""
+        rate = self.rate
+        return {
+            "max_concurrency_per_key": self.max_concurrency_per_key,
+            "max_concurrency": self.max_concurrency,
+            "rate": None if rate is None else [rate.count, rate.period, rate.burst],
+            "on_busy_key": self.on_busy_key.value,
+            "key_weights": dict(self.key_weights),
+            "fifo_across_keys": self.fifo_across_keys,
+        }
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any]) -> QueueLimits:
+        """The limits :meth:`as_json` stored."""
+        rate = stored.get("rate")
+        return cls(
+            max_concurrency_per_key=int(stored.get("max_concurrency_per_key", 0)),
+            max_concurrency=int(stored.get("max_concurrency", 0)),
+            rate=None if rate is None else RateLimit(int(rate[0]), float(rate[1]), int(rate[2])),
+            on_busy_key=KeyPolicy(stored.get("on_busy_key", KeyPolicy.QUEUE.value)),
+            key_weights={str(k): int(v) for k, v in stored.get("key_weights", {}).items()},
+            fifo_across_keys=bool(stored.get("fifo_across_keys", False)),
+        )
 
 
 NO_LIMITS = QueueLimits()

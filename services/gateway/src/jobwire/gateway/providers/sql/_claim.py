@@ -16,27 +16,35 @@ writer at a time makes the same statement atomic. The waiting-state test is
 literal SQL, the predicate of the partial index ``<prefix>jobs_ready``, so
 that a prepared statement's generic plan can still use that index.
 
+Queues under flow control (:mod:`._flow`) are claimed from one at a time,
+each in a transaction of its own (:mod:`._lanes`), after the others.
+
 Between claims, a stream with nothing to take parks until a wake-up
-(:mod:`._wake`), its earliest job's ``run_at`` or the poll interval
-(:class:`Claims`); this gateway's streams take turns, the one that waited
-longest first.
+(:mod:`._wake`), its earliest job's ``run_at``, the next token of a rate
+that held its jobs back, or the poll interval (:class:`Claims`); this
+gateway's streams take turns, the one that waited longest first. Jobs held
+by a concurrency limit wait for the wake-up of the ending that frees a slot.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import Update, func, select, text, update
+from sqlalchemy import Update, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import JobRecord
 from jobwire.gateway.providers._types import Claim, Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
+from jobwire.gateway.providers.sql._flow import Flow
 from jobwire.gateway.providers.sql._inflight import InFlight
+from jobwire.gateway.providers.sql._lanes import claim_lanes
 from jobwire.gateway.providers.sql._rows import record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
 from jobwire.gateway.providers.sql._wake import Wakeups
@@ -49,11 +57,13 @@ _RETRY_AWAY = 1.0
 _WAITING = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
 
-def claim_statement(sql: Sql, consumer: Consumer, limit: int, now: float) -> Update:
-    """The claim of up to ``limit`` ready jobs for ``consumer``."""
+def claim_statement(
+    sql: Sql, consumer: Consumer, limit: int, now: float, queues: Sequence[str] | None = None
+) -> Update:
+    """The claim of up to ``limit`` ready jobs for ``consumer`` (of ``queues``, or all its own)."""
     c = sql.jobs.c
     pick = select(c.seq).where(
-        c.queue.in_(consumer.queues),
+        c.queue.in_(consumer.queues if queues is None else queues),
         text(_WAITING),
         c.run_at <= now,
         c.queue.not_in(select(sql.tables.paused.c.queue)),
@@ -81,16 +91,41 @@ def claim_statement(sql: Sql, consumer: Consumer, limit: int, now: float) -> Upd
     )
 
 
-async def claim_ready(sql: Sql, consumer: Consumer, limit: int, now: float) -> list[JobRecord]:
-    """Claim up to ``limit`` jobs, in claim order; empty when none is ready."""
-    # Committed asynchronously (PostgreSQL): a claim a database crash forgets
-    # makes its jobs pending again, a redelivery, which at-least-once allows.
+async def claim_ready(
+    sql: Sql, flow: Flow, consumer: Consumer, limit: int, now: float
+) -> tuple[list[JobRecord], float | None]:
+    """Claim up to ``limit`` jobs, in claim order; empty when none is ready.
+
+    Also returns, when a rate held back every job of a queue under flow
+    control, the seconds until its next token (else None).
+    """
+    flowing = await flow.queues()
+    plain = [queue for queue in consumer.queues if queue not in flowing]
+    records = await _claim_plain(sql, consumer, plain, limit, now) if plain else []
+    wait: float | None = None
+    for queue in consumer.queues:
+        if queue not in flowing or len(records) >= limit:
+            continue
+        # Committed asynchronously (PostgreSQL): a claim a database crash forgets
+        # makes its jobs pending again, a redelivery, which at-least-once allows.
+        async with sql.write(async_commit=True) as conn:
+            rows, until = await claim_lanes(sql, conn, consumer, queue, limit - len(records), now)
+        records.extend(record_of(row) for row in rows)
+        if until is not None:
+            wait = until if wait is None else min(wait, until)
+    return records, wait
+
+
+async def _claim_plain(
+    sql: Sql, consumer: Consumer, queues: list[str], limit: int, now: float
+) -> list[JobRecord]:
+    # Committed asynchronously (PostgreSQL), as the claims of queues under flow control.
     if sql.direct is not None:
         types = sorted(consumer.job_types)
-        rows = await sql.direct.claim(consumer.queues, types, consumer.worker_id, limit, now)
+        rows = await sql.direct.claim(queues, types, consumer.worker_id, limit, now)
     else:
         async with sql.write(async_commit=True) as conn:
-            statement = claim_statement(sql, consumer, limit, now)
+            statement = claim_statement(sql, consumer, limit, now, queues)
             rows = list((await conn.execute(statement)).mappings())
     # RETURNING keeps no order: put the jobs back in the order they were picked.
     rows.sort(key=_claim_order)
@@ -101,14 +136,23 @@ def _claim_order(row: Any) -> tuple[int, float, int]:
     return (-row["priority"], row["run_at"], row["seq"])
 
 
-async def next_due(sql: Sql, conn: AsyncConnection, consumer: Consumer) -> float | None:
-    """When the consumer's earliest waiting job may run, or None when there is none."""
+async def next_due(
+    sql: Sql, conn: AsyncConnection, consumer: Consumer, flowing: Collection[str], now: float
+) -> float | None:
+    """When the consumer's earliest waiting job may run, or None when there is none.
+
+    Of the queues under flow control (``flowing``) only jobs not yet due
+    count: their due jobs wait for a slot or a token, not for a time.
+    """
     c = sql.jobs.c
     query = select(func.min(c.run_at)).where(
         c.queue.in_(consumer.queues),
         text(_WAITING),
         c.queue.not_in(select(sql.tables.paused.c.queue)),
     )
+    held = [queue for queue in consumer.queues if queue in flowing]
+    if held:
+        query = query.where(or_(c.queue.not_in(held), c.run_at > now))
     if consumer.job_types:
         query = query.where(c.type.in_(sorted(consumer.job_types)))
     due = await conn.scalar(query)
@@ -120,6 +164,7 @@ class Claims:
 
     Args:
         sql: the database.
+        flow: the queues under flow control, claimed through their lanes.
         writes: puts back what a stream that left took.
         wakeups: this gateway's wake-ups (its inserts, other gateways' NOTIFYs).
         inflight: runs a claim to its end when its stream leaves meanwhile.
@@ -127,9 +172,16 @@ class Claims:
     """
 
     def __init__(
-        self, sql: Sql, writes: Writes, wakeups: Wakeups, inflight: InFlight, poll: float
+        self,
+        sql: Sql,
+        flow: Flow,
+        writes: Writes,
+        wakeups: Wakeups,
+        inflight: InFlight,
+        poll: float,
     ) -> None:
         self._sql = sql
+        self._flow = flow
         self._writes = writes
         self._wakeups = wakeups
         self._inflight = inflight
@@ -155,22 +207,30 @@ class Claims:
                 await self._wakeups.wait(consumer.queues, seen, idle[1] - time.time())
                 continue
             try:
-                records = await self._claim(consumer, max_jobs)
+                records, token = await self._claim(consumer, max_jobs)
                 if records:
                     return [Claim(record, None) for record in records]
                 async with self._sql.read() as conn:
-                    due = await next_due(self._sql, conn, consumer)
+                    flowing = self._flow.known()
+                    due = await next_due(self._sql, conn, consumer, flowing, time.time())
             except UnavailableError as error:
                 # The database is away: the stream stays open and tries again.
                 logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
                 await asyncio.sleep(_RETRY_AWAY)
                 continue
-            until = time.time() + self._poll if due is None else min(time.time() + self._poll, due)
+            now = time.time()
+            until = min(
+                now + self._poll,
+                math.inf if due is None else due,
+                math.inf if token is None else now + token,
+            )
             if self._wakeups.generation(consumer.queues) == seen:
                 self._idle[kind] = (seen, until)
             await self._wakeups.wait(consumer.queues, seen, until - time.time())
 
-    async def _claim(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
+    async def _claim(
+        self, consumer: Consumer, max_jobs: int
+    ) -> tuple[list[JobRecord], float | None]:
         # A stream that goes away during the claim must not strand the jobs
         # taken: the claim finishes, and puts them back.
         task = self._inflight.track(self._claim_in_turn(consumer, max_jobs))
@@ -180,14 +240,16 @@ class Claims:
             task.add_done_callback(self._put_back)
             raise
 
-    async def _claim_in_turn(self, consumer: Consumer, max_jobs: int) -> list[JobRecord]:
+    async def _claim_in_turn(
+        self, consumer: Consumer, max_jobs: int
+    ) -> tuple[list[JobRecord], float | None]:
         async with self._claiming:
-            return await claim_ready(self._sql, consumer, max_jobs, time.time())
+            return await claim_ready(self._sql, self._flow, consumer, max_jobs, time.time())
 
-    def _put_back(self, task: asyncio.Task[list[JobRecord]]) -> None:
-        if task.cancelled() or task.exception() is not None or not task.result():
+    def _put_back(self, task: asyncio.Task[tuple[list[JobRecord], float | None]]) -> None:
+        if task.cancelled() or task.exception() is not None or not task.result()[0]:
             return
-        self._inflight.spawn(self._give_back(task.result()))
+        self._inflight.spawn(self._give_back(task.result()[0]))
 
     async def _give_back(self, records: list[JobRecord]) -> None:
         await self._writes.put_back(records)

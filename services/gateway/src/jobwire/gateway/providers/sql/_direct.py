@@ -72,6 +72,7 @@ _JOB_COLUMNS = {
     "result": "bytea",
     "result_content_type": "varchar",
     "progress": "bytea",
+    "concurrency_key": "varchar",
 }
 
 

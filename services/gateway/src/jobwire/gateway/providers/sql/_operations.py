@@ -214,15 +214,17 @@ class Operations:
                 count = await conn.scalar(select(func.count()).select_from(jobs).where(*where))
             return Purged(int(count or 0))
         async with self._sql.write() as conn:
-            leased: list[tuple[str, str | None]] = []
+            leased: list[tuple[str, str | None, str]] = []
             if include_processing:
-                query = select(c.id, c.gateway_id).where(*where, c.state == PROCESSING)
-                leased = [(i, g) for i, g in await conn.execute(query.with_for_update())]
+                query = select(c.id, c.gateway_id, c.queue).where(*where, c.state == PROCESSING)
+                leased = [(i, g, q) for i, g, q in await conn.execute(query.with_for_update())]
             result = await conn.execute(delete(jobs).where(*where))
-            for job_id, owner in leased:
+            for job_id, owner, _ in leased:
                 if owner and owner != self._sql.gateway_id:
                     await self._sql.notify_cancel(conn, owner, job_id, _PURGED)
-        return Purged(int(result.rowcount), tuple(job_id for job_id, _ in leased))
+            # Slots of flow control freed: every gateway's claims look again.
+            await self._sql.notify_ready(conn, {queue for _, _, queue in leased})
+        return Purged(int(result.rowcount), tuple(job_id for job_id, _, _ in leased))
 
     # Pause -------------------------------------------------------------------
 

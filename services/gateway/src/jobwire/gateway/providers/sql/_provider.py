@@ -18,6 +18,8 @@ above owns the rules; this is where they meet SQL):
 * **Operators' hooks** (replay, purge, pause: :mod:`._operations`; workers
   of other gateways: :mod:`.._worker_rows`) keep their state in tables, so every
   gateway on the database and a restarted one see it.
+* **Flow control** (concurrency keys, limits, rates, fair dispatch) is
+  enforced in the claims of every gateway: :mod:`._flow`, :mod:`._lanes`.
 """
 
 from __future__ import annotations
@@ -38,8 +40,10 @@ from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import JobFilter, JobRecord, NewJob
+from jobwire.gateway._limits import QueueLimits
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import PostgresProviderSettings, SqliteProviderSettings
+from jobwire.gateway.providers._flow import Hold
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
@@ -54,12 +58,13 @@ from jobwire.gateway.providers.base import QueueProvider
 from jobwire.gateway.providers.sql._claim import Claims
 from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
 from jobwire.gateway.providers.sql._fleet import Fleet
+from jobwire.gateway.providers.sql._flow import Flow
 from jobwire.gateway.providers.sql._gather import Gathered
 from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._listen import Listener
 from jobwire.gateway.providers.sql._operations import Operations
 from jobwire.gateway.providers.sql._reads import Reads
-from jobwire.gateway.providers.sql._tables import MIGRATIONS, SCHEMA_VERSION, make_tables
+from jobwire.gateway.providers.sql._tables import SCHEMA_VERSION, make_tables, migrations
 from jobwire.gateway.providers.sql._upkeep import maintain
 from jobwire.gateway.providers.sql._wake import Wakeups
 from jobwire.gateway.providers.sql._writes import Writes
@@ -82,6 +87,7 @@ class SqlProvider(QueueProvider[None]):
     """Queues in a SQL table, on PostgreSQL (N gateways) or a SQLite file (one gateway)."""
 
     max_native_delay: ClassVar[float | None] = math.inf
+    supports_flow_control: ClassVar[bool] = True
 
     def __init__(
         self, settings: PostgresProviderSettings | SqliteProviderSettings, events: JobEvents
@@ -120,7 +126,8 @@ class SqlProvider(QueueProvider[None]):
             engine, tables, gateway_id, prefix, async_engine=async_engine, direct=direct
         )
         self._wakeups = Wakeups()
-        self._writes = Writes(self._sql, self.dedup)
+        self._flow = Flow(self._sql)
+        self._writes = Writes(self._sql, self.dedup, self._flow.known)
         self._reads = Reads(self._sql, self.dedup)
         self._operations = Operations(self._sql)
         # A SQLite file serves one gateway: no other gateway's streams to show.
@@ -154,6 +161,7 @@ class SqlProvider(QueueProvider[None]):
         self._endings = Gathered(self._writes.settle, self._inflight.track)
         self._claims = Claims(
             self._sql,
+            self._flow,
             self._writes,
             self._wakeups,
             self._inflight,
@@ -183,7 +191,7 @@ class SqlProvider(QueueProvider[None]):
                 SCHEMA_VERSION,
                 lock_key=_SCHEMA_LOCK,
                 what="queue",
-                migrations=MIGRATIONS,
+                migrations=migrations(self._settings.table_prefix),
             )
             if self._sql.direct is not None:
                 await self._sql.direct.open()
@@ -238,7 +246,9 @@ class SqlProvider(QueueProvider[None]):
     async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store jobs in one transaction; answered after the commit."""
         results = await self._writes.insert(jobs, time.time())
-        self._wakeups.notify({job.queue for job, duplicate in results if not duplicate})
+        fresh = [job for job, duplicate in results if not duplicate]
+        await self._flow.mark_keyed({job.queue for job in fresh if job.concurrency_key})
+        self._wakeups.notify({job.queue for job in fresh})
         return results
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -253,8 +263,16 @@ class SqlProvider(QueueProvider[None]):
         return await self._reads.list_jobs(where, limit, cursor, time.time())
 
     async def counts(self, queue: str | None) -> list[QueueCounts]:
-        """Counts from the table."""
-        return await self._reads.counts(queue, time.time())
+        """Counts from the table; for queues with limits, the jobs each holds back."""
+        now = time.time()
+        rows = await self._reads.counts(queue, now)
+        flowing = await self._flow.queues()
+        for row in rows:
+            limits = flowing.get(row.queue)
+            if limits is not None and limits.limited:
+                pending = row.by_state[JobState.PENDING]
+                row.held = await self._flow.held(row.queue, limits, pending, now)
+        return rows
 
     async def key_holders(self, keys: Collection[str]) -> dict[str, JobRecord]:
         """The jobs that hold these deduplication keys."""
@@ -264,7 +282,10 @@ class SqlProvider(QueueProvider[None]):
         self, job_id: str, message: str, lease: Lease[None] | None
     ) -> JobRecord | None:
         """Cancel in the table; a gateway leasing the job elsewhere is notified."""
-        return await self._inflight.unstoppable(self._writes.cancel(job_id, message, time.time()))
+        record = await self._inflight.unstoppable(self._writes.cancel(job_id, message, time.time()))
+        if record is not None and record.queue in self._flow.known():
+            self._wakeups.notify({record.queue})  # its slot may be free
+        return record
 
     # Operations --------------------------------------------------------------
 
@@ -287,9 +308,12 @@ class SqlProvider(QueueProvider[None]):
         self, selector: JobSelector, *, include_processing: bool, validate_only: bool
     ) -> Purged:
         """Delete (or count) the selected jobs in one statement."""
-        return await self._operations.purge(
+        purged = await self._operations.purge(
             selector, include_processing=include_processing, validate_only=validate_only
         )
+        if purged.processing:
+            self._wakeups.notify(None)  # slots of flow control may be free
+        return purged
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Pause or resume a queue for every gateway on the database."""
@@ -313,7 +337,10 @@ class SqlProvider(QueueProvider[None]):
         written = await self._inflight.unstoppable(
             self._inflight.written(records, self._endings.write(records))
         )
-        self._wakeups.notify({r.queue for r in records if not r.state.is_terminal})
+        flowing = self._flow.known()
+        self._wakeups.notify(
+            {r.queue for r in records if not r.state.is_terminal or r.queue in flowing}
+        )
         if len(written) == len(records):
             return None
         return [record.id in written for record in records]
@@ -323,6 +350,29 @@ class SqlProvider(QueueProvider[None]):
         await self._inflight.unstoppable(
             self._inflight.written([lease.job], self._writes.save_progress(lease.job))
         )
+
+    # Flow control ------------------------------------------------------------
+
+    async def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Store a queue's limits for every gateway; claims waiting on it look again."""
+        await self._flow.set_limits(queue, limits)
+        self._wakeups.notify({queue})
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """Every configured queue's limits, from the table."""
+        return await self._flow.stored()
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """One queue's limits, from the table."""
+        return await self._flow.limits(queue)
+
+    async def key_jobs(self, queue: str, key: str) -> list[JobRecord]:
+        """A key's pending and processing jobs, oldest first."""
+        return await self._flow.key_jobs(queue, key, time.time())
+
+    async def hold(self, job: JobRecord) -> Hold | None:
+        """The limit holding a pending job back now, if one does."""
+        return await self._flow.hold(job, time.time())
 
     # Background --------------------------------------------------------------
 

@@ -38,6 +38,7 @@ def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
         "result": record.result,
         "result_content_type": record.result_content_type,
         "progress": None,
+        "concurrency_key": record.concurrency_key,
     }
 
 
@@ -60,4 +61,5 @@ def record_of(row: Any, now: float | None = None) -> JobRecord:
         schedule_time=row["schedule_time"],
         end_time=row["end_time"],
         priority=row["priority"],
+        concurrency_key=row["concurrency_key"],
     )

@@ -15,6 +15,13 @@ The operators' tables (issue 18), shared by every gateway on the database:
 replayed) and ``<prefix>workers`` (the worker streams each gateway publishes,
 and the drains other gateways asked of them).
 
+Flow control (:mod:`._flow`): a job's ``concurrency_key`` ("" for none), the
+partial indexes ``<prefix>jobs_lanes`` (a queue's waiting jobs by key, in
+claim order) and ``<prefix>jobs_running`` (its processing jobs by key), and
+``<prefix>queue_flow``: one row per queue with limits or keyed jobs, holding
+the limits, the rate's token bucket and the rotation's place, locked by the
+claims of that queue.
+
 Times are epoch seconds (double precision): every comparison and order the
 provider makes is then the same on PostgreSQL and SQLite.
 
@@ -51,13 +58,25 @@ from sqlalchemy import (
 
 from jobwire.gateway._models import DEFAULT_PRIORITY, JobState
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the tables below; see the module docstring."""
-MIGRATIONS: dict[int, tuple[str, ...]] = {
-    # 1 -> 2: the operators' tables, which ``create_all`` creates.
-    1: (),
-}
-"""The statements that take version ``n`` to ``n + 1``, by ``n``."""
+
+
+def migrations(prefix: str) -> dict[int, tuple[str, ...]]:
+    """The statements that take version ``n`` to ``n + 1``, by ``n``, for ``prefix``."""
+    jobs = f"{prefix}jobs"
+    return {
+        # 1 -> 2: the operators' tables, which ``create_all`` creates.
+        1: (),
+        # 2 -> 3: flow control (``create_all`` creates <prefix>queue_flow).
+        2: (
+            f"ALTER TABLE {jobs} ADD COLUMN concurrency_key VARCHAR(256) NOT NULL DEFAULT ''",
+            f"CREATE INDEX {prefix}jobs_lanes ON {jobs} "
+            f"(queue, concurrency_key, priority DESC, run_at, seq) WHERE {_WAITING_SQL}",
+            f"CREATE INDEX {prefix}jobs_running ON {jobs} (queue, concurrency_key) "
+            f"WHERE state = {PROCESSING}",
+        ),
+    }
 
 
 WAITING = (JobState.PENDING.value, JobState.SCHEDULED.value, JobState.FAILED.value)
@@ -66,6 +85,7 @@ UNFINISHED = (*WAITING, JobState.PROCESSING.value)
 """States in which a job holds its deduplication key whatever the window."""
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 PROCESSING = JobState.PROCESSING.value
+_WAITING_SQL = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
 
 def _in(column: ColumnElement[int], values: tuple[int, ...]) -> str:
@@ -84,6 +104,7 @@ class Tables:
     paused: Table
     replays: Table
     workers: Table
+    flow: Table
 
 
 def make_tables(prefix: str) -> Tables:
@@ -124,6 +145,7 @@ def make_tables(prefix: str) -> Tables:
         Column("result", LargeBinary),
         Column("result_content_type", String(256), nullable=False),
         Column("progress", LargeBinary),
+        Column("concurrency_key", String(256), nullable=False, server_default=text("''")),
     )
     c = jobs.c
     waiting = text(_in(c.state, WAITING))
@@ -162,6 +184,23 @@ def make_tables(prefix: str) -> Tables:
         sqlite_where=finished,
     )
     Index(f"{prefix}jobs_listing", c.queue, c.seq)
+    Index(
+        f"{prefix}jobs_lanes",
+        c.queue,
+        c.concurrency_key,
+        c.priority.desc(),
+        c.run_at,
+        c.seq,
+        postgresql_where=waiting,
+        sqlite_where=waiting,
+    )
+    Index(
+        f"{prefix}jobs_running",
+        c.queue,
+        c.concurrency_key,
+        postgresql_where=leased,
+        sqlite_where=leased,
+    )
     gateways = Table(
         f"{prefix}gateways",
         metadata,
@@ -198,7 +237,20 @@ def make_tables(prefix: str) -> Tables:
         Column("seen_time", Double, nullable=False),
         Column("drain", Boolean, nullable=False),
     )
-    return Tables(metadata, jobs, gateways, schema, paused, replays, workers)
+    flow = Table(
+        f"{prefix}queue_flow",
+        metadata,
+        Column("queue", String(128), primary_key=True),
+        # NULL: never configured (a queue with keyed jobs only).
+        Column("limits", JSON(none_as_null=True)),
+        Column("keyed", Boolean, nullable=False),
+        Column("tokens", Double, nullable=False),
+        Column("refilled", Double, nullable=False),
+        Column("turn", String(256), nullable=False),  # the key served last,
+        Column("served", Integer, nullable=False),  # and the jobs it got in its turn
+        Column("update_time", Double, nullable=False),
+    )
+    return Tables(metadata, jobs, gateways, schema, paused, replays, workers, flow)
 
 
 def effective_state(jobs: FromClause, now: float) -> ColumnElement[int]:

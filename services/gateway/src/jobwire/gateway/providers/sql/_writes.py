@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -79,11 +79,19 @@ _UNFINISHED = f"state IN ({', '.join(str(s) for s in UNFINISHED)})"
 
 
 class Writes:
-    """The provider's writes."""
+    """The provider's writes.
 
-    def __init__(self, sql: Sql, dedup: DedupRule) -> None:
+    Args:
+        sql: the database.
+        dedup: the deduplication rule.
+        flowing: the queues under flow control, whose slots an ending or a
+            cancel frees (those wake every gateway's claims of the queue).
+    """
+
+    def __init__(self, sql: Sql, dedup: DedupRule, flowing: Callable[[], Collection[str]]) -> None:
         self._sql = sql
         self._dedup = dedup
+        self._flowing = flowing
         c = sql.jobs.c
         self._c = c
         unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in ENDING_COLUMNS.items())
@@ -232,12 +240,19 @@ class Writes:
 
     async def _settle(self, records: Sequence[JobRecord]) -> set[str]:
         direct = self._sql.direct
-        if direct is not None and all(r.state.is_terminal for r in records):
-            # Nothing becomes ready: no NOTIFY, one statement on its own.
+        flowing = self._flowing()
+        if direct is not None and all(
+            r.state.is_terminal and r.queue not in flowing for r in records
+        ):
+            # Nothing becomes ready, no slot is freed: no NOTIFY, one statement on its own.
             return await direct.end(ending_rows(records, [r.attempt for r in records]))
         async with self._sql.write(async_commit=True) as conn:
             written = await self.apply_endings(conn, records, [r.attempt for r in records])
-            again = {r.queue for r in records if r.id in written and not r.state.is_terminal}
+            again = {
+                r.queue
+                for r in records
+                if r.id in written and (not r.state.is_terminal or r.queue in flowing)
+            }
             await self._sql.notify_ready(conn, again)
         return written
 
@@ -267,6 +282,8 @@ class Writes:
             owner = row["gateway_id"]
             if row["state"] == PROCESSING and owner and owner != self._sql.gateway_id:
                 await self._sql.notify_cancel(conn, owner, job_id, f"job cancelled: {message}")
+            if row["state"] == PROCESSING and row["queue"] in self._flowing():
+                await self._sql.notify_ready(conn, {row["queue"]})  # a slot is free
         return record
 
     async def save_progress(self, record: JobRecord) -> None:
