@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Coroutine
@@ -96,12 +97,14 @@ class TcpProxy:
         if acceptor is None:
             return
         # Woken by a connection of our own rather than cancelled: a cancelled
-        # sock_accept can lose a connection it has just accepted.
+        # sock_accept can lose a connection it has just accepted. The acceptor
+        # may take and close the poke before its connect is seen complete here
+        # (it then fails with a reset): either way the acceptor was woken.
         poke = socket.socket()
         poke.setblocking(False)
-        with poke:
+        with poke, contextlib.suppress(ConnectionError):
             await asyncio.get_running_loop().sock_connect(poke, ("127.0.0.1", self.port))
-            await acceptor
+        await acceptor
 
     async def _down(self) -> None:
         await self._stop_accepting()
