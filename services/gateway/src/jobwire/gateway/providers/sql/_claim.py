@@ -33,7 +33,6 @@ import logging
 import math
 import time
 from collections.abc import Collection, Sequence
-from typing import Any
 
 from sqlalchemy import Update, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -44,7 +43,8 @@ from jobwire.gateway.providers._types import Claim, Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._flow import Flow
 from jobwire.gateway.providers.sql._inflight import InFlight
-from jobwire.gateway.providers.sql._lanes import claim_lanes
+from jobwire.gateway.providers.sql._lane_store import SqlLanes
+from jobwire.gateway.providers.sql._lanes import claim_lanes, claim_order
 from jobwire.gateway.providers.sql._rows import record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
 from jobwire.gateway.providers.sql._wake import Wakeups
@@ -106,10 +106,15 @@ async def claim_ready(
     for queue in consumer.queues:
         if queue not in flowing or len(records) >= limit:
             continue
+        room = limit - len(records)
         # Committed asynchronously (PostgreSQL): a claim a database crash forgets
         # makes its jobs pending again, a redelivery, which at-least-once allows.
-        async with sql.write(async_commit=True) as conn:
-            rows, until = await claim_lanes(sql, conn, consumer, queue, limit - len(records), now)
+        if sql.direct is not None:
+            async with sql.direct.lanes() as store:
+                rows, until = await claim_lanes(store, consumer, queue, room, now)
+        else:
+            async with sql.write(async_commit=True) as conn:
+                rows, until = await claim_lanes(SqlLanes(sql, conn), consumer, queue, room, now)
         records.extend(record_of(row) for row in rows)
         if until is not None:
             wait = until if wait is None else min(wait, until)
@@ -128,12 +133,8 @@ async def _claim_plain(
             statement = claim_statement(sql, consumer, limit, now, queues)
             rows = list((await conn.execute(statement)).mappings())
     # RETURNING keeps no order: put the jobs back in the order they were picked.
-    rows.sort(key=_claim_order)
+    rows.sort(key=claim_order)
     return [record_of(row) for row in rows]
-
-
-def _claim_order(row: Any) -> tuple[int, float, int]:
-    return (-row["priority"], row["run_at"], row["seq"])
 
 
 async def next_due(

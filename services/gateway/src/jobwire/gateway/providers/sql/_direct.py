@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway.providers.sql._direct_lanes import DirectLanes, LaneStatements
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
 from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
 
@@ -121,10 +122,13 @@ class Direct:
         size: most connections.
         jobs: the jobs table's name.
         paused: the paused queues table's name.
+        flow: the flow control table's name.
         gateway_id: this gateway's id (claims name it).
     """
 
-    def __init__(self, url: str, size: int, jobs: str, paused: str, gateway_id: str) -> None:
+    def __init__(
+        self, url: str, size: int, jobs: str, paused: str, flow: str, gateway_id: str
+    ) -> None:
         self._dsn = make_url(url).set(drivername="postgresql").render_as_string(False)
         self._size = size
         self._gateway_id = gateway_id
@@ -134,6 +138,13 @@ class Direct:
             f"${n}::{kind}[]" for n, kind in enumerate(ENDING_COLUMNS.values(), start=1)
         )
         self._endings = endings_statement(jobs, arrays)
+        n = len(ENDING_COLUMNS)
+        # The endings that free slots of flow control tell every gateway, at commit.
+        self._endings_told = (
+            f"WITH ended AS ({self._endings}), told AS (SELECT pg_notify(${n + 1}, ${n + 2})) "
+            "SELECT ended.id FROM ended, told"
+        )
+        self._lanes = LaneStatements(jobs, paused, flow, gateway_id)
         self._insert = _insert_statement(jobs)
         self._pool: Any = None
         self._durable: Any = None
@@ -209,8 +220,23 @@ class Direct:
             except asyncpg.UniqueViolationError as error:
                 raise IntegrityError(self._insert, None, error) from error
 
-    async def end(self, rows: Sequence[dict[str, Any]]) -> set[str]:
-        """Write endings that make no job ready (no ``NOTIFY``); return the ids written."""
-        arrays = [[row[name] for row in rows] for name in ENDING_COLUMNS]
+    async def end(
+        self, rows: Sequence[dict[str, Any]], notify: tuple[str, str] | None = None
+    ) -> set[str]:
+        """Write endings that make no job ready; return the ids written.
+
+        ``notify`` (channel, payload): sent at commit when an ending was written.
+        """
+        arrays: list[Any] = [[row[name] for row in rows] for name in ENDING_COLUMNS]
+        statement = self._endings
+        if notify is not None:
+            statement = self._endings_told
+            arrays += notify
         async with self._connection() as conn:
-            return {record["id"] for record in await conn.fetch(self._endings, *arrays)}
+            return {record["id"] for record in await conn.fetch(statement, *arrays)}
+
+    @contextlib.asynccontextmanager
+    async def lanes(self) -> AsyncIterator[DirectLanes]:
+        """A flow-controlled claim's statements, in one transaction (committed asynchronously)."""
+        async with self._connection() as conn, conn.transaction():
+            yield DirectLanes(conn, self._lanes)

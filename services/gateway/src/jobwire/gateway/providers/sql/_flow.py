@@ -30,7 +30,7 @@ import time
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from sqlalchemy import Insert, func, select, text, update
+from sqlalchemy import Insert, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,12 +52,10 @@ def limits_of(row: Any) -> QueueLimits:
     return NO_LIMITS if stored is None else QueueLimits.from_json(stored)
 
 
-def tokens_at(rate: RateLimit | None, row: Any, now: float) -> float:
-    """The tokens in a row's bucket at ``now`` (refilled since it was counted)."""
-    if rate is None:
-        return 0.0
-    gained = max(0.0, now - float(row["refilled"])) * rate.per_second
-    return min(float(rate.burst), float(row["tokens"]) + gained)
+def tokens_at(rate: RateLimit, tokens: float, refilled: float, now: float) -> float:
+    """The tokens in a bucket at ``now``: ``tokens`` counted at ``refilled``, and the refill."""
+    gained = max(0.0, now - refilled) * rate.per_second
+    return min(float(rate.burst), tokens + gained)
 
 
 def whole(tokens: float) -> int:
@@ -143,10 +141,10 @@ class Flow:
         async with self._sql.write() as conn:
             query = select(table).where(table.c.queue == queue).with_for_update()
             row = (await conn.execute(query)).mappings().first()
-            rate = limits.rate
+            rate, old = limits.rate, None if row is None else limits_of(row).rate
             tokens = float(rate.burst) if rate is not None else 0.0
-            if row is not None and rate is not None and limits_of(row).rate is not None:
-                tokens = min(tokens, tokens_at(limits_of(row).rate, row, now))
+            if row is not None and rate is not None and old is not None:
+                tokens = min(tokens, tokens_at(old, row["tokens"], row["refilled"], now))
             stored = None if limits.empty else limits.as_json()
             await conn.execute(self._upsert(queue, now, limits=stored, tokens=tokens, refilled=now))
             await self._sql.notify_ready(conn, {queue})
@@ -230,7 +228,9 @@ class Flow:
             return None
         table = self._sql.tables.flow
         row = (await conn.execute(select(table).where(table.c.queue == queue))).mappings().first()
-        return None if row is None else whole(tokens_at(limits.rate, row, now))
+        if row is None:
+            return None
+        return whole(tokens_at(limits.rate, row["tokens"], row["refilled"], now))
 
 
 async def processing(sql: Sql, conn: AsyncConnection, queue: str) -> dict[str, int]:
@@ -242,13 +242,3 @@ async def processing(sql: Sql, conn: AsyncConnection, queue: str) -> dict[str, i
         .group_by(c.concurrency_key)
     )
     return {key: count for key, count in await conn.execute(query)}
-
-
-def store_bucket(sql: Sql, queue: str, tokens: float, turn: str, served: int, now: float) -> Any:
-    """The update of a queue's row after a claim: the tokens left, the key served last."""
-    table = sql.tables.flow
-    return (
-        update(table)
-        .where(table.c.queue == queue)
-        .values(tokens=tokens, refilled=now, turn=turn, served=served, update_time=now)
-    )

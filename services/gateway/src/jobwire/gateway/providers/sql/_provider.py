@@ -117,7 +117,12 @@ class SqlProvider(QueueProvider[None]):
         tables, gateway_id = make_tables(prefix), uuid.uuid4().hex
         direct = (
             _direct().Direct(
-                self._url, settings.pool_size, tables.jobs.name, tables.paused.name, gateway_id
+                self._url,
+                settings.pool_size,
+                tables.jobs.name,
+                tables.paused.name,
+                tables.flow.name,
+                gateway_id,
             )
             if postgres
             else None

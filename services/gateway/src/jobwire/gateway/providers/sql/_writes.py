@@ -241,11 +241,13 @@ class Writes:
     async def _settle(self, records: Sequence[JobRecord]) -> set[str]:
         direct = self._sql.direct
         flowing = self._flowing()
-        if direct is not None and all(
-            r.state.is_terminal and r.queue not in flowing for r in records
-        ):
-            # Nothing becomes ready, no slot is freed: no NOTIFY, one statement on its own.
-            return await direct.end(ending_rows(records, [r.attempt for r in records]))
+        if direct is not None and all(r.state.is_terminal for r in records):
+            # Nothing becomes ready: one statement on its own, with a NOTIFY when
+            # it frees slots of flow control.
+            freed = {r.queue for r in records if r.queue in flowing}
+            sql = self._sql
+            notify = (sql.ready_channel, sql.ready_payload(freed)) if freed else None
+            return await direct.end(ending_rows(records, [r.attempt for r in records]), notify)
         async with self._sql.write(async_commit=True) as conn:
             written = await self.apply_endings(conn, records, [r.attempt for r in records])
             again = {
