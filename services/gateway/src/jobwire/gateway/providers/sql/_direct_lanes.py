@@ -31,8 +31,7 @@ class LaneStatements:
         self.jobs = jobs
         self.gateway_id = gateway_id
         self.lock = (
-            f"SELECT limits, tokens, refilled, turn, served FROM {flow} WHERE queue = $1 "
-            "FOR UPDATE"
+            f"SELECT limits, tokens, refilled, turn, served FROM {flow} WHERE queue = $1 FOR UPDATE"
         )
         # A statement of its own, after the lock: a statement reads as of its
         # start, and the lock may have waited for another gateway's claim.
