@@ -118,14 +118,16 @@ class SqsQueues:
         }
 
 
-async def create_queues(endpoint: str, names: tuple[str, ...] = QUEUES) -> SqsQueues:
+async def create_queues(
+    endpoint: str, names: tuple[str, ...] = QUEUES, prefix: str = "jobwire-"
+) -> SqsQueues:
     """Create one SQS queue per jobwire queue name, and a dead-letter queue."""
     async with sqs_client(endpoint) as client:
         urls = {
-            name: (await client.create_queue(QueueName=f"jobwire-{name}"))["QueueUrl"]
+            name: (await client.create_queue(QueueName=f"{prefix}{name}"))["QueueUrl"]
             for name in names
         }
-        dlq = (await client.create_queue(QueueName="jobwire-dead"))["QueueUrl"]
+        dlq = (await client.create_queue(QueueName=f"{prefix}dead"))["QueueUrl"]
     return SqsQueues(endpoint, urls, dlq)
 
 
