@@ -155,14 +155,15 @@ def main() -> None:
     jobwire_runs: list[dict[str, float]] = []
     celery_runs: list[dict[str, float]] = []
     no_redis = reachable()
-    for _ in range(args.repeat):  # interleaved: every row sees the same machine
-        with vhost(args.url) as url:
-            bare_runs.append(asyncio.run(bare(url, args.jobs, args.in_flight)))
-        with vhost(args.url) as url:
-            jobwire_runs.append(jobwire(url, args.jobs, args.samples))
-        if no_redis is None:
+    # Celery's app keeps the broker URL it first connected with: one vhost for all its runs.
+    with vhost(args.url) as celery_url:
+        for _ in range(args.repeat):  # interleaved: every row sees the same machine
             with vhost(args.url) as url:
-                celery_runs.append(asyncio.run(celery(url, args.jobs, args.samples)))
+                bare_runs.append(asyncio.run(bare(url, args.jobs, args.in_flight)))
+            with vhost(args.url) as url:
+                jobwire_runs.append(jobwire(url, args.jobs, args.samples))
+            if no_redis is None:
+                celery_runs.append(asyncio.run(celery(celery_url, args.jobs, args.samples)))
     print(f"\nbare aio-pika, {args.jobs:,} messages, {args.repeat} runs\n", flush=True)
     print(report(bare_runs), flush=True)
     print(f"\njobwire, rabbitmq provider, {args.jobs:,} no-op jobs, {args.repeat} runs\n")
