@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
@@ -72,17 +71,13 @@ def moto_server() -> Iterator[MotoServer]:
 
 @pytest.fixture
 def sqs_queues(moto_server: MotoServer) -> SqsQueues:
-    """Fresh SQS queues for one test (moto reset first), named for it alone.
+    """Fresh SQS queues for one test (moto reset first).
 
     A plain fixture, so that ``gateway`` can ask for it only when it needs SQS.
-    The names are the test's own: a receive call an earlier test's gateway
-    sent, still waiting for moto's lock, must find no queue of this test to
-    take a message from (it would hold it invisible for its visibility timeout).
     """
     moto_server.reset()
-    prefix = f"jobwire-{uuid.uuid4().hex[:8]}-"
     with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, create_queues(moto_server.url, prefix=prefix)).result()
+        return thread.submit(asyncio.run, create_queues(moto_server.url)).result()
 
 
 @pytest.fixture(scope="session")

@@ -118,16 +118,14 @@ class SqsQueues:
         }
 
 
-async def create_queues(
-    endpoint: str, names: tuple[str, ...] = QUEUES, prefix: str = "jobwire-"
-) -> SqsQueues:
+async def create_queues(endpoint: str, names: tuple[str, ...] = QUEUES) -> SqsQueues:
     """Create one SQS queue per jobwire queue name, and a dead-letter queue."""
     async with sqs_client(endpoint) as client:
         urls = {
-            name: (await client.create_queue(QueueName=f"{prefix}{name}"))["QueueUrl"]
+            name: (await client.create_queue(QueueName=f"jobwire-{name}"))["QueueUrl"]
             for name in names
         }
-        dlq = (await client.create_queue(QueueName=f"{prefix}dead"))["QueueUrl"]
+        dlq = (await client.create_queue(QueueName="jobwire-dead"))["QueueUrl"]
     return SqsQueues(endpoint, urls, dlq)
 
 

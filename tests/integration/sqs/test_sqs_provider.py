@@ -415,7 +415,7 @@ async def test_queues_without_an_sqs_queue_are_a_failed_precondition(
 async def test_a_queue_url_that_does_not_exist_fails_at_start(
     gateway_factory: GatewayFactory, sqs_queues: SqsQueues
 ) -> None:
-    missing = sqs_queues.urls["default"].rsplit("/", 1)[0] + "/jobwire-missing"
+    missing = sqs_queues.urls["default"].replace("jobwire-default", "jobwire-missing")
     settings = sqs_queues.provider_settings(queue_urls={"default": missing})
     with pytest.raises(
         RuntimeError, match=r"provider.queue_urls.default: SQS queue .* does not exist"
