@@ -71,6 +71,11 @@ GATEWAY_DOWN = 1.0
 """Seconds a killed gateway stays down before it is started again."""
 SQS_OUTAGE = 5.0
 """Seconds the SQS endpoint is away in the outage scenarios."""
+MOTO_REDELIVERY = 45.0
+"""Seconds within which a message moto holds invisible is handed out again: its queues'
+default visibility timeout (30 s) and a receive after it. Why a message is sometimes
+held so in the SQS tests (the cancelled-job test) is not found yet (#14's note); a test
+that waits for a queue to empty waits this long, so the rule it checks still has to hold."""
 LIMIT_CHANGE_SEEN = 1.0
 """Seconds within which a limit changed by ``UpdateQueueConfig`` is honoured (the issue's
 promise; the memory provider applies it before the RPC returns)."""

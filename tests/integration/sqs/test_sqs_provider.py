@@ -33,7 +33,7 @@ from conftest import GatewayFactory
 from proxy import TcpProxy
 from sqs_support import REGION, SqsQueues, queue_counts, sqs_client
 from support import Producer, RawWorker, Request, Response, State, eventually, seconds
-from timing import EXTENSIBLE_LEASE, FRAME_TIMEOUT
+from timing import EXTENSIBLE_LEASE, FRAME_TIMEOUT, MOTO_REDELIVERY
 
 ROOT = Path(__file__).resolve().parents[3]
 Q = queue_service_pb2
@@ -374,7 +374,7 @@ async def test_a_cancelled_job_is_deleted_when_sqs_hands_it_out(
     [item] = await worker.jobs(1)
     assert item.job.id == kept.id
     await worker.ack(item.lease_id)
-    await eventually(lambda: empty(sqs_queues))
+    await eventually(lambda: empty(sqs_queues), MOTO_REDELIVERY)
     await worker.nothing("delivery", within=0.2)
     assert (await client.producer.get(cancelled.id)).state == State.STATE_CANCELLED
 
