@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import JobRecord
+from jobwire.gateway.providers._records._tables import rank
 
 logger = logging.getLogger("jobwire.gateway.records")
 
@@ -34,6 +35,23 @@ class Write:
     """The state to write; None when only ``uncounted`` changes."""
     uncounted: int = 0
     then: list[Callable[[], None]] = field(default_factory=list)
+
+
+def supersedes(new: JobRecord, old: JobRecord) -> bool:
+    """Whether ``new`` is written over ``old``, by the rule of the records' update.
+
+    A finish applies unless a newer attempt began; anything else only over an
+    older or equal rank (within an attempt, processing comes before its
+    outcome). A stale answer buffered after a newer attempt's state (its lease
+    was lost and the job redelivered) must not replace it in the buffer either.
+    """
+    if new is old:
+        return True
+    if old.state.is_terminal:
+        return False
+    if new.state.is_terminal and new.attempt >= old.attempt:
+        return True
+    return rank(new) >= rank(old)
 
 
 class WriteBuffer:
@@ -74,7 +92,7 @@ class WriteBuffer:
         write = self._pending.get(record.id)
         if write is None:
             write = self._pending[record.id] = Write(record)
-        else:
+        elif write.record is None or supersedes(record, write.record):
             write.record = record
         if then is not None:
             write.then.append(then)
