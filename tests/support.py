@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import threading
+import traceback
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -29,15 +32,31 @@ async def eventually(
     """Wait until ``check()`` (a function or coroutine function) is true.
 
     Polling on purpose: the state lives in another process or a database.
+    On timeout, the error shows what the event loop's default executor threads
+    were doing: a check that never returns is often one waiting for them.
     """
-    async with asyncio.timeout(timeout):
-        while True:
-            result = check()
-            if not isinstance(result, bool):
-                result = await result
-            if result:
-                return
-            await asyncio.sleep(interval)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = check()
+                if not isinstance(result, bool):
+                    result = await result
+                if result:
+                    return
+                await asyncio.sleep(interval)
+    except TimeoutError as error:
+        raise TimeoutError(f"not true within {timeout} s{executor_threads()}") from error
+
+
+def executor_threads() -> str:
+    """The stacks of the default executor's threads (named ``asyncio_N``), for a failure."""
+    frames = sys._current_frames()
+    stacks = [
+        f"\n--- thread {thread.name}:\n" + "".join(traceback.format_stack(frames[thread.ident]))
+        for thread in threading.enumerate()
+        if thread.name.startswith("asyncio_") and thread.ident in frames
+    ]
+    return "".join(stacks) if stacks else " (no default executor threads)"
 
 
 def seconds(value: float) -> duration_pb2.Duration:
