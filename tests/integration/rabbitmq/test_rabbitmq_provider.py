@@ -21,7 +21,7 @@ from jobwire.v1 import job_pb2, worker_service_pb2
 
 from conftest import GatewayFactory
 from rabbitmq_support import RabbitVhost, rabbitmqctl
-from support import Producer, RawWorker, eventually
+from support import Producer, RawWorker, State, eventually
 
 Request = worker_service_pb2.StreamJobsRequest
 OpenWorker = Callable[..., Awaitable[RawWorker]]
@@ -146,3 +146,43 @@ async def test_out_of_order_acks_leave_nothing_unacked_and_dead_jobs_in_the_dead
         return counts[f"{prefix}default"] == ["0", "0"] and counts[f"{prefix}dead"] == ["10", "0"]
 
     await eventually(settled, timeout=30)
+
+
+async def test_rejects_and_ack_runs_reach_the_broker_in_the_order_given(
+    producer: Producer,
+    raw_worker: OpenWorker,
+    rabbitmq_vhost: RabbitVhost,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Per block of 20 deliveries: the first 5 failed (rejected to the dead
+    # letters), then the other 15 acked, which the gateway sends as one
+    # multiple ack covering the rejected tags too. Ten blocks at once give
+    # aiormq's write queue (10 frames) more than it holds: a reject overtaken by
+    # the ack run would ack its message away and close the channel.
+    jobs = [await producer.enqueue(max_retries=0) for _ in range(200)]
+    worker = await raw_worker(max_in_flight=200)
+    items = await worker.jobs(200)
+    failure = job_pb2.JobFailure(message="bug", type="RuntimeError")
+    failed: list[str] = []
+    for block in range(0, 200, 20):
+        rejected, acked = items[block : block + 5], items[block + 5 : block + 20]
+        failed += [item.job.id for item in rejected]
+        nacks = [Request.Nack.Item(lease_id=item.lease_id, failure=failure) for item in rejected]
+        await worker.send(Request(nack=Request.Nack(items=nacks)))
+        await worker.ack(*(item.lease_id for item in acked))
+    for _ in range(20):
+        await worker.expect("ack_result")
+
+    async def settled() -> bool:
+        out = await asyncio.to_thread(
+            rabbitmqctl, "list_queues", "-p", rabbitmq_vhost.name, "name", "messages"
+        )
+        counts = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+        return counts.get(f"{prefix}default") == "0" and counts.get(f"{prefix}dead") == "50"
+
+    await eventually(settled, timeout=30)
+    states = {job.id: (await producer.get(job.id)).state for job in jobs}
+    assert {job_id for job_id, state in states.items() if state == State.STATE_DEAD} == set(failed)
+    assert sum(state == State.STATE_COMPLETED for state in states.values()) == 150
+    assert "closed the channel" not in caplog.text

@@ -6,7 +6,11 @@ stream's credits, so the broker never pushes more than the gateway's workers
 can take, and a delivered job stays unacked on that channel while it is
 leased. Acks are gathered and sent as ``basic.ack(multiple=True)`` up to the
 lowest delivery tag still unacked (workers answer out of order), the rest one
-by one. Closing the channel (the stream ended, the gateway died) makes the
+by one. Answers reach the broker in the order they were given: one writer per
+channel sends them (aiormq's bounded write queue lets concurrent senders
+overtake each other, and a multiple ack sent before a reject of a tag it
+covers acks that message, then closes the channel on the reject's unknown
+tag). Closing the channel (the stream ended, the gateway died) makes the
 broker requeue whatever it still held.
 """
 
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Coroutine
@@ -28,6 +34,9 @@ from jobwire.gateway.providers.rabbitmq._broker import Broker
 logger = logging.getLogger("jobwire.gateway.rabbitmq")
 
 Delivered = aiormq.abc.DeliveredMessage
+_CHANNELS = itertools.count()
+Answer = Callable[[], Awaitable[object]]
+"""An ack, reject or cancel bound to its channel, sent when the writer gets to it."""
 
 
 class Handle:
@@ -110,6 +119,11 @@ class StreamChannel:
         self.consumer = consumer
         self.queues = queues
         self.generation = -1
+        """The open channel's number, unique in the process: a handle of an earlier
+        channel (even on the same connection, after the broker closed the channel
+        alone) is never answered on this one, whose delivery tags start again at 1."""
+        self._connection = -1
+        """The broker's connection generation the channel was opened on."""
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.abc.AbstractChannel | None = None
         self._tags: dict[str, str] = {}
@@ -119,6 +133,8 @@ class StreamChannel:
         """Delivery tags not acked or rejected yet, in delivery order."""
         self._to_ack: set[int] = set()
         self._flushing = False
+        self._answers: deque[Answer] = deque()
+        self._writer: asyncio.Task[None] | None = None
         self.prefetch = 0
 
     @property
@@ -127,7 +143,7 @@ class StreamChannel:
         return (
             self._raw is not None
             and not self._raw.is_closed
-            and self.generation == self._broker.generation
+            and self._connection == self._broker.generation
         )
 
     async def take(self, max_jobs: int, paused: Callable[[], Collection[str]]) -> list[Handle]:
@@ -196,8 +212,11 @@ class StreamChannel:
         self._return_buffered(None)
 
     async def close(self) -> None:
-        """Close the channel: the broker requeues what it still holds unacked."""
+        """Send the answers given, then close the channel: the broker requeues the rest."""
         await self.stop()
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                await self._writer
         self._tags.clear()
         self._buffer.clear()
         channel, self._channel, self._raw = self._channel, None, None
@@ -212,6 +231,7 @@ class StreamChannel:
         self._tags.clear()
         self._unacked.clear()
         self._to_ack.clear()
+        self._answers.clear()  # their tags died with the channel
         self._channel = self._raw = None
         self._wake.set()
         return buffered
@@ -231,7 +251,7 @@ class StreamChannel:
         if handle.generation != self.generation or raw is None or handle.tag not in self._unacked:
             return
         del self._unacked[handle.tag]
-        self._send(raw.basic_reject(handle.tag, requeue=requeue, wait=False))
+        self._send(functools.partial(raw.basic_reject, handle.tag, requeue=requeue, wait=False))
 
     def _spawn_flush(self) -> None:
         self._flushing = False
@@ -251,14 +271,26 @@ class StreamChannel:
                     break
                 del self._unacked[tag]
                 to_ack.discard(tag)
-            self._send(raw.basic_ack(run, multiple=True, wait=False))
+            self._send(functools.partial(raw.basic_ack, run, multiple=True, wait=False))
         for tag in sorted(to_ack):
             self._unacked.pop(tag, None)
-            self._send(raw.basic_ack(tag, wait=False))
+            self._send(functools.partial(raw.basic_ack, tag, wait=False))
 
-    def _send(self, frame: Awaitable[object]) -> None:
-        task = asyncio.ensure_future(frame)
-        task.add_done_callback(_quiet)
+    def _send(self, answer: Answer) -> None:
+        """Queue an answer for the channel's writer, behind those given before it."""
+        self._answers.append(answer)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write(), name="jobwire-rabbitmq-answers")
+
+    async def _write(self) -> None:
+        # Each answer is bound to the channel it was given on: one of a channel
+        # lost meanwhile fails there (its tags died with it) and is dropped.
+        while self._answers:
+            answer = self._answers.popleft()
+            try:
+                await answer()
+            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
+                logger.debug("an answer to RabbitMQ was not sent: %s", error)
 
     # Deliveries --------------------------------------------------------------
 
@@ -267,11 +299,12 @@ class StreamChannel:
         self.prefetch = max(1, self.consumer.credits)
         channel, raw = await self._broker.channel(self.prefetch)
         self._channel, self._raw = channel, raw
-        self.generation = self._broker.generation
+        self._connection = self._broker.generation
+        self.generation = next(_CHANNELS)
         channel.close_callbacks.add(self._closed)
 
     def _closed(self, channel: object, error: BaseException | None = None) -> None:
-        if channel is not self._channel or self.generation != self._broker.generation:
+        if channel is not self._channel or self._connection != self._broker.generation:
             return  # closed by us, or with the connection (the provider knows)
         if self._broker.closing:
             return
@@ -309,7 +342,7 @@ class StreamChannel:
             return
         self._throttled = True
         for tag in self._tags.values():
-            self._send(raw.basic_cancel(tag))
+            self._send(functools.partial(raw.basic_cancel, tag))
         self._tags.clear()
 
     def _return_buffered(self, queue: str | None) -> None:
@@ -320,8 +353,3 @@ class StreamChannel:
             else:
                 kept.append(handle)
         self._buffer = kept
-
-
-def _quiet(task: asyncio.Future[object]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        logger.debug("an answer to RabbitMQ was not sent: %s", task.exception())
