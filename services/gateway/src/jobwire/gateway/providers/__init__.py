@@ -6,7 +6,7 @@ A provider whose SDK is an optional extra is imported only when configured.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -42,11 +42,29 @@ from jobwire.gateway.providers._types import (
 from jobwire.gateway.providers.base import ProviderHost, QueueProvider, WorkerBoard
 
 
-def _memory(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    from jobwire.gateway.providers.memory import MemoryProvider
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """Where a provider type's class lives, its settings, and its optional extra."""
 
-    assert isinstance(settings, MemoryProviderSettings)
-    return MemoryProvider(settings, events)
+    module: str
+    cls: str
+    settings: type[Any]
+    extra: str = ""
+    """The gateway's extra with the backend's SDK ("": none needed)."""
+    sdk: frozenset[str] = frozenset()
+    """The SDK's top-level modules: one of them missing means the extra is."""
+    probe: str = ""
+    """A module to import first to find a missing SDK (default: ``module``)."""
+
+    def create(self, settings: Any, events: JobEvents) -> QueueProvider[Any]:
+        """Import the provider (saying which extra to install if its SDK is missing)."""
+        if self.extra:
+            _import_extra(self.extra, self.sdk, self.probe or self.module)
+        assert isinstance(settings, self.settings)
+        provider: QueueProvider[Any] = getattr(importlib.import_module(self.module), self.cls)(
+            settings, events
+        )
+        return provider
 
 
 def _import_extra(extra: str, sdk: frozenset[str], module: str) -> ModuleType:
@@ -64,72 +82,58 @@ def _import_extra(extra: str, sdk: frozenset[str], module: str) -> ModuleType:
         ) from None
 
 
-def _sqs(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    sdk = frozenset({"aiobotocore", "botocore", "aiohttp"})
-    module = _import_extra("sqs", sdk, "jobwire.gateway.providers.sqs")
-    assert isinstance(settings, SqsProviderSettings)
-    provider: QueueProvider[Any] = module.SqsProvider(settings, events)
-    return provider
-
-
-def _redis(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    module = _import_extra(
-        "redis", frozenset({"redis", "hiredis"}), "jobwire.gateway.providers.redis"
-    )
-    assert isinstance(settings, RedisProviderSettings)
-    provider: QueueProvider[Any] = module.RedisProvider(settings, events)
-    return provider
-
-
-def _rabbitmq(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    sdk = frozenset({"aio_pika", "aiormq", "pamqp"})
-    module = _import_extra("rabbitmq", sdk, "jobwire.gateway.providers.rabbitmq")
-    assert isinstance(settings, RabbitMqProviderSettings)
-    provider: QueueProvider[Any] = module.RabbitMqProvider(settings, events)
-    return provider
-
-
-def _postgres(settings: Any, events: JobEvents) -> QueueProvider[Any]:
+_HERE = __name__
+PROVIDERS: dict[str, Backend] = {
+    "memory": Backend(f"{_HERE}.memory", "MemoryProvider", MemoryProviderSettings),
+    "sqs": Backend(
+        f"{_HERE}.sqs",
+        "SqsProvider",
+        SqsProviderSettings,
+        "sqs",
+        frozenset({"aiobotocore", "botocore", "aiohttp"}),
+    ),
+    "redis": Backend(
+        f"{_HERE}.redis",
+        "RedisProvider",
+        RedisProviderSettings,
+        "redis",
+        frozenset({"redis", "hiredis"}),
+    ),
+    "rabbitmq": Backend(
+        f"{_HERE}.rabbitmq",
+        "RabbitMqProvider",
+        RabbitMqProviderSettings,
+        "rabbitmq",
+        frozenset({"aio_pika", "aiormq", "pamqp"}),
+    ),
     # asyncpg is the driver SQLAlchemy loads for postgresql+asyncpg URLs.
-    _import_extra("postgres", frozenset({"asyncpg"}), "asyncpg")
-    from jobwire.gateway.providers.sql import SqlProvider
-
-    assert isinstance(settings, PostgresProviderSettings)
-    return SqlProvider(settings, events)
-
-
-def _sqlite(settings: Any, events: JobEvents) -> QueueProvider[Any]:
-    from jobwire.gateway.providers.sql import SqlProvider
-
-    assert isinstance(settings, SqliteProviderSettings)
-    return SqlProvider(settings, events)
-
-
-ProviderFactory = Callable[[Any, JobEvents], QueueProvider[Any]]
-
-PROVIDERS: dict[str, ProviderFactory] = {
-    "memory": _memory,
-    "sqs": _sqs,
-    "redis": _redis,
-    "rabbitmq": _rabbitmq,
-    "postgres": _postgres,
-    "sqlite": _sqlite,
+    "postgres": Backend(
+        f"{_HERE}.sql",
+        "SqlProvider",
+        PostgresProviderSettings,
+        "postgres",
+        frozenset({"asyncpg"}),
+        probe="asyncpg",
+    ),
+    "sqlite": Backend(f"{_HERE}.sql", "SqlProvider", SqliteProviderSettings),
 }
+"""Every provider type, by its ``[provider] type``."""
 
 
 def create_provider(settings: Any, events: JobEvents) -> QueueProvider[Any]:
     """Build the provider named by ``settings.type``."""
     try:
-        factory = PROVIDERS[settings.type]
+        backend = PROVIDERS[settings.type]
     except KeyError:
         known = ", ".join(sorted(PROVIDERS))
         raise ValueError(f"unknown provider type {settings.type!r} (known: {known})") from None
-    return factory(settings, events)
+    return backend.create(settings, events)
 
 
 __all__ = [
     "PROVIDERS",
     "AckRequest",
+    "Backend",
     "Claim",
     "Consumer",
     "Delivery",
