@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import Update, func, or_, select, text, update
+from sqlalchemy import Update, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobwire.gateway._errors import UnavailableError
@@ -43,10 +43,10 @@ from jobwire.gateway.providers._types import Claim, Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._flow import Flow
 from jobwire.gateway.providers.sql._inflight import InFlight
-from jobwire.gateway.providers.sql._lane_store import SqlLanes
+from jobwire.gateway.providers.sql._lane_store import SqlLanes, claimed
 from jobwire.gateway.providers.sql._lanes import claim_lanes, claim_order
 from jobwire.gateway.providers.sql._rows import record_of
-from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
+from jobwire.gateway.providers.sql._tables import WAITING
 from jobwire.gateway.providers.sql._wake import Wakeups
 from jobwire.gateway.providers.sql._writes import Writes
 
@@ -76,19 +76,7 @@ def claim_statement(
         .with_for_update(skip_locked=True)
         .cte("picked")
     )
-    return (
-        update(sql.jobs)
-        .where(c.seq == picked.c.seq)
-        .values(
-            state=PROCESSING,
-            attempt=c.attempt + 1,
-            worker_id=consumer.worker_id,
-            gateway_id=sql.gateway_id,
-            update_time=now,
-            schedule_time=None,
-        )
-        .returning(sql.jobs)
-    )
+    return claimed(sql, consumer, now).where(c.seq == picked.c.seq)
 
 
 async def claim_ready(

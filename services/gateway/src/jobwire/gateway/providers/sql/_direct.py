@@ -30,8 +30,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from jobwire.gateway._errors import UnavailableError
-from jobwire.gateway.providers.sql._direct_lanes import DirectLanes, LaneStatements
-from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
+from jobwire.gateway.providers.sql._direct_lanes import DirectLanes, LaneStatements, claimed_sql
+from jobwire.gateway.providers.sql._tables import WAITING
 from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
 
 # InternalClientError: a connection the server dropped in the middle of a
@@ -98,8 +98,7 @@ def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
         f"AND state IN ({waiting}) AND run_at <= $2 "
         f"AND queue NOT IN (SELECT queue FROM {paused}) {kinds}"
         "ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
-        f"UPDATE {jobs} AS j SET state = {PROCESSING}, attempt = j.attempt + 1, "
-        "worker_id = $4, gateway_id = $5, update_time = $2, schedule_time = NULL "
+        f"{claimed_sql(jobs, now='$2', worker='$4', gateway='$5')} "
         "FROM picked WHERE j.seq = picked.seq RETURNING j.*"
     )
 

@@ -18,10 +18,13 @@ from jobwire.gateway.providers._types import Consumer
 from jobwire.gateway.providers.sql._lanes import MAX_LANES, WAITING_SQL, Locked, lanes_query
 from jobwire.gateway.providers.sql._tables import PROCESSING
 
-_CLAIMED = (
-    f"UPDATE {{jobs}} AS j SET state = {PROCESSING}, attempt = j.attempt + 1, worker_id = $3, "
-    "gateway_id = $4, update_time = $2, schedule_time = NULL"
-)
+
+def claimed_sql(jobs: str, now: str, worker: str, gateway: str) -> str:
+    """The UPDATE that makes jobs a worker's, its values at these placeholders."""
+    return (
+        f"UPDATE {jobs} AS j SET state = {PROCESSING}, attempt = j.attempt + 1, "
+        f"worker_id = {worker}, gateway_id = {gateway}, update_time = {now}, schedule_time = NULL"
+    )
 
 
 class LaneStatements:
@@ -45,7 +48,7 @@ class LaneStatements:
             f"UPDATE {flow} SET tokens = $2, refilled = $3, turn = $4, served = $5, "
             "update_time = $3 WHERE queue = $1"
         )
-        claimed = _CLAIMED.format(jobs=jobs)
+        claimed = claimed_sql(jobs, now="$2", worker="$3", gateway="$4")
         self.take = f"{claimed} WHERE j.seq = ANY($1::bigint[]) RETURNING j.*"
 
     @functools.cache  # noqa: B019  # one instance per provider, a few texts each
@@ -64,7 +67,7 @@ class LaneStatements:
             f"FOR UPDATE SKIP LOCKED) AS lane{n}"
             for n in range(keys)
         )
-        claimed = _CLAIMED.format(jobs=self.jobs)
+        claimed = claimed_sql(self.jobs, now="$2", worker="$3", gateway="$4")
         return (
             f"WITH picked AS ({lanes}) {claimed} FROM picked WHERE j.seq = picked.seq RETURNING j.*"
         )

@@ -6,9 +6,10 @@ claims (PostgreSQL's go through asyncpg's pool, :mod:`._direct_lanes`).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Update, func, select, text, union_all, update
+from sqlalchemy import TextClause, Update, func, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from jobwire.gateway.providers._types import Consumer
@@ -24,7 +25,7 @@ class SqlLanes:
     def __init__(self, sql: Sql, conn: AsyncConnection) -> None:
         self._sql = sql
         self._conn = conn
-        self._lanes = text(lanes_query(sql.jobs.name, ":queue", ":turn", ":most"))
+        self._lanes = _lanes_text(sql.jobs.name)
 
     async def lock(self, queue: str) -> Locked | None:
         """Lock the queue's row, and read its pause and its processing jobs."""
@@ -71,7 +72,7 @@ class SqlLanes:
             parts.append(select(lane.subquery(f"lane{n}").c.seq))
         chosen: Any = union_all(*parts) if len(parts) > 1 else parts[0]
         picked = chosen.cte("picked")
-        statement = self._claimed(consumer, now).where(c.seq.in_(select(picked.c.seq)))
+        statement = claimed(self._sql, consumer, now).where(c.seq.in_(select(picked.c.seq)))
         return list((await self._conn.execute(statement)).mappings())
 
     async def oldest(
@@ -95,7 +96,7 @@ class SqlLanes:
 
     async def take(self, consumer: Consumer, seqs: list[int], now: float) -> list[Any]:
         """Claim these jobs."""
-        statement = self._claimed(consumer, now).where(self._sql.jobs.c.seq.in_(seqs))
+        statement = claimed(self._sql, consumer, now).where(self._sql.jobs.c.seq.in_(seqs))
         return list((await self._conn.execute(statement)).mappings())
 
     async def store(self, queue: str, tokens: float, turn: str, served: int, now: float) -> None:
@@ -107,18 +108,25 @@ class SqlLanes:
             .values(tokens=tokens, refilled=now, turn=turn, served=served, update_time=now)
         )
 
-    def _claimed(self, consumer: Consumer, now: float) -> Update:
-        sql = self._sql
-        c = sql.jobs.c
-        return (
-            update(sql.jobs)
-            .values(
-                state=PROCESSING,
-                attempt=c.attempt + 1,
-                worker_id=consumer.worker_id,
-                gateway_id=sql.gateway_id,
-                update_time=now,
-                schedule_time=None,
-            )
-            .returning(sql.jobs)
+
+@functools.cache
+def _lanes_text(jobs: str) -> TextClause:
+    # One claim builds one SqlLanes: the text is made once per table.
+    return text(lanes_query(jobs, ":queue", ":turn", ":most"))
+
+
+def claimed(sql: Sql, consumer: Consumer, now: float) -> Update:
+    """The UPDATE that makes jobs ``consumer``'s (add the WHERE that picks them)."""
+    c = sql.jobs.c
+    return (
+        update(sql.jobs)
+        .values(
+            state=PROCESSING,
+            attempt=c.attempt + 1,
+            worker_id=consumer.worker_id,
+            gateway_id=sql.gateway_id,
+            update_time=now,
+            schedule_time=None,
         )
+        .returning(sql.jobs)
+    )
