@@ -12,23 +12,30 @@ Each is measured as core.py measures end-to-end: (a) queued then drained (all
 due at one instant), (b) enqueued while the worker runs. Medians of
 ``--repeat`` runs, on the memory provider and on PostgreSQL (a fresh database
 per run, as bench/sql_bench.py) unless ``--provider`` names others
-(``memory``, ``postgres``, ``sqlite``). Run: ``python3 -m hatch run bench:flow``.
+(``memory``, ``postgres``, ``sqlite``, ``redis``: database 14 of the bench
+Redis, emptied per run, as bench/redis_bench.py). Run:
+``python3 -m hatch run bench:flow``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
+
+import redis
 
 from jobwire.client import AsyncClient, JobRequest
 
 import measures
 from measures import report, wait_completed, wait_worker
 from processes import gateway, worker
+from redis_bench import REDIS_URL
 from sql_bench import ADMIN, provider_config
 
 SETUPS = ("no keys", "100 keys", "100 keys, limits")
@@ -72,20 +79,36 @@ async def _flowing(client: AsyncClient, jobs: int, setup: str, chunk: int = 500)
 
 
 @contextmanager
+def _redis_config() -> Iterator[Path]:
+    """A gateway config on bench/redis_bench.py's Redis database, emptied before and after."""
+    admin = redis.Redis.from_url(REDIS_URL)
+    admin.flushdb()
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            config = Path(directory) / "jobwire.toml"
+            config.write_text(f'[provider]\ntype = "redis"\nurl = "{REDIS_URL}"\n')
+            yield config
+    finally:
+        admin.flushdb()
+        admin.close()
+
+
+@contextmanager
 def gateway_on(kind: str) -> Iterator[str]:
     """A fresh gateway of provider ``kind`` (a fresh database for the SQL ones); its address."""
     if kind == "memory":
         with gateway() as (_, address):
             yield address
         return
-    with provider_config(kind, ADMIN) as config, gateway("--config", str(config)) as (_, address):
+    configs = _redis_config() if kind == "redis" else provider_config(kind, ADMIN)
+    with configs as config, gateway("--config", str(config)) as (_, address):
         yield address
 
 
 async def one_run(jobs: int, setup: str, kind: str) -> dict[str, float]:
     """Both measures of one set-up on a fresh gateway and worker."""
     # As bench/sql_bench.py: GetQueueStats is a GROUP BY on the SQL providers.
-    measures.POLL = 0.01 if kind == "memory" else 0.1
+    measures.POLL = 0.1 if kind in ("postgres", "sqlite") else 0.01
     with gateway_on(kind) as address:
         async with AsyncClient(address, timeout=10.0) as client:
             await _configure(client, setup)
@@ -110,7 +133,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--provider", choices=["memory", "postgres", "sqlite"], action="append")
+    parser.add_argument(
+        "--provider", choices=["memory", "postgres", "sqlite", "redis"], action="append"
+    )
     args = parser.parse_args()
     for kind in args.provider or ["memory", "postgres"]:
         runs: list[dict[str, float]] = [{} for _ in range(args.repeat)]

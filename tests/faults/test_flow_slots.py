@@ -1,8 +1,9 @@
 """A gateway SIGKILLed while its worker holds a key's slot: the slot comes back with its lease.
 
-Flow control counts a key's jobs *processing* from the table, so the slot of a
-job leased through a dead gateway is held until another gateway releases that
-lease, once the dead one's heartbeat lapsed (2 s here); the job then runs
+Flow control counts a key's jobs *processing* (PostgreSQL: from the table;
+Redis: a set per key the lease scripts keep), so the slot of a job leased
+through a dead gateway is held until another gateway releases that lease, once
+the dead one's heartbeat lapsed (2 s here); the job then runs
 again elsewhere, counted as an attempt. Until then, "at most N" still holds:
 the key's next job waits for that slot.
 """
@@ -22,7 +23,7 @@ from timing import FRAME_TIMEOUT, RELEASED_WITHIN
 LIMITED = {"reports": {"max_concurrency_per_key": 1}}
 
 
-@pytest.mark.parametrize("provider_kind", ["postgres"])
+@pytest.mark.parametrize("provider_kind", ["postgres", "redis"])
 async def test_a_killed_gateways_key_slot_is_released_with_its_lease(
     fleet: Fleet, start_gateway: StartGateway, connect: Callable[[str], AsyncClient]
 ) -> None:

@@ -16,7 +16,10 @@ from jobwire.worker import HandlerRegistry, JobContext, Worker
 
 from support import Producer
 
-FLOW_PROVIDERS = [pytest.mark.contract, pytest.mark.providers("memory", "sqlite", "postgres")]
+FLOW_PROVIDERS = [
+    pytest.mark.contract,
+    pytest.mark.providers("memory", "sqlite", "postgres", "redis"),
+]
 """The marks of a test that runs on every provider enforcing flow control."""
 F = TypeVar("F", bound=Callable[..., Any])
 

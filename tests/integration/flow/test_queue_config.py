@@ -148,7 +148,7 @@ async def test_a_config_without_a_queue_and_a_key_too_long_are_refused(
 
 
 @pytest.mark.contract
-@pytest.mark.providers("redis")
+@pytest.mark.providers("rabbitmq")
 async def test_a_provider_without_flow_control_refuses_keys_and_limits(
     producer: Producer, request: pytest.FixtureRequest
 ) -> None:
@@ -157,7 +157,7 @@ async def test_a_provider_without_flow_control_refuses_keys_and_limits(
         producer.enqueue("work", concurrency_key="customer-7"),
         failed,
         "FLOW_CONTROL_UNSUPPORTED",
-        "concurrency_key: the redis provider does not enforce flow control yet",
+        "concurrency_key: the rabbitmq provider does not enforce flow control yet",
     )
     update = Q.UpdateQueueConfigRequest(config=Config(queue="reports", max_concurrency=2))
     await expect_error(
@@ -165,7 +165,7 @@ async def test_a_provider_without_flow_control_refuses_keys_and_limits(
     )
     config = (await producer.stub.GetQueueConfig(Q.GetQueueConfigRequest(queue="reports"))).config
     assert not config.max_concurrency
-    provider = provider_settings("redis", request, {"key_prefix": "other"})
-    with pytest.raises(StartError, match=r"\[queues.reports\]: the redis provider does not"):
+    provider = provider_settings("rabbitmq", request)
+    with pytest.raises(StartError, match=r"\[queues.reports\]: the rabbitmq provider does not"):
         async with running_gateway(provider=provider, queues={"reports": {"rate": "5/second"}}):
             pass

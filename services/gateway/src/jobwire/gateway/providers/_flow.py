@@ -21,10 +21,10 @@ What a provider implements to set :attr:`QueueProvider.supports_flow_control`:
   keys stays strictly FIFO), priority and age ordering within a key. It
   needs a structure per key: a ready list per key and a rotation of the
   keys that may run (memory), or an index on (queue, key, priority, time)
-  and a table of processing counts per key (SQL), or a sorted set per key
-  and a list of runnable keys (Redis). A claim that admits nothing because
-  of the rate waits for :meth:`TokenBucket.wait` (or the backend's
-  equivalent), not for a poll;
+  and a table of processing counts per key (SQL), or a sorted set per key,
+  the keys in one sorted set and a set of processing jobs per key (Redis).
+  A claim that admits nothing because of the rate waits for
+  :meth:`TokenBucket.wait` (or the backend's equivalent), not for a poll;
 * release a key's slot whenever its job leaves ``PROCESSING``: in
   ``settle`` (ack, nack, lease expiry, stream drop), ``cancel`` and
   ``purge``, and wake the claims its ready jobs were held from;
@@ -90,6 +90,23 @@ class TokenBucket:
             gained = (now - self._last) * self.rate.per_second
             self._tokens = min(float(self.rate.burst), self._tokens + gained)
             self._last = now
+
+
+def tokens_at(rate: RateLimit, tokens: float, refilled: float, now: float) -> float:
+    """The tokens in a bucket at ``now``: ``tokens`` counted at ``refilled``, and the refill."""
+    gained = max(0.0, now - refilled) * rate.per_second
+    return min(float(rate.burst), tokens + gained)
+
+
+def whole(tokens: float) -> int:
+    """Whole tokens (0.9999999 after an exact wait is one)."""
+    return int(tokens + 1e-9)
+
+
+def token_wait(rate: RateLimit, tokens: float) -> float:
+    """Seconds until the bucket holds a whole token."""
+    missing = 1.0 - tokens
+    return 0.0 if missing <= 1e-9 else missing / rate.per_second
 
 
 def budget(limits: QueueLimits, processing: int, tokens: int | None) -> int | float:

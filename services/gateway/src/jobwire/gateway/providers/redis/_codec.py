@@ -3,7 +3,8 @@
 The fields Lua scripts read or change are plain hash fields (state,
 attempt, queue, type, owner gateway, ...); what never changes after the
 enqueue (payload, content type, attributes, retries, timeout, schedule) is
-one serialized ``jobwire.v1.Job`` in ``body``. Times are epoch seconds as
+one serialized ``jobwire.v1.Job`` in ``body`` (the concurrency key is also the
+field ``k``, which the scripts route by). Times are epoch seconds as
 text (``repr`` of the float: exact both ways).
 """
 
@@ -24,6 +25,7 @@ def body(job: JobRecord) -> bytes:
         attributes=job.attributes,
         max_retries=job.max_retries,
         schedule=job.schedule,
+        concurrency_key=job.concurrency_key,
     )
     if job.timeout is not None:
         set_time(msg.timeout, job.timeout)
@@ -103,6 +105,7 @@ def from_values(values: Sequence[Any]) -> JobRecord | None:
         worker_id=worker.decode() if worker else "",
         schedule=msg.schedule,
         priority=int(priority),
+        concurrency_key=msg.concurrency_key,
         errors=tuple(map(_failure, job_pb2.Job.FromString(history).errors)) if history else (),
     )
 

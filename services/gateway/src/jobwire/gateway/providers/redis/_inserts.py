@@ -98,7 +98,8 @@ class Inserts:
                     else:
                         queues.add(job.queue)
                     key, request = job.deduplication_key, new.request_id
-                    flags = f"{1 if key else 0},{1 if request else 0}"
+                    lane = job.concurrency_key
+                    flags = f"{1 if key else 0},{1 if request else 0},{1 if lane else 0}"
                     args += [
                         f"{job.id},{job.state.value},{job.priority},{when},{now!r},"
                         f"{codec.seconds(job.schedule_time)},{flags}",
@@ -110,6 +111,8 @@ class Inserts:
                         args += [key, seen_keys.get(key, "")]
                     if request:
                         args += [request, seen_requests.get(request, "")]
+                    if lane:
+                        args.append(lane)
                 if len(args) == 2 or await self._scripts.insert(keys=[self._keys.seq], args=args):
                     for due_at in due:
                         self._due(due_at)

@@ -82,6 +82,35 @@ class Keys:
         """Set of the gateways that may hold leases."""
         return f"{self.prefix}gateways"
 
+    def counts(self, queue: str) -> str:
+        """Hash of a queue's jobs by state."""
+        return f"{self.prefix}counts:{queue}"
+
+    @property
+    def limits(self) -> str:
+        """Hash of every configured queue's limits (``QueueLimits.as_json``)."""
+        return f"{self.prefix}limits"
+
+    def flow(self, queue: str) -> str:
+        """Hash of a flowing queue's limits, token bucket and rotation."""
+        return f"{self.prefix}flow:{queue}"
+
+    def lanes(self, queue: str) -> str:
+        """Sorted set of a flowing queue's keys with ready jobs, in key order."""
+        return f"{self.prefix}lanes:{queue}"
+
+    def lane(self, queue: str, key: str) -> str:
+        """Sorted set of the ready jobs of one concurrency key of a flowing queue."""
+        return f"{self.prefix}lane:{queue}/{key}"
+
+    def busy(self, queue: str) -> str:
+        """Set of the concurrency keys of a flowing queue with jobs processing now."""
+        return f"{self.prefix}running:{queue}"
+
+    def running(self, queue: str, key: str) -> str:
+        """Set of the jobs of one concurrency key of a flowing queue processing now."""
+        return f"{self.prefix}run:{queue}/{key}"
+
     @property
     def wake_channel(self) -> str:
         """Pub/sub channel: a queue name, when jobs became ready in it."""

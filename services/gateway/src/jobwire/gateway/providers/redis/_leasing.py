@@ -60,7 +60,7 @@ class Leasing:
 
     @staticmethod
     def _consumer_args(consumer: Consumer, max_jobs: int) -> list[Any]:
-        """``lease_jobs``'s arguments (``lua/lib.lua``) for ``consumer``."""
+        """``lease_jobs``'s arguments (``lua/lease.lua``) for ``consumer``."""
         now = time.time()
         return [
             consumer.worker_id,
@@ -72,23 +72,30 @@ class Leasing:
             *sorted(consumer.job_types),
         ]
 
-    async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[int]]:
-        """Lease up to ``max_jobs`` jobs in one script; what a cancelled call leased goes back."""
+    async def claim(
+        self, consumer: Consumer, max_jobs: int
+    ) -> tuple[list[Claim[int]], float | None]:
+        """Lease up to ``max_jobs`` jobs in one script; what a cancelled call leased goes back.
+
+        Also returns, when a rate held the claim back, the seconds until its
+        next token (else None).
+        """
         args = [self._keys.prefix, self._gateway, *self._consumer_args(consumer, max_jobs)]
         call = asyncio.ensure_future(self._scripts.claim(keys=[self._keys.seq], args=args))
         try:
-            replies = await asyncio.shield(call)
+            replies, wait = await asyncio.shield(call)
         except asyncio.CancelledError:
             # The consumer left during the round trip: what the script leased goes back.
             call.add_done_callback(self._give_back)
             raise
-        return [Claim(job, job.attempt) for job in map(codec.job_of, replies)]
+        claims = [Claim(job, job.attempt) for job in map(codec.job_of, replies)]
+        return claims, float(wait) / 1000 if wait else None
 
     def _give_back(self, call: asyncio.Future[Any]) -> None:
-        if call.cancelled() or call.exception() is not None or not call.result():
+        if call.cancelled() or call.exception() is not None or not call.result()[0]:
             return
         now = time.time()
-        jobs = [codec.job_of(values) for values in call.result()]
+        jobs = [codec.job_of(values) for values in call.result()[0]]
         items = []
         for job in jobs:
             failure = Failure(

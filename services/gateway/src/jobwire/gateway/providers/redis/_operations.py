@@ -39,6 +39,7 @@ BATCH = 1000
 """Jobs read, and changed by one script call, at a time."""
 
 _RACES = 8
+"""Tries of a change that another gateway's write raced."""
 
 
 class Operations:
@@ -71,6 +72,28 @@ class Operations:
         self._wake = wake
         self._events = events
         self._request_ttl = request_ttl
+
+    async def cancel(self, job_id: str, message: str, max_history: int) -> JobRecord | None:
+        """Cancel a job as read, unless it changed meanwhile (then read again)."""
+        with translated():
+            for _ in range(_RACES):
+                job = await self._reads.get(job_id)
+                if job is None or job.state.is_terminal:
+                    return job
+                state, attempt, now = job.state, job.attempt, time.time()
+                job.cancel(message, now)
+                args: list[Any] = [
+                    self._keys.prefix,
+                    job_id,
+                    state.value,
+                    attempt,
+                    repr(now),
+                    codec.failure(job.last_error),
+                    max_history,
+                ]
+                if await self._scripts.cancel(keys=[self._keys.seq], args=args):
+                    return job
+        raise RedisUnavailableError("the job kept changing while being cancelled; retry")
 
     async def set_paused(self, queue: str, paused: bool) -> None:
         """Add the queue to the paused set, or take it out and wake every gateway's claims."""

@@ -42,6 +42,8 @@ stream has free credits in one script; the answers of one frame are one
 script call, which also leases the jobs the stream's returned credits ask
 for next (:mod:`._ahead`). Per job a script writes only the job's hash; the
 counts, sorted sets and wake-ups are written once per call (``lua/lib.lua``).
+A queue under flow control keeps its ready jobs per concurrency key instead,
+and the claim script admits what its limits allow (:mod:`._flow`).
 
 Operators' writes (:mod:`._operations`) live in the same keys, so every
 gateway sees them at once: a paused queue is in a set ``claim.lua`` skips
@@ -69,8 +71,10 @@ from redis import exceptions
 from jobwire.gateway._dedup import DedupRule
 from jobwire.gateway._events import JobEvents
 from jobwire.gateway._filters import JobSelector
-from jobwire.gateway._models import JobFilter, JobRecord, NewJob
+from jobwire.gateway._limits import QueueLimits
+from jobwire.gateway._models import JobFilter, JobRecord, JobState, NewJob
 from jobwire.gateway._provider_config import RedisProviderSettings
+from jobwire.gateway.providers._flow import Hold
 from jobwire.gateway.providers._types import (
     Claim,
     Consumer,
@@ -80,14 +84,10 @@ from jobwire.gateway.providers._types import (
     QueueCounts,
 )
 from jobwire.gateway.providers.base import QueueProvider
-from jobwire.gateway.providers.redis import _codec as codec
 from jobwire.gateway.providers.redis._connection import check_server, describe, open_client
 from jobwire.gateway.providers.redis._elsewhere import Elsewhere
-from jobwire.gateway.providers.redis._errors import (
-    DISCONNECTED,
-    RedisUnavailableError,
-    translated,
-)
+from jobwire.gateway.providers.redis._errors import DISCONNECTED, translated
+from jobwire.gateway.providers.redis._flow import RedisFlow
 from jobwire.gateway.providers.redis._inserts import Inserts
 from jobwire.gateway.providers.redis._keys import Keys
 from jobwire.gateway.providers.redis._leasing import Leasing
@@ -99,9 +99,6 @@ from jobwire.gateway.providers.redis._wake import Wakeups
 from jobwire.gateway.providers.redis._workers import SharedWorkers
 
 logger = logging.getLogger("jobwire.gateway.redis")
-
-_RACES = 8
-"""Tries of a cancel that another gateway's write raced."""
 
 
 class RedisProvider(QueueProvider[int]):
@@ -115,6 +112,7 @@ class RedisProvider(QueueProvider[int]):
     #: holds none (its default SQLite file would tie a job to one gateway), unless
     #: ``[scheduler] delay_threshold`` says otherwise.
     max_native_delay: ClassVar[float | None] = math.inf
+    supports_flow_control: ClassVar[bool] = True
 
     def __init__(self, settings: RedisProviderSettings, events: JobEvents) -> None:
         super().__init__(events, DedupRule(settings.dedup_window.total_seconds()))
@@ -177,6 +175,7 @@ class RedisProvider(QueueProvider[int]):
             events,
             self._request_ttl,
         )
+        self._flow = RedisFlow(self._client, self._scripts, self._keys, self._reads)
         self.workers = SharedWorkers(self._client, self._scripts, self._keys)
         self.look_interval = self._timeout / 3  # the upkeep tick (._upkeep)
 
@@ -237,8 +236,19 @@ class RedisProvider(QueueProvider[int]):
         return await self._reads.list_jobs(where, limit, cursor)
 
     async def counts(self, queue: str | None) -> list[QueueCounts]:
-        """Counts kept by every script, for each queue, in one round trip."""
-        return await self._reads.counts(queue)
+        """Counts kept by every script; for queues with limits, the jobs each holds back."""
+        rows = await self._reads.counts(queue)
+        stored = await self._flow.stored()
+        for row in rows:
+            limits = stored.get(row.queue)
+            if limits is not None and limits.limited:
+                row.held = await self._flow.held(
+                    row.queue,
+                    limits,
+                    row.by_state[JobState.PENDING],
+                    row.by_state[JobState.PROCESSING],
+                )
+        return rows
 
     async def cancel(self, job_id: str, message: str, lease: Lease[int] | None) -> JobRecord | None:
         """Cancel a job as read, unless it changed meanwhile (then read again).
@@ -246,25 +256,7 @@ class RedisProvider(QueueProvider[int]):
         A job leased by another gateway is cancelled here, and that gateway
         is told on its cancel channel; it revokes the lease.
         """
-        with translated():
-            for _ in range(_RACES):
-                job = await self.get(job_id)
-                if job is None or job.state.is_terminal:
-                    return job
-                state, attempt, now = job.state, job.attempt, time.time()
-                job.cancel(message, now)
-                args: list[Any] = [
-                    self._keys.prefix,
-                    job_id,
-                    state.value,
-                    attempt,
-                    repr(now),
-                    codec.failure(job.last_error),
-                    self._settings.max_history,
-                ]
-                if await self._scripts.cancel(keys=[self._keys.seq], args=args):
-                    return job
-        raise RedisUnavailableError("the job kept changing while being cancelled; retry")
+        return await self._ops.cancel(job_id, message, self._settings.max_history)
 
     # Operations (._operations) --------------------------------------------
 
@@ -310,7 +302,7 @@ class RedisProvider(QueueProvider[int]):
                 translated(),
             ):
                 try:
-                    claims = await self._leasing.claim(consumer, max_jobs)
+                    claims, token = await self._leasing.claim(consumer, max_jobs)
                 except DISCONNECTED as error:
                     # Redis restarting: the stream stays, and waits for it.
                     logger.warning("Redis unreachable to claim jobs (%s); trying again", error)
@@ -320,11 +312,13 @@ class RedisProvider(QueueProvider[int]):
                 if claims:
                     return claims
                 delay = 0.05
+                # Held back by a rate: its next token wakes the claim too.
+                wait = self._timeout / 3 if token is None else min(self._timeout / 3, token)
                 try:
-                    async with asyncio.timeout(self._timeout / 3):
+                    async with asyncio.timeout(wait):
                         await woken
                 except TimeoutError:
-                    pass  # a wake-up lost while the listener reconnected: look again
+                    pass  # a token, or a wake-up lost while the listener reconnected
 
     async def settle(self, endings: Sequence[Ending[int]]) -> Sequence[bool]:
         """Record the endings of one frame (or one expiry) in one script call.
@@ -345,6 +339,28 @@ class RedisProvider(QueueProvider[int]):
     async def save_progress(self, lease: Lease[int]) -> None:
         """Store the progress, if the lease is still this gateway's."""
         await self._leasing.save_progress(lease)
+
+    # Flow control (._flow; the claims are lua/lib.lua's lease_flow) ----------
+
+    async def set_limits(self, queue: str, limits: QueueLimits) -> None:
+        """Store a queue's limits for every gateway; claims waiting on it look again."""
+        await self._flow.set_limits(queue, limits)
+
+    async def limits(self) -> dict[str, QueueLimits]:
+        """Every configured queue's limits."""
+        return await self._flow.stored()
+
+    async def queue_limits(self, queue: str) -> QueueLimits:
+        """One queue's limits."""
+        return await self._flow.limits(queue)
+
+    async def key_jobs(self, queue: str, key: str) -> list[JobRecord]:
+        """A key's pending and processing jobs, oldest first."""
+        return await self._flow.key_jobs(queue, key)
+
+    async def hold(self, job: JobRecord) -> Hold | None:
+        """The limit holding a pending job back now, if one does."""
+        return await self._flow.hold(job)
 
     def _cancelled(self, job_id: str) -> None:
         """A job leased here was cancelled or deleted through some gateway."""

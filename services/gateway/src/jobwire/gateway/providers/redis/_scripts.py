@@ -2,8 +2,9 @@
 
 Each state change the provider makes is one script (``lua/*.lua``), so it
 is atomic in Redis and nothing depends on the gateway staying connected
-between two commands. ``lua/lib.lua`` (the key layout and shared helpers) is
-prepended to each. redis-py runs a script by its SHA1 and loads it again
+between two commands. ``lua/lib.lua`` (the key layout and shared helpers) and
+``lua/lease.lua`` (leasing, flow control's claims) are prepended to each.
+redis-py runs a script by its SHA1 and loads it again
 when Redis answers ``NOSCRIPT`` (after a restart, say).
 """
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
 def _source(name: str) -> str:
     folder = resources.files(__package__) / "lua"
-    return (folder / "lib.lua").read_text() + "\n" + (folder / f"{name}.lua").read_text()
+    return "\n".join((folder / f"{part}.lua").read_text() for part in ("lib", "lease", name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,7 @@ class Scripts:
     purge: AsyncScript
     share: AsyncScript
     unclaim: AsyncScript
+    limits: AsyncScript
 
     @classmethod
     def register(cls, client: Redis) -> Scripts:

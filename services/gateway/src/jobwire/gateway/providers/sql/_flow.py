@@ -34,9 +34,9 @@ from sqlalchemy import Insert, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from jobwire.gateway._limits import NO_LIMITS, QueueLimits, RateLimit
+from jobwire.gateway._limits import NO_LIMITS, QueueLimits
 from jobwire.gateway._models import JobRecord, JobState
-from jobwire.gateway.providers._flow import HeldCounts, Hold, held_counts, hold_of
+from jobwire.gateway.providers._flow import HeldCounts, Hold, held_counts, hold_of, tokens_at, whole
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._rows import record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
@@ -50,23 +50,6 @@ def limits_of(row: Any) -> QueueLimits:
     """The limits stored in a ``queue_flow`` row (``NO_LIMITS`` when never configured)."""
     stored = row["limits"]
     return NO_LIMITS if stored is None else QueueLimits.from_json(stored)
-
-
-def tokens_at(rate: RateLimit, tokens: float, refilled: float, now: float) -> float:
-    """The tokens in a bucket at ``now``: ``tokens`` counted at ``refilled``, and the refill."""
-    gained = max(0.0, now - refilled) * rate.per_second
-    return min(float(rate.burst), tokens + gained)
-
-
-def whole(tokens: float) -> int:
-    """Whole tokens (0.9999999 after an exact wait is one)."""
-    return int(tokens + 1e-9)
-
-
-def token_wait(rate: RateLimit, tokens: float) -> float:
-    """Seconds until the bucket holds a whole token."""
-    missing = 1.0 - tokens
-    return 0.0 if missing <= 1e-9 else missing / rate.per_second
 
 
 class Flow:

@@ -32,9 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from jobwire.gateway._limits import QueueLimits
-from jobwire.gateway.providers._flow import budget
+from jobwire.gateway.providers._flow import budget, token_wait, tokens_at, whole
 from jobwire.gateway.providers._types import Consumer
-from jobwire.gateway.providers.sql._flow import token_wait, tokens_at, whole
 from jobwire.gateway.providers.sql._tables import WAITING
 
 MAX_LANES = 1000

@@ -4,13 +4,14 @@
 -- gateway that leased it is told on its channel (cancel:GATEWAY) with the job id.
 local id, state = ARGV[2], ARGV[3]
 local job = jkey(id)
-local f = redis.call('HMGET', job, 's', 'a', 'q', 't', 'gw')
+local f = redis.call('HMGET', job, 's', 'a', 'q', 't', 'gw', 'k')
 if f[1] ~= state or f[2] ~= ARGV[4] then return 0 end
 if state == PENDING then
-  redis.call('ZREM', P .. 'ready:' .. f[3] .. '/' .. f[4], id)
+  unready(id, f[3], f[4], f[6])
 elseif state == PROCESSING then
   redis.call('ZREM', P .. 'leased:' .. f[5], id)
   redis.call('PUBLISH', P .. 'cancel:' .. f[5], id)
+  release(id, f[3], f[6])
 else
   redis.call('ZREM', P .. 'delayed', id)
 end

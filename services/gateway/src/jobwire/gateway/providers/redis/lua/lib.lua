@@ -18,6 +18,16 @@
 --   workers:A         hash: worker streams gateway address A published, by session
 --   drain:A           set: sessions of gateway A another gateway asked to drain
 --   workergateways    zset: gateway addresses by when they last published
+-- Flow control (see _flow.py), per queue Q in the set `flowing` (it has limits,
+-- or jobs with a concurrency key; a queue stays in it once there):
+--   limits            hash: queue -> its QueueLimits as JSON (as_json)
+--   flow:Q            hash: limits (JSON), tokens, refilled (ms), turn (key served
+--                     last), served (jobs it got in that turn)
+--   lane:Q/K          zset: ready jobs of key K ('' for none), scored as ready:Q/T
+--                     (a flowing queue's ready jobs are there, not in ready:Q/T)
+--   lanes:Q           zset, every score 0: the keys with ready jobs, in key order
+--   run:Q/K           set: the jobs of key K (not '') processing now
+--   running:Q         set: the keys with jobs processing now
 local P = ARGV[1]
 local PENDING, SCHEDULED, PROCESSING = '1', '2', '3'
 local COMPLETED, FAILED, DEAD, CANCELLED = '4', '5', '6', '7'
@@ -32,6 +42,50 @@ local FIELDS = {'id', 'q', 't', 'dk', 'body', 's', 'a', 'c', 'u', 'p',
 
 -- A job as the gateway reads it back: its FIELDS' values (HMGET), no names.
 local function load(job) return redis.call('HMGET', job, unpack(FIELDS)) end
+
+-- Whether a queue's claims go through its lanes (asked once per script call).
+local flowing_seen = {}
+local function is_flowing(queue)
+  local seen = flowing_seen[queue]
+  if seen == nil then
+    seen = redis.call('SISMEMBER', P .. 'flowing', queue) == 1
+    flowing_seen[queue] = seen
+  end
+  return seen
+end
+
+local function lane_key(queue, key) return P .. 'lane:' .. queue .. '/' .. key end
+local function run_key(queue, key) return P .. 'run:' .. queue .. '/' .. key end
+
+-- Put a queue under flow control: its ready jobs move from ready:Q/T into the
+-- lanes of their keys (once; a queue never leaves).
+local function make_flowing(queue)
+  if redis.call('SADD', P .. 'flowing', queue) == 0 then return end
+  flowing_seen[queue] = true
+  local types_key = P .. 'types:' .. queue
+  for _, jtype in ipairs(redis.call('SMEMBERS', types_key)) do
+    local ready = P .. 'ready:' .. queue .. '/' .. jtype
+    local items = redis.call('ZRANGE', ready, 0, -1, 'WITHSCORES')
+    for j = 1, #items, 2 do
+      local key = redis.call('HGET', jkey(items[j]), 'k') or ''
+      redis.call('ZADD', lane_key(queue, key), items[j + 1], items[j])
+      redis.call('ZADD', P .. 'lanes:' .. queue, 0, key)
+    end
+    redis.call('DEL', ready)
+  end
+  redis.call('DEL', types_key)
+end
+
+-- A pending job leaves the ready set or lane it waits in.
+local function unready(id, queue, jtype, key)
+  if is_flowing(queue) then
+    local lane = lane_key(queue, key or '')
+    redis.call('ZREM', lane, id)
+    if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', P .. 'lanes:' .. queue, key or '') end
+  else
+    redis.call('ZREM', P .. 'ready:' .. queue .. '/' .. jtype, id)
+  end
+end
 
 -- What a script changes beyond the hashes it writes is gathered while it runs
 -- and written once at its end by commit(): the counts (one HINCRBY per queue
@@ -57,6 +111,18 @@ local function bulk(command, key, items)
       redis.call(command, unpack(items, i, j))
     end
   end
+end
+
+-- A job of a flowing queue stopped processing: its key's slot is free, and the
+-- claims of every gateway waiting on the queue look again (at commit()).
+local function release(id, queue, key)
+  if not is_flowing(queue) then return end
+  if key and key ~= '' then
+    local run = run_key(queue, key)
+    redis.call('SREM', run, id)
+    if redis.call('EXISTS', run) == 0 then redis.call('SREM', P .. 'running:' .. queue, key) end
+  end
+  woken[queue] = true
 end
 
 local function count(queue, old, new)
@@ -102,89 +168,31 @@ local function finished(id, max_history)
   history_max = max_history
 end
 
--- Lease up to `max` ready jobs of some queues and types to a consumer of this
--- gateway; the consumer's arguments are ARGV[first] on: worker id, now (s),
--- lease deadline (ms), max, number of queues, the queues, then the accepted
--- types to the end (none: every type). Paused queues (the paused set) are
--- skipped. Oldest first among the highest priority, across queues and types.
--- Each job taken is PROCESSING with its attempt counted, in leased:GATEWAY;
--- answers them as load() reads them after the change.
-local function lease_jobs(gateway, first)
-  local worker, now, deadline = ARGV[first], ARGV[first + 1], ARGV[first + 2]
-  local max = tonumber(ARGV[first + 3])
-  local nqueues = tonumber(ARGV[first + 4])
-  local qfirst = first + 5
-  local accepted = nil
-  if #ARGV >= qfirst + nqueues then
-    accepted = {}
-    for i = qfirst + nqueues, #ARGV do accepted[ARGV[i]] = true end
-  end
-  local heads = {}
-  for i = qfirst, qfirst + nqueues - 1 do
-    local queue = ARGV[i]
-    local types_key = P .. 'types:' .. queue
-    local jtypes = {}
-    if redis.call('SISMEMBER', P .. 'paused', queue) == 0 then
-      jtypes = redis.call('SMEMBERS', types_key)
-    end
-    for _, jtype in ipairs(jtypes) do
-      if accepted == nil or accepted[jtype] then
-        local key = P .. 'ready:' .. queue .. '/' .. jtype
-        local items = redis.call('ZRANGE', key, 0, max - 1, 'WITHSCORES')
-        if #items == 0 then
-          redis.call('SREM', types_key, jtype)
-        end
-        for j = 1, #items, 2 do
-          heads[#heads + 1] = {tonumber(items[j + 1]), items[j], key}
-        end
-      end
-    end
-  end
-  table.sort(heads, function(a, b) return a[1] < b[1] end)
-  local leased = P .. 'leased:' .. gateway
-  local taken, leases, gone = {}, {}, {}
-  for i = 1, math.min(max, #heads) do
-    local id, key = heads[i][2], heads[i][3]
-    local ids = gone[key]
-    if not ids then
-      ids = {}
-      gone[key] = ids
-    end
-    ids[#ids + 1] = id
-    local job = jkey(id)
-    local f = redis.call('HMGET', job, 's', 'q', 'a', 'st')
-    if f[1] == PENDING then
-      redis.call('HSET', job, 's', PROCESSING, 'a', tostring(tonumber(f[3]) + 1), 'w', worker,
-        'gw', gateway, 'u', now)
-      if f[4] then redis.call('HDEL', job, 'st') end
-      append(leases, deadline, id)
-      count(f[2], PENDING, PROCESSING)
-      taken[#taken + 1] = load(job)
-    end
-  end
-  for key, ids in pairs(gone) do bulk('ZREM', key, ids) end
-  bulk('ZADD', leased, leases)
-  if #heads > 0 then redis.call('SADD', P .. 'gateways', gateway) end
-  return taken
-end
-
 local function commit()
   if #readies > 0 then
     local first = redis.call('INCRBY', P .. 'seq', #readies) - #readies
-    local sets, types = {}, {}
+    local sets, types, lanes = {}, {}, {}
     for n, r in ipairs(readies) do
-      local key = P .. 'ready:' .. r[2] .. '/' .. r[3]
+      local key
+      if is_flowing(r[2]) then
+        local ck = redis.call('HGET', jkey(r[1]), 'k') or ''
+        key = lane_key(r[2], ck)
+        if not sets[key] then lanes[#lanes + 1] = {r[2], ck} end
+      else
+        key = P .. 'ready:' .. r[2] .. '/' .. r[3]
+        if not sets[key] then types[#types + 1] = {r[2], r[3]} end
+      end
       local items = sets[key]
       if not items then
         items = {}
         sets[key] = items
-        types[#types + 1] = {r[2], r[3]}
       end
       append(items, (255 - r[4]) * ORDER + first + n, r[1])
       woken[r[2]] = true
     end
     for key, items in pairs(sets) do bulk('ZADD', key, items) end
     for _, qt in ipairs(types) do redis.call('SADD', P .. 'types:' .. qt[1], qt[2]) end
+    for _, qk in ipairs(lanes) do redis.call('ZADD', P .. 'lanes:' .. qk[1], 0, qk[2]) end
     readies = {}
   end
   if #finishes > 0 then

@@ -8,13 +8,14 @@
 local out = {0}
 for i = 2, #ARGV, 3 do
   local id, state = ARGV[i], ARGV[i + 1]
-  local f = redis.call('HMGET', jkey(id), 's', 'a', 'q', 't', 'gw')
+  local f = redis.call('HMGET', jkey(id), 's', 'a', 'q', 't', 'gw', 'k')
   if f[1] == state and f[2] == ARGV[i + 2] then
     if state == PENDING then
-      redis.call('ZREM', P .. 'ready:' .. f[3] .. '/' .. f[4], id)
+      unready(id, f[3], f[4], f[6])
     elseif state == PROCESSING then
       redis.call('ZREM', P .. 'leased:' .. f[5], id)
       redis.call('PUBLISH', P .. 'cancel:' .. f[5], id)
+      release(id, f[3], f[6])
       out[#out + 1] = id
     elseif state == SCHEDULED or state == FAILED then
       redis.call('ZREM', P .. 'delayed', id)

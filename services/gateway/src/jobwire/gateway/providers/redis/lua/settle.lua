@@ -8,7 +8,7 @@
 -- leased by this gateway (another may have taken it back since).
 -- Then, if an empty argument follows the endings, jobs are leased to the
 -- consumer whose leases ended, in the same call (claim ahead): the arguments
--- after it are lease_jobs's (lib.lua) from the worker id on.
+-- after it are lease_jobs's (lease.lua) from the worker id on.
 -- Answers {1 or 0 per ending, the jobs leased (load())}.
 local gateway, max_history = ARGV[2], tonumber(ARGV[3])
 local applied, unleased, delayed = {}, {}, {}
@@ -26,10 +26,11 @@ while i <= #ARGV and ARGV[i] ~= '' do
   local result, result_type = nil, nil
   if has_result == '1' then result, result_type = ARGV[i], ARGV[i + 1]; i = i + 2 end
   local job = jkey(id)
-  local f = redis.call('HMGET', job, 's', 'a', 'gw', 'q', 't', 'p')
+  local f = redis.call('HMGET', job, 's', 'a', 'gw', 'q', 't', 'p', 'k')
   if f[1] == PROCESSING and f[2] == attempt and f[3] == gateway then
     unleased[#unleased + 1] = id
     count(f[4], PROCESSING, state)
+    release(id, f[4], f[7])
     if state == FAILED then
       append(fields, 'st', scheduled)
       append(delayed, due, id)

@@ -8,8 +8,9 @@ local unleased = {}
 for i = 4, #ARGV - 1, 2 do
   local id, attempt = ARGV[i], ARGV[i + 1]
   local job = jkey(id)
-  local f = redis.call('HMGET', job, 's', 'a', 'gw', 'q', 't', 'p')
+  local f = redis.call('HMGET', job, 's', 'a', 'gw', 'q', 't', 'p', 'k')
   if f[1] == PROCESSING and f[2] == attempt and f[3] == gateway then
+    release(id, f[4], f[7])
     redis.call('HSET', job, 's', PENDING, 'a', tostring(tonumber(attempt) - 1), 'u', now,
       'gw', '', 'w', '')
     unleased[#unleased + 1] = id
