@@ -264,12 +264,12 @@ class JobRecords:
             pass  # another gateway adopted it first
 
     async def take_over(self, record: JobRecord) -> bool:
-        """Commit ``record`` (a lost attempt ended) now; False if its stored job moved on.
+        """Commit ``record`` (a lost attempt ended, the next begun) now; False if its job moved on.
 
         For a job whose lease was lost with another gateway: the takeover
-        commits before the job is leased again, so a late finish of the lost
-        attempt on that gateway either came first (and the job is not run
-        again) or is refused.
+        commits the next attempt before the job is leased again, so a late
+        finish of the lost attempt on that gateway either came first (and the
+        job is not run again) or is refused (an older attempt than the stored one).
         """
         self._buffer.forget(record.id)
         async with self._connection() as conn:

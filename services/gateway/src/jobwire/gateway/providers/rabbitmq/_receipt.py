@@ -135,16 +135,22 @@ class Receipt:
             attempt = self._attempt(record, item, handle, now)
             if attempt is None:
                 continue
+            accepted = consumer.accepts(record.type)
+            if accepted:
+                record.begin_attempt(attempt, consumer.worker_id, now)
+            # A takeover commits the next attempt with the lost one's end, so a
+            # late finish of the lost attempt either came first (the job is not
+            # run again) or is refused (it is older than the stored attempt).
             if lost and not await self._records.take_over(record):
                 handle.ack()  # its lost attempt was answered after all, or taken over
                 continue
-            if not consumer.accepts(record.type):
+            if not accepted:
                 self._park(record, handle, SKIP_DELAY, record.attempt)
-                if record.state is JobState.PENDING:
+                if record.state is JobState.PENDING and not lost:
                     self._records.save(record)
                 continue
-            record.begin_attempt(attempt, consumer.worker_id, now)
-            self._records.save(record)
+            if not lost:
+                self._records.save(record)
             claims.append(Claim(record, handle))
         return claims
 
