@@ -18,6 +18,8 @@ from jobwire.client._cli import main
 from jobwire.gateway import EmbeddedGateway
 from jobwire.gateway.testing import settings_for_tests
 
+from rabbitmq_support import RabbitVhost
+
 
 async def test_the_async_client_configures_a_queue_and_sees_held_jobs(
     client: AsyncClient,
@@ -70,8 +72,12 @@ def test_the_sync_client_configures_a_queue(sync_client: Client) -> None:
     assert removed == QueueConfig(queue="exports")
 
 
-def test_a_provider_without_flow_control_raises_the_typed_error(redis_url: str) -> None:
-    settings = settings_for_tests(provider={"type": "redis", "url": redis_url})
+def test_a_provider_without_flow_control_raises_the_typed_error(
+    rabbitmq_vhost: RabbitVhost, request: pytest.FixtureRequest
+) -> None:
+    prefix = rabbitmq_vhost.prefix_of(request.node.nodeid)
+    provider = {"type": "rabbitmq", "url": rabbitmq_vhost.url, "queue_prefix": prefix}
+    settings = settings_for_tests(provider=provider)
     with EmbeddedGateway(settings) as gateway, Client(gateway.address) as client:
         with pytest.raises(FlowControlUnsupportedError, match="does not enforce flow control"):
             client.enqueue("t", concurrency_key="customer-7")
