@@ -5,7 +5,9 @@ a job; the job's id is the message id, its type the message type, and the
 rest of what a record needs to be rebuilt (when its row was pruned or lost)
 travels in headers. ``x-jobwire-after`` is the attempt count the job had when
 the message was published: a delivery whose record has moved past it is a
-stale copy (see :mod:`._receipt`).
+stale copy (see :mod:`._receipt`). ``x-jobwire-redelivered`` marks a copy
+the gateway published in place of a message the broker had redelivered
+(:func:`handed_back`), so the copy still says a lease on it may have been lost.
 """
 
 from __future__ import annotations
@@ -62,6 +64,32 @@ def properties(record: JobRecord, *, after: int, bucket: str = "", ttl_ms: int =
         headers=headers,
         expiration=str(ttl_ms) if bucket else None,
     )
+
+
+REDELIVERED = "x-jobwire-redelivered"
+"""Header of a copy published in place of a redelivered message."""
+
+
+def handed_back(headers: dict[str, Any], returns: int, redelivered: bool) -> dict[str, Any]:
+    """The headers of a fresh copy of a delivered message that started no attempt.
+
+    The broker's count of the message's returns moves into ``x-jobwire-after``
+    (a fresh copy starts its own count), and a redelivered message's copy
+    keeps that mark: its job's record may say ``PROCESSING`` for a lease lost
+    with a connection, and only a redelivery ends that attempt.
+    """
+    copied = dict(headers)
+    copied.pop("x-delivery-count", None)
+    after = copied.get("x-jobwire-after", 0)
+    copied["x-jobwire-after"] = (after if isinstance(after, int) else 0) + returns
+    if redelivered:
+        copied[REDELIVERED] = True
+    return copied
+
+
+def redelivered(delivery: Basic.Deliver, headers: dict[str, Any]) -> bool:
+    """Whether the broker redelivered a message, or the gateway handed back such a message."""
+    return bool(delivery.redelivered) or headers.get(REDELIVERED) is True
 
 
 def decode(props: Any, body: bytes) -> Carried:

@@ -6,8 +6,9 @@ For each message delivered to a worker stream's channel:
 * a finished job (completed, dead, cancelled), a purged one, or a second copy
   of a job leased on some gateway is acked and dropped;
 * a job whose record is ``PROCESSING`` and whose message comes back
-  ``redelivered`` lost its lease with its gateway or channel: the lost
-  attempt counts, and the job is dead when it was the last;
+  ``redelivered`` (by the broker, or as a gateway's copy of such a message,
+  ``x-jobwire-redelivered``) lost its lease with its gateway or channel: the
+  lost attempt counts, and the job is dead when it was the last;
 * a delayed or backed-off job whose time has not come is parked again in a
   delay queue (a copy of a failed job that was already parked is dropped);
 * a job a stream does not take (its types) is parked for a second, so it

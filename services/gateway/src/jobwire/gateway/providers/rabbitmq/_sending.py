@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers._records import JobRecords
 from jobwire.gateway.providers.rabbitmq._broker import Broker, Outgoing
-from jobwire.gateway.providers.rabbitmq._codec import properties
+from jobwire.gateway.providers.rabbitmq._codec import handed_back, properties
 from jobwire.gateway.providers.rabbitmq._errors import QueueMissingError
 from jobwire.gateway.providers.rabbitmq._receipt import EARLY, spawn
 from jobwire.gateway.providers.rabbitmq._stream import Handle
@@ -107,12 +107,8 @@ class Sending:
         spawn(self.tasks, self._handing_back(handle))
 
     async def _handing_back(self, handle: Handle) -> None:
-        headers = dict(handle.properties.headers or {})
-        headers.pop("x-delivery-count", None)
-        after = headers.get("x-jobwire-after", 0)
-        headers["x-jobwire-after"] = (after if isinstance(after, int) else 0) + handle.returns
         props = handle.properties
-        props.headers = headers
+        props.headers = handed_back(props.headers or {}, handle.returns, handle.redelivered)
         queue = handle.stream.queues[handle.queue]
         [error] = await self._broker.publish([Outgoing("", queue, handle.body, props)])
         if error is None:

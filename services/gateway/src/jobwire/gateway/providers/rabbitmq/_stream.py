@@ -30,6 +30,7 @@ from aio_pika.abc import AbstractChannel
 
 from jobwire.gateway.providers._types import Consumer
 from jobwire.gateway.providers.rabbitmq._broker import Broker
+from jobwire.gateway.providers.rabbitmq._codec import redelivered
 
 logger = logging.getLogger("jobwire.gateway.rabbitmq")
 
@@ -60,9 +61,9 @@ class Handle:
         delivery = message.delivery
         assert isinstance(delivery, aiormq.spec.Basic.Deliver)
         self.tag: int = delivery.delivery_tag or 0
-        self.redelivered: bool = bool(delivery.redelivered)
         self.properties = message.header.properties
         headers = self.properties.headers or {}
+        self.redelivered: bool = redelivered(delivery, headers)
         count = headers.get("x-delivery-count")
         # Times the broker gave this message back to its queue (x-delivery-count
         # of quorum queues; classic queues only say whether it did).
