@@ -10,6 +10,7 @@ one translation of a database that is away into ``UNAVAILABLE``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -96,11 +97,14 @@ def create_engine(
     *,
     what: str = "database_url",
     pool_size: int | None = None,
-    server_settings: dict[str, str] | None = None,
+    synchronous: bool = True,
 ) -> AsyncEngine:
     """Return an engine for ``url``: SQLite waits for its lock, PostgreSQL pings on checkout.
 
-    ``server_settings``: PostgreSQL session settings of every connection.
+    ``synchronous=False``: a commit returns before it is on disk, for writes
+    that may be lost (PostgreSQL's ``synchronous_commit = off``; SQLite's WAL
+    with ``synchronous = NORMAL``, which a crash of the process never loses,
+    only one of the machine).
 
     Raises:
         RuntimeError: the URL names PostgreSQL but asyncpg is not installed.
@@ -110,13 +114,14 @@ def create_engine(
 
         # The busy timeout makes a writer wait for the lock instead of failing.
         engine = _create_async_engine(url, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        pragmas = (*_SQLITE_PRAGMAS, "synchronous=FULL" if synchronous else "synchronous=NORMAL")
+        event.listen(engine.sync_engine, "connect", functools.partial(_set_pragmas, pragmas))
         return engine
     options: dict[str, Any] = {"pool_pre_ping": True}
     if pool_size is not None:
         options["pool_size"] = pool_size
-    if server_settings:
-        options["connect_args"] = {"server_settings": server_settings}
+    if not synchronous:
+        options["connect_args"] = {"server_settings": {"synchronous_commit": "off"}}
     try:
         # pool_pre_ping: a connection the server dropped (restart, failover,
         # pg_terminate_backend) is replaced on checkout instead of failing a query.
@@ -129,12 +134,15 @@ def create_engine(
         ) from None
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+# WAL lets readers proceed while a writer writes; foreign keys make deleting
+# a parent row delete its children.
+_SQLITE_PRAGMAS = ("journal_mode=WAL", "foreign_keys=ON")
+
+
+def _set_pragmas(pragmas: Sequence[str], dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    # WAL lets readers proceed while a writer writes; foreign keys make
-    # deleting a parent row delete its children.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
+    for pragma in pragmas:
+        cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
 

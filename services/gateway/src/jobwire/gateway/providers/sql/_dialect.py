@@ -8,6 +8,9 @@
   ``<file>.lock`` for the process's life (the kernel drops it when the
   process dies, however it dies); the gateway's writes take turns on an
   ``asyncio.Lock``, so SQLite never sees two writers (WAL lets reads proceed).
+  Claims and ended leases commit with ``synchronous = NORMAL`` (not synced to
+  disk at commit: a crash of the process loses none of them, a crash of the
+  machine may lose the last, which is a redelivery); enqueues with ``FULL``.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ class Sql:
         self.direct = direct
         """PostgreSQL: claims and completions, one statement and one round trip each."""
         self.async_engine = async_engine or engine
-        """Connections that commit asynchronously (PostgreSQL): for what may be lost."""
+        """Connections whose commits return before they are on disk: for what may be lost."""
         self.tables = tables
         self.jobs = tables.jobs
         self.gateway_id = gateway_id
@@ -89,13 +92,13 @@ class Sql:
     @contextlib.asynccontextmanager
     async def write(self, *, async_commit: bool = False) -> AsyncIterator[AsyncConnection]:
         """A connection in a write transaction; ``async_commit`` for what may be lost."""
+        # async_engine's connections are set up not to sync: no setting per transaction.
+        engine = self.async_engine if async_commit else self.engine
         if self.postgres:
-            # Sessions of async_engine have synchronous_commit off: no SET per transaction.
-            engine = self.async_engine if async_commit else self.engine
             async with transaction(engine, "queue") as conn:
                 yield conn
             return
-        async with self._writer, transaction(self.engine, "queue") as conn:
+        async with self._writer, transaction(engine, "queue") as conn:
             yield conn
 
     async def outlast(self, step: Callable[[], Awaitable[T]], what: str) -> T:

@@ -103,15 +103,11 @@ class SqlProvider(QueueProvider[None]):
             what="provider.database_url",
             pool_size=settings.pool_size if postgres else None,
         )
-        async_engine = (
-            create_engine(
-                self._url,
-                what="provider.database_url",
-                pool_size=settings.pool_size,
-                server_settings={"synchronous_commit": "off"},
-            )
-            if postgres
-            else None
+        async_engine = create_engine(
+            self._url,
+            what="provider.database_url",
+            pool_size=settings.pool_size if postgres else None,
+            synchronous=False,
         )
         prefix = settings.table_prefix
         tables, gateway_id = make_tables(prefix), uuid.uuid4().hex
