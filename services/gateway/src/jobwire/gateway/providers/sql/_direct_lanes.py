@@ -2,8 +2,8 @@
 
 The same claim as :mod:`._lane_store` (the rules are :mod:`._lanes`'), on a
 connection of :class:`~._direct.Direct`'s pool in one transaction: the row's
-lock, then its pause and the processing jobs per key in one statement, both
-lane scans in one, each pass's claim in one, the bucket in one; every
+lock, then its pause, the processing jobs per key and both lane scans in one
+statement, each pass's claim in one, the bucket in one; every
 statement text prepared once per connection (asyncpg's cache).
 """
 
@@ -44,6 +44,8 @@ class LaneStatements:
             f"AND state = {PROCESSING}) AS running"
         )
         self.lanes = lanes_query(jobs, "$1", "$2", "$3")
+        # The same with the lanes after the locked row's turn: one round trip less.
+        self.state_and_lanes = f"{self.state}, ARRAY({self.lanes}) AS lanes"
         self.store = (
             f"UPDATE {flow} SET tokens = $2, refilled = $3, turn = $4, served = $5, "
             "update_time = $3 WHERE queue = $1"
@@ -89,16 +91,26 @@ class DirectLanes:
     def __init__(self, conn: Any, statements: LaneStatements) -> None:
         self._conn = conn
         self._sql = statements
+        self._lanes: tuple[str, list[str]] | None = None
+        """The lanes read with the lock: the turn they follow, and their keys."""
 
     async def lock(self, queue: str) -> Locked | None:
-        """Lock the queue's row, then read its pause and processing jobs."""
+        """Lock the queue's row, then read its pause and processing jobs (and its lanes)."""
         row = await self._conn.fetchrow(self._sql.lock, queue)
         if row is None:
             return None
-        state = await self._conn.fetchrow(self._sql.state, queue)
         stored = row["limits"]
+        limits = NO_LIMITS if stored is None else QueueLimits.from_json(stored)
+        if limits.fifo_across_keys:
+            state = await self._conn.fetchrow(self._sql.state, queue)
+        else:
+            # A claim in turns reads the lanes after the turn: in the same statement.
+            state = await self._conn.fetchrow(
+                self._sql.state_and_lanes, queue, row["turn"], MAX_LANES
+            )
+            self._lanes = (row["turn"], list(state["lanes"]))
         return Locked(
-            limits=NO_LIMITS if stored is None else QueueLimits.from_json(stored),
+            limits=limits,
             tokens=row["tokens"],
             refilled=row["refilled"],
             turn=row["turn"],
@@ -109,6 +121,8 @@ class DirectLanes:
 
     async def lane_keys(self, queue: str, turn: str) -> list[str]:
         """The keys with waiting jobs after ``turn``, and around again."""
+        if self._lanes is not None and self._lanes[0] == turn:
+            return self._lanes[1]
         return [row["k"] for row in await self._conn.fetch(self._sql.lanes, queue, turn, MAX_LANES)]
 
     async def pick(
