@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import duration_pb2
 
+from jobwire.gateway._models import NewJob
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc, worker_service_pb2_grpc
 from jobwire.v1.worker_service_pb2 import StreamJobsRequest, StreamJobsResponse
 
@@ -57,6 +58,23 @@ def executor_threads() -> str:
         if thread.name.startswith("asyncio_") and thread.ident in frames
     ]
     return "".join(stacks) if stacks else " (no default executor threads)"
+
+
+def new_job(**fields: Any) -> NewJob:
+    """A validated enqueue request, as the gateway makes one: defaults, then ``fields``."""
+    values: dict[str, Any] = {
+        "queue": "default",
+        "type": "t",
+        "payload": b"{}",
+        "content_type": "application/json",
+        "attributes": {},
+        "max_retries": 3,
+        "timeout": None,
+        "deduplication_key": "",
+        "schedule_time": None,
+        "request_id": "",
+    }
+    return NewJob(**(values | fields))
 
 
 def seconds(value: float) -> duration_pb2.Duration:

@@ -6,30 +6,13 @@ import grpc
 import pytest
 
 from jobwire.gateway import Gateway
-from jobwire.gateway._models import NewJob
 from jobwire.v1 import queue_service_pb2
 
 from backends import CONTRACT
-from support import Producer, State, seconds
+from support import Producer, State, new_job, seconds
 
 pytestmark = CONTRACT
 Q = queue_service_pb2
-
-
-def new_job(job_id: str) -> NewJob:
-    return NewJob(
-        queue="default",
-        type="t",
-        payload=b"{}",
-        content_type="application/json",
-        attributes={},
-        max_retries=3,
-        timeout=None,
-        deduplication_key="",
-        schedule_time=None,
-        request_id=f"r-{job_id}",
-        id=job_id,
-    )
 
 
 async def test_get_cancel_and_watch_take_a_unique_prefix(producer: Producer) -> None:
@@ -54,7 +37,7 @@ async def test_an_ambiguous_prefix_names_the_candidates(
     gateway: Gateway, producer: Producer
 ) -> None:
     ids = ["0123456789abcdef0123456789abcde1", "0123456789abcdef0123456789abcde2"]
-    await gateway.service.submit([new_job(job_id) for job_id in ids])
+    await gateway.service.submit([new_job(request_id=f"r-{job_id}", id=job_id) for job_id in ids])
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await producer.get("0123456789")
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT

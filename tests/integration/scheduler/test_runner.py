@@ -22,7 +22,7 @@ from jobwire.gateway.scheduler.models import FireStatus, ScheduleFire
 from jobwire.gateway.scheduler.runner import Clock, utc_now
 
 from postgres import psql, terminate_connections
-from support import eventually
+from support import eventually, new_job
 
 StartScheduler = Callable[..., Awaitable[Scheduler]]
 ANY_JOB = JobFilter()
@@ -37,21 +37,6 @@ class FlakyProvider(MemoryProvider):
         if self.broken:
             raise ConnectionError("queue backend unreachable")
         return await super().insert(jobs)
-
-
-def held_job(at: float) -> NewJob:
-    return NewJob(
-        queue="default",
-        type="later",
-        payload=b"{}",
-        content_type="application/json",
-        attributes={},
-        max_retries=3,
-        timeout=None,
-        deduplication_key="",
-        schedule_time=at,
-        request_id="",
-    )
 
 
 def every(name: str, seconds: float) -> ScheduleSpec:
@@ -95,7 +80,9 @@ async def test_held_job_moves_at_its_time_with_its_id(
 ) -> None:
     clock = FakeClock()
     scheduler: Scheduler = await scheduler_factory(database_url, clock)
-    [(held, _)] = await scheduler.hold([held_job((clock.now + timedelta(hours=1)).timestamp())])
+    [(held, _)] = await scheduler.hold(
+        [new_job(type="later", schedule_time=(clock.now + timedelta(hours=1)).timestamp())]
+    )
     assert held.state is JobState.SCHEDULED
     clock.advance(minutes=59, seconds=59)
     scheduler.wake()
@@ -203,7 +190,9 @@ async def test_runner_survives_its_postgres_connections_being_killed(
     await eventually(lambda: fired(1), timeout=3)
     # Pooled connections die while idle: replaced on checkout, nobody notices.
     assert terminate_connections(database) >= 1
-    [(first, _)] = await scheduler.hold([held_job(utc_now().timestamp() + 0.3)])
+    [(first, _)] = await scheduler.hold(
+        [new_job(type="later", schedule_time=utc_now().timestamp() + 0.3)]
+    )
     await eventually(lambda: in_provider(provider, first.id))
 
     # Then the database refuses connections for a while: the runner logs,
@@ -213,12 +202,14 @@ async def test_runner_survives_its_postgres_connections_being_killed(
         terminate_connections(database)
         await asyncio.sleep(1.5)
         with pytest.raises(UnavailableError):
-            await scheduler.hold([held_job(utc_now().timestamp() + 0.3)])
+            await scheduler.hold([new_job(type="later", schedule_time=utc_now().timestamp() + 0.3)])
     finally:
         psql(f'ALTER DATABASE "{database}" WITH ALLOW_CONNECTIONS true')
     assert "scheduler step failed" in caplog.text
     before = len(await fires())
-    [(second, _)] = await scheduler.hold([held_job(utc_now().timestamp() + 0.3)])
+    [(second, _)] = await scheduler.hold(
+        [new_job(type="later", schedule_time=utc_now().timestamp() + 0.3)]
+    )
     await eventually(lambda: fired(before + 2), timeout=5)
     await eventually(lambda: in_provider(provider, second.id))
 

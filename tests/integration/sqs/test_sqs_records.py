@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from jobwire.gateway._dedup import DedupRule
-from jobwire.gateway._models import JobRecord, JobState, NewJob
+from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers._records import JobRecords
 from jobwire.gateway.providers.sqs import TABLES
+
+from support import new_job
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -37,21 +39,6 @@ async def gateways(records_url: str) -> AsyncIterator[tuple[JobRecords, JobRecor
     finally:
         for records in pair:
             await records.close()
-
-
-def new_job(key: str = "") -> NewJob:
-    return NewJob(
-        queue="default",
-        type="t",
-        payload=b"p",
-        content_type="",
-        attributes={},
-        max_retries=3,
-        timeout=None,
-        deduplication_key=key,
-        schedule_time=None,
-        request_id="",
-    )
 
 
 def state_of(record: JobRecord, state: JobState, attempt: int) -> JobRecord:
@@ -104,12 +91,12 @@ async def test_a_deduplication_key_is_taken_until_the_window_after_its_job_ends(
     gateways: tuple[JobRecords, JobRecords],
 ) -> None:
     a, b = gateways
-    first = new_job("nightly")
+    first = new_job(deduplication_key="nightly")
     [(kept, duplicate)] = await a.insert(
         [(first, JobRecord.create(first, time.time()))], time.time()
     )
     assert not duplicate
-    second = new_job("nightly")
+    second = new_job(deduplication_key="nightly")
     [(same, duplicate)] = await b.insert(
         [(second, JobRecord.create(second, time.time()))], time.time()
     )

@@ -8,7 +8,7 @@ from pamqp import frame
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from jobwire.gateway._models import JobRecord, NewJob
+from jobwire.gateway._models import JobRecord
 from jobwire.gateway.providers.rabbitmq._codec import (
     REDELIVERED,
     decode,
@@ -17,20 +17,11 @@ from jobwire.gateway.providers.rabbitmq._codec import (
     redelivered,
 )
 
+from support import new_job
+
 
 def job_message(after: int = 0) -> Any:
-    new = NewJob(
-        queue="default",
-        type="work",
-        payload=b"{}",
-        content_type="application/json",
-        attributes={},
-        max_retries=3,
-        timeout=None,
-        deduplication_key="",
-        schedule_time=None,
-        request_id="",
-    )
+    new = new_job(type="work")
     record = JobRecord.create(new, 1_700_000_000.0)
     return properties(record, after=after)
 
