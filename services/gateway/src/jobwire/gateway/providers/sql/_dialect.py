@@ -56,6 +56,7 @@ class Sql:
 
     Args:
         engine: the database.
+        async_engine: the same database, on connections whose commits do not sync.
         tables: the provider's tables.
         gateway_id: this gateway's id in ``<prefix>gateways`` and in leased rows.
         channel_prefix: prefix of the NOTIFY channels (the table prefix).
@@ -64,16 +65,16 @@ class Sql:
     def __init__(
         self,
         engine: AsyncEngine,
+        async_engine: AsyncEngine,
         tables: Tables,
         gateway_id: str,
         channel_prefix: str,
-        async_engine: AsyncEngine | None = None,
         direct: Direct | None = None,
     ) -> None:
         self.engine = engine
         self.direct = direct
         """PostgreSQL: claims and completions, one statement and one round trip each."""
-        self.async_engine = async_engine or engine
+        self.async_engine = async_engine
         """Connections whose commits return before they are on disk: for what may be lost."""
         self.tables = tables
         self.jobs = tables.jobs

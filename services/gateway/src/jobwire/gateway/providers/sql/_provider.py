@@ -123,9 +123,7 @@ class SqlProvider(QueueProvider[None]):
             if postgres
             else None
         )
-        self._sql = Sql(
-            engine, tables, gateway_id, prefix, async_engine=async_engine, direct=direct
-        )
+        self._sql = Sql(engine, async_engine, tables, gateway_id, prefix, direct=direct)
         self._wakeups = Wakeups()
         self._flow = Flow(self._sql)
         self._writes = Writes(self._sql, self.dedup, self._flow.known)
