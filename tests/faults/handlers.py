@@ -35,6 +35,17 @@ async def work(ctx: JobContext) -> None:
     await asyncio.sleep(ctx.payload.get("seconds", 0))
 
 
+@registry.handler("first_attempt_stalls")
+async def first_attempt_stalls(ctx: JobContext) -> None:
+    """Record the run; the first attempt then takes ``payload["seconds"]``, a later one none.
+
+    A fault that catches it on its first attempt is sure to catch it mid-run.
+    """
+    _record(ctx)
+    if ctx.attempt == 1:
+        await asyncio.sleep(ctx.payload["seconds"])
+
+
 @registry.handler("poison")
 async def poison(ctx: JobContext) -> None:
     """Record the run, then crash the whole worker process, every time."""

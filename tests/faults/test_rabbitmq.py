@@ -12,6 +12,7 @@ their channels and leases are gone, they reconnect, and the worker streams
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Callable
 
@@ -25,6 +26,9 @@ from postgres import emptied_url
 from rabbitmq_support import RabbitVhost
 from support import eventually
 
+HELD = 4
+"""Jobs mid-run on the worker of the gateway the first scenario kills."""
+STALLING = JobRequest("first_attempt_stalls", {"seconds": 3600}, max_retries=20)
 GATEWAYS_JOBS = 3_000
 """Jobs of the three-gateway scenario (see README, "Fault suite")."""
 
@@ -50,11 +54,14 @@ async def test_rabbitmq_gateway_killed_its_unacked_jobs_come_back_counted(
     survivor = start_gateway(provider=shared_records)
     doomed = start_gateway(provider=shared_records)
     client = connect(survivor.address)
-    fleet.worker(survivor.address, concurrency=4)
-    stranded = fleet.worker(doomed.address, concurrency=4)
+    stranded = fleet.worker(doomed.address, concurrency=8)
     await connected(connect(doomed.address))
-    accepted = await client.enqueue_many(jobs(1000, 0.02))
-    await fleet.ledger.wait_running(stranded)
+    # Jobs certain to be mid-run on the doomed gateway's worker when it dies:
+    # taken while that worker is the only one, their first attempt never ends.
+    held = [job.id for job in await client.enqueue_many(STALLING for _ in range(HELD))]
+    await eventually(lambda: set(held) <= ran_by(fleet, stranded), timeout=60)
+    fleet.worker(survivor.address, concurrency=4)
+    accepted = [job.id for job in await client.enqueue_many(jobs(1000, 0.02))]
     await fleet.ledger.wait_for(len(accepted) // 4)
     fleet.kill(doomed.process)
     assert stranded.pid is not None
@@ -62,14 +69,22 @@ async def test_rabbitmq_gateway_killed_its_unacked_jobs_come_back_counted(
     outcome = await settle(
         client,
         fleet,
-        [job.id for job in accepted],
+        [*held, *accepted],
         scenario="one of 2 gateways SIGKILLed (a worker on each)",
         provider="rabbitmq",
         in_flight_at_fault=lambda run: run.pid == stranded.pid,
         note="the broker requeued the dead gateway's unacked messages when its connection dropped",
     )
     report(outcome)
-    assert outcome.duplicates >= 1  # its workers' jobs ran again, each counted
+    runs = fleet.ledger.executions()
+    assert all(len(runs[job_id]) == 2 for job_id in held), {i: runs[i] for i in held}
+    assert outcome.duplicates >= HELD  # those ran again, each counted
+
+
+def ran_by(fleet: Fleet, worker: subprocess.Popen[bytes]) -> set[str]:
+    """The jobs ``worker`` started so far."""
+    runs = fleet.ledger.executions()
+    return {job_id for job_id, each in runs.items() if any(r.pid == worker.pid for r in each)}
 
 
 @pytest.mark.parametrize("provider_kind", ["rabbitmq"])
