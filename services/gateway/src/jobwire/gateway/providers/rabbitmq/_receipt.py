@@ -8,7 +8,10 @@ For each message delivered to a worker stream's channel:
 * a job whose record is ``PROCESSING`` and whose message comes back
   ``redelivered`` (by the broker, or as a gateway's copy of such a message,
   ``x-jobwire-redelivered``) lost its lease with its gateway or channel: the
-  lost attempt counts, and the job is dead when it was the last;
+  lost attempt counts, and the job is dead when it was the last; its next
+  attempt is committed before it is leased (a takeover), and so is one of a
+  job whose message the broker returned more often than its record counts
+  attempts (an attempt its gateway had not recorded yet may still be running);
 * a delayed or backed-off job whose time has not come is parked again in a
   delay queue (a copy of a failed job that was already parked is dropped);
 * a job a stream does not take (its types) is parked for a second, so it
@@ -133,24 +136,30 @@ class Receipt:
             else:
                 record = view.record
             lost = record.state is JobState.PROCESSING and handle.redelivered
+            # The broker gave the message back more often than the record saw
+            # attempts end: an attempt whose record its gateway has not committed
+            # yet may still be running there (its channel closed under it).
+            unseen = not lost and item.after + handle.returns > record.attempt
             attempt = self._attempt(record, item, handle, now)
             if attempt is None:
                 continue
             accepted = consumer.accepts(record.type)
             if accepted:
                 record.begin_attempt(attempt, consumer.worker_id, now)
-            # A takeover commits the next attempt with the lost one's end, so a
-            # late finish of the lost attempt either came first (the job is not
-            # run again) or is refused (it is older than the stored attempt).
-            if lost and not await self._records.take_over(record):
-                handle.ack()  # its lost attempt was answered after all, or taken over
+            # A takeover commits the next attempt (with the lost one's end) before
+            # the job runs again, so a late finish of an earlier attempt either
+            # came first (the job is not run again) or is refused (it is older
+            # than the stored attempt).
+            taken_over = lost or (unseen and accepted)
+            if taken_over and not await self._records.take_over(record):
+                handle.ack()  # an earlier attempt was answered after all, or taken over
                 continue
             if not accepted:
                 self._park(record, handle, SKIP_DELAY, record.attempt)
                 if record.state is JobState.PENDING and not lost:
                     self._records.save(record)
                 continue
-            if not lost:
+            if not taken_over:
                 self._records.save(record)
             claims.append(Claim(record, handle))
         return claims
