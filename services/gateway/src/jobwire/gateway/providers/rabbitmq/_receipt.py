@@ -139,7 +139,7 @@ class Receipt:
             # The broker gave the message back more often than the record saw
             # attempts end: an attempt whose record its gateway has not committed
             # yet may still be running there (its channel closed under it).
-            unseen = not lost and item.after + handle.returns > record.attempt
+            unseen = item.after + handle.returns > record.attempt
             attempt = self._attempt(record, item, handle, now)
             if attempt is None:
                 continue
