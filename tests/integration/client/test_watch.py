@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 import pytest
 
@@ -95,11 +95,11 @@ def test_interrupting_a_sync_watch_closes_its_streams(
 ) -> None:
     job = sync_client.enqueue("nobody-handles-this")
 
-    def interrupt(self: _progress.JobsProgress, index: int, job: Job) -> None:
+    def interrupt(self: _progress.JobsProgress, frame: Iterable[_progress.Update]) -> None:
         # What Ctrl+C or Jupyter's "interrupt kernel" raises in the calling thread.
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_progress.JobsProgress, "update", interrupt)
+    monkeypatch.setattr(_progress.JobsProgress, "update_frame", interrupt)
     with pytest.raises(KeyboardInterrupt):
         sync_client.watch(job)
     assert not watch_threads()

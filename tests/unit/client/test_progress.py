@@ -82,6 +82,57 @@ def test_handler_message_goes_when_its_job_ends() -> None:
     assert lines(out)[-1].endswith("1/1 done: 1 completed")
 
 
+def test_a_frame_of_changes_is_drawn_once_and_its_jobs_built_when_read() -> None:
+    jobs = [Job(id=str(n), type="t") for n in range(3)]
+    built: list[str] = []
+
+    def convert(proto: P) -> Job:
+        built.append(proto.id)
+        return Job.from_proto(proto)
+
+    out = io.StringIO()
+    bar = JobsProgress(jobs, desc="jobs", convert=convert, file=out, mininterval=0)
+    with bar:
+        drawn = len(lines(out))
+        reading = job_pb2.JobProgress(current=1, total=2, message="reading")
+        bar.update_frame(
+            [
+                (0, P(id="0", state=P.STATE_COMPLETED)),
+                (1, P(id="1", state=P.STATE_PROCESSING, progress=reading)),
+                (2, P(id="2", state=P.STATE_DEAD)),
+            ]
+        )
+        assert len(lines(out)) == drawn + 1
+        assert lines(out)[-1].endswith("2/3 done: 1 processing, 1 completed, 1 dead; 50% reading")
+        bar.update_frame([(1, P(id="1", state=P.STATE_COMPLETED))])
+        assert lines(out)[-1].endswith("3/3 done: 2 completed, 1 dead")
+        assert built == []  # nothing read the jobs yet
+    assert [job.state for job in bar.jobs] == [
+        JobState.COMPLETED,
+        JobState.COMPLETED,
+        JobState.DEAD,
+    ]
+    assert sorted(built) == ["0", "1", "2"]  # each job built once, from its latest state
+
+
+def test_follow_hands_each_frame_over_in_one_call() -> None:
+    lifecycle = [P.STATE_PENDING, P.STATE_COMPLETED]
+    stub = FakeStub(lambda job_id: lifecycle)
+    frames: list[list[tuple[int, str]]] = []
+    asyncio.run(
+        follow(
+            cast(Any, stub),
+            ["a", "b", "a"],
+            lambda frame: frames.append(sorted((index, job.id) for index, job in frame)),
+            metadata=(("authorization", "Bearer t"),),
+            max_streams=1,
+            time_limit=None,
+        )
+    )
+    # One stream, one frame per step, each with every position of every job.
+    assert frames == [[(0, "a"), (1, "b"), (2, "a")]] * 2
+
+
 def test_as_jobs_takes_one_job_or_many() -> None:
     job = Job(id="a", type="t")
     assert as_jobs(job) == [job]
@@ -144,7 +195,7 @@ def run_follow(stub: FakeStub, ids: Sequence[str], **options: Any) -> list[tuple
         follow(
             cast(Any, stub),
             ids,
-            lambda index, job: seen.append((index, job.id, job.state)),
+            lambda frame: seen.extend((index, job.id, job.state) for index, job in frame),
             metadata=(("authorization", "Bearer t"),),
             **options,
         )

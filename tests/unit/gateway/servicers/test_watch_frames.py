@@ -1,11 +1,15 @@
-"""FrameFilter: which changes a WatchJobs stream by selector sends."""
+"""FrameFilter: which changes a WatchJobs stream by selector sends; FramePace: when."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import replace
 
+import pytest
+
 from jobwire.gateway._models import JobRecord, JobState, NewJob
-from jobwire.gateway.servicers._watch_frames import SAME_CHANGE, FrameFilter
+from jobwire.gateway.servicers._watch_frames import SAME_CHANGE, FrameFilter, FramePace
 
 
 def job(state: JobState, at: float, job_id: str = "j1") -> JobRecord:
@@ -38,3 +42,19 @@ def test_the_oldest_ends_are_forgotten_past_the_bound() -> None:
         assert frames.take(job(JobState.CANCELLED, 1.0, f"j{n}"))
     assert frames.take(job(JobState.CANCELLED, 1.0, "j0")), "forgotten: sent again"
     assert not frames.take(job(JobState.CANCELLED, 1.0, "j2"))
+
+
+async def test_frames_go_at_once_after_a_quiet_spell_else_an_interval_apart() -> None:
+    loop = asyncio.get_running_loop()
+    pace = FramePace(interval=0.05)
+    await asyncio.wait_for(pace.wait(), timeout=5)  # nothing sent yet: at once
+    pace.sent()
+    sent = loop.time()
+    await pace.wait()
+    # asyncio may wake a timer up to its clock resolution early.
+    assert loop.time() - sent >= 0.05 - time.get_clock_info("monotonic").resolution
+
+    slow = FramePace(interval=3600)
+    slow.sent()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(slow.wait(), timeout=0.05)

@@ -16,7 +16,7 @@ from jobwire.client._job_lists import JobList, JobPage
 from jobwire.client._models import Job, JobState
 from jobwire.client._operations import job_selector, watch_jobs_request
 from jobwire.client._pipeline_base import DEFAULT_MAX_PENDING
-from jobwire.client._progress import MAX_STREAMS, JobsProgress, as_jobs, follow
+from jobwire.client._progress import MAX_STREAMS, JobsProgress, Update, as_jobs, follow
 from jobwire.client._queue_stats import QueueStats, QueueStatsList
 from jobwire.client._requests import JobRequest
 from jobwire.v1 import job_pb2, queue_service_pb2
@@ -267,12 +267,12 @@ class AsyncJobs(AsyncCalls):
         """
         watched = as_jobs(jobs)
         stub = self._connect().queue
-        with JobsProgress(watched, desc=desc) as progress:
+        with JobsProgress(watched, desc=desc, convert=self._job) as progress:
             try:
                 await follow(
                     stub,
                     [job.id for job in watched],
-                    lambda index, proto: progress.update(index, self._job(proto)),
+                    progress.update_frame,
                     metadata=self._metadata,
                     max_streams=max_streams,
                     time_limit=self._wait_seconds(timeout),
@@ -291,8 +291,9 @@ class AsyncJobs(AsyncCalls):
         ids = [job.id if isinstance(job, Job) else job for job in jobs]
         last: list[job_pb2.Job | None] = [None] * len(ids)
 
-        def record(index: int, proto: job_pb2.Job) -> None:
-            last[index] = proto
+        def record(frame: list[Update]) -> None:
+            for index, proto in frame:
+                last[index] = proto
 
         try:
             await follow(

@@ -14,9 +14,12 @@ and three messages per job.
   top-level `await`).
 * `Client.watch` runs it on a private event loop in one daemon thread
   (`StreamThread`), on a grpc.aio channel of its own, and reads the updates
-  from a queue in the calling thread. The bar is drawn in the caller's thread,
-  which keeps Jupyter's widget output in the cell that called `watch`, and
-  Ctrl+C / Kernel → Interrupt reaches the caller, which cancels the streams.
+  from a queue in the calling thread, a frame at a time (one hand-off between
+  threads and one redraw per frame, not per job: they compete for the CPU
+  with the gateway and workers watched). The bar is drawn in the caller's
+  thread, which keeps Jupyter's widget output in the cell that called
+  `watch`, and Ctrl+C / Kernel → Interrupt reaches the caller, which cancels
+  the streams.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from jobwire.client import _display, _text
 from jobwire.client._job_lists import JobList
-from jobwire.client._models import Job, JobState
+from jobwire.client._models import Job, JobProgress, JobState
 from jobwire.v1 import job_pb2, queue_service_pb2
 
 if TYPE_CHECKING:
@@ -50,7 +53,9 @@ IDS_PER_STREAM = 10_000
 #: Text after the bar: the time so far and left, then the counts (tqdm puts ", " first).
 _BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining}{postfix}"
 
-OnUpdate = Callable[[int, job_pb2.Job], None]
+Update = tuple[int, job_pb2.Job]
+"""A watched job's position in the ids given, and one state it went through."""
+OnFrame = Callable[[list[Update]], None]
 
 
 def as_jobs(jobs: Job | Iterable[Job]) -> list[Job]:
@@ -61,7 +66,7 @@ def as_jobs(jobs: Job | Iterable[Job]) -> list[Job]:
 async def follow(
     stub: QueueServiceAsyncStub,
     job_ids: Sequence[str],
-    on_update: OnUpdate,
+    on_frame: OnFrame,
     *,
     metadata: Sequence[tuple[str, str]],
     max_streams: int,
@@ -69,16 +74,19 @@ async def follow(
     ids_per_stream: int = IDS_PER_STREAM,
     view: job_pb2.JobView.ValueType = job_pb2.JOB_VIEW_BASIC,
 ) -> None:
-    """Calls `on_update(index, job)` with the states the jobs go through until all end.
+    """Calls `on_frame(updates)` with the states the jobs go through until all end.
+
+    One call per frame a stream receives, with its `(index, job)` updates: the
+    caller hands them on and redraws once per frame, not once per job.
 
     A job's terminal state comes exactly once; states in between may be
     skipped when they follow each other faster than the frames (the latest wins).
 
     Args:
         stub: QueueService stub on a grpc.aio channel of the running loop.
-        job_ids: The jobs; `index` in `on_update` is a position in it (a job
+        job_ids: The jobs; an update's `index` is a position in it (a job
             given twice is reported at both positions).
-        on_update: Called on the running loop with each job of each frame.
+        on_frame: Called on the running loop with the updates of each frame.
         metadata: Sent with every stream.
         max_streams: Most streams open at once.
         time_limit: Seconds after which to stop following, without error; None
@@ -111,9 +119,9 @@ async def follow(
             call = stub.WatchJobs(request, metadata=metadata)
             try:
                 async for response in call:
-                    for job in response.jobs:
-                        for index in indexes(job.id):
-                            on_update(index, job)
+                    updates = [(i, job) for job in response.jobs for i in indexes(job.id)]
+                    if updates:
+                        on_frame(updates)
             finally:
                 call.cancel()
 
@@ -143,12 +151,23 @@ class JobsProgress:
     at most ten times a second).
     """
 
-    def __init__(self, jobs: Sequence[Job], *, desc: str, **bar_options: Any) -> None:
+    def __init__(
+        self,
+        jobs: Sequence[Job],
+        *,
+        desc: str,
+        convert: Callable[[job_pb2.Job], Job] | None = None,
+        **bar_options: Any,
+    ) -> None:
         # Imported here: tqdm.auto picks the notebook widget when a kernel runs the code.
         from tqdm.auto import tqdm
 
         self._jobs = list(jobs)
-        self._states = Counter(job.state.value for job in self._jobs)
+        self._state_at = [job.state for job in self._jobs]
+        self._states = Counter(state.value for state in self._state_at)
+        # The latest message of jobs whose `Job` is not built yet (see `update_frame`).
+        self._unread: dict[int, job_pb2.Job] = {}
+        self._convert = convert
         # Fraction done of unfinished jobs whose handler reported a total.
         self._fractions: dict[int, float] = {}
         self._note = ""
@@ -167,22 +186,50 @@ class JobsProgress:
     @property
     def jobs(self) -> JobList:
         """Every watched job as last seen, in the order given."""
+        if self._unread:
+            assert self._convert is not None  # update_frame needs it
+            for index, proto in self._unread.items():
+                self._jobs[index] = self._convert(proto)
+            self._unread.clear()
         return JobList(tuple(self._jobs))
 
     def update(self, index: int, job: Job) -> None:
         """Records what a stream said about the job at `index` and redraws when due."""
-        self._states[self._jobs[index].state.value] -= 1
-        self._states[job.state.value] += 1
         self._jobs[index] = job
-        fraction = job.progress.fraction if job.progress else None
-        if job.state.is_terminal or fraction is None:
+        self._unread.pop(index, None)
+        self._record(index, job.state, job.progress)
+        self._redraw()
+
+    def update_frame(self, frame: Iterable[Update]) -> None:
+        """Records a frame's `(index, message)` updates, then redraws once (when due).
+
+        A message becomes a `Job` (`convert`) only when `jobs` is read: most
+        states a watch sees are passed over by the next one.
+        """
+        if self._convert is None:
+            raise TypeError("update_frame needs the JobsProgress built with convert=")
+        for index, proto in frame:
+            self._unread[index] = proto
+            reported = proto.HasField("progress")
+            progress = JobProgress.from_proto(proto.progress) if reported else None
+            self._record(index, JobState.from_proto(proto.state), progress)
+        self._redraw()
+
+    def _record(self, index: int, state: JobState, progress: JobProgress | None) -> None:
+        self._states[self._state_at[index].value] -= 1
+        self._states[state.value] += 1
+        self._state_at[index] = state
+        fraction = progress.fraction if progress else None
+        if state.is_terminal or fraction is None:
             self._fractions.pop(index, None)
         else:
             self._fractions[index] = min(max(fraction, 0.0), 1.0)
-        if job.progress and not job.state.is_terminal:
-            self._note, self._note_from = _display.progress_text(job.progress), index
+        if progress and not state.is_terminal:
+            self._note, self._note_from = _display.progress_text(progress), index
         elif index == self._note_from:
             self._note, self._note_from = "", -1
+
+    def _redraw(self) -> None:
         self._bar.set_postfix_str(self._postfix(), refresh=False)
         # Set, not added: increments of fractions would drift, and a bar left a
         # hair short of its total ends red in Jupyter.

@@ -11,7 +11,14 @@ import grpc
 from jobwire.client._job_lists import JobList
 from jobwire.client._models import Job, JobState
 from jobwire.client._operations import job_selector, watch_jobs_request
-from jobwire.client._progress import MAX_STREAMS, JobsProgress, StreamThread, as_jobs, follow
+from jobwire.client._progress import (
+    MAX_STREAMS,
+    JobsProgress,
+    StreamThread,
+    Update,
+    as_jobs,
+    follow,
+)
 from jobwire.client._sync_jobs import SyncJobs
 from jobwire.v1 import job_pb2, queue_service_pb2_grpc
 
@@ -163,9 +170,9 @@ class SyncWatch(SyncJobs):
         ids = [job.id for job in watched]
         seconds = self._wait_seconds(timeout)
 
-        with JobsProgress(watched, desc=desc) as progress:
-            for index, proto in self._follow(ids, seconds, max_streams, job_pb2.JOB_VIEW_BASIC):
-                progress.update(index, self._job(proto))
+        with JobsProgress(watched, desc=desc, convert=self._job) as progress:
+            for frame in self._follow(ids, seconds, max_streams, job_pb2.JOB_VIEW_BASIC):
+                progress.update_frame(frame)
         return progress.jobs
 
     def wait_all(
@@ -187,8 +194,9 @@ class SyncWatch(SyncJobs):
         last: list[job_pb2.Job | None] = [None] * len(ids)
         seconds = self._wait_seconds(timeout)
 
-        for index, proto in self._follow(ids, seconds, MAX_STREAMS, job_pb2.JOB_VIEW_FULL):
-            last[index] = proto
+        for frame in self._follow(ids, seconds, MAX_STREAMS, job_pb2.JOB_VIEW_FULL):
+            for index, proto in frame:
+                last[index] = proto
         return self._outcomes(ids, last, timeout)
 
     def _follow(
@@ -197,17 +205,17 @@ class SyncWatch(SyncJobs):
         seconds: float | None,
         max_streams: int,
         view: job_pb2.JobView.ValueType,
-    ) -> Iterator[tuple[int, job_pb2.Job]]:
-        """`(index, job)` for each state the jobs go through, over `WatchJobs` on a thread."""
+    ) -> Iterator[list[Update]]:
+        """Each frame's `(index, job)` updates, over `WatchJobs` on a thread."""
 
-        async def stream(emit: Callable[[tuple[int, job_pb2.Job]], None]) -> None:
+        async def stream(emit: Callable[[list[Update]], None]) -> None:
             # The channel belongs to the StreamThread's private loop: opened on it.
             async with self._aio_channel() as channel:
                 stub: QueueServiceAsyncStub = queue_service_pb2_grpc.QueueServiceStub(channel)
                 await follow(
                     stub,
                     ids,
-                    lambda index, job: emit((index, job)),
+                    emit,
                     metadata=self._metadata,
                     max_streams=max_streams,
                     time_limit=seconds,

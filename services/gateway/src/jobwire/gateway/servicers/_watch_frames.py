@@ -1,13 +1,22 @@
-"""Which changes a ``WatchJobs`` stream by selector sends: each state once, each end once."""
+"""What a ``WatchJobs`` stream sends, and when.
+
+Which changes a stream by selector sends: each state once, each end once
+(:class:`FrameFilter`); how often any stream sends (:class:`FramePace`).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
 from collections import OrderedDict
 
 from jobwire.gateway._models import JobRecord
 
 MAX_ENDS_KEPT = 100_000
 """Ends a stream remembers, to drop late copies of them (the oldest are forgotten first)."""
+FRAME_INTERVAL = 0.02
+"""Least seconds between two frames of a stream: changes that come faster
+gather into the next frame (a change after a quiet spell goes out at once)."""
 SAME_CHANGE = 1e-5
 """Seconds within which two update times are one change: a copy read back from
 storage may be rounded (SQS records keep microseconds, rounded to nearest),
@@ -47,3 +56,27 @@ class FrameFilter:
             self._ended.pop(job_id, None)
             self._following[job_id] = changed
         return True
+
+
+class FramePace:
+    """Spaces a stream's frames :data:`FRAME_INTERVAL` apart.
+
+    Jobs that run fast change thousands of times a second: a frame per
+    change or two costs the gateway and the watching client more than the
+    jobs' own work (a watched batch ran 40-70 % slower than an unwatched one),
+    while a progress bar redraws ten times a second at most.
+    """
+
+    def __init__(self, interval: float = FRAME_INTERVAL) -> None:
+        self._interval = interval
+        self._sent = -math.inf
+
+    async def wait(self) -> None:
+        """Wait until the next frame may go (at once after a quiet spell)."""
+        pause = self._sent + self._interval - asyncio.get_running_loop().time()
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+    def sent(self) -> None:
+        """Note that a frame went out now."""
+        self._sent = asyncio.get_running_loop().time()

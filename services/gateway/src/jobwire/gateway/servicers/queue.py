@@ -13,7 +13,7 @@ from jobwire.gateway.providers import QueueCounts
 from jobwire.gateway.servicers._enqueue_stream import EnqueueStreams
 from jobwire.gateway.servicers._rpc import Context, abort, unary
 from jobwire.gateway.servicers._streams import StreamSlots
-from jobwire.gateway.servicers._watch_frames import FrameFilter
+from jobwire.gateway.servicers._watch_frames import FrameFilter, FramePace
 from jobwire.v1 import job_pb2, queue_service_pb2, queue_service_pb2_grpc
 
 _FULL = job_pb2.JOB_VIEW_FULL
@@ -276,7 +276,9 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
                         sent[job.id] = job.update_time
                     unfinished = {job.id for job in jobs if not job.state.is_terminal}
                     yield frame
+                    pace = FramePace()
                     while unfinished:
+                        await pace.wait()
                         # The records as they are now: a job that changed several
                         # times since the last frame is written once.
                         frame = queue_service_pb2.WatchJobsResponse()
@@ -291,6 +293,7 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
                                 unfinished.discard(job.id)
                         if frame.jobs:
                             yield frame
+                            pace.sent()
         except Exception as error:
             await abort(context, error)
 
@@ -312,13 +315,16 @@ class QueueServicer(queue_service_pb2_grpc.QueueServiceServicer):
                             if ends.take(job):
                                 job.fill_proto(frame.jobs.add(), full=full)
                         yield frame
+                    pace = FramePace()
                     while True:
+                        await pace.wait()
                         frame = queue_service_pb2.WatchJobsResponse()
                         for job in await watch.next():
                             if ends.take(job):
                                 job.fill_proto(frame.jobs.add(), full=full)
                         if frame.jobs:
                             yield frame
+                            pace.sent()
         except Exception as error:
             await abort(context, error)
 
