@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from jobwire.client import Job, JobFailure, JobProgress, JobState
+from jobwire.client import Job, JobState
 from jobwire.client._progress import JobsProgress, StreamThread, as_jobs, follow
 from jobwire.v1 import job_pb2, queue_service_pb2
 
@@ -21,7 +21,7 @@ def progress_bar(jobs: Sequence[Job]) -> tuple[JobsProgress, io.StringIO]:
     out = io.StringIO()
     # mininterval=0: draw every update, so the test sees each state. A StringIO has
     # no encoding, so tqdm draws the bar in ASCII.
-    return JobsProgress(jobs, desc="jobs", file=out, mininterval=0), out
+    return JobsProgress(jobs, desc="jobs", convert=Job.from_proto, file=out, mininterval=0), out
 
 
 def lines(out: io.StringIO) -> list[str]:
@@ -48,27 +48,28 @@ def test_text_output_counts_states_and_shows_handler_progress() -> None:
 def check_text_output(bar: JobsProgress, out: io.StringIO) -> None:
     assert lines(out)[-1] == "jobs:   0%|          | 00:00<?, 0/4 done: 4 pending"
 
-    reading = JobProgress(current=1, total=4, message="reading")
-    bar.update(0, Job(id="0", type="t", state=JobState.PROCESSING, progress=reading))
+    reading = job_pb2.JobProgress(current=1, total=4, message="reading")
+    bar.update_frame([(0, P(id="0", state=P.STATE_PROCESSING, progress=reading))])
     # A quarter of one job out of four: the bar moves before any job ends.
     assert lines(out)[-1].startswith("jobs:   6%|")
     assert lines(out)[-1].endswith("0/4 done: 3 pending, 1 processing; 25% reading")
 
-    bar.update(0, Job(id="0", type="t", state=JobState.COMPLETED))
-    bar.update(1, Job(id="1", type="t", state=JobState.FAILED))
-    bar.update(2, Job(id="2", type="t", state=JobState.DEAD, last_error=JobFailure(message="x")))
+    bar.update_frame([(0, P(id="0", state=P.STATE_COMPLETED))])
+    bar.update_frame([(1, P(id="1", state=P.STATE_FAILED))])
+    failure = job_pb2.JobFailure(message="x")
+    bar.update_frame([(2, P(id="2", state=P.STATE_DEAD, last_error=failure))])
     assert lines(out)[-1].endswith("2/4 done: 1 pending, 1 completed, 1 failed, 1 dead")
     assert lines(out)[-1].startswith("jobs:  50%|#####     |")
 
-    bar.update(1, Job(id="1", type="t", state=JobState.COMPLETED))
-    bar.update(3, Job(id="3", type="t", state=JobState.CANCELLED))
+    bar.update_frame([(1, P(id="1", state=P.STATE_COMPLETED))])
+    bar.update_frame([(3, P(id="3", state=P.STATE_CANCELLED))])
 
 
 def test_progress_without_total_is_shown_but_does_not_move_the_bar() -> None:
     bar, out = progress_bar([Job(id="0", type="t")])
     with bar:
-        unknown = JobProgress(current=7, message="rows")
-        bar.update(0, Job(id="0", type="t", state=JobState.PROCESSING, progress=unknown))
+        unknown = job_pb2.JobProgress(current=7, message="rows")
+        bar.update_frame([(0, P(id="0", state=P.STATE_PROCESSING, progress=unknown))])
         assert lines(out)[-1].startswith("jobs:   0%|")
         assert lines(out)[-1].endswith("; 7/? rows")
 
@@ -76,9 +77,9 @@ def test_progress_without_total_is_shown_but_does_not_move_the_bar() -> None:
 def test_handler_message_goes_when_its_job_ends() -> None:
     bar, out = progress_bar([Job(id="0", type="t")])
     with bar:
-        half = JobProgress(current=1, total=2, message="halfway")
-        bar.update(0, Job(id="0", type="t", state=JobState.PROCESSING, progress=half))
-        bar.update(0, Job(id="0", type="t", state=JobState.COMPLETED, progress=half))
+        half = job_pb2.JobProgress(current=1, total=2, message="halfway")
+        bar.update_frame([(0, P(id="0", state=P.STATE_PROCESSING, progress=half))])
+        bar.update_frame([(0, P(id="0", state=P.STATE_COMPLETED, progress=half))])
     assert lines(out)[-1].endswith("1/1 done: 1 completed")
 
 

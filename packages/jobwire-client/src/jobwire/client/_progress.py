@@ -156,7 +156,7 @@ class JobsProgress:
         jobs: Sequence[Job],
         *,
         desc: str,
-        convert: Callable[[job_pb2.Job], Job] | None = None,
+        convert: Callable[[job_pb2.Job], Job],
         **bar_options: Any,
     ) -> None:
         # Imported here: tqdm.auto picks the notebook widget when a kernel runs the code.
@@ -187,18 +187,10 @@ class JobsProgress:
     def jobs(self) -> JobList:
         """Every watched job as last seen, in the order given."""
         if self._unread:
-            assert self._convert is not None  # update_frame needs it
             for index, proto in self._unread.items():
                 self._jobs[index] = self._convert(proto)
             self._unread.clear()
         return JobList(tuple(self._jobs))
-
-    def update(self, index: int, job: Job) -> None:
-        """Records what a stream said about the job at `index` and redraws when due."""
-        self._jobs[index] = job
-        self._unread.pop(index, None)
-        self._record(index, job.state, job.progress)
-        self._redraw()
 
     def update_frame(self, frame: Iterable[Update]) -> None:
         """Records a frame's `(index, message)` updates, then redraws once (when due).
@@ -206,8 +198,6 @@ class JobsProgress:
         A message becomes a `Job` (`convert`) only when `jobs` is read: most
         states a watch sees are passed over by the next one.
         """
-        if self._convert is None:
-            raise TypeError("update_frame needs the JobsProgress built with convert=")
         for index, proto in frame:
             self._unread[index] = proto
             reported = proto.HasField("progress")
