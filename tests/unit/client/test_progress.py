@@ -116,24 +116,6 @@ def test_a_frame_of_changes_is_drawn_once_and_its_jobs_built_when_read() -> None
     assert sorted(built) == ["0", "1", "2"]  # each job built once, from its latest state
 
 
-def test_follow_hands_each_frame_over_in_one_call() -> None:
-    lifecycle = [P.STATE_PENDING, P.STATE_COMPLETED]
-    stub = FakeStub(lambda job_id: lifecycle)
-    frames: list[list[tuple[int, str]]] = []
-    asyncio.run(
-        follow(
-            cast(Any, stub),
-            ["a", "b", "a"],
-            lambda frame: frames.append(sorted((index, job.id) for index, job in frame)),
-            metadata=(("authorization", "Bearer t"),),
-            max_streams=1,
-            time_limit=None,
-        )
-    )
-    # One stream, one frame per step, each with every position of every job.
-    assert frames == [[(0, "a"), (1, "b"), (2, "a")]] * 2
-
-
 def test_as_jobs_takes_one_job_or_many() -> None:
     job = Job(id="a", type="t")
     assert as_jobs(job) == [job]
@@ -188,20 +170,37 @@ class FakeStub:
         return call
 
 
-def run_follow(stub: FakeStub, ids: Sequence[str], **options: Any) -> list[tuple[int, str, int]]:
-    seen: list[tuple[int, str, int]] = []
+def follow_frames(
+    stub: FakeStub, ids: Sequence[str], **options: Any
+) -> list[list[tuple[int, str, int]]]:
+    """The `(index, id, state)` updates `follow` hands over, frame by frame."""
+    frames: list[list[tuple[int, str, int]]] = []
     options.setdefault("max_streams", 3)
     options.setdefault("time_limit", None)
     asyncio.run(
         follow(
             cast(Any, stub),
             ids,
-            lambda frame: seen.extend((index, job.id, job.state) for index, job in frame),
+            lambda frame: frames.append([(index, job.id, job.state) for index, job in frame]),
             metadata=(("authorization", "Bearer t"),),
             **options,
         )
     )
-    return seen
+    return frames
+
+
+def run_follow(stub: FakeStub, ids: Sequence[str], **options: Any) -> list[tuple[int, str, int]]:
+    return [update for frame in follow_frames(stub, ids, **options) for update in frame]
+
+
+def test_follow_hands_each_frame_over_in_one_call() -> None:
+    lifecycle = [P.STATE_PENDING, P.STATE_COMPLETED]
+    stub = FakeStub(lambda job_id: lifecycle)
+    frames = follow_frames(stub, ["a", "b", "a"], max_streams=1)
+    # One stream, one frame per step, each with every position of every job.
+    assert [sorted((index, job_id) for index, job_id, _ in frame) for frame in frames] == [
+        [(0, "a"), (1, "b"), (2, "a")]
+    ] * 2
 
 
 def test_follow_watches_many_jobs_per_stream_with_a_bounded_number_of_streams() -> None:
