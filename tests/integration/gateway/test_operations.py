@@ -396,6 +396,25 @@ async def test_high_priority_jobs_jump_the_line(producer: Producer, raw_worker: 
     assert started[10] not in high
 
 
+@pytest.mark.providers("memory", "redis", "postgres", "sqlite")
+async def test_a_worker_of_several_queues_takes_the_highest_priority_of_all_first(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    for queue, priority in (("low", 1), ("mid", 5), ("high", 9)):
+        requests = [
+            queue_service_pb2.EnqueueJobRequest(type="t", queue=queue, priority=priority)
+            for _ in range(4)
+        ]
+        await producer.stub.EnqueueJobs(queue_service_pb2.EnqueueJobsRequest(requests=requests))
+    worker = await raw_worker(queues=["low", "mid", "high"], max_in_flight=6)
+    taken = [item.job for item in await worker.jobs(6)]
+    # One claim of six over three queues: the four high ones, then two mid ones.
+    assert sorted(job.queue for job in taken) == ["high"] * 4 + ["mid"] * 2
+    request = queue_service_pb2.GetQueueStatsRequest(queue="low")
+    [low] = (await producer.stub.GetQueueStats(request)).queues
+    assert low.pending == 4
+
+
 @pytest.mark.providers("sqs")
 async def test_priority_is_refused_where_the_backend_has_none(producer: Producer) -> None:
     code, details = await code_of(producer.enqueue(priority=9))

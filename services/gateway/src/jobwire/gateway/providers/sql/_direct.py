@@ -91,13 +91,19 @@ def _insert_statement(jobs: str) -> str:
 def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
     waiting = ", ".join(str(s) for s in WAITING)
     kinds = "AND type = ANY($6::varchar[]) " if typed else ""
-    # The waiting-state test is literal: the predicate of the partial index
-    # <prefix>jobs_ready, which the generic plan of a prepared statement uses.
+    # One ordered read of <prefix>jobs_ready per queue (see ._claim): with
+    # ``queue = ANY(…)`` in one read, PostgreSQL sorted every waiting job of
+    # the queues at each claim (7 ms a claim at 10,000 waiting), so a drain
+    # of N jobs cost O(N²). The rows the outer limit drops are unlocked at
+    # the statement's end. The waiting-state test is literal: the predicate
+    # of <prefix>jobs_ready, which the generic plan of a prepared statement uses.
     return (
-        f"WITH picked AS (SELECT seq FROM {jobs} WHERE queue = ANY($1::varchar[]) "
-        f"AND state IN ({waiting}) AND run_at <= $2 "
-        f"AND queue NOT IN (SELECT queue FROM {paused}) {kinds}"
-        "ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) "
+        "WITH picked AS (SELECT p.seq FROM unnest($1::varchar[]) AS q(name), "
+        f"LATERAL (SELECT seq, priority, run_at FROM {jobs} WHERE queue = q.name "
+        f"AND state IN ({waiting}) AND run_at <= $2 {kinds}"
+        "ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) AS p "
+        f"WHERE q.name NOT IN (SELECT queue FROM {paused}) "
+        "ORDER BY p.priority DESC, p.run_at, p.seq LIMIT $3) "
         f"{claimed_sql(jobs, now='$2', worker='$4', gateway='$5')} "
         "FROM picked WHERE j.seq = picked.seq RETURNING j.*"
     )
