@@ -23,6 +23,8 @@ from jobwire.v1 import job_pb2
 
 DEFAULT_PRIORITY = 5
 """Priority of a job enqueued without one (0 to 9, higher first)."""
+MAX_PRIORITY = 9
+"""The highest priority a job may have (the lowest is 0)."""
 MAX_ERRORS = 20
 """Errors of earlier attempts a job keeps."""
 

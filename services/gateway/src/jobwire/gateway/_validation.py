@@ -16,7 +16,7 @@ from jobwire.gateway._config_types import QUEUE_NAME
 from jobwire.gateway._errors import InvalidArgumentError, PayloadTooLargeError
 from jobwire.gateway._filters import MAX_SELECTED_IDS, JobSelector
 from jobwire.gateway._limits import check_key
-from jobwire.gateway._models import DEFAULT_PRIORITY, JobFilter, JobState, NewJob
+from jobwire.gateway._models import DEFAULT_PRIORITY, MAX_PRIORITY, JobFilter, JobState, NewJob
 from jobwire.gateway.providers import Consumer, Revocation
 from jobwire.v1 import job_pb2, queue_service_pb2, worker_service_pb2
 
@@ -32,7 +32,6 @@ MAX_SCHEDULE_AHEAD = 10 * 365 * 86400.0
 MAX_TIMEOUT = 7 * 86400.0
 MAX_QUEUES = 64
 MAX_JOB_TYPES = 1024
-MAX_PRIORITY = 9
 _Invalid = Callable[[str, str], InvalidArgumentError]
 
 

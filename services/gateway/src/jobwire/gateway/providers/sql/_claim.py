@@ -191,6 +191,11 @@ class Claims:
         # (queues, types) -> (generations, until): a stream of that kind found
         # nothing at those generations, and needs no new look before ``until``.
         self._idle: dict[tuple[tuple[str, ...], frozenset[str]], tuple[tuple[int, ...], float]] = {}
+        # (queues, types) -> generations: a claim of that kind took fewer jobs
+        # than it asked for, so it took every ready one (queues without flow
+        # control). The next claim at those generations asks only when the
+        # next job is due, once: rows another gateway had locked are due now.
+        self._taken_all: dict[tuple[tuple[str, ...], frozenset[str]], tuple[int, ...]] = {}
 
     async def claim(self, consumer: Consumer, max_jobs: int) -> list[Claim[None]]:
         """Claim ready jobs, parking until a wake-up when there are none."""
@@ -205,12 +210,18 @@ class Claims:
                 await self._wakeups.wait(consumer.queues, seen, idle[1] - time.time())
                 continue
             try:
-                records, token = await self._claim(consumer, max_jobs)
+                records: list[JobRecord] = []
+                token: float | None = None
+                if self._taken_all.pop(kind, None) != seen:
+                    records, token = await self._claim(consumer, max_jobs)
                 if records:
+                    if len(records) < max_jobs and self._plain(consumer):
+                        # It took every ready job: until a wake-up, the next
+                        # claim of this kind would find none (unless other
+                        # gateways held some back, which _due() sees).
+                        self._taken_all[kind] = seen
                     return [Claim(record, None) for record in records]
-                async with self._sql.read() as conn:
-                    flowing = self._flow.known()
-                    due = await next_due(self._sql, conn, consumer, flowing, time.time())
+                due = await self._due(consumer)
             except UnavailableError as error:
                 # The database is away: the stream stays open and tries again.
                 logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
@@ -225,6 +236,17 @@ class Claims:
             if self._wakeups.generation(consumer.queues) == seen:
                 self._idle[kind] = (seen, until)
             await self._wakeups.wait(consumer.queues, seen, until - time.time())
+
+    def _plain(self, consumer: Consumer) -> bool:
+        flowing = self._flow.known()
+        return not any(queue in flowing for queue in consumer.queues)
+
+    async def _due(self, consumer: Consumer) -> float | None:
+        direct = self._sql.direct
+        if direct is not None and self._plain(consumer):
+            return await direct.next_due(consumer.queues, sorted(consumer.job_types))
+        async with self._sql.read() as conn:
+            return await next_due(self._sql, conn, consumer, self._flow.known(), time.time())
 
     async def _claim(
         self, consumer: Consumer, max_jobs: int

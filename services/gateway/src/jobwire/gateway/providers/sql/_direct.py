@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from jobwire.gateway._errors import UnavailableError
+from jobwire.gateway._models import MAX_PRIORITY
 from jobwire.gateway.providers.sql._direct_lanes import DirectLanes, LaneStatements, claimed_sql
 from jobwire.gateway.providers.sql._tables import WAITING
 from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
@@ -109,6 +110,21 @@ def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
     )
 
 
+def _next_due_statement(jobs: str, paused: str, *, typed: bool) -> str:
+    waiting = ", ".join(str(s) for s in WAITING)
+    kinds = "AND type = ANY($2::varchar[]) " if typed else ""
+    # The earliest run_at of each (queue, priority) is the first entry of
+    # <prefix>jobs_ready at that prefix: ten index reads a queue, whatever
+    # the backlog (a min over the queue would read every waiting job).
+    return (
+        "SELECT min(d.run_at) FROM unnest($1::varchar[]) AS q(name) "
+        f"CROSS JOIN generate_series(0, {MAX_PRIORITY}) AS p(priority), "
+        f"LATERAL (SELECT run_at FROM {jobs} WHERE queue = q.name AND priority = p.priority "
+        f"AND state IN ({waiting}) {kinds}ORDER BY run_at LIMIT 1) AS d "
+        f"WHERE q.name NOT IN (SELECT queue FROM {paused})"
+    )
+
+
 async def _as_it_is(_conn: Any) -> None:
     # asyncpg resets a connection returned to its pool (advisory locks, LISTEN,
     # settings: a round trip each time). These statements leave nothing to reset.
@@ -139,6 +155,8 @@ class Direct:
         self._gateway_id = gateway_id
         self._claim = _claim_statement(jobs, paused, typed=False)
         self._claim_typed = _claim_statement(jobs, paused, typed=True)
+        self._next_due = _next_due_statement(jobs, paused, typed=False)
+        self._next_due_typed = _next_due_statement(jobs, paused, typed=True)
         arrays = ", ".join(
             f"${n}::{kind}[]" for n, kind in enumerate(ENDING_COLUMNS.values(), start=1)
         )
@@ -151,6 +169,7 @@ class Direct:
         )
         self._lanes = LaneStatements(jobs, paused, flow, gateway_id)
         self._insert = _insert_statement(jobs)
+        self._get = f"SELECT * FROM {jobs} WHERE id = $1"
         self._pool: Any = None
         self._durable: Any = None
 
@@ -210,6 +229,21 @@ class Direct:
             args.append(list(job_types))
         async with self._connection() as conn:
             return list(await conn.fetch(statement, *args))
+
+    async def get(self, job_id: str) -> Any:
+        """The row of one job, or None."""
+        async with self._connection() as conn:
+            return await conn.fetchrow(self._get, job_id)
+
+    async def next_due(self, queues: Sequence[str], job_types: Sequence[str]) -> float | None:
+        """The earliest ``run_at`` of the waiting jobs of ``queues`` (ready ones included)."""
+        statement, args = self._next_due, [list(queues)]
+        if job_types:
+            statement = self._next_due_typed
+            args.append(list(job_types))
+        async with self._connection() as conn:
+            due = await conn.fetchval(statement, *args)
+        return None if due is None else float(due)
 
     async def insert(self, rows: Sequence[dict[str, Any]], channel: str, payload: str) -> None:
         """Store new jobs' rows and notify ``channel``, in one statement; after its commit.

@@ -32,10 +32,13 @@ class Reads:
 
     async def get(self, job_id: str, now: float) -> JobRecord | None:
         """Return a job as clients see it, or None."""
-        c = self._sql.jobs.c
-        async with self._sql.read() as conn:
-            row = (await conn.execute(select(self._sql.jobs).where(c.id == job_id))).mappings()
-            found = row.first()
+        if self._sql.direct is not None:  # one round trip: every watch starts with this read
+            found = await self._sql.direct.get(job_id)
+        else:
+            c = self._sql.jobs.c
+            async with self._sql.read() as conn:
+                row = (await conn.execute(select(self._sql.jobs).where(c.id == job_id))).mappings()
+                found = row.first()
         return None if found is None else record_of(found, now)
 
     async def get_many(self, job_ids: Collection[str], now: float) -> list[JobRecord]:
