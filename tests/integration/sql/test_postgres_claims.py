@@ -1,4 +1,4 @@
-"""PostgreSQL claims: a stream that took every ready job waits for the next due one, not the poll."""
+"""PostgreSQL claims: a stream that took every ready job waits for the next due one."""
 
 from __future__ import annotations
 
@@ -8,11 +8,7 @@ import pytest
 from integration.sql.conftest import SqlGateway
 from integration.sqs.conftest import ClientFactory
 
-from jobwire.v1 import queue_service_pb2
-
 from support import seconds
-
-Q = queue_service_pb2
 
 
 @pytest.mark.parametrize("job_types", [[], ["t"]], ids=["any type", "typed"])
