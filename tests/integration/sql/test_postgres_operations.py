@@ -78,21 +78,24 @@ async def _has(listed: Callable[[], Awaitable[dict[str, W.WorkerInfo]]], names: 
     return set(await listed()) >= names
 
 
-async def test_a_version_1_database_gains_the_operators_and_flow_control_tables(
+async def test_a_version_1_database_is_migrated_to_this_version(
     postgres_gateway: SqlGateway, connect: ClientFactory, queue_database: str
 ) -> None:
     first = await postgres_gateway()
     job = await (await connect(first)).producer.enqueue(queue="mail")
     await first.stop()
-    # Version 1 had jobs and gateways only (version 3 added flow control).
+    # Version 1 had jobs and gateways only (version 3 added flow control,
+    # version 4 made jobwire_jobs_key partial).
     psql(
         "DROP TABLE jobwire_paused_queues, jobwire_replay_requests, jobwire_workers, "
         "jobwire_queue_flow; ALTER TABLE jobwire_jobs DROP COLUMN concurrency_key; "
+        "DROP INDEX jobwire_jobs_key; "
+        "CREATE INDEX jobwire_jobs_key ON jobwire_jobs (deduplication_key); "
         "UPDATE jobwire_queue_schema SET version = 1",
         queue_database,
     )
     upgraded = await connect(await postgres_gateway())
-    assert psql("SELECT version FROM jobwire_queue_schema", queue_database) == "3"
+    assert psql("SELECT version FROM jobwire_queue_schema", queue_database) == "4"
     await upgraded.producer.stub.PauseQueue(Q.PauseQueueRequest(queue="mail"))
     [row] = (
         await upgraded.producer.stub.GetQueueStats(Q.GetQueueStatsRequest(queue="mail"))
@@ -108,6 +111,10 @@ async def test_a_version_1_database_gains_the_operators_and_flow_control_tables(
         queue_database,
     )
     assert indexes == "jobwire_jobs_lanes,jobwire_jobs_running"
+    key_index = psql(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobwire_jobs_key'", queue_database
+    )
+    assert key_index.endswith("WHERE (deduplication_key IS NOT NULL)")
 
 
 async def test_a_purge_through_one_gateway_revokes_the_lease_held_on_the_other(

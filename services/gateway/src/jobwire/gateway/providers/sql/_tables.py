@@ -58,7 +58,7 @@ from sqlalchemy import (
 
 from jobwire.gateway._models import DEFAULT_PRIORITY, JobState
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the tables below; see the module docstring."""
 
 
@@ -76,6 +76,11 @@ def migrations(prefix: str) -> dict[int, tuple[str, ...]]:
             f"CREATE INDEX {prefix}jobs_running ON {jobs} (queue, concurrency_key) "
             f"WHERE state = {PROCESSING}",
         ),
+        # 3 -> 4: jobs_key holds only the jobs that have a key.
+        3: (
+            f"DROP INDEX {prefix}jobs_key",
+            f"CREATE INDEX {prefix}jobs_key ON {jobs} (deduplication_key) WHERE {_HAS_KEY}",
+        ),
     }
 
 
@@ -86,6 +91,7 @@ UNFINISHED = (*WAITING, JobState.PROCESSING.value)
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 PROCESSING = JobState.PROCESSING.value
 _WAITING_SQL = f"state IN ({', '.join(str(s) for s in WAITING)})"
+_HAS_KEY = "deduplication_key IS NOT NULL"
 
 
 def _in(column: ColumnElement[int], values: tuple[int, ...]) -> str:
@@ -160,7 +166,7 @@ def make_tables(prefix: str) -> Tables:
     )
     # One unfinished job per deduplication key, across every gateway: a
     # concurrent second insert collides and reads the first one's job.
-    holds_key = text(f"deduplication_key IS NOT NULL AND {_in(c.state, UNFINISHED)}")
+    holds_key = text(f"{_HAS_KEY} AND {_in(c.state, UNFINISHED)}")
     Index(
         f"{prefix}jobs_dedup",
         c.deduplication_key,
@@ -168,7 +174,16 @@ def make_tables(prefix: str) -> Tables:
         postgresql_where=holds_key,
         sqlite_where=holds_key,
     )
-    Index(f"{prefix}jobs_key", c.deduplication_key)
+    # The jobs holding a key, finished ones too (the deduplication window).
+    # Partial: most jobs have none, and every write of a row (enqueue,
+    # claim, ending) would otherwise add an entry for its NULL.
+    has_key = text(_HAS_KEY)
+    Index(
+        f"{prefix}jobs_key",
+        c.deduplication_key,
+        postgresql_where=has_key,
+        sqlite_where=has_key,
+    )
     leased = text(f"state = {PROCESSING}")
     Index(
         f"{prefix}jobs_leased",
