@@ -9,15 +9,17 @@ Each system runs ``--repeat`` times; cells are medians with the spread.
 jobwire also runs with the scheduler holding the delayed jobs of (a) (SQLite),
 on the SQS provider against a moto server (``--sqs-jobs``: moto serves a
 few hundred calls a second), and on the Redis provider against the Redis the
-peers use (database 14, emptied before each run); under the table, the
+peers use (database 14, emptied before each run), and on the SQL providers
+(a fresh PostgreSQL database on the server procrastinate uses, or a SQLite
+file, each run; completion polled every 0.1 s there); under the table, the
 transport's ceiling: a raw grpc.aio stream moving as many jobs with no queue
 logic (bench/ceiling.py).
 Redis peers need Redis at 127.0.0.1:6379 (database 15 is emptied), procrastinate
 PostgreSQL at 127.0.0.1:5432 (a throwaway database is created and dropped);
 a peer whose server is missing is skipped with a note.
 Run: ``python3 -m hatch run bench:compare``; ``--only redis,dramatiq,celery,rq,arq``
-runs just those rows (the Redis-based ones here), the first row named the
-reference of the ratios.
+runs just those rows (the Redis-based ones here; ``--only postgres,procrastinate``
+the PostgreSQL ones), the first row named the reference of the ratios.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ import sqs_bench
 from measures import report
 
 PEERS = ["celery", "dramatiq", "arq", "rq", "procrastinate"]
-JOBWIRE_ROWS = ["memory", "scheduler", "sqs", "redis"]
-"""jobwire's rows: memory provider, with the scheduler, on SQS (moto), on Redis."""
+JOBWIRE_ROWS = ["memory", "scheduler", "sqs", "redis", "postgres", "sqlite"]
+"""jobwire's rows: memory provider, with the scheduler, on SQS (moto), Redis, PostgreSQL, SQLite."""
 ROWS = [*JOBWIRE_ROWS, "ceiling", *PEERS]
 """What ``--only`` may name, in the order the rows run."""
 ENQUEUE = "enqueue, one call per job (jobs/s)"
@@ -145,7 +147,7 @@ class Results:
 
 
 def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
-    """jobwire on the memory provider, with the scheduler, on SQS (moto) and on Redis."""
+    """jobwire on the memory provider, with the scheduler, on SQS (moto), Redis and SQL."""
     if "memory" in args.only:
         results.measure(
             "jobwire", "memory", partial(run_jobwire, args.jobs, args.samples, args.repeat)
@@ -160,6 +162,9 @@ def run_jobwire_variants(args: argparse.Namespace, results: Results) -> None:
         )
     if "redis" in args.only:
         run_jobwire_on_redis(args, results)
+    for kind in ("postgres", "sqlite"):
+        if kind in args.only:
+            run_jobwire_on_sql(kind, args, results)
 
 
 def run_jobwire_with_scheduler(args: argparse.Namespace, results: Results) -> None:
@@ -210,6 +215,26 @@ def run_jobwire_on_redis(args: argparse.Namespace, results: Results) -> None:
             ),
         )
         empty()
+
+
+def run_jobwire_on_sql(kind: str, args: argparse.Namespace, results: Results) -> None:
+    """jobwire on the PostgreSQL provider (the machine's server) or on a SQLite file.
+
+    Each run on a fresh database, as ``bench/sql_bench.py`` (procrastinate's
+    row uses the same PostgreSQL).
+    """
+    import sql_bench
+
+    def runs() -> list[dict[str, float]]:
+        measured = []
+        for _ in range(args.repeat):
+            figures = sql_bench.run(kind, args.jobs, args.samples, sql_bench.ADMIN)
+            figures[BROKER] = figures.pop("peak RSS gateway (MiB)")
+            measured.append(figures)
+        return measured
+
+    backend = {"postgres": "PostgreSQL (SKIP LOCKED, LISTEN/NOTIFY)", "sqlite": "SQLite file"}
+    results.measure("jobwire", backend[kind], runs)
 
 
 def run_peer(peer: Peer, jobs: int, samples: int, repeat: int) -> list[dict[str, float]]:

@@ -33,7 +33,7 @@ from jobwire.client import AsyncClient
 from core import drain_rate
 from measures import flowing_rate, wait_worker
 from processes import gateway, worker
-from sql_bench import ADMIN, psql
+from sql_bench import ADMIN, psql, sql_polling
 
 LOG = "/var/log/postgresql/postgresql-15-main.log"
 _LINE = re.compile(r"duration: ([\d.]+) ms  (?:statement|(?:parse|bind|execute) [^:]*): (.*)")
@@ -91,7 +91,8 @@ def main() -> None:
             config.write_text(f'[provider]\ntype = "postgres"\ndatabase_url = "{url}"\n')
             start = Path(args.log).stat().st_size
             commits = _commits(args.postgres, name)
-            asyncio.run(workload(config, args.jobs))
+            with sql_polling():
+                asyncio.run(workload(config, args.jobs))
             commits = _commits(args.postgres, name) - commits
             with Path(args.log).open("rb") as log:
                 log.seek(start)
