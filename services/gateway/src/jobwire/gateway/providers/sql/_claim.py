@@ -55,15 +55,13 @@ from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._lane_store import SqlLanes, claimed
 from jobwire.gateway.providers.sql._lanes import claim_lanes, claim_order
 from jobwire.gateway.providers.sql._rows import record_of
-from jobwire.gateway.providers.sql._tables import WAITING
+from jobwire.gateway.providers.sql._tables import WAITING_SQL
 from jobwire.gateway.providers.sql._wake import Wakeups
 from jobwire.gateway.providers.sql._writes import Writes
 
 logger = logging.getLogger("jobwire.gateway.sql")
 
 _RETRY_AWAY = 1.0
-
-_WAITING = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
 
 def claim_statement(
@@ -73,7 +71,7 @@ def claim_statement(
     c = sql.jobs.c
     pick = select(c.seq).where(
         c.queue.in_(consumer.queues if queues is None else queues),
-        text(_WAITING),
+        text(WAITING_SQL),
         c.run_at <= now,
         c.queue.not_in(select(sql.tables.paused.c.queue)),
     )
@@ -145,7 +143,7 @@ async def next_due(
     c = sql.jobs.c
     query = select(func.min(c.run_at)).where(
         c.queue.in_(consumer.queues),
-        text(_WAITING),
+        text(WAITING_SQL),
         c.queue.not_in(select(sql.tables.paused.c.queue)),
     )
     held = [queue for queue in consumer.queues if queue in flowing]

@@ -32,7 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from jobwire.gateway._errors import UnavailableError
 from jobwire.gateway._models import MAX_PRIORITY
 from jobwire.gateway.providers.sql._direct_lanes import DirectLanes, LaneStatements, claimed_sql
-from jobwire.gateway.providers.sql._tables import WAITING
+from jobwire.gateway.providers.sql._tables import WAITING_SQL
 from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
 
 # InternalClientError: a connection the server dropped in the middle of a
@@ -90,18 +90,16 @@ def _insert_statement(jobs: str) -> str:
 
 
 def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
-    waiting = ", ".join(str(s) for s in WAITING)
     kinds = "AND type = ANY($6::varchar[]) " if typed else ""
     # One ordered read of <prefix>jobs_ready per queue (see ._claim): with
     # ``queue = ANY(…)`` in one read, PostgreSQL sorted every waiting job of
     # the queues at each claim (7 ms a claim at 10,000 waiting), so a drain
     # of N jobs cost O(N²). The rows the outer limit drops are unlocked at
-    # the statement's end. The waiting-state test is literal: the predicate
-    # of <prefix>jobs_ready, which the generic plan of a prepared statement uses.
+    # the statement's end.
     return (
         "WITH picked AS (SELECT p.seq FROM unnest($1::varchar[]) AS q(name), "
         f"LATERAL (SELECT seq, priority, run_at FROM {jobs} WHERE queue = q.name "
-        f"AND state IN ({waiting}) AND run_at <= $2 {kinds}"
+        f"AND {WAITING_SQL} AND run_at <= $2 {kinds}"
         "ORDER BY priority DESC, run_at, seq LIMIT $3 FOR UPDATE SKIP LOCKED) AS p "
         f"WHERE q.name NOT IN (SELECT queue FROM {paused}) "
         "ORDER BY p.priority DESC, p.run_at, p.seq LIMIT $3) "
@@ -111,7 +109,6 @@ def _claim_statement(jobs: str, paused: str, *, typed: bool) -> str:
 
 
 def _next_due_statement(jobs: str, paused: str, *, typed: bool) -> str:
-    waiting = ", ".join(str(s) for s in WAITING)
     kinds = "AND type = ANY($2::varchar[]) " if typed else ""
     # The earliest run_at of each (queue, priority) is the first entry of
     # <prefix>jobs_ready at that prefix: ten index reads a queue, whatever
@@ -120,7 +117,7 @@ def _next_due_statement(jobs: str, paused: str, *, typed: bool) -> str:
         "SELECT min(d.run_at) FROM unnest($1::varchar[]) AS q(name) "
         f"CROSS JOIN generate_series(0, {MAX_PRIORITY}) AS p(priority), "
         f"LATERAL (SELECT run_at FROM {jobs} WHERE queue = q.name AND priority = p.priority "
-        f"AND state IN ({waiting}) {kinds}ORDER BY run_at LIMIT 1) AS d "
+        f"AND {WAITING_SQL} {kinds}ORDER BY run_at LIMIT 1) AS d "
         f"WHERE q.name NOT IN (SELECT queue FROM {paused})"
     )
 

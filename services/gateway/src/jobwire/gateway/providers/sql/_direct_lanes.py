@@ -15,8 +15,8 @@ from typing import Any
 
 from jobwire.gateway._limits import NO_LIMITS, QueueLimits
 from jobwire.gateway.providers._types import Consumer
-from jobwire.gateway.providers.sql._lanes import MAX_LANES, WAITING_SQL, Locked, lanes_query
-from jobwire.gateway.providers.sql._tables import PROCESSING
+from jobwire.gateway.providers.sql._lanes import MAX_LANES, Locked, lanes_query
+from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING_SQL
 
 
 def claimed_sql(jobs: str, now: str, worker: str, gateway: str) -> str:

@@ -39,11 +39,10 @@ from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers._flow import HeldCounts, Hold, held_counts, hold_of, tokens_at, whole
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._rows import record_of
-from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING
+from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING_SQL
 
 FRESH = 0.5
 """Seconds a gateway keeps its list of the queues under flow control."""
-_WAITING = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
 
 def limits_of(row: Any) -> QueueLimits:
@@ -186,7 +185,7 @@ class Flow:
             if busy:
                 query = (
                     select(c.concurrency_key, func.count())
-                    .where(c.queue == queue, c.concurrency_key.in_(busy), text(_WAITING))
+                    .where(c.queue == queue, c.concurrency_key.in_(busy), text(WAITING_SQL))
                     .where(c.run_at <= now)
                     .group_by(c.concurrency_key)
                 )
@@ -199,7 +198,8 @@ class Flow:
         """A key's pending and processing jobs, oldest first."""
         jobs = self._sql.jobs
         c = jobs.c
-        due = text(f"({_WAITING} AND run_at <= :due OR state = {PROCESSING})").bindparams(due=now)
+        held = f"({WAITING_SQL} AND run_at <= :due OR state = {PROCESSING})"
+        due = text(held).bindparams(due=now)
         query = select(jobs).where(c.queue == queue, c.concurrency_key == key, due).order_by(c.seq)
         async with self._sql.read() as conn:
             return [record_of(row, now) for row in (await conn.execute(query)).mappings()]

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobwire.gateway.providers._types import Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._flow import limits_of, processing
-from jobwire.gateway.providers.sql._lanes import MAX_LANES, WAITING_SQL, Locked, lanes_query
-from jobwire.gateway.providers.sql._tables import PROCESSING
+from jobwire.gateway.providers.sql._lanes import MAX_LANES, Locked, lanes_query
+from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING_SQL
 
 
 class SqlLanes:

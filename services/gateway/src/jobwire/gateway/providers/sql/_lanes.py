@@ -34,13 +34,12 @@ from typing import Any, Protocol
 from jobwire.gateway._limits import QueueLimits
 from jobwire.gateway.providers._flow import budget, token_wait, tokens_at, whole
 from jobwire.gateway.providers._types import Consumer
-from jobwire.gateway.providers.sql._tables import WAITING
+from jobwire.gateway.providers.sql._tables import WAITING_SQL
 
 MAX_LANES = 1000
 """Most keys one claim looks at (a queue with more takes them over several claims)."""
 PASSES = 3
 """Most claim statements of one claim's turns."""
-WAITING_SQL = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
 Visit = tuple[str, int]
 """A lane's turn in a claim: its key and how many jobs it gets."""

@@ -17,10 +17,8 @@ from jobwire.gateway._models import JobFilter, JobRecord, JobState
 from jobwire.gateway.providers._types import QueueCounts
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._rows import record_of
-from jobwire.gateway.providers.sql._tables import WAITING, effective_state
+from jobwire.gateway.providers.sql._tables import WAITING_SQL, effective_state
 from jobwire.gateway.providers.sql._writes import key_holders
-
-_WAITING = f"state IN ({', '.join(str(s) for s in WAITING)})"
 
 
 class Reads:
@@ -89,7 +87,7 @@ class Reads:
         c = jobs.c
         state = effective_state(jobs, now).label("shown")
         by_state = select(c.queue, state, func.count()).group_by(c.queue, text("shown"))
-        ready = (text(_WAITING), c.run_at <= now)
+        ready = (text(WAITING_SQL), c.run_at <= now)
         oldest = select(c.queue, func.min(c.run_at)).where(*ready).group_by(c.queue)
         types = select(c.queue, c.type).where(*ready).distinct()
         if queue is not None:

@@ -72,7 +72,7 @@ def migrations(prefix: str) -> dict[int, tuple[str, ...]]:
         2: (
             f"ALTER TABLE {jobs} ADD COLUMN concurrency_key VARCHAR(256) NOT NULL DEFAULT ''",
             f"CREATE INDEX {prefix}jobs_lanes ON {jobs} "
-            f"(queue, concurrency_key, priority DESC, run_at, seq) WHERE {_WAITING_SQL}",
+            f"(queue, concurrency_key, priority DESC, run_at, seq) WHERE {WAITING_SQL}",
             f"CREATE INDEX {prefix}jobs_running ON {jobs} (queue, concurrency_key) "
             f"WHERE state = {PROCESSING}",
         ),
@@ -90,7 +90,9 @@ UNFINISHED = (*WAITING, JobState.PROCESSING.value)
 """States in which a job holds its deduplication key whatever the window."""
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 PROCESSING = JobState.PROCESSING.value
-_WAITING_SQL = f"state IN ({', '.join(str(s) for s in WAITING)})"
+WAITING_SQL = f"state IN ({', '.join(str(s) for s in WAITING)})"
+"""The waiting-state test, literal: the predicate of the partial indexes over
+waiting jobs, so that a prepared statement's generic plan can use them."""
 _HAS_KEY = "deduplication_key IS NOT NULL"
 
 
