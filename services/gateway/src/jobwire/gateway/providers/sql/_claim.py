@@ -33,6 +33,9 @@ Between claims, a stream with nothing to take parks until a wake-up
 that held its jobs back, or the poll interval (:class:`Claims`); this
 gateway's streams take turns, the one that waited longest first. Jobs held
 by a concurrency limit wait for the wake-up of the ending that frees a slot.
+On PostgreSQL a parked stream also offers to take what an insert stores
+(:mod:`._handover`): those jobs come to it leased, without a claim, and the
+table is as idle as before, so the stream parks again without a look.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from jobwire.gateway._models import JobRecord
 from jobwire.gateway.providers._types import Claim, Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._flow import Flow
+from jobwire.gateway.providers.sql._handover import Handover
 from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._lane_store import SqlLanes, claimed
 from jobwire.gateway.providers.sql._lanes import claim_lanes, claim_order
@@ -165,6 +169,8 @@ class Claims:
         wakeups: this gateway's wake-ups (its inserts, other gateways' NOTIFYs).
         inflight: runs a claim to its end when its stream leaves meanwhile.
         poll: longest park between two looks at the table, in seconds.
+        handover: where parked streams offer to take the jobs inserts store
+            (None: they wait for a wake-up and claim).
     """
 
     def __init__(
@@ -175,6 +181,7 @@ class Claims:
         wakeups: Wakeups,
         inflight: InFlight,
         poll: float,
+        handover: Handover | None = None,
     ) -> None:
         self._sql = sql
         self._flow = flow
@@ -182,6 +189,7 @@ class Claims:
         self._wakeups = wakeups
         self._inflight = inflight
         self._poll = poll
+        self._handover = handover
         # Claims of this gateway's streams take turns, in the order they came:
         # the stream that waited longest is served first, and the gateway's
         # streams never race each other for the same rows.
@@ -205,35 +213,73 @@ class Claims:
                 # A stream of the same queues and types found nothing and no
                 # wake-up came since: park behind it without asking the table,
                 # so that the stream that waited longest is served first.
-                await self._wakeups.wait(consumer.queues, seen, idle[1] - time.time())
-                continue
-            try:
-                records: list[JobRecord] = []
-                token: float | None = None
-                if self._taken_all.pop(kind, None) != seen:
-                    records, token = await self._claim(consumer, max_jobs)
-                if records:
-                    if len(records) < max_jobs and self._plain(consumer):
-                        # It took every ready job: until a wake-up, the next
-                        # claim of this kind would find none (unless other
-                        # gateways held some back, which _due() sees).
-                        self._taken_all[kind] = seen
-                    return [Claim(record, None) for record in records]
-                due = await self._due(consumer)
-            except UnavailableError as error:
-                # The database is away: the stream stays open and tries again.
-                logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
-                await asyncio.sleep(_RETRY_AWAY)
-                continue
-            now = time.time()
-            until = min(
-                now + self._poll,
-                math.inf if due is None else due,
-                math.inf if token is None else now + token,
-            )
-            if self._wakeups.generation(consumer.queues) == seen:
-                self._idle[kind] = (seen, until)
+                records = await self._park(consumer, max_jobs, seen, idle[1])
+            else:
+                try:
+                    records, until = await self._look(consumer, max_jobs, kind, seen)
+                except UnavailableError as error:
+                    # The database is away: the stream stays open and tries again.
+                    logger.warning("claim failed (%s); retrying in %gs", error, _RETRY_AWAY)
+                    await asyncio.sleep(_RETRY_AWAY)
+                    continue
+                if not records:
+                    if self._wakeups.generation(consumer.queues) == seen:
+                        self._idle[kind] = (seen, until)
+                    records = await self._park(consumer, max_jobs, seen, until)
+            if records:
+                return [Claim(record, None) for record in records]
+
+    async def _look(
+        self,
+        consumer: Consumer,
+        max_jobs: int,
+        kind: tuple[tuple[str, ...], frozenset[str]],
+        seen: tuple[int, ...],
+    ) -> tuple[list[JobRecord], float]:
+        """Claim what is ready; when nothing is, until when to park instead."""
+        records: list[JobRecord] = []
+        token: float | None = None
+        if self._taken_all.pop(kind, None) != seen:
+            records, token = await self._claim(consumer, max_jobs)
+        if records:
+            if len(records) < max_jobs and self._plain(consumer):
+                # It took every ready job: until a wake-up, the next claim of
+                # this kind would find none (unless other gateways held some
+                # back, which _due() sees).
+                self._taken_all[kind] = seen
+            return records, math.inf
+        due = await self._due(consumer)
+        now = time.time()
+        until = min(
+            now + self._poll,
+            math.inf if due is None else due,
+            math.inf if token is None else now + token,
+        )
+        return [], until
+
+    async def _park(
+        self, consumer: Consumer, max_jobs: int, seen: tuple[int, ...], until: float
+    ) -> list[JobRecord]:
+        """Wait for a wake-up; return the jobs an insert handed over meanwhile."""
+        handover = self._handover if self._plain(consumer) else None
+        if handover is None:
             await self._wakeups.wait(consumer.queues, seen, until - time.time())
+            return []
+        offer = handover.open(consumer, max_jobs, seen, until)
+        try:
+            await self._wakeups.wait(consumer.queues, seen, until - time.time(), offer.woken)
+            taken = handover.withdraw(offer)
+            return [] if taken is None else await asyncio.shield(taken)
+        except asyncio.CancelledError:
+            # The stream left: jobs an insert wrote for it go back, as a claim's.
+            taken = handover.withdraw(offer)
+            if taken is not None:
+                taken.add_done_callback(self._hand_back)
+            raise
+
+    def _hand_back(self, taken: asyncio.Future[list[JobRecord]]) -> None:
+        if taken.result():
+            self._inflight.spawn(self._give_back(taken.result()))
 
     def _plain(self, consumer: Consumer) -> bool:
         flowing = self._flow.known()

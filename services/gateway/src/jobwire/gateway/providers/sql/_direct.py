@@ -30,9 +30,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 
 from jobwire.gateway._errors import UnavailableError
-from jobwire.gateway._models import MAX_PRIORITY
+from jobwire.gateway._models import MAX_PRIORITY, JobState
 from jobwire.gateway.providers.sql._direct_lanes import DirectLanes, LaneStatements, claimed_sql
-from jobwire.gateway.providers.sql._tables import WAITING_SQL
+from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING_SQL
 from jobwire.gateway.providers.sql._writes import ENDING_COLUMNS, endings_statement
 
 # InternalClientError: a connection the server dropped in the middle of a
@@ -78,14 +78,31 @@ _JOB_COLUMNS = {
 }
 
 
-def _insert_statement(jobs: str) -> str:
-    # The NOTIFY is sent when the statement's own transaction commits.
+def _insert_statement(jobs: str, paused: str) -> str:
+    # Rows handed to a parked stream (._handover) come leased; on a paused
+    # queue they are stored waiting instead. The NOTIFY, when there is one,
+    # is sent when the statement's own transaction commits.
     n = len(_JOB_COLUMNS)
+    names = ", ".join(_JOB_COLUMNS)
     arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(_JOB_COLUMNS.values(), start=1))
+    waiting = {
+        "state": JobState.PENDING.value,
+        "attempt": 0,
+        "worker_id": "''",
+        "gateway_id": "NULL",
+    }
+    columns = ", ".join(
+        f"CASE WHEN held THEN {waiting[name]} ELSE {name} END" if name in waiting else name
+        for name in _JOB_COLUMNS
+    )
     return (
-        f"WITH stored AS (INSERT INTO {jobs} ({', '.join(_JOB_COLUMNS)}) "
-        f"SELECT * FROM unnest({arrays}) RETURNING 1) "
-        f"SELECT pg_notify(${n + 1}, ${n + 2}), (SELECT count(*) FROM stored)"
+        f"WITH new AS (SELECT *, state = {PROCESSING} AND queue IN (SELECT queue FROM {paused}) "
+        f"AS held FROM unnest({arrays}) AS u({names})), "
+        f"stored AS (INSERT INTO {jobs} ({names}) SELECT {columns} FROM new "
+        "RETURNING id, state), "
+        f"told AS (SELECT pg_notify(${n + 1}, ${n + 2}) WHERE ${n + 2}::text IS NOT NULL) "
+        f"SELECT ARRAY(SELECT id FROM stored WHERE state = {PROCESSING}) AS handed, "
+        "(SELECT count(*) FROM told) AS told"
     )
 
 
@@ -165,7 +182,7 @@ class Direct:
             "SELECT ended.id FROM ended, told"
         )
         self._lanes = LaneStatements(jobs, paused, flow, gateway_id)
-        self._insert = _insert_statement(jobs)
+        self._insert = _insert_statement(jobs, paused)
         self._get = f"SELECT * FROM {jobs} WHERE id = $1"
         self._pool: Any = None
         self._durable: Any = None
@@ -242,8 +259,12 @@ class Direct:
             due = await conn.fetchval(statement, *args)
         return None if due is None else float(due)
 
-    async def insert(self, rows: Sequence[dict[str, Any]], channel: str, payload: str) -> None:
-        """Store new jobs' rows and notify ``channel``, in one statement; after its commit.
+    async def insert(
+        self, rows: Sequence[dict[str, Any]], channel: str, payload: str | None
+    ) -> set[str]:
+        """Store new jobs' rows and notify ``channel``, in one statement; the ids stored leased.
+
+        Answered after the commit. ``payload`` None: no notification.
 
         Raises:
             IntegrityError: a unique index refused a row (a request id or a
@@ -252,9 +273,10 @@ class Direct:
         arrays = [[row[name] for row in rows] for name in _JOB_COLUMNS]
         async with self._connection(durable=True) as conn:
             try:
-                await conn.execute(self._insert, *arrays, channel, payload)
+                handed = await conn.fetchval(self._insert, *arrays, channel, payload)
             except asyncpg.UniqueViolationError as error:
                 raise IntegrityError(self._insert, None, error) from error
+        return set(handed)
 
     async def end(
         self, rows: Sequence[dict[str, Any]], notify: tuple[str, str] | None = None

@@ -60,6 +60,7 @@ from jobwire.gateway.providers.sql._dialect import Sql, lock_sqlite_file
 from jobwire.gateway.providers.sql._fleet import Fleet
 from jobwire.gateway.providers.sql._flow import Flow
 from jobwire.gateway.providers.sql._gather import Gathered
+from jobwire.gateway.providers.sql._handover import Handover
 from jobwire.gateway.providers.sql._inflight import InFlight
 from jobwire.gateway.providers.sql._listen import Listener
 from jobwire.gateway.providers.sql._operations import Operations
@@ -126,7 +127,8 @@ class SqlProvider(QueueProvider[None]):
         self._sql = Sql(engine, async_engine, tables, gateway_id, prefix, direct=direct)
         self._wakeups = Wakeups()
         self._flow = Flow(self._sql)
-        self._writes = Writes(self._sql, self.dedup, self._flow.known)
+        self._handover = Handover(self._wakeups, self._flow.known)
+        self._writes = Writes(self._sql, self.dedup, self._flow.known, self._handover)
         self._reads = Reads(self._sql, self.dedup)
         self._operations = Operations(self._sql)
         # A SQLite file serves one gateway: no other gateway's streams to show.
@@ -165,6 +167,9 @@ class SqlProvider(QueueProvider[None]):
             self._wakeups,
             self._inflight,
             settings.poll_interval.total_seconds(),
+            # Inserts write jobs leased to parked streams on PostgreSQL only:
+            # there a claim is a round trip on the path from enqueue to handler.
+            self._handover if postgres else None,
         )
         self._maintenance: asyncio.Task[None] | None = None
 
@@ -244,10 +249,10 @@ class SqlProvider(QueueProvider[None]):
 
     async def insert(self, jobs: Sequence[NewJob]) -> list[tuple[JobRecord, bool]]:
         """Store jobs in one transaction; answered after the commit."""
-        results = await self._writes.insert(jobs, time.time())
+        results, waiting = await self._writes.insert(jobs, time.time())
         fresh = [job for job, duplicate in results if not duplicate]
         await self._flow.mark_keyed({job.queue for job in fresh if job.concurrency_key})
-        self._wakeups.notify({job.queue for job in fresh})
+        self._wakeups.notify(waiting)
         return results
 
     async def get(self, job_id: str) -> JobRecord | None:

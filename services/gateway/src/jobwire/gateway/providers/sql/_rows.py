@@ -8,8 +8,8 @@ from jobwire.gateway._db import error_json, record_of_row
 from jobwire.gateway._models import JobRecord, JobState
 
 
-def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
-    """The row of a new job."""
+def insert_row(record: JobRecord, request_id: str, gateway_id: str | None = None) -> dict[str, Any]:
+    """The row of a new job (``gateway_id``: the gateway it is leased through, if it is)."""
     return {
         "id": record.id,
         "queue": record.queue,
@@ -33,7 +33,7 @@ def insert_row(record: JobRecord, request_id: str) -> dict[str, Any]:
         "schedule_time": record.schedule_time,
         "end_time": record.end_time,
         "worker_id": record.worker_id,
-        "gateway_id": None,
+        "gateway_id": gateway_id,
         "last_error": error_json(record),
         "result": record.result,
         "result_content_type": record.result_content_type,

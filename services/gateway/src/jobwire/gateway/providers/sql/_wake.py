@@ -44,11 +44,20 @@ class Wakeups:
                 if not future.done():
                     future.set_result(None)
 
-    async def wait(self, queues: tuple[str, ...], seen: tuple[int, ...], within: float) -> None:
-        """Return at a wake-up of one of ``queues`` after ``seen``, or after ``within`` seconds."""
+    async def wait(
+        self,
+        queues: tuple[str, ...],
+        seen: tuple[int, ...],
+        within: float,
+        woken: asyncio.Future[None] | None = None,
+    ) -> None:
+        """Return at a wake-up of one of ``queues`` after ``seen``, or after ``within`` seconds.
+
+        ``woken``: the future to wait on, which others may also complete.
+        """
         if self.generation(queues) != seen or within <= 0:
             return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future = woken if woken is not None else asyncio.get_running_loop().create_future()
         for name in queues:
             self._parked.setdefault(name, {})[future] = None
         try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -39,8 +39,12 @@ from jobwire.gateway._db import error_json
 from jobwire.gateway._dedup import DedupRule, admit_again, lookups
 from jobwire.gateway._models import JobRecord, JobState, NewJob
 from jobwire.gateway.providers.sql._dialect import Sql
+from jobwire.gateway.providers.sql._handover import Handover
 from jobwire.gateway.providers.sql._rows import insert_row, record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
+
+if TYPE_CHECKING:  # asyncpg is there only with the postgres extra
+    from jobwire.gateway.providers.sql._direct import Direct
 
 # The columns of an ending and their PostgreSQL types (for unnest).
 ENDING_COLUMNS = {
@@ -86,27 +90,39 @@ class Writes:
         dedup: the deduplication rule.
         flowing: the queues under flow control, whose slots an ending or a
             cancel frees (those wake every gateway's claims of the queue).
+        handover: the offers of parked streams an insert may write jobs to.
     """
 
-    def __init__(self, sql: Sql, dedup: DedupRule, flowing: Callable[[], Collection[str]]) -> None:
+    def __init__(
+        self,
+        sql: Sql,
+        dedup: DedupRule,
+        flowing: Callable[[], Collection[str]],
+        handover: Handover,
+    ) -> None:
         self._sql = sql
         self._dedup = dedup
         self._flowing = flowing
+        self._handover = handover
         c = sql.jobs.c
         self._c = c
         unnested = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in ENDING_COLUMNS.items())
         self._unnested = text(endings_statement(sql.jobs.name, unnested))
 
-    async def insert(self, jobs: Sequence[NewJob], now: float) -> list[tuple[JobRecord, bool]]:
+    async def insert(
+        self, jobs: Sequence[NewJob], now: float
+    ) -> tuple[list[tuple[JobRecord, bool]], set[str]]:
         """Store new jobs; return each stored job and whether it was a duplicate.
 
-        Request ids are looked up only when the insert collided on one: the
-        first try assumes a request is new (the SDKs give every request an
-        id; only a retried one was seen), and the unique index says otherwise.
+        Also returns the queues of the jobs stored waiting (the others went
+        to parked streams of this gateway, see ._handover). Request ids are
+        looked up only when the insert collided on one: the first try
+        assumes a request is new (the SDKs give every request an id; only a
+        retried one was seen), and the unique index says otherwise.
         """
         tries = 0
 
-        async def once() -> list[tuple[JobRecord, bool]]:
+        async def once() -> tuple[list[tuple[JobRecord, bool]], set[str]]:
             nonlocal tries
             tries += 1
             return await self._insert(jobs, now, requests_seen=tries > 1)
@@ -115,22 +131,19 @@ class Writes:
 
     async def _insert(
         self, jobs: Sequence[NewJob], now: float, *, requests_seen: bool
-    ) -> list[tuple[JobRecord, bool]]:
+    ) -> tuple[list[tuple[JobRecord, bool]], set[str]]:
         direct = self._sql.direct
         if direct is not None and not requests_seen and not any(j.deduplication_key for j in jobs):
             # Nothing to look up: one statement (the rows and the NOTIFY).
             results = self._dedup.admit(
                 jobs, now, lambda new: JobRecord.create(new, now), by_request={}, by_key={}
             )
-            rows = [
-                insert_row(record, new.request_id)
+            fresh = [
+                (record, new.request_id)
                 for new, (record, duplicate) in zip(jobs, results, strict=True)
                 if not duplicate
             ]
-            if rows:
-                queues = {row["queue"] for row in rows}
-                await direct.insert(rows, self._sql.ready_channel, self._sql.ready_payload(queues))
-            return results
+            return results, await self._insert_direct(direct, fresh, now) if fresh else set()
         async with self._sql.write() as conn:
             by_request, by_key = await self._holders(conn, jobs, now, requests_seen)
             results = self._dedup.admit(
@@ -145,12 +158,34 @@ class Writes:
                 for new, (record, duplicate) in zip(jobs, results, strict=True)
                 if not duplicate
             ]
+            queues = {row["queue"] for row in rows}
             if rows:
                 # executemany: one prepared statement for the batch's rows
                 # (a 1,000-row VALUES list costs more to compile than to run).
                 await conn.execute(insert(self._sql.jobs), rows)
-                await self._sql.notify_ready(conn, {row["queue"] for row in rows})
-        return results
+                await self._sql.notify_ready(conn, queues)
+        return results, queues
+
+    async def _insert_direct(
+        self, direct: Direct, fresh: list[tuple[JobRecord, str]], now: float
+    ) -> set[str]:
+        handing = self._handover.reserve([record for record, _ in fresh], now)
+        leased = handing.leased()
+        rows = [
+            insert_row(record, request_id)
+            if record.id not in leased
+            else insert_row(leased[record.id], request_id, self._sql.gateway_id)
+            for record, request_id in fresh
+        ]
+        waiting = {record.queue for record, _ in fresh if record.id not in leased}
+        payload = self._sql.ready_payload(waiting) if waiting else None
+        handed: set[str] = set()
+        try:
+            handed = await direct.insert(rows, self._sql.ready_channel, payload)
+        finally:
+            # Nothing handed when the insert failed: those streams claim as usual.
+            self._handover.settle(handing, handed)
+        return waiting
 
     async def _holders(
         self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float, requests_seen: bool
