@@ -39,6 +39,21 @@ async def test_a_small_tenant_starts_within_a_few_deliveries_of_a_big_one(
     assert after[:last_b].count("tenant-a") <= 10 + 10 + 1
 
 
+async def test_every_key_of_many_gets_its_turn_before_any_gets_a_second(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    # More keys than one read of the lanes holds (Redis reads 32 at a time),
+    # enqueued out of key order: each round of the rotation serves every key
+    # once (in key order or the order the keys came, per provider), across
+    # the wrap too.
+    keys = [f"k{i:02}" for i in range(80)]
+    await enqueue_all(producer, "exports", keys[40:] + keys[:40] + keys)
+    worker = await raw_worker(queues=["exports"], job_types=["work"], max_in_flight=50)
+    served = await deliveries(worker, 160)
+    assert sorted(served[:80]) == keys
+    assert sorted(served[80:]) == keys
+
+
 async def test_weights_give_a_key_more_deliveries_per_round(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:

@@ -25,6 +25,32 @@ local function bucket(rate, tokens, refilled, now_ms)
   return math.floor(amount + 1e-9), amount
 end
 
+-- The keys of a flowing queue's lanes in turn order: `turn` first when its
+-- turn goes on (`first`), the keys after it, then around again up to it. Read
+-- a page at a time, from the last key read on (the lanes a claim empties
+-- leave the set meanwhile), so a claim reads only the keys it gets to.
+local LANE_PAGE = 32
+local function turn_order(lanes, turn, first)
+  local ranges = {{'(' .. turn, '+'}, {'-', (first and '(' or '[') .. turn}}
+  local r, from, page, i, read = 1, ranges[1][1], {}, 0, 0
+  if first then page = {turn} end
+  return function()
+    while true do
+      i = i + 1
+      if i <= #page then return page[i] end
+      if r > 2 then return nil end
+      if read > 0 and (#page < LANE_PAGE or read >= MAX_LANES) then
+        r, read = r + 1, 0
+        if r > 2 then return nil end
+        from = ranges[r][1]
+      end
+      page = redis.call('ZRANGEBYLEX', lanes, from, ranges[r][2], 'LIMIT', 0, LANE_PAGE)
+      i, read = 0, read + LANE_PAGE
+      if #page > 0 then from = '(' .. page[#page] end
+    end
+  end
+end
+
 -- The milliseconds until the bucket of a queue a claim found out of tokens
 -- holds one (the soonest of them; nil when no rate held a claim back).
 local token_wait = nil
@@ -80,8 +106,11 @@ local function lease_flow(queue, want, accepted, now, take)
       end
     end
     bulk('ZREM', lane, gone)
-    if redis.call('EXISTS', lane) == 0 then redis.call('ZREM', lanes, key) end
-    return got
+    if redis.call('EXISTS', lane) == 0 then
+      redis.call('ZREM', lanes, key)
+      return got, false
+    end
+    return got, true
   end
   local got = 0
   local turn, served = f[4] or '', tonumber(f[5]) or 0
@@ -122,40 +151,38 @@ local function lease_flow(queue, want, accepted, now, take)
   else
     -- Keys after the one served last, then around again; that key first if
     -- its turn is not over.
-    local order = redis.call('ZRANGEBYLEX', lanes, '(' .. turn, '+', 'LIMIT', 0, MAX_LANES)
-    local before = redis.call('ZRANGEBYLEX', lanes, '-', '[' .. turn, 'LIMIT', 0, MAX_LANES)
     local rest = {}
-    if before[#before] == turn and served < weight(turn) then
-      table.remove(before)
-      table.insert(order, 1, turn)
-      rest[turn] = weight(turn) - served
+    local first = served < weight(turn) and redis.call('ZSCORE', lanes, turn) ~= false
+    if first then rest[turn] = weight(turn) - served end
+    local left, going_on, still = {}, first, {}
+    local function visit(key)
+      if left[key] == nil then left[key] = free(key) end
+      local n = math.min(rest[key] or weight(key), left[key], room - got)
+      local continuing = going_on and key == turn and rest[key] ~= nil
+      rest[key] = nil
+      if n > 0 then
+        local took, more = from_lane(key, n)
+        if took > 0 then
+          got = got + took
+          left[key] = left[key] - took
+          served = (continuing and served or 0) + took
+          turn = key
+        end
+        if took == n and left[key] > 0 and more then still[#still + 1] = key end
+      end
     end
-    for _, key in ipairs(before) do order[#order + 1] = key end
-    local left, going_on = {}, rest[turn] ~= nil
-    local active = order
-    while got < room and #active > 0 do
-      local still = {}
+    for key in turn_order(lanes, turn, first) do
+      if got >= room then break end
+      visit(key)
+    end
+    going_on = false
+    while got < room and #still > 0 do
+      local active = still
+      still = {}
       for _, key in ipairs(active) do
         if got >= room then break end
-        if left[key] == nil then left[key] = free(key) end
-        local n = math.min(rest[key] or weight(key), left[key], room - got)
-        local continuing = going_on and key == turn and rest[key] ~= nil
-        rest[key] = nil
-        if n > 0 then
-          local took = from_lane(key, n)
-          if took > 0 then
-            got = got + took
-            left[key] = left[key] - took
-            served = (continuing and served or 0) + took
-            turn = key
-          end
-          if took == n and left[key] > 0 and redis.call('EXISTS', lane_key(queue, key)) == 1 then
-            still[#still + 1] = key
-          end
-        end
+        visit(key)
       end
-      going_on = false
-      active = still
     end
   end
   local fields = {'turn', turn, 'served', served}
