@@ -15,7 +15,7 @@ import pytest
 from jobwire.v1 import flow_control_pb2, queue_service_pb2
 from jobwire.worker import HandlerRegistry, JobContext, Worker
 
-from support import Producer
+from support import Producer, seconds
 
 FLOW_PROVIDERS = [
     pytest.mark.contract,
@@ -112,9 +112,17 @@ class Recorder:
 
 
 async def enqueue_all(
-    producer: Producer, queue: str, keys: Sequence[str], type: str = "work", **fields: Any
+    producer: Producer,
+    queue: str,
+    keys: Sequence[str],
+    type: str = "work",
+    delay: float | None = None,
+    **fields: Any,
 ) -> list[str]:
-    """Enqueue one job per entry of ``keys`` (in batches of 1000); return their ids."""
+    """Enqueue one job per entry of ``keys`` (in batches of 1000); return their ids.
+
+    ``delay``: seconds until the jobs are due.
+    """
     ids: list[str] = []
     for start in range(0, len(keys), 1000):
         batch = [
@@ -124,6 +132,7 @@ async def enqueue_all(
                 payload=f'{{"key": "{key}", "seconds": {fields.get("seconds", 0)}}}'.encode(),
                 content_type="application/json",
                 concurrency_key=key,
+                delay=None if delay is None else seconds(delay),
             )
             for key in keys[start : start + 1000]
         ]

@@ -54,6 +54,18 @@ async def test_every_key_of_many_gets_its_turn_before_any_gets_a_second(
     assert sorted(served[80:]) == keys
 
 
+async def test_keys_with_nothing_due_do_not_hold_the_others_back(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    # The first keys in turn order hold only jobs due in an hour: more of them
+    # than a small claim reads first (its limit and a few more, on SQL).
+    await enqueue_all(producer, "exports", [f"a{i:02}" for i in range(30)], delay=3600)
+    ready = [f"b{i:02}" for i in range(4)]
+    await enqueue_all(producer, "exports", ready)
+    worker = await raw_worker(queues=["exports"], job_types=["work"], max_in_flight=2)
+    assert sorted(await deliveries(worker, 4)) == ready
+
+
 async def test_weights_give_a_key_more_deliveries_per_round(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:

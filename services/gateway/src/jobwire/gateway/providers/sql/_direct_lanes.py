@@ -15,7 +15,7 @@ from typing import Any
 
 from jobwire.gateway._limits import NO_LIMITS, QueueLimits
 from jobwire.gateway.providers._types import Consumer
-from jobwire.gateway.providers.sql._lanes import MAX_LANES, Locked, lanes_query
+from jobwire.gateway.providers.sql._lanes import Locked, lanes_query
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING_SQL
 
 
@@ -43,7 +43,7 @@ class LaneStatements:
             f"ARRAY(SELECT concurrency_key FROM {jobs} WHERE queue = $1 "
             f"AND state = {PROCESSING}) AS running"
         )
-        self.lanes = lanes_query(jobs, "$1", "$2", "$3")
+        self.lanes = lanes_query(jobs, "$1", "$2", "$3", "$4")
         # The same with the lanes after the locked row's turn: one round trip less.
         self.state_and_lanes = f"{self.state}, ARRAY({self.lanes}) AS lanes"
         self.store = (
@@ -91,10 +91,10 @@ class DirectLanes:
     def __init__(self, conn: Any, statements: LaneStatements) -> None:
         self._conn = conn
         self._sql = statements
-        self._lanes: tuple[str, list[str]] | None = None
-        """The lanes read with the lock: the turn they follow, and their keys."""
+        self._lanes: tuple[str, int, list[str]] | None = None
+        """The lanes read with the lock: the turn they follow, how many at most, their keys."""
 
-    async def lock(self, queue: str) -> Locked | None:
+    async def lock(self, queue: str, lanes: int, now: float) -> Locked | None:
         """Lock the queue's row, then read its pause and processing jobs (and its lanes)."""
         row = await self._conn.fetchrow(self._sql.lock, queue)
         if row is None:
@@ -106,9 +106,9 @@ class DirectLanes:
         else:
             # A claim in turns reads the lanes after the turn: in the same statement.
             state = await self._conn.fetchrow(
-                self._sql.state_and_lanes, queue, row["turn"], MAX_LANES
+                self._sql.state_and_lanes, queue, row["turn"], lanes, now
             )
-            self._lanes = (row["turn"], list(state["lanes"]))
+            self._lanes = (row["turn"], lanes, list(state["lanes"]))
         return Locked(
             limits=limits,
             tokens=row["tokens"],
@@ -119,11 +119,11 @@ class DirectLanes:
             running=dict(Counter(state["running"])),
         )
 
-    async def lane_keys(self, queue: str, turn: str) -> list[str]:
-        """The keys with waiting jobs after ``turn``, and around again."""
-        if self._lanes is not None and self._lanes[0] == turn:
-            return self._lanes[1]
-        return [row["k"] for row in await self._conn.fetch(self._sql.lanes, queue, turn, MAX_LANES)]
+    async def lane_keys(self, queue: str, turn: str, most: int, now: float) -> list[str]:
+        """The first ``most`` keys with waiting jobs after ``turn``, and around again."""
+        if self._lanes is not None and self._lanes[:2] == (turn, most):
+            return list(self._lanes[2])
+        return [row["k"] for row in await self._conn.fetch(self._sql.lanes, queue, turn, most, now)]
 
     async def pick(
         self, consumer: Consumer, queue: str, wants: dict[str, int], now: float

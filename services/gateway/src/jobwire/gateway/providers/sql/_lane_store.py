@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from jobwire.gateway.providers._types import Consumer
 from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._flow import limits_of, processing
-from jobwire.gateway.providers.sql._lanes import MAX_LANES, Locked, lanes_query
+from jobwire.gateway.providers.sql._lanes import Locked, lanes_query
 from jobwire.gateway.providers.sql._tables import PROCESSING, WAITING_SQL
 
 
@@ -27,7 +27,7 @@ class SqlLanes:
         self._conn = conn
         self._lanes = _lanes_text(sql.jobs.name)
 
-    async def lock(self, queue: str) -> Locked | None:
+    async def lock(self, queue: str, lanes: int, now: float) -> Locked | None:
         """Lock the queue's row, and read its pause and its processing jobs."""
         flow, paused = self._sql.tables.flow, self._sql.tables.paused
         query = select(flow).where(flow.c.queue == queue).with_for_update()
@@ -45,10 +45,10 @@ class SqlLanes:
             running=await processing(self._sql, self._conn, queue),
         )
 
-    async def lane_keys(self, queue: str, turn: str) -> list[str]:
-        """The keys with waiting jobs after ``turn``, and around again."""
+    async def lane_keys(self, queue: str, turn: str, most: int, now: float) -> list[str]:
+        """The first ``most`` keys with waiting jobs after ``turn``, and around again."""
         found = await self._conn.scalars(
-            self._lanes, {"queue": queue, "turn": turn, "most": MAX_LANES}
+            self._lanes, {"queue": queue, "turn": turn, "most": most, "now": now}
         )
         return list(found)
 
@@ -112,7 +112,7 @@ class SqlLanes:
 @functools.cache
 def _lanes_text(jobs: str) -> TextClause:
     # One claim builds one SqlLanes: the text is made once per table.
-    return text(lanes_query(jobs, ":queue", ":turn", ":most"))
+    return text(lanes_query(jobs, ":queue", ":turn", ":most", ":now"))
 
 
 def claimed(sql: Sql, consumer: Consumer, now: float) -> Update:

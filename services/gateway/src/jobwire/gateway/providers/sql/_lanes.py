@@ -38,6 +38,8 @@ from jobwire.gateway.providers.sql._tables import WAITING_SQL
 
 MAX_LANES = 1000
 """Most keys one claim looks at (a queue with more takes them over several claims)."""
+LANE_SLACK = 8
+"""Keys a claim reads beyond its limit first (for keys at their limit or with nothing due)."""
 PASSES = 3
 """Most claim statements of one claim's turns."""
 
@@ -45,29 +47,37 @@ Visit = tuple[str, int]
 """A lane's turn in a claim: its key and how many jobs it gets."""
 
 
-def lanes_query(jobs: str, queue: str, turn: str, most: str) -> str:
-    """The keys with waiting jobs after ``turn``, then from the start to ``turn``.
+def lanes_query(jobs: str, queue: str, turn: str, most: str, now: str) -> str:
+    """The first ``most`` keys with jobs due at ``now``, after ``turn``, then up to ``turn``.
 
     Two loose index scans (an ``ORDER BY … LIMIT 1`` per key, as PostgreSQL's
-    wiki has it; SQLite runs it too); ``queue``, ``turn`` and ``most`` are the
-    placeholders of the driver's parameters.
+    wiki has it; SQLite runs it too); ``queue``, ``turn``, ``most`` and ``now``
+    are the placeholders of the driver's parameters. Keys whose jobs are all
+    delayed are not lanes yet: they would take the turns of keys with work.
     """
 
-    def scan(name: str, first: str, until: str) -> str:
-        def next_key(bound: str) -> str:
+    def scan(name: str, first: str, until: str, bound: str) -> str:
+        def next_key(after: str) -> str:
             return (
                 f"(SELECT concurrency_key FROM {jobs} WHERE queue = {queue} AND {WAITING_SQL} "
-                f"AND concurrency_key {bound} {until} ORDER BY concurrency_key LIMIT 1)"
+                f"AND concurrency_key {after} {until} AND run_at <= {now} "
+                "ORDER BY concurrency_key LIMIT 1)"
             )
 
         return (
-            f"{name}(k, n) AS (SELECT {next_key(first)}, 1 UNION ALL SELECT "
+            f"{name}(k, n) AS (SELECT {next_key(first)}, 1 WHERE {bound} > 0 UNION ALL SELECT "
             f"{next_key(f'> {name}.k')}, {name}.n + 1 FROM {name} "
-            f"WHERE {name}.k IS NOT NULL AND {name}.n < {most})"
+            f"WHERE {name}.k IS NOT NULL AND {name}.n < {bound})"
         )
 
-    later = scan("later", f"> {turn}", "")
-    earlier = scan("earlier", ">= ''", f"AND concurrency_key <= {turn}")
+    later = scan("later", f"> {turn}", "", most)
+    # Around again only for what the keys after the turn left of ``most``.
+    earlier = scan(
+        "earlier",
+        ">= ''",
+        f"AND concurrency_key <= {turn}",
+        f"({most} - (SELECT count(k) FROM later))",
+    )
     return (
         f"WITH RECURSIVE {later}, {earlier} "
         "SELECT k FROM (SELECT k, 0 AS part, n FROM later UNION ALL "
@@ -92,12 +102,12 @@ class Locked:
 class LaneStore(Protocol):
     """The statements of a claim, in one transaction on one connection."""
 
-    async def lock(self, queue: str) -> Locked | None:
-        """Lock the queue's row; None when it has none."""
+    async def lock(self, queue: str, lanes: int, now: float) -> Locked | None:
+        """Lock the queue's row; None when it has none (``lanes``, ``now``: :meth:`lane_keys`)."""
         ...
 
-    async def lane_keys(self, queue: str, turn: str) -> list[str]:
-        """:func:`lanes_query`: the keys with waiting jobs, at most ``MAX_LANES`` of each scan."""
+    async def lane_keys(self, queue: str, turn: str, most: int, now: float) -> list[str]:
+        """:func:`lanes_query`: the first ``most`` keys with jobs due in turn order."""
         ...
 
     async def pick(
@@ -129,7 +139,7 @@ async def claim_lanes(
     Returns the rows in delivery order, and when nothing could be taken
     because of the rate, the seconds until its next token (else None).
     """
-    row = await store.lock(queue)
+    row = await store.lock(queue, lanes_to_read(limit), now)
     if row is None or row.paused:
         return [], None
     # Another gateway's claim may have held the row meanwhile: the bucket counts from now.
@@ -155,6 +165,11 @@ async def claim_lanes(
         left = 0.0 if tokens is None else tokens - len(rows)
         await store.store(queue, left, turn, served, now)
     return rows, None
+
+
+def lanes_to_read(limit: int) -> int:
+    """How many keys a claim of up to ``limit`` jobs reads first (each free key gets one)."""
+    return min(MAX_LANES, limit + LANE_SLACK)
 
 
 def allocate(
@@ -213,10 +228,10 @@ class Rotation:
         self, store: LaneStore, consumer: Consumer, queue: str, now: float
     ) -> list[Any]:
         """Claim the jobs of the lanes' turns; ``turn`` and ``served`` are then this claim's."""
-        limits, room = self._limits, self._room
-        keys = (await store.lane_keys(queue, self.turn))[:MAX_LANES]
-        per_key = limits.max_concurrency_per_key
-        left = {k: per_key - self._running.get(k, 0) if k and per_key else room for k in keys}
+        limits, room, after = self._limits, self._room, self.turn
+        most = lanes_to_read(room)
+        keys = await store.lane_keys(queue, after, most, now)
+        left = {key: self._free(key) for key in keys}
         first: dict[str, int] = {}
         if self.turn in keys and self.served < limits.weight(self.turn):
             # The key served last has not had its whole turn: it goes on first.
@@ -225,6 +240,33 @@ class Rotation:
             first[self.turn] = limits.weight(self.turn) - self.served
         rows: list[Any] = []
         visits: list[Visit] = []
+        await self._passes(store, consumer, queue, now, keys, left, first, rows, visits)
+        if len(rows) < room and len(keys) >= most and most < MAX_LANES:
+            # The keys read first gave too little (at their limit, or nothing
+            # due): the keys after them, in the same turn order.
+            more = [k for k in await store.lane_keys(queue, after, MAX_LANES, now) if k not in left]
+            left.update((key, self._free(key)) for key in more)
+            await self._passes(store, consumer, queue, now, more, left, {}, rows, visits)
+        return in_turns(rows, visits)
+
+    def _free(self, key: str) -> int:
+        per_key = self._limits.max_concurrency_per_key
+        return per_key - self._running.get(key, 0) if key and per_key else self._room
+
+    async def _passes(
+        self,
+        store: LaneStore,
+        consumer: Consumer,
+        queue: str,
+        now: float,
+        keys: list[str],
+        left: dict[str, int],
+        first: dict[str, int],
+        rows: list[Any],
+        visits: list[Visit],
+    ) -> None:
+        """Claim over ``keys`` in turns (at most ``PASSES`` statements), into ``rows``."""
+        limits, room = self._limits, self._room
         for _ in range(PASSES):
             planned = allocate(keys, left, limits.weight, room - len(rows), first)
             if not planned:
@@ -246,7 +288,6 @@ class Rotation:
             first = {}
             if all(counted[key] >= n for key, n in wants.items()) or len(rows) >= room:
                 break
-        return in_turns(rows, visits)
 
 
 def in_turns(rows: list[Any], visits: list[Visit]) -> list[Any]:
