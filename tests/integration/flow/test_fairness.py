@@ -66,6 +66,22 @@ async def test_keys_with_nothing_due_do_not_hold_the_others_back(
     assert sorted(await deliveries(worker, 4)) == ready
 
 
+async def test_keys_at_their_limit_do_not_hold_the_others_back(
+    producer: Producer, raw_worker: OpenWorker
+) -> None:
+    await configure(producer, "exports", "max_concurrency_per_key", max_concurrency_per_key=1)
+    busy = [f"b{i:02}" for i in range(10)]
+    await enqueue_all(producer, "exports", [*busy, "z"])
+    holder = await raw_worker(queues=["exports"], job_types=["work"], max_in_flight=11)
+    assert len(await holder.jobs(11)) == 11  # one of each key, kept running; the turn is at z
+    # Around again from the start, the keys at their limit come first: more
+    # of them than a claim of one job reads first on SQL.
+    await enqueue_all(producer, "exports", [*busy, "f0", "f1"])
+    worker = await raw_worker(queues=["exports"], job_types=["work"], max_in_flight=1)
+    [item] = await worker.jobs(1)
+    assert item.job.concurrency_key in {"f0", "f1"}
+
+
 async def test_weights_give_a_key_more_deliveries_per_round(
     producer: Producer, raw_worker: OpenWorker
 ) -> None:
