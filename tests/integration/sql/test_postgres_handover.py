@@ -38,6 +38,18 @@ async def parked(provider: SqlProvider, stream: Consumer) -> None:
     await eventually(lambda: any(o.consumer is stream for o in provider._handover._offers))
 
 
+async def parked_stream(
+    postgres_gateway: SqlGateway, room: int = 4, name: str = "parked"
+) -> tuple[SqlProvider, Consumer, asyncio.Task[list[Claim[None]]]]:
+    """A gateway (polling once a minute) and a stream's claim parked on it for ``room`` jobs."""
+    # A minute's poll: only an insert or its wake-up brings jobs.
+    provider = provider_of(await postgres_gateway(poll_interval=60))
+    stream = consumer(name)
+    claiming = asyncio.create_task(provider.claim(stream, room))
+    await parked(provider, stream)
+    return provider, stream, claiming
+
+
 async def stopped(claiming: asyncio.Task[list[Claim[None]]]) -> None:
     claiming.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -52,11 +64,7 @@ async def received(claiming: asyncio.Task[list[Claim[None]]]) -> list[JobRecord]
 async def test_a_parked_stream_gets_the_job_without_a_claim(
     postgres_gateway: SqlGateway,
 ) -> None:
-    # A minute's poll: only the insert or its wake-up can bring the job.
-    provider = provider_of(await postgres_gateway(poll_interval=60))
-    stream = consumer()
-    claiming = asyncio.create_task(provider.claim(stream, 4))
-    await parked(provider, stream)
+    provider, stream, claiming = await parked_stream(postgres_gateway)
     [(job, duplicate)] = await provider.insert([new_job()])
     assert (job.state, duplicate) == (JobState.PENDING, False)  # as the producer is told
     [leased] = await received(claiming)
@@ -80,10 +88,7 @@ async def test_a_parked_stream_gets_the_job_without_a_claim(
 async def test_the_highest_priorities_of_a_batch_go_to_the_room_offered(
     postgres_gateway: SqlGateway,
 ) -> None:
-    provider = provider_of(await postgres_gateway(poll_interval=60))
-    stream = consumer()
-    claiming = asyncio.create_task(provider.claim(stream, 1))
-    await parked(provider, stream)
+    provider, stream, claiming = await parked_stream(postgres_gateway, room=1)
     results = await provider.insert([new_job(priority=1), new_job(priority=9)])
     low, high = (job for job, _ in results)
     [leased] = await received(claiming)
@@ -96,10 +101,7 @@ async def test_the_highest_priorities_of_a_batch_go_to_the_room_offered(
 async def test_a_job_of_a_paused_queue_is_stored_waiting(
     postgres_gateway: SqlGateway,
 ) -> None:
-    provider = provider_of(await postgres_gateway(poll_interval=60))
-    stream = consumer()
-    claiming = asyncio.create_task(provider.claim(stream, 4))
-    await parked(provider, stream)
+    provider, stream, claiming = await parked_stream(postgres_gateway)
     await provider.set_paused("default", True)  # by this gateway or another: read by the insert
     await parked(provider, stream)
     [(job, _)] = await provider.insert([new_job()])
@@ -115,10 +117,7 @@ async def test_a_job_of_a_paused_queue_is_stored_waiting(
 async def test_the_jobs_of_a_stream_that_left_during_the_insert_go_back(
     postgres_gateway: SqlGateway,
 ) -> None:
-    provider = provider_of(await postgres_gateway(poll_interval=60))
-    gone = consumer("gone")
-    claiming = asyncio.create_task(provider.claim(gone, 4))
-    await parked(provider, gone)
+    provider, _, claiming = await parked_stream(postgres_gateway, name="gone")
     inserting = asyncio.create_task(provider.insert([new_job()]))
     # The insert takes the offer before its first round trip, and the
     # statement (committed with an fsync) is still under way.
