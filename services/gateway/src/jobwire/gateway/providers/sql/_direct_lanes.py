@@ -120,9 +120,9 @@ class DirectLanes:
         )
 
     async def lane_keys(self, queue: str, turn: str, most: int, now: float) -> list[str]:
-        """The first ``most`` keys with waiting jobs after ``turn``, and around again."""
-        if self._lanes is not None and self._lanes[:2] == (turn, most):
-            return list(self._lanes[2])
+        """The first ``most`` keys with a job due after ``turn``, and around again."""
+        if self._lanes is not None and self._lanes[0] == turn and self._lanes[1] >= most:
+            return list(self._lanes[2])  # read with the lock, as many or more
         return [row["k"] for row in await self._conn.fetch(self._sql.lanes, queue, turn, most, now)]
 
     async def pick(

@@ -28,7 +28,7 @@ class SqlLanes:
         self._lanes = _lanes_text(sql.jobs.name)
 
     async def lock(self, queue: str, lanes: int, now: float) -> Locked | None:
-        """Lock the queue's row, and read its pause and its processing jobs."""
+        """Lock the queue's row, read its pause and processing jobs (its lanes: lane_keys)."""
         flow, paused = self._sql.tables.flow, self._sql.tables.paused
         query = select(flow).where(flow.c.queue == queue).with_for_update()
         row = (await self._conn.execute(query)).mappings().first()
@@ -46,7 +46,7 @@ class SqlLanes:
         )
 
     async def lane_keys(self, queue: str, turn: str, most: int, now: float) -> list[str]:
-        """The first ``most`` keys with waiting jobs after ``turn``, and around again."""
+        """The first ``most`` keys with a job due after ``turn``, and around again."""
         found = await self._conn.scalars(
             self._lanes, {"queue": queue, "turn": turn, "most": most, "now": now}
         )

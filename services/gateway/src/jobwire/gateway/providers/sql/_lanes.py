@@ -7,10 +7,12 @@ row is locked (:mod:`._flow`):
 
 1. **Budget**: the queue's room is its ``max_concurrency`` less the jobs
    processing, and the whole tokens of its rate's bucket.
-2. **Lanes**: the keys with waiting jobs, in key order after the key served
+2. **Lanes**: the keys with a job due, in key order after the key served
    last and around again (a loose index scan of ``<prefix>jobs_lanes``: one
    index probe per key, never a scan of a key's backlog; jobs without a key
-   are the lane ``""``). At most :data:`MAX_LANES` keys per claim.
+   are the lane ``""``). A claim reads its limit and :data:`LANE_SLACK` keys
+   first, then, when those gave too little (keys at their limit), the
+   others up to :data:`MAX_LANES`.
 3. **Turns**: each lane whose key has a free slot gets ``weight`` jobs per
    round (1 by default) until the room is used; the jobs of all lanes are
    then claimed in one statement (one small ``LIMIT`` per key, ``FOR UPDATE
