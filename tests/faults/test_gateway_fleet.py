@@ -20,7 +20,7 @@ from fleet import Fleet, Outcome, StartGateway, settle, wait_finished
 from support import eventually
 
 JOBS = 600
-FLEET_JOBS = 12_000
+FLEET_JOBS = 21_000
 """Jobs of the no-fault run (4,000 through each gateway): about 15 s on a busy 2-core machine."""
 
 

@@ -19,10 +19,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING
 
 from jobwire.gateway._models import JobRecord, JobState
 from jobwire.gateway.providers._types import Consumer
+from jobwire.gateway.providers.sql._dialect import Sql
+from jobwire.gateway.providers.sql._rows import insert_row
 from jobwire.gateway.providers.sql._wake import Wakeups
+
+if TYPE_CHECKING:  # asyncpg is there only with the postgres extra
+    from jobwire.gateway.providers.sql._direct import Direct
 
 
 @dataclasses.dataclass(eq=False)
@@ -76,7 +82,32 @@ class Handover:
         self._offers.pop(offer, None)
         return offer.taken
 
-    def reserve(self, records: Sequence[JobRecord], now: float) -> Handing:
+    async def insert(
+        self, sql: Sql, direct: Direct, fresh: list[tuple[JobRecord, str]], now: float
+    ) -> set[str]:
+        """Store new jobs (record, request id) in one statement, handing what parked streams take.
+
+        Returns the queues of the jobs stored waiting (those to wake claims for).
+        """
+        handing = self._reserve([record for record, _ in fresh], now)
+        leased = handing.leased()
+        rows = [
+            insert_row(record, request_id)
+            if record.id not in leased
+            else insert_row(leased[record.id], request_id, sql.gateway_id)
+            for record, request_id in fresh
+        ]
+        waiting = {record.queue for record, _ in fresh if record.id not in leased}
+        handed: set[str] = set()
+        try:
+            payload = sql.ready_payload(waiting) if waiting else None
+            handed = await direct.insert(rows, sql.ready_channel, payload)
+        finally:
+            # Nothing handed when the insert failed: those streams claim as usual.
+            self._settle(handing, handed)
+        return waiting
+
+    def _reserve(self, records: Sequence[JobRecord], now: float) -> Handing:
         """Take offers for the new ``records`` they can run now, best claim order first."""
         handing = Handing()
         if not self._offers:
@@ -127,7 +158,7 @@ class Handover:
         return None
 
     @staticmethod
-    def settle(handing: Handing, handed: Collection[str]) -> None:
+    def _settle(handing: Handing, handed: Collection[str]) -> None:
         """Give each offer its jobs the insert wrote leased (``handed``: their ids)."""
         for offer, jobs in handing.by_offer.items():
             if offer.taken is not None and not offer.taken.done():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -42,9 +42,6 @@ from jobwire.gateway.providers.sql._dialect import Sql
 from jobwire.gateway.providers.sql._handover import Handover
 from jobwire.gateway.providers.sql._rows import insert_row, record_of
 from jobwire.gateway.providers.sql._tables import PROCESSING, UNFINISHED
-
-if TYPE_CHECKING:  # asyncpg is there only with the postgres extra
-    from jobwire.gateway.providers.sql._direct import Direct
 
 # The columns of an ending and their PostgreSQL types (for unnest).
 ENDING_COLUMNS = {
@@ -90,7 +87,7 @@ class Writes:
         dedup: the deduplication rule.
         flowing: the queues under flow control, whose slots an ending or a
             cancel frees (those wake every gateway's claims of the queue).
-        handover: the offers of parked streams an insert may write jobs to.
+        handover: stores the jobs of inserts without keys on PostgreSQL (parked streams take some).
     """
 
     def __init__(
@@ -143,7 +140,9 @@ class Writes:
                 for new, (record, duplicate) in zip(jobs, results, strict=True)
                 if not duplicate
             ]
-            return results, await self._insert_direct(direct, fresh, now) if fresh else set()
+            if not fresh:
+                return results, set()
+            return results, await self._handover.insert(self._sql, direct, fresh, now)
         async with self._sql.write() as conn:
             by_request, by_key = await self._holders(conn, jobs, now, requests_seen)
             results = self._dedup.admit(
@@ -165,27 +164,6 @@ class Writes:
                 await conn.execute(insert(self._sql.jobs), rows)
                 await self._sql.notify_ready(conn, queues)
         return results, queues
-
-    async def _insert_direct(
-        self, direct: Direct, fresh: list[tuple[JobRecord, str]], now: float
-    ) -> set[str]:
-        handing = self._handover.reserve([record for record, _ in fresh], now)
-        leased = handing.leased()
-        rows = [
-            insert_row(record, request_id)
-            if record.id not in leased
-            else insert_row(leased[record.id], request_id, self._sql.gateway_id)
-            for record, request_id in fresh
-        ]
-        waiting = {record.queue for record, _ in fresh if record.id not in leased}
-        payload = self._sql.ready_payload(waiting) if waiting else None
-        handed: set[str] = set()
-        try:
-            handed = await direct.insert(rows, self._sql.ready_channel, payload)
-        finally:
-            # Nothing handed when the insert failed: those streams claim as usual.
-            self._handover.settle(handing, handed)
-        return waiting
 
     async def _holders(
         self, conn: AsyncConnection, jobs: Sequence[NewJob], now: float, requests_seen: bool
