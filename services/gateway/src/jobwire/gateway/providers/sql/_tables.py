@@ -90,15 +90,17 @@ UNFINISHED = (*WAITING, JobState.PROCESSING.value)
 """States in which a job holds its deduplication key whatever the window."""
 TERMINAL = tuple(state.value for state in JobState if state.is_terminal)
 PROCESSING = JobState.PROCESSING.value
-WAITING_SQL = f"state IN ({', '.join(str(s) for s in WAITING)})"
-"""The waiting-state test, literal: the predicate of the partial indexes over
-waiting jobs, so that a prepared statement's generic plan can use them."""
 _HAS_KEY = "deduplication_key IS NOT NULL"
 
 
-def _in(column: ColumnElement[int], values: tuple[int, ...]) -> str:
+def _states(values: tuple[int, ...]) -> str:
     # Partial-index predicates are DDL: literal values, the same text on both databases.
-    return f"{column.name} IN ({', '.join(str(v) for v in values)})"
+    return f"state IN ({', '.join(str(v) for v in values)})"
+
+
+WAITING_SQL = _states(WAITING)
+"""The waiting-state test, literal: the predicate of the partial indexes over
+waiting jobs, so that a prepared statement's generic plan can use them."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ def make_tables(prefix: str) -> Tables:
         Column("concurrency_key", String(256), nullable=False, server_default=text("''")),
     )
     c = jobs.c
-    waiting = text(_in(c.state, WAITING))
+    waiting = text(WAITING_SQL)
     Index(
         f"{prefix}jobs_ready",
         c.queue,
@@ -168,7 +170,7 @@ def make_tables(prefix: str) -> Tables:
     )
     # One unfinished job per deduplication key, across every gateway: a
     # concurrent second insert collides and reads the first one's job.
-    holds_key = text(f"{_HAS_KEY} AND {_in(c.state, UNFINISHED)}")
+    holds_key = text(f"{_HAS_KEY} AND {_states(UNFINISHED)}")
     Index(
         f"{prefix}jobs_dedup",
         c.deduplication_key,
@@ -193,7 +195,7 @@ def make_tables(prefix: str) -> Tables:
         postgresql_where=leased,
         sqlite_where=leased,
     )
-    finished = text(_in(c.state, TERMINAL))
+    finished = text(_states(TERMINAL))
     Index(
         f"{prefix}jobs_finished",
         c.end_time,
