@@ -17,11 +17,13 @@ from pathlib import Path
 import aio_pika
 import pytest
 
+from jobwire.gateway.providers.rabbitmq import _stream as rabbitmq_stream
 from jobwire.v1 import job_pb2, worker_service_pb2
 
 from conftest import GatewayFactory
 from rabbitmq_support import RabbitVhost, rabbitmqctl
 from support import Producer, RawWorker, State, eventually
+from timing import QUIET
 
 Request = worker_service_pb2.StreamJobsRequest
 OpenWorker = Callable[..., Awaitable[RawWorker]]
@@ -186,3 +188,51 @@ async def test_rejects_and_ack_runs_reach_the_broker_in_the_order_given(
     assert {job_id for job_id, state in states.items() if state == State.STATE_DEAD} == set(failed)
     assert sum(state == State.STATE_COMPLETED for state in states.values()) == 150
     assert "closed the channel" not in caplog.text
+
+
+async def unacked_is(vhost: RabbitVhost, queue: str, count: int) -> bool:
+    """Whether the broker counts ``count`` unacked messages of ``queue``."""
+    out = await asyncio.to_thread(
+        rabbitmqctl, "list_queues", "-p", vhost.name, "name", "messages_unacknowledged"
+    )
+    counts = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+    return counts.get(queue) == str(count)
+
+
+async def test_a_stream_s_deliveries_beyond_its_credits_go_back_once_when_it_ends(
+    producer: Producer, raw_worker: OpenWorker, rabbitmq_vhost: RabbitVhost, prefix: str
+) -> None:
+    jobs = [await producer.enqueue() for _ in range(30)]
+    busy = await raw_worker(worker_id="busy", max_in_flight=5)
+    leased = {item.job.id for item in await busy.jobs(5)}
+    # Its channel holds as many again, unleased, for its next claim.
+    await eventually(lambda: unacked_is(rabbitmq_vhost, f"{prefix}default", 10), timeout=30)
+    busy.drop()
+    other = await raw_worker(worker_id="other", max_in_flight=30)
+    items = await other.jobs(30)
+    assert sorted(item.job.id for item in items) == sorted(job.id for job in jobs)
+    # The leases the stream held lost an attempt; the jobs it only held did not,
+    # and none came back twice (its channel closed after the copies' acks).
+    attempts = {item.job.id: item.attempt for item in items}
+    assert {job_id for job_id, attempt in attempts.items() if attempt == 2} == leased
+    assert all(attempts[job.id] == 1 for job in jobs if job.id not in leased)
+    await other.nothing("delivery", within=QUIET)
+
+
+async def test_a_waiting_stream_gets_a_busy_stream_s_surplus_at_once(
+    producer: Producer,
+    raw_worker: OpenWorker,
+    rabbitmq_vhost: RabbitVhost,
+    prefix: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Held for a minute otherwise: only the waiting stream's call moves them.
+    monkeypatch.setattr(rabbitmq_stream, "HOLD", 60.0)
+    busy = await raw_worker(worker_id="busy", max_in_flight=2)
+    jobs = [await producer.enqueue() for _ in range(4)]
+    taken = await busy.jobs(2)
+    await eventually(lambda: unacked_is(rabbitmq_vhost, f"{prefix}default", 4), timeout=30)
+    idle = await raw_worker(worker_id="idle", max_in_flight=10)
+    items = await idle.jobs(2)
+    assert {item.job.id for item in [*taken, *items]} == {job.id for job in jobs}
+    assert all(item.attempt == 1 for item in items)

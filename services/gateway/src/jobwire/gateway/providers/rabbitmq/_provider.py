@@ -9,7 +9,7 @@ the rules; this is where they meet the broker):
   broker did not take are deleted again, so a retry with the same request
   ids enqueues exactly those.
 * **Leases are unacked deliveries.** Each worker stream has a channel of its
-  own (:mod:`._stream`) whose prefetch is the stream's credits; a leased job's
+  own (:mod:`._stream`) whose prefetch is twice the stream's credits; a leased job's
   message stays unacked there. Completing acks it, a lost lease requeues it
   at once (the attempt counted in the record), a dead job is rejected into
   the dead-letter queue; all of that once the record's change is committed.
@@ -172,8 +172,9 @@ class RabbitMqProvider(RecordsProvider[Handle]):
                     consumer,
                     queues,
                     self._channel_lost,
-                    self.host.in_use,
                     self._sending.hand_back,
+                    self.host.in_use,
+                    self,
                 ),
             )
         while True:
@@ -228,6 +229,22 @@ class RabbitMqProvider(RecordsProvider[Handle]):
         stream = self._streams.pop(consumer, None)
         if stream is not None:
             await stream.close()
+
+    # Peers: a stream's deliveries beyond its credits, for the others ---------
+
+    def waits(self, stream: StreamChannel) -> None:
+        """``stream`` has nothing delivered: streams of its queues give up their surplus."""
+        for other in self._streams.values():
+            if other is not stream and other.surplus > 0 and other.queues.keys() & stream.queues:
+                other.give_up_surplus()
+
+    def wait_for(self, stream: StreamChannel, queue: str) -> bool:
+        """Whether another stream of this gateway waits for jobs of ``queue``."""
+        return any(
+            other.waiting and queue in other.queues
+            for other in self._streams.values()
+            if other is not stream
+        )
 
     # Internals ---------------------------------------------------------------
 

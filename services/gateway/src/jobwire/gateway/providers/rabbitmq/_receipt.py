@@ -207,8 +207,9 @@ def _lost(attempt: int) -> Failure:
     )
 
 
-def spawn(tasks: set[asyncio.Task[None]], step: Awaitable[None]) -> None:
-    """Run ``step`` as a task kept in ``tasks`` until it ends."""
+def spawn(tasks: set[asyncio.Task[None]], step: Awaitable[None]) -> asyncio.Task[None]:
+    """Run ``step`` as a task kept in ``tasks`` until it ends; return the task."""
     task = asyncio.ensure_future(step)
     tasks.add(task)
     task.add_done_callback(tasks.discard)
+    return task

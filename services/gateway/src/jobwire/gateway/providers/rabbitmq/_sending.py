@@ -102,9 +102,9 @@ class Sending:
         else:
             handle.requeue(RETRY_PAUSE)
 
-    def hand_back(self, handle: Handle) -> None:
+    def hand_back(self, handle: Handle) -> asyncio.Task[None]:
         """Return a delivery that started no attempt as a fresh message, then ack it."""
-        spawn(self.tasks, self._handing_back(handle))
+        return spawn(self.tasks, self._handing_back(handle))
 
     async def _handing_back(self, handle: Handle) -> None:
         props = handle.properties

@@ -1,34 +1,29 @@
-"""One worker stream's channel: prefetch = its credits, deliveries, acks in runs.
+"""One worker stream's channel: prefetch from its credits, deliveries, acks in runs.
 
 Each worker stream connected to a gateway gets a channel of its own with a
-consumer on each of its queues and ``basic.qos`` prefetch equal to the
-stream's credits, so the broker never pushes more than the gateway's workers
-can take, and a delivered job stays unacked on that channel while it is
-leased. Acks are gathered and sent as ``basic.ack(multiple=True)`` up to the
-lowest delivery tag still unacked (workers answer out of order), the rest one
-by one. Answers reach the broker in the order they were given: one writer per
-channel sends them (aiormq's bounded write queue lets concurrent senders
-overtake each other, and a multiple ack sent before a reject of a tag it
-covers acks that message, then closes the channel on the reject's unknown
-tag). Closing the channel (the stream ended, the gateway died) makes the
-broker requeue whatever it still held.
+consumer on each of its queues and ``basic.qos`` prefetch of twice the
+stream's credits (:func:`window`), and a delivered job stays unacked on that
+channel while it is leased. Deliveries beyond the stream's free credits wait
+here, unacked, for its next claim; the stream's channel closing (it ended,
+the gateway died) puts them back, as does the broker whatever it still held.
+Answers go through :mod:`._answers`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Coroutine
-from typing import Any
+from collections.abc import Callable, Collection, Coroutine
+from typing import Any, Protocol
 
 import aiormq
 from aio_pika.abc import AbstractChannel
 
 from jobwire.gateway.providers._types import Consumer
+from jobwire.gateway.providers.rabbitmq._answers import Answers
 from jobwire.gateway.providers.rabbitmq._broker import Broker
 from jobwire.gateway.providers.rabbitmq._codec import redelivered
 
@@ -36,8 +31,25 @@ logger = logging.getLogger("jobwire.gateway.rabbitmq")
 
 Delivered = aiormq.abc.DeliveredMessage
 _CHANNELS = itertools.count()
-Answer = Callable[[], Awaitable[object]]
-"""An ack, reject or cancel bound to its channel, sent when the writer gets to it."""
+
+
+HOLD = 0.5
+"""Seconds deliveries beyond a stream's free credits wait for it to ask.
+
+Then they go back to their queue, for a stream with room on another gateway
+(a stream of this gateway that waits for jobs gets them back at once): the
+worker is busy for longer than that, or owes answers for expired leases
+whose messages the broker, seeing room, sent here again."""
+
+
+def window(credits: int) -> int:
+    """A consumer's prefetch for a stream with ``credits``: room for as many again.
+
+    A finished job's message stays unacked until its record is committed; with
+    a prefetch of only the credits, those commits would hold the broker back
+    from sending the next jobs while the worker has room for them.
+    """
+    return 2 * credits
 
 
 class Handle:
@@ -88,6 +100,16 @@ class Handle:
         self.stream.settle(self, False)
 
 
+class Peers(Protocol):
+    """The gateway's worker streams, as one stream sees them."""
+
+    def waits(self, stream: StreamChannel) -> None:
+        """``stream`` waits for jobs with nothing delivered: others give up their surplus."""
+
+    def wait_for(self, stream: StreamChannel, queue: str) -> bool:
+        """Whether another stream waits for jobs of ``queue``."""
+
+
 class StreamChannel:
     """The channel of one worker stream, reopened after a reconnection.
 
@@ -97,10 +119,11 @@ class StreamChannel:
         queues: the stream's AMQP queue of each of its jobwire queues.
         on_lost: called when the broker closes the channel alone (the connection
             stays): ``consumer_timeout`` ran out on one of its deliveries.
-        in_use: the credits the stream's leases use (expired ones not answered
-            for included).
         hand_back: returns a delivery that started no attempt to its queue as a
             fresh message (a requeue would count as a delivery, see ``_receipt``).
+        in_use: the credits the stream's leases use (expired ones not answered
+            for included).
+        peers: the gateway's other streams, for deliveries one has no room for.
     """
 
     def __init__(
@@ -109,14 +132,19 @@ class StreamChannel:
         consumer: Consumer,
         queues: dict[str, str],
         on_lost: Callable[[StreamChannel], None],
+        hand_back: Callable[[Handle], asyncio.Task[None]],
         in_use: Callable[[Consumer], int],
-        hand_back: Callable[[Handle], None],
+        peers: Peers,
     ) -> None:
         self._broker = broker
-        self._hand_back = hand_back
-        self._on_lost = on_lost
         self._in_use = in_use
-        self._throttled = False
+        self._peers = peers
+        self.waiting = False
+        """Whether a claim waits here with nothing delivered."""
+        self._hand_back = hand_back
+        self._handing_back: set[asyncio.Task[None]] = set()
+        """Hand-backs whose ack is not given yet: the channel closes after them."""
+        self._on_lost = on_lost
         self.consumer = consumer
         self.queues = queues
         self.generation = -1
@@ -130,12 +158,10 @@ class StreamChannel:
         self._tags: dict[str, str] = {}
         self._buffer: deque[Handle] = deque()
         self._wake = asyncio.Event()
-        self._unacked: dict[int, None] = {}
-        """Delivery tags not acked or rejected yet, in delivery order."""
-        self._to_ack: set[int] = set()
-        self._flushing = False
-        self._answers: deque[Answer] = deque()
-        self._writer: asyncio.Task[None] | None = None
+        self._asked = 0
+        """Claims that took from the buffer; the hold timer compares."""
+        self._hold: asyncio.TimerHandle | None = None
+        self._answers = Answers()
         self.prefetch = 0
 
     @property
@@ -155,12 +181,34 @@ class StreamChannel:
         while True:
             await self.follow(paused())
             if self._buffer:
+                self._asked += 1
                 taken: list[Handle] = []
                 while self._buffer and len(taken) < max_jobs:
                     taken.append(self._buffer.popleft())
                 return taken
             self._wake.clear()
-            await self._wake.wait()
+            self.waiting = True
+            self._peers.waits(self)
+            try:
+                await self._wake.wait()
+            finally:
+                self.waiting = False
+
+    @property
+    def surplus(self) -> int:
+        """Deliveries held beyond the stream's free credits."""
+        free = self.consumer.credits - self._in_use(self.consumer)
+        return len(self._buffer) - max(0, free)
+
+    def give_up_surplus(self) -> None:
+        """Hand back the deliveries beyond the free credits, newest first.
+
+        The consumers go on: cancelling one races with its deliveries under
+        way, and a consumer started again has a fresh window while the old
+        one's deliveries are still unacked here.
+        """
+        for _ in range(self.surplus):
+            self._give_back(self._buffer.pop())
 
     def unget(self, handles: list[Handle]) -> None:
         """Put deliveries taken back in front, in order (their job could not be looked up)."""
@@ -177,8 +225,6 @@ class StreamChannel:
         """Open the channel if needed; consume from the unpaused queues only."""
         if not self.live:
             await self._open()
-        # Asked for jobs: the stream has credits free again.
-        self._throttled = False
         raw = self._raw
         assert raw is not None
         credits = max(1, self.consumer.credits)
@@ -186,7 +232,7 @@ class StreamChannel:
             # The worker granted more credits: a prefetch applies to consumers
             # started after it, so the consumers start again.
             self.prefetch = credits
-            await raw.basic_qos(prefetch_count=credits)
+            await raw.basic_qos(prefetch_count=window(credits))
             for consumer_tag in self._tags.values():
                 await raw.basic_cancel(consumer_tag)
             self._tags.clear()
@@ -213,11 +259,15 @@ class StreamChannel:
         self._return_buffered(None)
 
     async def close(self) -> None:
-        """Send the answers given, then close the channel: the broker requeues the rest."""
+        """Send the answers given, then close the channel: the broker requeues the rest.
+
+        A delivery handed back is acked once its copy is confirmed: closing
+        before that ack would put the job in its queue twice.
+        """
         await self.stop()
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                await self._writer
+        while self._handing_back:
+            await asyncio.gather(*self._handing_back, return_exceptions=True)
+        await self._answers.sent()
         self._tags.clear()
         self._buffer.clear()
         channel, self._channel, self._raw = self._channel, None, None
@@ -230,9 +280,7 @@ class StreamChannel:
         buffered = list(self._buffer)
         self._buffer.clear()
         self._tags.clear()
-        self._unacked.clear()
-        self._to_ack.clear()
-        self._answers.clear()  # their tags died with the channel
+        self._answers.opened(None)  # their tags died with the channel
         self._channel = self._raw = None
         self._wake.set()
         return buffered
@@ -240,66 +288,21 @@ class StreamChannel:
     # Answers -----------------------------------------------------------------
 
     def ack(self, handle: Handle) -> None:
-        if handle.generation != self.generation or handle.tag not in self._unacked:
-            return  # its channel is gone: the broker requeued it already
-        self._to_ack.add(handle.tag)
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().call_soon(self._spawn_flush)
+        if handle.generation == self.generation:  # else the broker requeued it already
+            self._answers.ack(handle.tag)
 
     def settle(self, handle: Handle, requeue: bool) -> None:
-        raw = self._raw
-        if handle.generation != self.generation or raw is None or handle.tag not in self._unacked:
-            return
-        del self._unacked[handle.tag]
-        self._send(functools.partial(raw.basic_reject, handle.tag, requeue=requeue, wait=False))
-
-    def _spawn_flush(self) -> None:
-        self._flushing = False
-        raw = self._raw
-        if raw is None or not self._to_ack:
-            self._to_ack.clear()
-            return
-        to_ack, self._to_ack = self._to_ack, set()
-        run = 0
-        for tag in self._unacked:
-            if tag not in to_ack:
-                break
-            run = tag
-        if run:
-            for tag in list(self._unacked):
-                if tag > run:
-                    break
-                del self._unacked[tag]
-                to_ack.discard(tag)
-            self._send(functools.partial(raw.basic_ack, run, multiple=True, wait=False))
-        for tag in sorted(to_ack):
-            self._unacked.pop(tag, None)
-            self._send(functools.partial(raw.basic_ack, tag, wait=False))
-
-    def _send(self, answer: Answer) -> None:
-        """Queue an answer for the channel's writer, behind those given before it."""
-        self._answers.append(answer)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write(), name="jobwire-rabbitmq-answers")
-
-    async def _write(self) -> None:
-        # Each answer is bound to the channel it was given on: one of a channel
-        # lost meanwhile fails there (its tags died with it) and is dropped.
-        while self._answers:
-            answer = self._answers.popleft()
-            try:
-                await answer()
-            except (aiormq.exceptions.AMQPError, ConnectionError, RuntimeError) as error:
-                logger.debug("an answer to RabbitMQ was not sent: %s", error)
+        if handle.generation == self.generation:
+            self._answers.settle(handle.tag, requeue)
 
     # Deliveries --------------------------------------------------------------
 
     async def _open(self) -> None:
         self.lost()
         self.prefetch = max(1, self.consumer.credits)
-        channel, raw = await self._broker.channel(self.prefetch)
+        channel, raw = await self._broker.channel(window(self.prefetch))
         self._channel, self._raw = channel, raw
+        self._answers.opened(raw)
         self._connection = self._broker.generation
         self.generation = next(_CHANNELS)
         channel.close_callbacks.add(self._closed)
@@ -323,34 +326,46 @@ class StreamChannel:
             if message.channel is not self._raw:
                 return
             handle = Handle(self, message, queue)
-            self._unacked[handle.tag] = None
-            consumer = self.consumer
-            if len(self._buffer) >= consumer.credits - self._in_use(consumer):
-                # More than the stream has credits for (the broker counts an
-                # expired lease's requeued message as room, the stream does not
-                # while its worker owes an answer): stop consuming until it asks.
-                self._hand_back(handle)
-                self._throttle()
-                return
+            self._answers.unacked[handle.tag] = None
+            # Beyond the stream's free credits (each queue's consumer has a window
+            # of its own; an expired lease's message went back while its worker
+            # still owes an answer), a delivery waits here, unacked, until the
+            # worker asks: handing it back and starting the consumers again would
+            # open fresh windows while the old deliveries are still unacked.
             self._buffer.append(handle)
             self._wake.set()
+            if self.surplus <= 0:
+                return
+            if self._peers.wait_for(self, queue):
+                self.give_up_surplus()
+            elif self._hold is None:
+                self._hold = asyncio.get_running_loop().call_later(
+                    HOLD, self._held_too_long, self._asked
+                )
 
         return deliver
 
-    def _throttle(self) -> None:
-        raw = self._raw
-        if self._throttled or raw is None:
+    def _held_too_long(self, asked: int) -> None:
+        self._hold = None
+        if self._raw is None or self.surplus <= 0:
             return
-        self._throttled = True
-        for tag in self._tags.values():
-            self._send(functools.partial(raw.basic_cancel, tag))
-        self._tags.clear()
+        if asked == self._asked:
+            self.give_up_surplus()  # not asked for since the timer started
+        else:
+            self._hold = asyncio.get_running_loop().call_later(
+                HOLD, self._held_too_long, self._asked
+            )
+
+    def _give_back(self, handle: Handle) -> None:
+        task = self._hand_back(handle)
+        self._handing_back.add(task)
+        task.add_done_callback(self._handing_back.discard)
 
     def _return_buffered(self, queue: str | None) -> None:
         kept: deque[Handle] = deque()
         for handle in self._buffer:
             if queue is None or handle.queue == queue:
-                self._hand_back(handle)
+                self._give_back(handle)
             else:
                 kept.append(handle)
         self._buffer = kept
