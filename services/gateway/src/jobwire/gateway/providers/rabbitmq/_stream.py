@@ -144,6 +144,7 @@ class StreamChannel:
         self._hand_back = hand_back
         self._handing_back: set[asyncio.Task[None]] = set()
         """Hand-backs whose ack is not given yet: the channel closes after them."""
+        self._closing = False
         self._on_lost = on_lost
         self.consumer = consumer
         self.queues = queues
@@ -207,6 +208,8 @@ class StreamChannel:
         way, and a consumer started again has a fresh window while the old
         one's deliveries are still unacked here.
         """
+        if self._closing:
+            return
         for _ in range(self.surplus):
             self._give_back(self._buffer.pop())
 
@@ -264,10 +267,14 @@ class StreamChannel:
         A delivery handed back is acked once its copy is confirmed: closing
         before that ack would put the job in its queue twice.
         """
+        self._closing = True  # what is delivered from now on goes back with the channel
         await self.stop()
         while self._handing_back:
             await asyncio.gather(*self._handing_back, return_exceptions=True)
         await self._answers.sent()
+        # Nothing more goes out on it: a frame on a closed channel makes the
+        # broker close the whole connection (CHANNEL_ERROR).
+        self._answers.opened(None)
         self._tags.clear()
         self._buffer.clear()
         channel, self._channel, self._raw = self._channel, None, None
