@@ -45,6 +45,10 @@ class Answers:
         self._to_ack.clear()
         self._queue.clear()
 
+    def delivered(self, tag: int) -> None:
+        """A delivery arrived: its answer is owed."""
+        self.unacked[tag] = None
+
     async def sent(self) -> None:
         """Wait until the answers given so far are written."""
         if self._flushing:

@@ -333,12 +333,11 @@ class StreamChannel:
             if message.channel is not self._raw:
                 return
             handle = Handle(self, message, queue)
-            self._answers.unacked[handle.tag] = None
+            self._answers.delivered(handle.tag)
             # Beyond the stream's free credits (each queue's consumer has a window
             # of its own; an expired lease's message went back while its worker
-            # still owes an answer), a delivery waits here, unacked, until the
-            # worker asks: handing it back and starting the consumers again would
-            # open fresh windows while the old deliveries are still unacked.
+            # still owes an answer), a delivery waits here until the worker asks
+            # (see give_up_surplus for when it goes back).
             self._buffer.append(handle)
             self._wake.set()
             if self.surplus <= 0:
